@@ -1,0 +1,686 @@
+//! `fitlink participants import FILE.csv`: newly consented participants, with their refresh tokens.
+//!
+//! The file is checked whole before anything leaves this process: every bad row is reported with
+//! its line, and one bad row means nothing is imported, so a coordinator fixes the file and runs
+//! the same command again instead of working out which half went in. A good file becomes ONE
+//! [`WriterCommand::ImportParticipants`] message, which the writer applies in one transaction.
+//!
+//! Refresh tokens are sealed here, before they are put in a message, and no error message ever
+//! repeats a cell's value: a coordinator's misaligned file can put a token in any column.
+
+use std::collections::{HashMap, HashSet};
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use fitlink_shared::config::{BrokerArgs, DatabaseArgs};
+use fitlink_shared::db::{self, DbError};
+use fitlink_shared::domain::{ParticipantId, Provider, UtcInstant, parse_date_or_instant};
+use fitlink_shared::messages::{ImportBatch, ImportedParticipant, WriterCommand};
+use fitlink_shared::secret::{Secret, TokenKey};
+use indicatif::ProgressBar;
+use serde::Serialize;
+use sqlx::SqlitePool;
+use uuid::Uuid;
+
+use crate::outbox::Outbox;
+use crate::progress;
+
+/// The columns of an import file, in any order.
+pub const COLUMNS: [&str; 4] = ["participant_id", "provider", "refresh_token", "sync_from"];
+
+/// How often `--wait` looks for the writer's audit row of the import.
+const WAIT_POLL: Duration = Duration::from_millis(250);
+
+/// Files with fewer rows than this are checked too fast for a progress bar to be worth drawing.
+const PROGRESS_MIN_ROWS: u64 = 1000;
+
+/// What is wrong with one line of the file. Never contains a cell's value.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct RowProblem {
+    /// 1-based line number in the file; the header is line 1.
+    pub line: u64,
+    pub problem: String,
+}
+
+impl fmt::Display for RowProblem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "line {}: {}", self.line, self.problem)
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ImportError {
+    #[error("cannot read {}: {source}", path.display())]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    /// The file has problems; nothing was published.
+    #[error("{}", describe_problems(.0))]
+    Invalid(Vec<RowProblem>),
+    #[error(transparent)]
+    Database(#[from] DbError),
+    #[error("cannot read participants from the database: {0}")]
+    Query(#[from] sqlx::Error),
+    /// Nothing was imported: the broker was unreachable or did not confirm the message.
+    #[error("cannot queue the import on the broker; nothing was imported: {0:#}")]
+    Broker(anyhow::Error),
+    /// The import is durably queued, but no writer applied it within the wait.
+    #[error(
+        "import {import_id} ({participants} participant(s)) is queued, but no writer applied it within {}s; it will be applied when a writer runs (check with `fitlink status`)",
+        waited.as_secs()
+    )]
+    NotAppliedYet {
+        import_id: Uuid,
+        participants: usize,
+        waited: Duration,
+    },
+}
+
+fn describe_problems(problems: &[RowProblem]) -> String {
+    let mut text = format!(
+        "the file has {} problem(s); nothing was imported:",
+        problems.len()
+    );
+    for problem in problems {
+        text.push_str("\n  ");
+        text.push_str(&problem.to_string());
+    }
+    text
+}
+
+/// What `fitlink participants import` did.
+#[derive(Clone, Debug, Serialize)]
+pub struct ImportReport {
+    /// The id of the one message (and of the writer's `imports` audit row).
+    pub import_id: Uuid,
+    /// The file name, as recorded in the audit row.
+    pub source: String,
+    /// Participants in the file (all of them: a file is imported whole or not at all).
+    pub participants: usize,
+    /// Participants the database did not know before this import.
+    pub new: usize,
+    /// Participants the database already knew (the writer updates their provider and token).
+    pub already_known: usize,
+    /// False if there was no database yet to compare with (then every participant counts as new).
+    pub compared_with_database: bool,
+    /// True when `--wait` saw the writer apply the import; false when it was only queued.
+    pub applied: bool,
+}
+
+impl fmt::Display for ImportReport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let status = if self.applied {
+            "imported"
+        } else {
+            "queued for the writer"
+        };
+        write!(
+            f,
+            "{status}: {} participant(s) from {} ({} new, {} already known{}), import {}",
+            self.participants,
+            self.source,
+            self.new,
+            self.already_known,
+            if self.compared_with_database {
+                ""
+            } else {
+                "; no database yet to compare with"
+            },
+            self.import_id
+        )
+    }
+}
+
+/// Checks and seals a whole import file. Returns every participant, or every problem (with its
+/// line) and no participants.
+pub fn parse_import(text: &str, key: &TokenKey) -> Result<Vec<ImportedParticipant>, ImportError> {
+    parse_with_progress(text, key, &ProgressBar::hidden())
+}
+
+fn parse_with_progress(
+    text: &str,
+    key: &TokenKey,
+    bar: &ProgressBar,
+) -> Result<Vec<ImportedParticipant>, ImportError> {
+    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
+    let mut reader = csv::ReaderBuilder::new()
+        .has_headers(false)
+        .flexible(true)
+        .trim(csv::Trim::All)
+        .from_reader(text.as_bytes());
+    let mut records = reader.byte_records();
+    let invalid = |line: u64, problem: &str| {
+        ImportError::Invalid(vec![RowProblem {
+            line,
+            problem: problem.to_owned(),
+        }])
+    };
+    let columns = match records.next() {
+        None => {
+            return Err(invalid(
+                1,
+                "the file is empty: expected the header participant_id,provider,refresh_token,sync_from",
+            ));
+        }
+        Some(Err(_)) => return Err(invalid(1, "the header is not readable CSV")),
+        Some(Ok(header)) => Columns::from_header(&header).map_err(ImportError::Invalid)?,
+    };
+
+    let mut problems = Vec::new();
+    let mut participants = Vec::new();
+    let mut first_seen: HashMap<ParticipantId, u64> = HashMap::new();
+    for record in records {
+        let record = match record {
+            Ok(record) => record,
+            Err(error) => {
+                let line = error.position().map_or(0, |p| p.line());
+                problems.push(RowProblem {
+                    line,
+                    problem: "not readable CSV from here on".into(),
+                });
+                break;
+            }
+        };
+        bar.inc(1);
+        let line = record.position().map_or(0, |p| p.line());
+        if record.len() == 1 && record[0].is_empty() {
+            continue; // a line of blanks
+        }
+        match check_row(&record, &columns) {
+            Ok(row) => {
+                if let Some(first) = first_seen.get(&row.participant_id) {
+                    problems.push(RowProblem {
+                        line,
+                        problem: format!(
+                            "participant {} is already on line {first}",
+                            row.participant_id
+                        ),
+                    });
+                    continue;
+                }
+                first_seen.insert(row.participant_id.clone(), line);
+                if problems.is_empty() {
+                    // Sealing is the expensive part; no point once the file is rejected.
+                    participants.push(ImportedParticipant {
+                        sealed_refresh_token: key.seal(&row.participant_id, &row.token),
+                        participant_id: row.participant_id,
+                        provider: row.provider,
+                        sync_from: row.sync_from,
+                    });
+                }
+            }
+            Err(row_problems) => problems.extend(
+                row_problems
+                    .into_iter()
+                    .map(|problem| RowProblem { line, problem }),
+            ),
+        }
+    }
+    bar.finish_and_clear();
+    if participants.is_empty() && problems.is_empty() {
+        problems.push(RowProblem {
+            line: 1,
+            problem: "the file has a header but no participants".into(),
+        });
+    }
+    if problems.is_empty() {
+        Ok(participants)
+    } else {
+        Err(ImportError::Invalid(problems))
+    }
+}
+
+/// Where each column is in this file.
+struct Columns {
+    participant_id: usize,
+    provider: usize,
+    refresh_token: usize,
+    sync_from: usize,
+    count: usize,
+}
+
+impl Columns {
+    /// Header names must be exactly ours, each once, nothing else. An unknown name is reported by
+    /// position, not by text: a file without a header has a token in its first line.
+    fn from_header(header: &csv::ByteRecord) -> Result<Self, Vec<RowProblem>> {
+        let mut problems = Vec::new();
+        let mut positions: [Option<usize>; 4] = [None; 4];
+        for (index, name) in header.iter().enumerate() {
+            match COLUMNS.iter().position(|c| c.as_bytes() == name) {
+                Some(c) if positions[c].is_some() => problems.push(format!(
+                    "column {} repeats the column {}",
+                    index + 1,
+                    COLUMNS[c]
+                )),
+                Some(c) => positions[c] = Some(index),
+                None => problems.push(format!(
+                    "column {} of the header is not one of {} (names are exact and lower case; extra columns are not allowed)",
+                    index + 1,
+                    COLUMNS.join(", ")
+                )),
+            }
+        }
+        for (c, position) in positions.iter().enumerate() {
+            if position.is_none() {
+                problems.push(format!("the header has no {} column", COLUMNS[c]));
+            }
+        }
+        match positions {
+            [
+                Some(participant_id),
+                Some(provider),
+                Some(refresh_token),
+                Some(sync_from),
+            ] if problems.is_empty() => Ok(Self {
+                participant_id,
+                provider,
+                refresh_token,
+                sync_from,
+                count: header.len(),
+            }),
+            _ => Err(problems
+                .into_iter()
+                .map(|problem| RowProblem { line: 1, problem })
+                .collect()),
+        }
+    }
+}
+
+struct GoodRow {
+    participant_id: ParticipantId,
+    provider: Provider,
+    token: Secret<String>,
+    sync_from: UtcInstant,
+}
+
+/// Every problem of one row, each described without the cell's value.
+fn check_row(record: &csv::ByteRecord, columns: &Columns) -> Result<GoodRow, Vec<String>> {
+    if record.len() != columns.count {
+        return Err(vec![format!(
+            "expected {} fields ({}), found {}",
+            columns.count,
+            COLUMNS.join(", "),
+            record.len()
+        )]);
+    }
+    let mut problems = Vec::new();
+    let mut cell = |index: usize, name: &str| match std::str::from_utf8(&record[index]) {
+        Ok(text) => Some(text),
+        Err(_) => {
+            problems.push(format!("{name} is not valid UTF-8"));
+            None
+        }
+    };
+    let id = cell(columns.participant_id, "participant_id");
+    let provider = cell(columns.provider, "provider");
+    let token = cell(columns.refresh_token, "refresh_token");
+    let sync_from = cell(columns.sync_from, "sync_from");
+
+    let participant_id = id.and_then(|id| match ParticipantId::new(id) {
+        Ok(id) => Some(id),
+        Err(_) => {
+            problems.push(describe_bad_id(id));
+            None
+        }
+    });
+    let provider = provider.and_then(|p| match p.parse::<Provider>() {
+        Ok(provider) => Some(provider),
+        Err(_) if p.is_empty() => {
+            problems.push("provider is empty (expected google-health or fitbit)".into());
+            None
+        }
+        Err(_) => {
+            problems.push("provider is not google-health or fitbit (names are lower case)".into());
+            None
+        }
+    });
+    let token = token.and_then(|t| {
+        if t.is_empty() {
+            problems.push("refresh_token is empty".into());
+            None
+        } else if t.chars().any(char::is_whitespace) {
+            problems.push("refresh_token contains whitespace (value not shown)".into());
+            None
+        } else {
+            Some(Secret::new(t.to_owned()))
+        }
+    });
+    let sync_from = sync_from.and_then(|s| match parse_date_or_instant(s) {
+        Ok(at) => Some(UtcInstant::new(at)),
+        Err(_) if s.is_empty() => {
+            problems.push("sync_from is empty".into());
+            None
+        }
+        Err(_) => {
+            problems.push(
+                "sync_from is not an ISO date (2026-11-01) or an RFC 3339 instant (2026-11-01T00:00:00Z)"
+                    .into(),
+            );
+            None
+        }
+    });
+    match (participant_id, provider, token, sync_from) {
+        (Some(participant_id), Some(provider), Some(token), Some(sync_from))
+            if problems.is_empty() =>
+        {
+            Ok(GoodRow {
+                participant_id,
+                provider,
+                token,
+                sync_from,
+            })
+        }
+        _ => Err(problems),
+    }
+}
+
+fn describe_bad_id(id: &str) -> String {
+    if id.is_empty() {
+        "participant_id is empty".into()
+    } else if id.len() > 64 {
+        format!(
+            "participant_id is {} characters long (at most 64)",
+            id.len()
+        )
+    } else {
+        "participant_id has characters other than A-Z a-z 0-9 - _ .".into()
+    }
+}
+
+/// Checks `path` whole, seals its tokens, and publishes it as one import for the writer.
+///
+/// With `wait`, returns once the writer has applied it, or fails with
+/// [`ImportError::NotAppliedYet`] after `wait` (the import stays queued and is applied when a
+/// writer runs).
+pub async fn import_participants(
+    broker: &BrokerArgs,
+    database: &DatabaseArgs,
+    key: &TokenKey,
+    path: &Path,
+    wait: Option<Duration>,
+) -> Result<ImportReport, ImportError> {
+    let text = tokio::fs::read_to_string(path)
+        .await
+        .map_err(|source| ImportError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+    let source = path.file_name().map_or_else(
+        || path.display().to_string(),
+        |name| name.to_string_lossy().into_owned(),
+    );
+    let rows = text.lines().count().saturating_sub(1) as u64;
+    let bar = progress::bar(rows, "checking", PROGRESS_MIN_ROWS);
+    let key = key.clone();
+    // Sealing thousands of tokens is CPU work: keep it off the async workers.
+    let participants =
+        match tokio::task::spawn_blocking(move || parse_with_progress(&text, &key, &bar)).await {
+            Ok(result) => result?,
+            Err(join) => std::panic::resume_unwind(join.into_panic()),
+        };
+
+    let known = known_participants(database).await?;
+    let already_known = known.as_ref().map_or(0, |known| {
+        participants
+            .iter()
+            .filter(|p| known.contains(p.participant_id.as_str()))
+            .count()
+    });
+    let report = ImportReport {
+        import_id: Uuid::now_v7(),
+        source,
+        participants: participants.len(),
+        new: participants.len() - already_known,
+        already_known,
+        compared_with_database: known.is_some(),
+        applied: false,
+    };
+    let command = WriterCommand::ImportParticipants(ImportBatch {
+        import_id: report.import_id,
+        source: report.source.clone(),
+        participants,
+    });
+    let outbox = Outbox::open(broker, "import")
+        .await
+        .map_err(ImportError::Broker)?;
+    let sent = outbox.send(&command).await;
+    outbox.close().await;
+    sent.map_err(|error| ImportError::Broker(error.into()))?;
+    tracing::info!(
+        import_id = %report.import_id,
+        source = %report.source,
+        participants = report.participants,
+        "import queued for the writer"
+    );
+
+    let Some(wait) = wait else {
+        return Ok(report);
+    };
+    if wait_until_applied(database, report.import_id, wait).await? {
+        Ok(ImportReport {
+            applied: true,
+            ..report
+        })
+    } else {
+        Err(ImportError::NotAppliedYet {
+            import_id: report.import_id,
+            participants: report.participants,
+            waited: wait,
+        })
+    }
+}
+
+/// The ids the database knows, or `None` if there is no database yet (the writer has never run;
+/// the import waits on the queue for it).
+async fn known_participants(
+    database: &DatabaseArgs,
+) -> Result<Option<HashSet<String>>, ImportError> {
+    let pool = match db::open_for_reading(&database.database_url).await {
+        Ok(pool) => pool,
+        Err(DbError::NotInitialised(_)) => return Ok(None),
+        Err(error) => return Err(error.into()),
+    };
+    let ids: Vec<(String,)> = sqlx::query_as("SELECT participant_id FROM participants")
+        .fetch_all(&pool)
+        .await?;
+    pool.close().await;
+    Ok(Some(ids.into_iter().map(|(id,)| id).collect()))
+}
+
+/// Polls (read-only) for the writer's `imports` row of `import_id` until it appears (true) or
+/// `wait` passes (false).
+async fn wait_until_applied(
+    database: &DatabaseArgs,
+    import_id: Uuid,
+    wait: Duration,
+) -> Result<bool, ImportError> {
+    let deadline = tokio::time::Instant::now() + wait;
+    let mut pool: Option<SqlitePool> = None;
+    let applied = loop {
+        if pool.is_none() {
+            match db::open_for_reading(&database.database_url).await {
+                Ok(opened) => pool = Some(opened),
+                Err(DbError::NotInitialised(_)) => {}
+                Err(error) => return Err(error.into()),
+            }
+        }
+        if let Some(pool) = &pool {
+            let row: Option<(i64,)> = sqlx::query_as("SELECT 1 FROM imports WHERE import_id = ?1")
+                .bind(import_id.to_string())
+                .fetch_optional(pool)
+                .await?;
+            if row.is_some() {
+                break true;
+            }
+        }
+        let now = tokio::time::Instant::now();
+        if now >= deadline {
+            break false;
+        }
+        tokio::time::sleep(WAIT_POLL.min(deadline - now)).await;
+    };
+    if let Some(pool) = pool {
+        pool.close().await;
+    }
+    Ok(applied)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key() -> TokenKey {
+        TokenKey::parse(&TokenKey::generate()).unwrap()
+    }
+
+    fn problems(result: Result<Vec<ImportedParticipant>, ImportError>) -> Vec<RowProblem> {
+        match result {
+            Err(ImportError::Invalid(problems)) => problems,
+            Err(other) => panic!("expected row problems, got {other}"),
+            Ok(rows) => panic!("expected row problems, got {} participants", rows.len()),
+        }
+    }
+
+    fn lines(problems: &[RowProblem]) -> Vec<u64> {
+        problems.iter().map(|p| p.line).collect()
+    }
+
+    #[test]
+    fn a_good_file_gives_every_participant_with_a_sealed_token() {
+        let key = key();
+        let text = "\u{feff}provider,sync_from,participant_id,refresh_token\n\
+                    google-health,2026-10-01,P-0001,1//tok-aaaa\n\
+                    \n\
+                    fitbit , 2026-10-01T12:00:00+02:00 , P_0002 , fitbit-tok-bbbb\n";
+        let rows = parse_import(text, &key).unwrap();
+        assert_eq!(rows.len(), 2);
+        assert_eq!(rows[0].participant_id.as_str(), "P-0001");
+        assert_eq!(rows[0].provider, Provider::GoogleHealth);
+        assert_eq!(rows[0].sync_from.to_text(), "2026-10-01T00:00:00Z");
+        assert_eq!(rows[1].provider, Provider::Fitbit);
+        assert_eq!(rows[1].sync_from.to_text(), "2026-10-01T10:00:00Z");
+        assert!(!rows[0].sealed_refresh_token.as_str().contains("tok-aaaa"));
+        let opened = key
+            .open(&rows[1].participant_id, &rows[1].sealed_refresh_token)
+            .unwrap();
+        assert_eq!(opened.expose(), "fitbit-tok-bbbb");
+    }
+
+    #[test]
+    fn every_bad_row_is_reported_with_its_line_and_nothing_is_returned() {
+        let text = "participant_id,provider,refresh_token,sync_from\n\
+                    good-1,google-health,secret-good-1,2026-10-01\n\
+                    bad id!,google-health,secret-bad-id,2026-10-01\n\
+                    p3,garmin,secret-bad-provider,2026-10-01\n\
+                    p4,fitbit,,2026-10-01\n\
+                    p5,fitbit,secret with-space,2026-10-01\n\
+                    p6,fitbit,secret-bad-date,yesterday\n\
+                    p7,fitbit,secret-short-row\n\
+                    p8,Fitbit,secret-two-problems,soon\n\
+                    good-1,fitbit,secret-duplicate,2026-10-01\n\
+                    ,fitbit,secret-no-id,2026-10-01\n";
+        let problems = problems(parse_import(text, &key()));
+        assert_eq!(
+            lines(&problems),
+            [3, 4, 5, 6, 7, 8, 9, 9, 10, 11],
+            "{problems:#?}"
+        );
+        let text_of = |line: u64| {
+            problems
+                .iter()
+                .filter(|p| p.line == line)
+                .map(|p| p.problem.as_str())
+                .collect::<Vec<_>>()
+                .join(" | ")
+        };
+        assert!(text_of(3).contains("participant_id has characters"));
+        assert!(text_of(4).contains("provider"));
+        assert!(text_of(5).contains("refresh_token is empty"));
+        assert!(text_of(6).contains("refresh_token contains whitespace"));
+        assert!(text_of(7).contains("sync_from"));
+        assert!(text_of(8).contains("expected 4 fields"));
+        assert!(text_of(9).contains("provider") && text_of(9).contains("sync_from"));
+        assert!(text_of(10).contains("participant good-1 is already on line 2"));
+        assert!(text_of(11).contains("participant_id is empty"));
+    }
+
+    #[test]
+    fn errors_never_repeat_a_token_even_from_a_misaligned_file() {
+        // Tokens that look like valid ids, dates or providers are the dangerous ones: a checker
+        // that echoed "the bad value" would print them.
+        let text = "participant_id,provider,refresh_token,sync_from\n\
+                    p1,secret-token-in-provider-column,google-health,2026-10-01\n\
+                    secrettokenasid!,google-health,p2,2026-10-01\n\
+                    p3,fitbit,secret token with spaces,2026-10-01\n\
+                    p4,fitbit,2026-10-01,secret-token-in-date-column\n\
+                    p5,fitbit,secret-token-extra-field,2026-10-01,secret-token-extra-value\n";
+        let error = parse_import(text, &key()).unwrap_err();
+        let message = error.to_string();
+        assert_eq!(lines(&problems(Err(error))), [2, 3, 4, 5, 6]);
+        assert!(!message.contains("secret"), "{message}");
+        assert!(message.contains("nothing was imported"), "{message}");
+
+        // A file with no header has a token on line 1.
+        let headerless = "p1,google-health,secret-token-on-line-1,2026-10-01\n";
+        let message = parse_import(headerless, &key()).unwrap_err().to_string();
+        assert!(message.contains("line 1"), "{message}");
+        assert!(!message.contains("secret"), "{message}");
+    }
+
+    #[test]
+    fn duplicate_ids_are_reported_on_each_repeat() {
+        let text = "participant_id,provider,refresh_token,sync_from\n\
+                    a,fitbit,t1,2026-10-01\n\
+                    b,fitbit,t2,2026-10-01\n\
+                    a,fitbit,t3,2026-10-01\n\
+                    a,google-health,t4,2026-10-01\n";
+        let problems = problems(parse_import(text, &key()));
+        assert_eq!(lines(&problems), [4, 5]);
+        assert!(
+            problems
+                .iter()
+                .all(|p| p.problem.contains("already on line 2"))
+        );
+    }
+
+    #[test]
+    fn the_header_must_name_exactly_our_columns() {
+        for (header, expected) in [
+            (
+                "participant_id,provider,refresh_token",
+                "no sync_from column",
+            ),
+            (
+                "participant_id,provider,refresh_token,sync_from,notes",
+                "column 5 of the header",
+            ),
+            (
+                "Participant_ID,provider,refresh_token,sync_from",
+                "column 1",
+            ),
+            (
+                "participant_id,provider,provider,refresh_token,sync_from",
+                "repeats the column provider",
+            ),
+        ] {
+            let text = format!("{header}\np1,fitbit,tok,2026-10-01\n");
+            let problems = problems(parse_import(&text, &key()));
+            assert!(
+                problems.iter().all(|p| p.line == 1)
+                    && problems.iter().any(|p| p.problem.contains(expected)),
+                "{header}: {problems:#?}"
+            );
+        }
+        let problems = problems(parse_import("", &key()));
+        assert_eq!(lines(&problems), [1]);
+        let problems = problems_of("participant_id,provider,refresh_token,sync_from\n");
+        assert!(problems[0].problem.contains("no participants"));
+    }
+
+    fn problems_of(text: &str) -> Vec<RowProblem> {
+        problems(parse_import(text, &key()))
+    }
+}

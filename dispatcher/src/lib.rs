@@ -1,0 +1,30 @@
+//! The dispatcher: everything in the fleet that creates work.
+//!
+//! - [`run`] (`fitlink dispatcher`): the schedule, which asks for a sync of every participant
+//!   that is due;
+//! - [`enqueue`] (`fitlink enqueue`): an operator asks for a sync now;
+//! - [`import_participants`] (`fitlink participants import`): a CSV file of newly consented
+//!   participants;
+//! - [`dlq_list`] / [`dlq_replay`] (`fitlink dlq …`): the jobs that exhausted their retries.
+//!
+//! What this crate must not do: write the database. It opens it read-only (`query_only`) and
+//! turns every change it wants into a [`WriterCommand`](fitlink_shared::messages::WriterCommand)
+//! on the results queue. The writer alone applies changes, and it alone grants a sync
+//! (`RequestSync`), because only the process that owns the in-flight claims can keep "one job in
+//! flight per participant" true. A request the writer refuses costs one message; a second
+//! process deciding would cost a duplicate job.
+
+pub mod dlq;
+pub mod enqueue;
+pub mod import;
+mod outbox;
+mod progress;
+pub mod schedule;
+
+pub use dlq::{
+    DeadLetter, ReplayReport, ReplaySelection, Replayed, SkippedDeadLetter, dlq_list, dlq_replay,
+    parse_job_ids, render_dead_letters,
+};
+pub use enqueue::{EnqueueReport, EnqueuedJob, UnknownParticipants, enqueue};
+pub use import::{ImportError, ImportReport, RowProblem, import_participants, parse_import};
+pub use schedule::{DispatcherArgs, DueParticipant, due_participants, run};

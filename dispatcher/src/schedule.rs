@@ -1,0 +1,278 @@
+//! The schedule (`fitlink dispatcher`): every interval, ask the writer to sync each participant
+//! that is due.
+//!
+//! The dispatcher only *asks*. The writer decides (it owns the in-flight claims), so a request
+//! for a participant whose job is already running is refused there, not here. That keeps this
+//! loop stateless enough to restart at any moment: after a restart it simply asks again.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use chrono::{DateTime, TimeDelta, Utc};
+use fitlink_shared::config::{BrokerArgs, DatabaseArgs, OpsArgs};
+use fitlink_shared::db::{self, DbError};
+use fitlink_shared::domain::{ParticipantId, ParticipantState, UtcInstant};
+use fitlink_shared::messages::SyncTrigger;
+use fitlink_shared::telemetry::{self, Readiness};
+use futures_util::StreamExt as _;
+use futures_util::stream::FuturesUnordered;
+use sqlx::SqlitePool;
+use tokio_util::sync::CancellationToken;
+
+use crate::outbox::{Outbox, RequestShape};
+
+/// Settings of the `fitlink dispatcher` role.
+#[derive(clap::Args, Clone, Debug)]
+pub struct DispatcherArgs {
+    #[command(flatten)]
+    pub broker: BrokerArgs,
+    #[command(flatten)]
+    pub database: DatabaseArgs,
+    #[command(flatten)]
+    pub ops: OpsArgs,
+    /// How often to look for due participants (seconds); a participant is due again this long
+    /// after its last successful sync.
+    #[arg(long, env = "FITLINK_SYNC_INTERVAL_SECS", default_value_t = 900)]
+    pub interval_secs: u64,
+    /// An in-flight claim older than this (seconds) is considered lost, so the participant is
+    /// due again (must match the writer's lease).
+    #[arg(long, env = "FITLINK_JOB_LEASE_SECS", default_value_t = 10800)]
+    pub job_lease_secs: u64,
+}
+
+/// How many sync requests are awaiting their broker confirm at once. Confirms are what make a
+/// request durable; waiting for each in turn would make a tick of thousands of participants
+/// take as many round trips.
+const PUBLISH_CONCURRENCY: usize = 64;
+
+/// Runs the schedule until `shutdown` is cancelled (then returns `Ok`), or until the broker
+/// connection is lost (then returns the error, and the binary restarts the role).
+pub async fn run(args: DispatcherArgs, shutdown: CancellationToken) -> anyhow::Result<()> {
+    let ready = Readiness::default();
+    telemetry::serve_ops(args.ops.ops_addr, ready.clone(), shutdown.clone())
+        .await
+        .with_context(|| format!("cannot serve the ops endpoints on {}", args.ops.ops_addr))?;
+
+    let outbox = Outbox::open(&args.broker, "dispatcher").await?;
+    let mut broker_events = outbox.conn.events_listener();
+    ready.set(true);
+
+    let interval = Duration::from_secs(args.interval_secs.max(1));
+    let lease = Duration::from_secs(args.job_lease_secs);
+    tracing::info!(
+        interval_secs = interval.as_secs(),
+        job_lease_secs = lease.as_secs(),
+        namespace = %args.broker.namespace,
+        "dispatcher started; looking for due participants now and then every interval"
+    );
+    let mut ticker = tokio::time::interval(interval);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut schedule = Schedule {
+        database_url: args.database.database_url.clone(),
+        pool: None,
+        requested: HashMap::new(),
+        interval,
+        lease,
+    };
+
+    let result = loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => break Ok(()),
+            event = broker_events.next() => match event {
+                Some(lapin::Event::Error(error)) => {
+                    break Err(anyhow::Error::new(error).context("the broker connection was lost"));
+                }
+                Some(_) => continue,
+                None => break Err(anyhow::anyhow!("the broker connection was closed")),
+            },
+            _ = ticker.tick() => {}
+        }
+        let tick = tokio::select! {
+            _ = shutdown.cancelled() => break Ok(()),
+            tick = schedule.tick(&outbox) => tick,
+        };
+        if let Err(error) = tick {
+            if !outbox.conn.status().connected() {
+                break Err(error.context("the broker connection was lost"));
+            }
+            // A broker refusal or a slow confirm: the participants are still due and are asked
+            // for again next tick.
+            tracing::warn!(
+                error = format!("{error:#}"),
+                "scheduling round failed; retrying next interval"
+            );
+        }
+    };
+    ready.set(false);
+    if let Some(pool) = schedule.pool.take() {
+        pool.close().await;
+    }
+    outbox.close().await;
+    match &result {
+        Ok(()) => tracing::info!("dispatcher stopped"),
+        Err(error) => tracing::error!(error = format!("{error:#}"), "dispatcher stopping"),
+    }
+    result
+}
+
+/// The state the schedule keeps between ticks.
+struct Schedule {
+    database_url: String,
+    /// Opened on the first tick that finds the database (the writer creates it).
+    pool: Option<SqlitePool>,
+    /// What this process asked for in the last interval: participant → (the row's `updated_at`
+    /// when asked, when asked). While the writer is down or behind, a participant stays due;
+    /// asking every tick would pile duplicate requests onto the results queue. A participant is
+    /// asked at most once per interval: a participant that synced is not due again before an
+    /// interval anyway, and a lost request is retried one interval later. (Watching `updated_at`
+    /// alone is not enough: it has one-second precision, so a fast sync can leave it unchanged.)
+    requested: HashMap<ParticipantId, (String, DateTime<Utc>)>,
+    interval: Duration,
+    lease: Duration,
+}
+
+impl Schedule {
+    async fn tick(&mut self, outbox: &Outbox) -> anyhow::Result<()> {
+        let Some(pool) = self.pool().await? else {
+            return Ok(());
+        };
+        let now = Utc::now();
+        let due = due_participants(&pool, now, self.interval, self.lease)
+            .await
+            .context("cannot read due participants")?;
+        metrics::gauge!("fitlink_dispatcher_due_participants").set(due.len() as f64);
+
+        let lease = TimeDelta::from_std(self.lease).unwrap_or(TimeDelta::MAX);
+        // Forget what is no longer due (the writer acted) or was asked for a lease ago.
+        let due_ids: HashMap<&ParticipantId, &str> = due
+            .iter()
+            .map(|d| (&d.participant_id, d.updated_at.as_str()))
+            .collect();
+        let interval = TimeDelta::from_std(self.interval).unwrap_or(TimeDelta::MAX);
+        self.requested
+            .retain(|id, (_, at)| due_ids.contains_key(id) && now - *at < interval.min(lease));
+        let mut to_ask = due
+            .iter()
+            .filter(|d| !self.requested.contains_key(&d.participant_id))
+            .cloned()
+            .collect::<Vec<_>>()
+            .into_iter();
+        let awaiting_writer = due.len() - to_ask.len();
+
+        // A window of publishes awaiting their confirms.
+        let mut pending = FuturesUnordered::new();
+        let mut requested = 0usize;
+        loop {
+            while pending.len() < PUBLISH_CONCURRENCY {
+                let Some(d) = to_ask.next() else { break };
+                pending.push(async move {
+                    let shape = RequestShape::default();
+                    let result = outbox
+                        .request_sync(&d.participant_id, SyncTrigger::Schedule, shape)
+                        .await;
+                    (d, result)
+                });
+            }
+            let Some((d, result)) = pending.next().await else {
+                break;
+            };
+            let job_id = result.with_context(|| {
+                format!(
+                    "cannot publish a sync request for participant {}",
+                    d.participant_id
+                )
+            })?;
+            tracing::debug!(participant_id = %d.participant_id, %job_id, "requested a scheduled sync");
+            self.requested.insert(d.participant_id, (d.updated_at, now));
+            requested += 1;
+        }
+        tracing::info!(
+            due = due.len(),
+            requested,
+            awaiting_writer,
+            "scheduling round done"
+        );
+        Ok(())
+    }
+
+    /// The read-only pool, opened once the writer has created the database.
+    async fn pool(&mut self) -> anyhow::Result<Option<SqlitePool>> {
+        if let Some(pool) = &self.pool {
+            return Ok(Some(pool.clone()));
+        }
+        match db::open_for_reading(&self.database_url).await {
+            Ok(pool) => {
+                self.pool = Some(pool.clone());
+                Ok(Some(pool))
+            }
+            Err(error @ DbError::NotInitialised(_)) => {
+                tracing::warn!(
+                    error = %error,
+                    retry_in_secs = self.interval.as_secs(),
+                    "no database yet, so no participants to schedule; looking again next interval"
+                );
+                Ok(None)
+            }
+            Err(error) => Err(error.into()),
+        }
+    }
+}
+
+/// A participant the schedule should ask a sync for.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DueParticipant {
+    pub participant_id: ParticipantId,
+    /// The row's `updated_at`: when it changes, the writer has acted on the participant.
+    pub updated_at: String,
+}
+
+/// The participants due for a scheduled sync at `now`, most overdue first:
+/// - `active` (every other state waits for a person, see [`ParticipantState`]);
+/// - no job in flight, or the in-flight claim is older than `lease` (the job was lost);
+/// - not waiting out a rate limit or retry (`retry_at` passed or unset);
+/// - never synced, or last synced at least `interval` ago.
+///
+/// All instants are stored as `YYYY-MM-DDTHH:MM:SSZ`, so comparing text compares time.
+pub async fn due_participants(
+    pool: &SqlitePool,
+    now: DateTime<Utc>,
+    interval: Duration,
+    lease: Duration,
+) -> anyhow::Result<Vec<DueParticipant>> {
+    let before = |d: Duration| {
+        let d = TimeDelta::from_std(d).unwrap_or(TimeDelta::MAX);
+        UtcInstant::new(
+            now.checked_sub_signed(d)
+                .unwrap_or(DateTime::<Utc>::MIN_UTC),
+        )
+        .to_text()
+    };
+    let rows: Vec<(String, String)> = sqlx::query_as(
+        "SELECT participant_id, updated_at FROM participants
+         WHERE state = ?1
+           AND (in_flight_job_id IS NULL OR in_flight_since IS NULL OR in_flight_since <= ?2)
+           AND (retry_at IS NULL OR retry_at <= ?3)
+           AND (last_success_at IS NULL OR last_success_at <= ?4)
+         ORDER BY last_success_at, participant_id",
+    )
+    .bind(ParticipantState::Active.as_str())
+    .bind(before(lease))
+    .bind(UtcInstant::new(now).to_text())
+    .bind(before(interval))
+    .fetch_all(pool)
+    .await?;
+    Ok(rows
+        .into_iter()
+        .filter_map(|(id, updated_at)| match ParticipantId::new(id) {
+            Ok(participant_id) => Some(DueParticipant {
+                participant_id,
+                updated_at,
+            }),
+            Err(error) => {
+                tracing::warn!(error = %error, "skipping a participant row with an invalid id");
+                None
+            }
+        })
+        .collect())
+}

@@ -1,0 +1,95 @@
+//! Configuration shared by several roles: every setting is a CLI flag with a matching
+//! `FITLINK_*` environment variable, so the same binary runs from a shell, a systemd unit or a
+//! container without a config file.
+
+use std::net::SocketAddr;
+
+use clap::Args;
+
+use crate::secret::{SealError, Secret, TokenKey};
+
+/// Where the broker is and which names this fleet uses on it.
+#[derive(Args, Clone, Debug)]
+pub struct BrokerArgs {
+    /// AMQP URL of the RabbitMQ broker.
+    #[arg(
+        long = "amqp-url",
+        env = "FITLINK_AMQP_URL",
+        default_value = "amqp://guest:guest@127.0.0.1:5672/%2f",
+        hide_env_values = true
+    )]
+    pub amqp_url: Secret<String>,
+    /// Prefix of every queue this fleet declares; lets several fleets (or test runs) share one
+    /// broker without seeing each other's messages.
+    #[arg(long, env = "FITLINK_NAMESPACE", default_value = "fitlink")]
+    pub namespace: String,
+}
+
+/// Where the research database is.
+#[derive(Args, Clone, Debug)]
+pub struct DatabaseArgs {
+    /// Database URL; a SQLite file by default (`sqlite://PATH`).
+    #[arg(
+        long = "database-url",
+        env = "FITLINK_DATABASE_URL",
+        default_value = "sqlite://fitlink.db"
+    )]
+    pub database_url: String,
+}
+
+/// The key that seals refresh tokens at rest and in messages.
+#[derive(Args, Clone, Debug)]
+pub struct TokenKeyArgs {
+    /// 32-byte key, base64 or hex (`fitlink keygen` makes one). Never logged.
+    #[arg(long = "token-key", env = "FITLINK_TOKEN_KEY", hide_env_values = true)]
+    pub token_key: Secret<String>,
+}
+
+impl TokenKeyArgs {
+    pub fn key(&self) -> Result<TokenKey, SealError> {
+        TokenKey::parse(&self.token_key)
+    }
+}
+
+/// Google Health API endpoints and this program's OAuth client. Default to the real hosts;
+/// tests and the demo point them at the simulator.
+#[derive(Args, Clone, Debug)]
+pub struct GoogleArgs {
+    #[arg(
+        long = "google-api-base",
+        env = "FITLINK_GOOGLE_API_BASE",
+        default_value = "https://health.googleapis.com"
+    )]
+    pub api_base: String,
+    #[arg(
+        long = "google-token-url",
+        env = "FITLINK_GOOGLE_TOKEN_URL",
+        default_value = "https://oauth2.googleapis.com/token"
+    )]
+    pub token_url: String,
+    #[arg(
+        long = "google-client-id",
+        env = "FITLINK_GOOGLE_CLIENT_ID",
+        default_value = ""
+    )]
+    pub client_id: String,
+    #[arg(
+        long = "google-client-secret",
+        env = "FITLINK_GOOGLE_CLIENT_SECRET",
+        default_value = "",
+        hide_env_values = true
+    )]
+    pub client_secret: Secret<String>,
+}
+
+/// Operations surface of a long-running role.
+#[derive(Args, Clone, Debug)]
+pub struct OpsArgs {
+    /// Address for /livez, /readyz and /metrics (port 0 picks a free one and logs it).
+    #[arg(
+        long = "ops-addr",
+        env = "FITLINK_OPS_ADDR",
+        default_value = "127.0.0.1:0"
+    )]
+    pub ops_addr: SocketAddr,
+}

@@ -1,0 +1,14 @@
+//! Common code of the fitlink fleet: the domain's types, the messages on the queues, the broker
+//! topology, the database schema, configuration, token sealing, and the provider clients.
+//!
+//! Roles (`dispatcher`, `worker`, `writer`) depend on this crate and never on each other.
+
+pub mod broker;
+pub mod config;
+pub mod db;
+pub mod domain;
+pub mod errors;
+pub mod messages;
+pub mod provider;
+pub mod secret;
+pub mod telemetry;

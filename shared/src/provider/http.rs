@@ -1,0 +1,101 @@
+//! HTTP plumbing every provider client shares: one tuned client, transport-error and status
+//! classification, `Retry-After`, and short in-place retries for a flaky single request.
+
+use std::sync::Once;
+use std::time::Duration;
+
+use backon::{ExponentialBuilder, Retryable};
+use reqwest::StatusCode;
+use reqwest::header::{HeaderMap, RETRY_AFTER};
+
+use crate::errors::SyncError;
+
+/// A request that takes longer than this is a transient failure, retried later.
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Builds the HTTP client: rustls with the ring provider, bounded timeouts, connection reuse.
+pub fn client() -> reqwest::Client {
+    static CRYPTO: Once = Once::new();
+    CRYPTO.call_once(|| {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+    });
+    reqwest::Client::builder()
+        .connect_timeout(Duration::from_secs(10))
+        .timeout(REQUEST_TIMEOUT)
+        .pool_max_idle_per_host(64)
+        .user_agent(concat!("fitlink/", env!("CARGO_PKG_VERSION")))
+        .build()
+        .expect("the HTTP client configuration is valid")
+}
+
+/// A transport failure (connect, timeout, reset, truncated body) is always transient.
+pub fn transport_error(what: &str, err: &reqwest::Error) -> SyncError {
+    // reqwest errors can include the URL; our URLs never carry tokens (they go in headers).
+    SyncError::transient(format!("{what}: {}", error_chain(err)))
+}
+
+fn error_chain(err: &dyn std::error::Error) -> String {
+    let mut text = err.to_string();
+    let mut source = err.source();
+    while let Some(s) = source {
+        text.push_str(": ");
+        text.push_str(&s.to_string());
+        source = s.source();
+    }
+    text
+}
+
+/// `Retry-After` as seconds (the HTTP-date form is rare from APIs and ignored).
+pub fn retry_after(headers: &HeaderMap) -> Option<Duration> {
+    headers
+        .get(RETRY_AFTER)?
+        .to_str()
+        .ok()?
+        .trim()
+        .parse::<u64>()
+        .ok()
+        .map(Duration::from_secs)
+}
+
+/// Classifies statuses that mean the same for every provider: 429 and 5xx. Returns `None` for
+/// statuses the provider must classify itself (4xx with provider-specific bodies).
+pub fn common_status_error(
+    what: &str,
+    status: StatusCode,
+    headers: &HeaderMap,
+    body: &str,
+) -> Option<SyncError> {
+    let excerpt: String = body.chars().take(300).collect();
+    if status == StatusCode::TOO_MANY_REQUESTS {
+        return Some(SyncError::RateLimited {
+            reason: format!("{what}: HTTP 429 {excerpt}"),
+            retry_after: retry_after(headers),
+        });
+    }
+    if status.is_server_error() || status == StatusCode::REQUEST_TIMEOUT {
+        return Some(SyncError::Transient {
+            reason: format!("{what}: HTTP {} {excerpt}", status.as_u16()),
+            retry_after: retry_after(headers),
+        });
+    }
+    None
+}
+
+/// Retries `call` a few times in place, quickly, when it fails transiently: a single 503 should
+/// not cost a participant a 10-second trip through the delay queue. Anything longer goes through
+/// the delay queues instead of holding a worker slot.
+pub async fn with_quick_retries<T, F, Fut>(call: F) -> Result<T, SyncError>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, SyncError>>,
+{
+    call.retry(
+        ExponentialBuilder::default()
+            .with_min_delay(Duration::from_millis(100))
+            .with_max_delay(Duration::from_secs(2))
+            .with_max_times(2)
+            .with_jitter(),
+    )
+    .when(SyncError::is_transient)
+    .await
+}

@@ -1,0 +1,185 @@
+//! The simulator's command-line / environment configuration.
+
+use chrono::{DateTime, Utc};
+
+/// Configuration of one simulator instance.
+///
+/// It is a `clap::Args` so the `fitlink` binary can `#[command(flatten)]` it; every flag
+/// also reads an environment variable `FITLINK_SIM_*`. Tests that link the crate build it
+/// with [`SimConfig::default`] (identical to the CLI defaults) and tweak fields.
+///
+/// Everything the simulator serves is a pure function of this struct plus the runtime
+/// control state (restatements, `advance`), which is why the [`crate::truth`] functions
+/// only need a `&SimConfig`.
+#[derive(clap::Args, Clone, Debug, PartialEq)]
+pub struct SimConfig {
+    /// TCP port on 127.0.0.1 (0 = ephemeral).
+    #[arg(long = "port", env = "FITLINK_SIM_PORT", default_value_t = 0)]
+    pub port: u16,
+    /// Number of synthetic participants (`sim-0001`, `sim-0002`, ...).
+    #[arg(
+        long = "participants",
+        env = "FITLINK_SIM_PARTICIPANTS",
+        default_value_t = 10
+    )]
+    pub participants: usize,
+    /// History length in days: every participant's `sync_from` is `until - days`.
+    #[arg(long = "days", env = "FITLINK_SIM_DAYS", default_value_t = 7)]
+    pub days: u32,
+    /// Synthetic clock: each participant's latest device sync is at or up to 30 minutes
+    /// before this instant (plus `advance_minutes`). The default window covers the US DST
+    /// end of 2026-11-01.
+    #[arg(
+        long = "until",
+        env = "FITLINK_SIM_UNTIL",
+        default_value = "2026-11-04T06:00:00Z"
+    )]
+    pub until: DateTime<Utc>,
+    /// Seed of the deterministic generator.
+    #[arg(long = "seed", env = "FITLINK_SIM_SEED", default_value_t = 42)]
+    pub seed: u64,
+    /// Heart-rate sample spacing in seconds for ordinary participants.
+    #[arg(
+        long = "hr-interval-secs",
+        env = "FITLINK_SIM_HR_INTERVAL_SECS",
+        default_value_t = 60
+    )]
+    pub hr_interval_secs: u32,
+    /// Every Nth participant (sim-000N, sim-00(2N), ...) gets 1-second heart rate; 0 = none.
+    #[arg(
+        long = "fine-hr-every",
+        env = "FITLINK_SIM_FINE_HR_EVERY",
+        default_value_t = 0
+    )]
+    pub fine_hr_every: usize,
+    /// OAuth client id the token endpoint accepts.
+    #[arg(
+        long = "client-id",
+        env = "FITLINK_SIM_CLIENT_ID",
+        default_value = "sim-client"
+    )]
+    pub client_id: String,
+    /// OAuth client secret the token endpoint accepts.
+    #[arg(
+        long = "client-secret",
+        env = "FITLINK_SIM_CLIENT_SECRET",
+        default_value = "sim-secret"
+    )]
+    pub client_secret: String,
+    /// Per-participant requests per sliding minute before 429 (Google's default is 300).
+    #[arg(
+        long = "rate-limit-per-minute",
+        env = "FITLINK_SIM_RATE_LIMIT_PER_MINUTE",
+        default_value_t = 300
+    )]
+    pub rate_limit_per_minute: u32,
+    /// Minutes the synthetic clock has already been advanced (what `POST /_sim/advance`
+    /// accumulates at runtime). Truth computations must use the total the server reports.
+    #[arg(
+        long = "advance-minutes",
+        env = "FITLINK_SIM_ADVANCE_MINUTES",
+        default_value_t = 0
+    )]
+    pub advance_minutes: u64,
+    /// Initial fault: added latency per API/token request, in milliseconds.
+    #[arg(
+        long = "latency-ms",
+        env = "FITLINK_SIM_LATENCY_MS",
+        default_value_t = 0
+    )]
+    pub latency_ms: u64,
+    /// Initial fault: probability (0..1) that an API/token request fails with 503.
+    #[arg(
+        long = "error-rate",
+        env = "FITLINK_SIM_ERROR_RATE",
+        default_value_t = 0.0
+    )]
+    pub error_rate: f64,
+    /// Initial fault: probability (0..1) that an API/token request fails with 429.
+    #[arg(
+        long = "rate-limit-rate",
+        env = "FITLINK_SIM_RATE_LIMIT_RATE",
+        default_value_t = 0.0
+    )]
+    pub rate_limit_rate: f64,
+    /// Initial fault: `Retry-After` seconds sent with 429 responses (none when unset).
+    #[arg(long = "retry-after-secs", env = "FITLINK_SIM_RETRY_AFTER_SECS")]
+    pub retry_after_secs: Option<u64>,
+}
+
+impl Default for SimConfig {
+    fn default() -> Self {
+        SimConfig {
+            port: 0,
+            participants: 10,
+            days: 7,
+            until: DateTime::parse_from_rfc3339("2026-11-04T06:00:00Z")
+                .map(|t| t.with_timezone(&Utc))
+                .unwrap_or(DateTime::UNIX_EPOCH),
+            seed: 42,
+            hr_interval_secs: 60,
+            fine_hr_every: 0,
+            client_id: "sim-client".to_owned(),
+            client_secret: "sim-secret".to_owned(),
+            rate_limit_per_minute: 300,
+            advance_minutes: 0,
+            latency_ms: 0,
+            error_rate: 0.0,
+            rate_limit_rate: 0.0,
+            retry_after_secs: None,
+        }
+    }
+}
+
+impl SimConfig {
+    /// Rejects configurations the generator cannot serve meaningfully.
+    pub fn validate(&self) -> anyhow::Result<()> {
+        anyhow::ensure!(
+            self.hr_interval_secs >= 1,
+            "hr_interval_secs must be at least 1"
+        );
+        anyhow::ensure!(self.days >= 1, "days must be at least 1");
+        anyhow::ensure!(self.participants <= 9999, "at most 9999 participants");
+        anyhow::ensure!(
+            (0.0..=1.0).contains(&self.error_rate) && (0.0..=1.0).contains(&self.rate_limit_rate),
+            "error_rate and rate_limit_rate must be within 0..1"
+        );
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        sim: SimConfig,
+    }
+
+    #[test]
+    fn default_matches_cli_defaults() {
+        let cli = Cli::try_parse_from(["sim"]).unwrap();
+        assert_eq!(cli.sim, SimConfig::default());
+        SimConfig::default().validate().unwrap();
+    }
+
+    #[test]
+    fn flags_parse() {
+        let cli = Cli::try_parse_from([
+            "sim",
+            "--until",
+            "2026-01-01T00:00:00Z",
+            "--retry-after-secs",
+            "3",
+            "--participants",
+            "2",
+        ])
+        .unwrap();
+        assert_eq!(cli.sim.participants, 2);
+        assert_eq!(cli.sim.retry_after_secs, Some(3));
+        assert_eq!(cli.sim.until.to_rfc3339(), "2026-01-01T00:00:00+00:00");
+    }
+}

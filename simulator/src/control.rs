@@ -1,0 +1,274 @@
+//! The control API under `/_sim/`: fault switches, grant revocation and scopes,
+//! restatements, the synthetic clock, statistics and the roster.
+//!
+//! It is for tests and demos only; it is not rate limited, not delayed and not counted in
+//! the statistics. Errors use the same Google envelope as the API for uniform handling.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use chrono::NaiveDate;
+use serde::Deserialize;
+use serde::de::DeserializeOwned;
+use serde_json::{Value, json};
+
+use crate::catalog::SCOPE_PREFIX;
+use crate::clock::rfc3339;
+use crate::faults::Faults;
+use crate::state::AppState;
+use crate::wire::{ApiError, json_response};
+
+pub(crate) fn routes() -> Router<Arc<AppState>> {
+    Router::new()
+        .route("/faults", get(get_faults).post(set_faults))
+        .route("/participants", get(participants))
+        .route("/participants/{id}/revoke", post(revoke))
+        .route("/participants/{id}/restore", post(restore))
+        .route("/participants/{id}/scopes", post(set_scopes))
+        .route("/participants/{id}/restate", post(restate))
+        .route("/restatements", get(restatements))
+        .route("/advance", post(advance))
+        .route("/clock", get(clock))
+        .route("/stats", get(stats))
+        .route("/roster.csv", get(roster_csv))
+}
+
+fn ok(value: Value) -> Response {
+    json_response(StatusCode::OK, &value)
+}
+
+fn bad(message: impl Into<String>) -> Response {
+    ApiError::invalid_argument("INVALID_ARGUMENT", message).into_response()
+}
+
+fn parse<T: DeserializeOwned + Default>(body: &[u8]) -> Result<T, ApiError> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Ok(T::default());
+    }
+    serde_json::from_slice(body).map_err(|e| {
+        ApiError::invalid_argument("INVALID_ARGUMENT", format!("Invalid JSON body: {e}"))
+    })
+}
+
+fn participant(state: &AppState, id: &str) -> Result<usize, ApiError> {
+    state
+        .participant_index(id)
+        .ok_or_else(|| ApiError::not_found(format!("Unknown participant {id}.")))
+}
+
+async fn get_faults(State(state): State<Arc<AppState>>) -> Response {
+    let faults = state.lock().faults.clone();
+    ok(serde_json::to_value(faults).unwrap_or_default())
+}
+
+/// `POST /_sim/faults`: replaces all fault settings.
+async fn set_faults(State(state): State<Arc<AppState>>, body: Bytes) -> Response {
+    let faults: Faults = match parse(&body) {
+        Ok(f) => f,
+        Err(e) => return e.into_response(),
+    };
+    if let Err(message) = faults.validate() {
+        return bad(message);
+    }
+    if let Some(unknown) = faults
+        .participants
+        .keys()
+        .find(|id| state.participant_index(id).is_none())
+    {
+        return ApiError::not_found(format!("Unknown participant {unknown}.")).into_response();
+    }
+    state.lock().faults = faults.clone();
+    ok(serde_json::to_value(faults).unwrap_or_default())
+}
+
+/// `GET /_sim/participants`: the roster with current sync times and grant state.
+async fn participants(State(state): State<Arc<AppState>>) -> Response {
+    let rt = state.lock();
+    let list: Vec<Value> = state
+        .profiles
+        .iter()
+        .enumerate()
+        .map(|(i, p)| {
+            json!({
+                "participant_id": p.id,
+                "time_zone": p.tz.name(),
+                "sync_from": rfc3339(p.sync_from),
+                "latest_sync": rfc3339(state.latest_sync(i, rt.advance_minutes)),
+                "hr_interval_secs": p.hr_interval_secs,
+                "revoked": rt.revoked[i],
+                "granted_scopes": rt.scopes[i],
+            })
+        })
+        .collect();
+    ok(json!({ "participants": list }))
+}
+
+/// `POST /_sim/participants/{id}/revoke`: the refresh token now yields `invalid_grant`
+/// and every access token issued so far is dropped (401).
+async fn revoke(State(state): State<Arc<AppState>>, Path(id): Path<String>) -> Response {
+    let index = match participant(&state, &id) {
+        Ok(i) => i,
+        Err(e) => return e.into_response(),
+    };
+    let mut rt = state.lock();
+    rt.revoked[index] = true;
+    rt.tokens.retain(|_, t| t.participant != index);
+    ok(json!({ "participant": id, "revoked": true }))
+}
+
+/// `POST /_sim/participants/{id}/restore`: the refresh token works again (old access
+/// tokens stay invalid).
+async fn restore(State(state): State<Arc<AppState>>, Path(id): Path<String>) -> Response {
+    let index = match participant(&state, &id) {
+        Ok(i) => i,
+        Err(e) => return e.into_response(),
+    };
+    state.lock().revoked[index] = false;
+    ok(json!({ "participant": id, "revoked": false }))
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct ScopesBody {
+    granted: Vec<String>,
+}
+
+/// `POST /_sim/participants/{id}/scopes`: scopes for tokens issued from now on. Short
+/// names (`settings.readonly`) are expanded to full Google Health scope URLs.
+async fn set_scopes(
+    State(state): State<Arc<AppState>>,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> Response {
+    let index = match participant(&state, &id) {
+        Ok(i) => i,
+        Err(e) => return e.into_response(),
+    };
+    let body: ScopesBody = match parse(&body) {
+        Ok(b) => b,
+        Err(e) => return e.into_response(),
+    };
+    let granted: Vec<String> = body
+        .granted
+        .into_iter()
+        .map(|s| {
+            if s.starts_with("https://") {
+                s
+            } else {
+                format!("{SCOPE_PREFIX}{s}")
+            }
+        })
+        .collect();
+    state.lock().scopes[index] = granted.clone();
+    ok(json!({ "participant": id, "granted": granted }))
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RestateBody {
+    date: Option<NaiveDate>,
+}
+
+/// `POST /_sim/participants/{id}/restate`: bumps the restatement version of a local day.
+async fn restate(
+    State(state): State<Arc<AppState>>,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> Response {
+    let index = match participant(&state, &id) {
+        Ok(i) => i,
+        Err(e) => return e.into_response(),
+    };
+    let body: RestateBody = match parse(&body) {
+        Ok(b) => b,
+        Err(e) => return e.into_response(),
+    };
+    let Some(date) = body.date else {
+        return bad("Body must be {\"date\": \"YYYY-MM-DD\"}.");
+    };
+    let mut rt = state.lock();
+    let version = rt.restatements[index].entry(date).or_insert(0);
+    *version += 1;
+    ok(json!({ "participant": id, "date": date.to_string(), "version": *version }))
+}
+
+/// `GET /_sim/restatements`: `{participant: {date: version}}`.
+async fn restatements(State(state): State<Arc<AppState>>) -> Response {
+    let rt = state.lock();
+    let mut out: BTreeMap<String, BTreeMap<String, u32>> = BTreeMap::new();
+    for (i, days) in rt.restatements.iter().enumerate() {
+        if !days.is_empty() {
+            out.insert(
+                state.profiles[i].id.clone(),
+                days.iter().map(|(d, v)| (d.to_string(), *v)).collect(),
+            );
+        }
+    }
+    ok(serde_json::to_value(out).unwrap_or_default())
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct AdvanceBody {
+    minutes: u64,
+}
+
+fn clock_json(state: &AppState, advance_minutes: u64) -> Value {
+    let latest: BTreeMap<String, String> = (0..state.profiles.len())
+        .map(|i| {
+            (
+                state.profiles[i].id.clone(),
+                rfc3339(state.latest_sync(i, advance_minutes)),
+            )
+        })
+        .collect();
+    json!({
+        "advance_minutes": advance_minutes,
+        "until": rfc3339(state.config.until + chrono::Duration::minutes(advance_minutes as i64)),
+        "latest_sync": latest,
+    })
+}
+
+/// `POST /_sim/advance`: moves every participant's latest sync forward.
+async fn advance(State(state): State<Arc<AppState>>, body: Bytes) -> Response {
+    let body: AdvanceBody = match parse(&body) {
+        Ok(b) => b,
+        Err(e) => return e.into_response(),
+    };
+    if body.minutes > 366 * 24 * 60 {
+        return bad("minutes must be at most one year.");
+    }
+    let total = {
+        let mut rt = state.lock();
+        rt.advance_minutes += body.minutes;
+        rt.advance_minutes
+    };
+    ok(clock_json(&state, total))
+}
+
+/// `GET /_sim/clock`: the total advance (pass it as `SimConfig::advance_minutes` to the
+/// truth functions) and every participant's latest sync.
+async fn clock(State(state): State<Arc<AppState>>) -> Response {
+    let total = state.lock().advance_minutes;
+    ok(clock_json(&state, total))
+}
+
+async fn stats(State(state): State<Arc<AppState>>) -> Response {
+    let snapshot = state.lock().stats.clone();
+    ok(serde_json::to_value(snapshot).unwrap_or_default())
+}
+
+async fn roster_csv(State(state): State<Arc<AppState>>) -> Response {
+    let mut response = crate::roster_csv(&state.config).into_response();
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/csv; charset=utf-8"),
+    );
+    response
+}

@@ -1,0 +1,196 @@
+//! `fitlink-simulator`: a faithful local Google Health API v4 plus Google OAuth token
+//! endpoint, serving deterministic synthetic participants.
+//!
+//! Tests of the fleet run it as a real process (`fitlink simulator ...` calls [`serve`])
+//! and link it as a library to compute the ground truth ([`truth`]) they compare the
+//! database against. It only ever binds loopback addresses.
+//!
+//! Layout: [`config`](SimConfig) (CLI/env), `clock` (time-zone arithmetic), `generator`
+//! (deterministic data), `catalog` (data types, scopes), `filter` (AIP-160 subset),
+//! `wire` (JSON shapes and error envelopes), `oauth` (`/token`), `api` (`/v4`),
+//! `faults`, `control` (`/_sim/`), `state` and [`truth`].
+
+mod api;
+mod catalog;
+mod clock;
+mod config;
+mod control;
+mod faults;
+mod filter;
+mod generator;
+mod oauth;
+mod state;
+pub mod truth;
+mod wire;
+
+#[cfg(test)]
+mod tests;
+
+use std::future::Future;
+use std::io::Write;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use axum::Router;
+use axum::extract::{Request, State};
+use axum::middleware::{self, Next};
+use axum::response::Response;
+use axum::routing::post;
+use chrono::{DateTime, Utc};
+use chrono_tz::Tz;
+
+pub use config::SimConfig;
+pub use faults::{Faults, ParticipantFaults};
+
+use crate::clock::rfc3339;
+use crate::generator::profiles;
+use crate::state::{AppState, Attribution};
+
+/// One synthetic participant of the roster.
+#[derive(Clone, Debug, PartialEq)]
+pub struct SimParticipant {
+    /// `sim-0001`, `sim-0002`, ...
+    pub participant_id: String,
+    /// Deterministic refresh token (`simrt_<participant>_<hex>`), accepted by `/token`.
+    pub refresh_token: String,
+    /// The participant's time zone (also served by `users/me/settings`).
+    pub time_zone: Tz,
+    /// Start of the history: `until - days`.
+    pub sync_from: DateTime<Utc>,
+    /// Latest device sync: `until + advance_minutes - (0..=30 min)`. Data exists only in
+    /// `[sync_from, latest_sync)`.
+    pub latest_sync: DateTime<Utc>,
+    /// Heart-rate sample spacing (1 for "fine" participants).
+    pub hr_interval_secs: u32,
+    /// The Google Health user id served by `users/me/identity`.
+    pub health_user_id: String,
+}
+
+/// The participants of `config`, deterministic from it.
+pub fn roster(config: &SimConfig) -> Vec<SimParticipant> {
+    profiles(config)
+        .into_iter()
+        .map(|p| SimParticipant {
+            latest_sync: p.latest_sync(config.until, config.advance_minutes),
+            participant_id: p.id,
+            refresh_token: p.refresh_token,
+            time_zone: p.tz,
+            sync_from: p.sync_from,
+            hr_interval_secs: p.hr_interval_secs,
+            health_user_id: p.health_user_id,
+        })
+        .collect()
+}
+
+/// The import CSV for fitlink: header `participant_id,provider,refresh_token,sync_from`,
+/// provider `google-health`, `sync_from` in RFC 3339.
+pub fn roster_csv(config: &SimConfig) -> String {
+    let mut out = String::from("participant_id,provider,refresh_token,sync_from\n");
+    for p in roster(config) {
+        out.push_str(&format!(
+            "{},google-health,{},{}\n",
+            p.participant_id,
+            p.refresh_token,
+            rfc3339(p.sync_from)
+        ));
+    }
+    out
+}
+
+/// Latency injection and request statistics for everything except the control API.
+async fn track(State(state): State<Arc<AppState>>, request: Request, next: Next) -> Response {
+    let path = request.uri().path().to_owned();
+    if path.starts_with("/_sim/") {
+        return next.run(request).await;
+    }
+    let latency = state.lock().faults.latency_ms;
+    if latency > 0 {
+        tokio::time::sleep(Duration::from_millis(latency)).await;
+    }
+    let response = next.run(request).await;
+    let attribution = response.extensions().get::<Attribution>().copied();
+    state.record(
+        api::endpoint_name(&path),
+        response.status().as_u16(),
+        attribution,
+    );
+    response
+}
+
+fn router(state: Arc<AppState>) -> Router {
+    Router::new()
+        .route("/token", post(oauth::token))
+        .nest("/v4", api::routes())
+        .nest("/v4beta", api::routes())
+        .nest("/_sim", control::routes())
+        .fallback(api::not_found)
+        .method_not_allowed_fallback(api::method_not_allowed)
+        .layer(middleware::from_fn_with_state(Arc::clone(&state), track))
+        .with_state(state)
+}
+
+/// Serves the simulator on `listener` until `shutdown` resolves.
+///
+/// The listener must be bound to a loopback address: the simulator holds synthetic
+/// credentials and is never meant to be reachable from another host.
+pub async fn run(
+    config: SimConfig,
+    listener: tokio::net::TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    config.validate()?;
+    let addr = listener
+        .local_addr()
+        .context("simulator listener address")?;
+    anyhow::ensure!(
+        addr.ip().is_loopback(),
+        "the simulator only serves on loopback addresses, not {addr}"
+    );
+    tracing::info!(%addr, participants = config.participants, days = config.days, until = %config.until, "simulator serving");
+    let app = router(Arc::new(AppState::new(config)));
+    axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown)
+        .await
+        .context("simulator server")?;
+    Ok(())
+}
+
+/// Binds `127.0.0.1:port`, prints exactly one line `simulator listening on
+/// http://127.0.0.1:PORT` to stdout (flushed), then serves until Ctrl-C or SIGTERM.
+pub async fn serve(config: SimConfig) -> anyhow::Result<()> {
+    let listener = tokio::net::TcpListener::bind(("127.0.0.1", config.port))
+        .await
+        .with_context(|| format!("binding 127.0.0.1:{}", config.port))?;
+    let port = listener.local_addr()?.port();
+    {
+        let mut stdout = std::io::stdout().lock();
+        writeln!(stdout, "simulator listening on http://127.0.0.1:{port}")?;
+        stdout.flush()?;
+    }
+    run(config, listener, shutdown_signal()).await
+}
+
+/// Resolves on Ctrl-C or (on Unix) SIGTERM.
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        if tokio::signal::ctrl_c().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = terminate => {},
+    }
+}

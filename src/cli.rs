@@ -1,0 +1,295 @@
+//! The `fitlink` command line: one subcommand per role and per operator action. Parsing and
+//! wiring only; each subcommand calls one library function.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use chrono::{DateTime, Utc};
+use clap::{Parser, Subcommand};
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+use fitlink_dispatcher::{DispatcherArgs, ReplaySelection};
+use fitlink_shared::config::{BrokerArgs, DatabaseArgs, TokenKeyArgs};
+use fitlink_shared::domain::parse_date_or_instant;
+use fitlink_shared::secret::TokenKey;
+use fitlink_shared::telemetry::{self, LogFormat};
+use fitlink_simulator::SimConfig;
+use fitlink_worker::WorkerArgs;
+use fitlink_writer::WriterArgs;
+
+use crate::{bench, demo, status};
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "fitlink",
+    version,
+    about = "Links research participants' Fitbit / Google Health accounts and keeps their wearable data flowing into a research database.",
+    after_help = "Every flag has a FITLINK_* environment variable (shown in each subcommand's --help)."
+)]
+pub struct Cli {
+    /// Log format on stderr.
+    #[arg(long, env = "FITLINK_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text, global = true)]
+    pub log_format: LogFormat,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Run the dispatcher: publishes sync requests for due participants on a schedule.
+    Dispatcher(DispatcherArgs),
+    /// Run a worker: syncs participants from the provider (run as many as you like).
+    Worker(WorkerArgs),
+    /// Run the writer: the only process that writes the database (a second one is a hot standby).
+    Writer(WriterArgs),
+    /// Run or inspect the local provider simulator (Google Health API v4 + OAuth).
+    Simulator {
+        #[command(subcommand)]
+        action: SimulatorAction,
+    },
+    /// Register participants and their refresh tokens.
+    Participants {
+        #[command(subcommand)]
+        action: ParticipantsAction,
+    },
+    /// Sync these participants now (sync requests go to the writer, which grants one job each).
+    Enqueue {
+        #[command(flatten)]
+        broker: BrokerArgs,
+        #[command(flatten)]
+        database: DatabaseArgs,
+        /// Re-fetch from this date or instant instead of the cursor (the cursor never moves back).
+        #[arg(long, value_parser = parse_date_or_instant)]
+        from: Option<DateTime<Utc>>,
+        /// Participant ids.
+        #[arg(required = true)]
+        participants: Vec<String>,
+    },
+    /// Dead-lettered jobs: list them, or put them back.
+    Dlq {
+        #[command(subcommand)]
+        action: DlqAction,
+    },
+    /// Per-participant sync state and queue depths.
+    Status {
+        #[command(flatten)]
+        database: DatabaseArgs,
+        #[command(flatten)]
+        broker: BrokerArgs,
+        /// Print the stable JSON form (documented in the README) instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print a new random FITLINK_TOKEN_KEY.
+    Keygen,
+    /// Run the whole fleet locally against the simulator and print what was stored.
+    Demo(demo::DemoArgs),
+    /// Measure throughput (writer rows/s, fleet participant-days/s).
+    Bench {
+        #[command(subcommand)]
+        what: bench::BenchCommand,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum SimulatorAction {
+    /// Serve the simulator (prints `simulator listening on URL` first).
+    Serve(SimConfig),
+    /// Print the synthetic participants as an import CSV.
+    Roster(SimConfig),
+}
+
+#[derive(Subcommand, Debug)]
+pub enum ParticipantsAction {
+    /// Import participants from a CSV file: participant_id,provider,refresh_token,sync_from.
+    Import {
+        #[command(flatten)]
+        broker: BrokerArgs,
+        #[command(flatten)]
+        database: DatabaseArgs,
+        #[command(flatten)]
+        token_key: TokenKeyArgs,
+        /// Do not wait for the writer to apply the import.
+        #[arg(long)]
+        no_wait: bool,
+        /// How long to wait for the writer to apply it, in seconds.
+        #[arg(long, default_value_t = 60)]
+        wait_secs: u64,
+        file: PathBuf,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum DlqAction {
+    /// List dead letters with their reasons (no bodies, no tokens).
+    List {
+        #[command(flatten)]
+        broker: BrokerArgs,
+    },
+    /// Put dead-lettered jobs back: the writer re-grants them from the current cursor.
+    Replay {
+        #[command(flatten)]
+        broker: BrokerArgs,
+        #[command(flatten)]
+        database: DatabaseArgs,
+        /// Replay every dead-lettered job.
+        #[arg(long, conflicts_with = "jobs")]
+        all: bool,
+        /// Job ids to replay.
+        #[arg(required_unless_present = "all")]
+        jobs: Vec<Uuid>,
+    },
+}
+
+impl Cli {
+    pub async fn run(self) -> anyhow::Result<()> {
+        telemetry::init_logging(self.log_format);
+        match self.command {
+            Command::Dispatcher(args) => {
+                supervise("dispatcher", |shutdown| {
+                    fitlink_dispatcher::run(args.clone(), shutdown)
+                })
+                .await
+            }
+            Command::Worker(args) => {
+                args.token_key.key().context("FITLINK_TOKEN_KEY")?;
+                supervise("worker", |shutdown| {
+                    fitlink_worker::run(args.clone(), shutdown)
+                })
+                .await
+            }
+            Command::Writer(args) => {
+                supervise("writer", |shutdown| {
+                    fitlink_writer::run(args.clone(), shutdown)
+                })
+                .await
+            }
+            Command::Simulator { action } => match action {
+                SimulatorAction::Serve(config) => fitlink_simulator::serve(config).await,
+                SimulatorAction::Roster(config) => {
+                    print!("{}", fitlink_simulator::roster_csv(&config));
+                    Ok(())
+                }
+            },
+            Command::Participants {
+                action:
+                    ParticipantsAction::Import {
+                        broker,
+                        database,
+                        token_key,
+                        no_wait,
+                        wait_secs,
+                        file,
+                    },
+            } => {
+                let key = token_key.key().context("FITLINK_TOKEN_KEY")?;
+                let wait = (!no_wait).then(|| Duration::from_secs(wait_secs));
+                let report =
+                    fitlink_dispatcher::import_participants(&broker, &database, &key, &file, wait)
+                        .await?;
+                println!("{report}");
+                Ok(())
+            }
+            Command::Enqueue {
+                broker,
+                database,
+                from,
+                participants,
+            } => {
+                let report =
+                    fitlink_dispatcher::enqueue(&broker, &database, &participants, from).await?;
+                println!("{report}");
+                Ok(())
+            }
+            Command::Dlq { action } => match action {
+                DlqAction::List { broker } => {
+                    let letters = fitlink_dispatcher::dlq_list(&broker).await?;
+                    print!("{}", fitlink_dispatcher::render_dead_letters(&letters));
+                    Ok(())
+                }
+                DlqAction::Replay {
+                    broker,
+                    database,
+                    all,
+                    jobs,
+                } => {
+                    let selection = if all {
+                        ReplaySelection::All
+                    } else {
+                        ReplaySelection::Jobs(jobs)
+                    };
+                    let report =
+                        fitlink_dispatcher::dlq_replay(&broker, &database, selection).await?;
+                    println!("{report}");
+                    Ok(())
+                }
+            },
+            Command::Status {
+                database,
+                broker,
+                json,
+            } => {
+                let report = status::status(&database, &broker).await?;
+                if json {
+                    println!("{}", serde_json::to_string_pretty(&report)?);
+                } else {
+                    print!("{}", status::render_text(&report));
+                }
+                Ok(())
+            }
+            Command::Keygen => {
+                println!("{}", TokenKey::generate().expose());
+                Ok(())
+            }
+            Command::Demo(args) => demo::run(args).await,
+            Command::Bench { what } => bench::run(what).await,
+        }
+    }
+}
+
+/// Runs a long-lived role until SIGTERM/Ctrl-C, restarting it with backoff when it fails (a
+/// broker restart, a database that is not there yet), so a fleet heals without an orchestrator.
+async fn supervise<F, Fut>(role: &str, mut start: F) -> anyhow::Result<()>
+where
+    F: FnMut(CancellationToken) -> Fut,
+    Fut: Future<Output = anyhow::Result<()>>,
+{
+    let shutdown = telemetry::shutdown_on_signals();
+    let mut delay = Duration::from_secs(1);
+    loop {
+        let started = std::time::Instant::now();
+        // Each run gets its own token so what it started (its ops server) stops before a restart.
+        let this_run = shutdown.child_token();
+        let result = start(this_run.clone()).await;
+        this_run.cancel();
+        match result {
+            Ok(()) => return Ok(()),
+            Err(e) if shutdown.is_cancelled() => {
+                tracing::warn!(
+                    role,
+                    error = format!("{e:#}"),
+                    "stopped with an error during shutdown"
+                );
+                return Ok(());
+            }
+            Err(e) => {
+                if started.elapsed() > Duration::from_secs(60) {
+                    delay = Duration::from_secs(1);
+                }
+                tracing::error!(
+                    role,
+                    error = format!("{e:#}"),
+                    retry_in_secs = delay.as_secs(),
+                    "role failed; restarting"
+                );
+                tokio::select! {
+                    _ = shutdown.cancelled() => return Ok(()),
+                    _ = tokio::time::sleep(delay) => {}
+                }
+                delay = (delay * 2).min(Duration::from_secs(30));
+            }
+        }
+    }
+}

@@ -1,0 +1,219 @@
+//! `fitlink demo`: the whole fleet on this machine against the simulator — writer, workers,
+//! dispatcher as separate processes — then a summary of what was stored.
+
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use anyhow::Context as _;
+use clap::Args;
+
+use fitlink_shared::config::DatabaseArgs;
+use fitlink_shared::secret::TokenKey;
+use fitlink_simulator::SimConfig;
+
+use crate::fleet::{self, Fleet, FleetEnv};
+
+#[derive(Args, Debug, Clone)]
+pub struct DemoArgs {
+    /// Synthetic participants.
+    #[arg(long, default_value_t = 50)]
+    pub participants: usize,
+    /// Days of history each.
+    #[arg(long, default_value_t = 7)]
+    pub days: u32,
+    /// Worker processes.
+    #[arg(long, default_value_t = 2)]
+    pub workers: usize,
+    /// Concurrent jobs per worker.
+    #[arg(long, default_value_t = 8)]
+    pub concurrency: u16,
+    /// Simulated provider latency per request, in milliseconds.
+    #[arg(long, default_value_t = 0)]
+    pub latency_ms: u64,
+    /// Where the database and the process logs go (kept afterwards for inspection).
+    #[arg(long, default_value = "fitlink-demo")]
+    pub dir: PathBuf,
+    /// AMQP URL of the broker.
+    #[arg(
+        long,
+        env = "FITLINK_AMQP_URL",
+        default_value = "amqp://guest:guest@127.0.0.1:5672/%2f",
+        hide_env_values = true
+    )]
+    pub amqp_url: String,
+    /// Give up if the fleet has not synced everyone within this many seconds.
+    #[arg(long, default_value_t = 600)]
+    pub timeout_secs: u64,
+}
+
+/// What a demo (or a fleet benchmark) run measured.
+pub struct FleetRun {
+    pub participants: i64,
+    /// Participants that stopped with a reason instead of syncing (see `fitlink status`).
+    pub stopped: i64,
+    pub participant_days: f64,
+    pub elapsed: Duration,
+    pub table_counts: Vec<(&'static str, i64)>,
+}
+
+pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
+    println!(
+        "fitlink demo: {} participants × {} days, {} workers × {} jobs, simulator latency {} ms",
+        args.participants, args.days, args.workers, args.concurrency, args.latency_ms
+    );
+    let outcome = run_fleet(&args).await?;
+    println!(
+        "\nsynced {} participants ({:.0} participant-days) in {:.1} s: {:.1} participant-days/s",
+        outcome.participants,
+        outcome.participant_days,
+        outcome.elapsed.as_secs_f64(),
+        outcome.participant_days / outcome.elapsed.as_secs_f64()
+    );
+    if outcome.stopped > 0 {
+        println!(
+            "{} participants stopped with a reason; see `fitlink status`",
+            outcome.stopped
+        );
+    }
+    println!("rows stored:");
+    for (table, n) in &outcome.table_counts {
+        println!("  {table:<22} {n:>10}");
+    }
+    let db = args.dir.join("fitlink.db");
+    println!(
+        "\ndatabase: {}  (try: FITLINK_DATABASE_URL=sqlite://{} fitlink status)",
+        db.display(),
+        db.display()
+    );
+    Ok(())
+}
+
+/// Starts a simulator and a fleet, imports the simulator's roster, waits until every
+/// participant has synced, stops everything, and reports.
+pub async fn run_fleet(args: &DemoArgs) -> anyhow::Result<FleetRun> {
+    let bin = std::env::current_exe().context("locating the fitlink binary")?;
+    std::fs::create_dir_all(&args.dir)?;
+    let db_path = args.dir.join("fitlink.db");
+    for suffix in ["", "-wal", "-shm"] {
+        let _ = std::fs::remove_file(format!("{}{suffix}", db_path.display()));
+    }
+    let sim_args: Vec<String> = vec![
+        "--participants".into(),
+        args.participants.to_string(),
+        "--days".into(),
+        args.days.to_string(),
+        "--latency-ms".into(),
+        args.latency_ms.to_string(),
+    ];
+    let sim = fleet::start_simulator(&bin, &sim_args, &args.dir.join("simulator.log")).await?;
+    let namespace = format!(
+        "fitlink-demo-{}",
+        &uuid::Uuid::new_v4().simple().to_string()[..8]
+    );
+    let env = FleetEnv {
+        amqp_url: args.amqp_url.clone(),
+        namespace,
+        database_url: format!("sqlite://{}", db_path.display()),
+        token_key: TokenKey::generate(),
+        google_api_base: sim.base_url.clone(),
+        google_token_url: format!("{}/token", sim.base_url),
+        client_id: "sim-client".into(),
+        client_secret: "sim-secret".into(),
+        extra: vec![(
+            "FITLINK_WORKER_CONCURRENCY".into(),
+            args.concurrency.to_string(),
+        )],
+    };
+    let mut fleet = Fleet::new(bin, env.clone(), &args.dir.join("logs"))?;
+    fleet.spawn("writer", &["writer"])?;
+    let db = fleet::wait_for_database(&env.database_url, Duration::from_secs(30)).await?;
+
+    let roster_config = sim_config(args);
+    let csv_path = args.dir.join("participants.csv");
+    std::fs::write(&csv_path, fitlink_simulator::roster_csv(&roster_config))?;
+    let key = TokenKey::parse(&env.token_key)?;
+    let database = DatabaseArgs {
+        database_url: env.database_url.clone(),
+    };
+    let report = fitlink_dispatcher::import_participants(
+        &env.broker(),
+        &database,
+        &key,
+        &csv_path,
+        Some(Duration::from_secs(60)),
+    )
+    .await?;
+    println!("{report}");
+
+    let started = Instant::now();
+    for i in 0..args.workers {
+        fleet.spawn(&format!("worker-{i}"), &["worker"])?;
+    }
+    fleet.spawn("dispatcher", &["dispatcher"])?;
+
+    let show_progress = std::io::stderr().is_terminal();
+    let total = args.participants as i64;
+    let deadline = started + Duration::from_secs(args.timeout_secs);
+    let wait: anyhow::Result<()> = loop {
+        if let Err(e) = fleet.check_alive() {
+            break Err(e);
+        }
+        let progress = fleet::progress(&db).await?;
+        if show_progress {
+            eprint!(
+                "\rsynced {}/{total} participants ({} stopped with a reason)",
+                progress.synced, progress.stopped
+            );
+        }
+        if progress.settled() && progress.total >= total {
+            break Ok(());
+        }
+        if Instant::now() >= deadline {
+            break Err(anyhow::anyhow!(
+                "participants still syncing after {} s; logs are in {}",
+                args.timeout_secs,
+                args.dir.join("logs").display()
+            ));
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    if show_progress {
+        eprintln!();
+    }
+    let elapsed = started.elapsed();
+    let stopped = fleet::progress(&db).await?.stopped;
+    let table_counts = fleet::table_counts(&db).await?;
+    let unclean = fleet.terminate_all().await;
+    let _ = fleet.delete_queues().await;
+    drop(sim);
+    wait?;
+    if !unclean.is_empty() {
+        eprintln!("warning: these processes did not stop cleanly: {unclean:?}");
+    }
+    let participant_days = ((total - stopped) as f64) * f64::from(args.days);
+    Ok(FleetRun {
+        participants: total - stopped,
+        stopped,
+        participant_days,
+        elapsed,
+        table_counts,
+    })
+}
+
+fn sim_config(args: &DemoArgs) -> SimConfig {
+    use clap::Parser;
+    #[derive(Parser)]
+    struct Wrapper {
+        #[command(flatten)]
+        sim: SimConfig,
+    }
+    Wrapper::parse_from([
+        "sim".to_owned(),
+        "--participants".into(),
+        args.participants.to_string(),
+        "--days".into(),
+        args.days.to_string(),
+    ])
+    .sim
+}

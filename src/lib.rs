@@ -1,0 +1,9 @@
+//! The `fitlink` operator binary's library: the command line, the status report, the local
+//! fleet harness (demo, benchmarks, integration tests). Roles live in their own crates:
+//! `fitlink-dispatcher`, `fitlink-worker`, `fitlink-writer`, `fitlink-simulator`.
+
+pub mod bench;
+pub mod cli;
+pub mod demo;
+pub mod fleet;
+pub mod status;

@@ -1,0 +1,744 @@
+//! `fitlink status`: every participant, why each is or is not syncing, how far behind each is,
+//! what is stored, and what is waiting on the queues.
+//!
+//! Read-only: the database is opened `query_only` and the queues are measured by passive
+//! declares, so `status` can run at any moment next to a busy fleet. The database part needs
+//! the database; the queue part is best effort (an unreachable broker gives `queues: null` and a
+//! warning, because "is the data flowing" is the question status exists to answer even when the
+//! broker is the thing that is down).
+//!
+//! # The JSON format (`fitlink status --json`), version 1
+//!
+//! Stable: fields are only ever added; a change of meaning bumps `format_version`. Keys are
+//! snake_case; instants are RFC 3339 UTC text `YYYY-MM-DDTHH:MM:SSZ`; absent values are `null`.
+//!
+//! ```text
+//! {
+//!   "format_version": 1,
+//!   "generated_at": "2026-11-01T12:00:00Z",
+//!   "participants": [                      // sorted by participant_id
+//!     {
+//!       "participant_id": "P-0001",
+//!       "provider": "google-health",         // or "fitbit" (the legacy API)
+//!       "state": "active",                   // active | revoked | scope_missing |
+//!                                            // provider_data_invalid | dead_lettered | needs_reconsent
+//!       "state_reason": null,                // why, when not active
+//!       "sync_from": "2026-01-01T00:00:00Z",
+//!       "cursor": "2026-11-01T10:00:00Z",    // everything in [sync_from, cursor) is stored
+//!       "latest_device_sync": "2026-11-01T11:00:00Z",
+//!       "lag_seconds": 3600,                 // latest_device_sync - cursor; null unless both known
+//!       "last_success_at": "2026-11-01T11:05:00Z",
+//!       "last_error": null,
+//!       "last_error_at": null,
+//!       "in_flight_job_id": null,            // the one job in flight, if any
+//!       "in_flight_since": null,
+//!       "retry_at": null,                    // waiting out a rate limit or retry until then
+//!       "time_zone": "America/New_York",
+//!       "rows": {                            // rows stored for this participant, per table
+//!         "activity_summary": 305, "heart_rate_summary": 1220, "resting_heart_rate": 305,
+//!         "heart_rate_intraday": 439200, "steps_intraday": 439200
+//!       }
+//!     }
+//!   ],
+//!   "totals": {
+//!     "participants": 1,
+//!     "by_provider": { "fitbit": 0, "google-health": 1 },   // every provider, 0 included
+//!     "by_state": { "active": 1, "dead_lettered": 0, ... }, // every state, 0 included
+//!     "rows": { "activity_summary": 305, ... }              // all rows per table
+//!   },
+//!   "queues": {                              // null if the broker was unreachable
+//!     "namespace": "fitlink",
+//!     "jobs": 0,                             // messages ready; null if the queue does not exist
+//!     "retry": [ { "delay_secs": 5, "queue": "fitlink.jobs.retry.5s", "depth": 0 }, ... ],
+//!     "results": 0,
+//!     "jobs_dead": 0,
+//!     "results_dead": 0
+//!   },
+//!   "warnings": []                           // e.g. "broker unreachable: ..."
+//! }
+//! ```
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use fitlink_shared::broker::{self, Topology};
+use fitlink_shared::config::{BrokerArgs, DatabaseArgs};
+use fitlink_shared::db;
+use fitlink_shared::domain::{ParticipantState, Provider, UtcInstant, parse_instant};
+use fitlink_shared::messages::now_instant;
+use serde::Serialize;
+use sqlx::SqlitePool;
+
+/// Bumped only when a field changes meaning or disappears; new fields do not bump it.
+pub const FORMAT_VERSION: u32 = 1;
+
+/// How long to try reaching the broker before reporting without queues.
+const BROKER_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The whole report; its JSON form is the stable format documented on this module.
+#[derive(Clone, Debug, Serialize)]
+pub struct StatusReport {
+    pub format_version: u32,
+    pub generated_at: UtcInstant,
+    pub participants: Vec<ParticipantStatus>,
+    pub totals: Totals,
+    /// `None` (JSON `null`) when the broker could not be reached; `warnings` says why.
+    pub queues: Option<QueueDepths>,
+    pub warnings: Vec<String>,
+}
+
+/// One participant: the `participants` row as an operator needs it, plus stored row counts.
+#[derive(Clone, Debug, Serialize)]
+pub struct ParticipantStatus {
+    pub participant_id: String,
+    pub provider: String,
+    pub state: String,
+    pub state_reason: Option<String>,
+    pub sync_from: String,
+    /// `sync_cursor`: every point in `[sync_from, cursor)` is stored.
+    pub cursor: String,
+    pub latest_device_sync: Option<String>,
+    /// `latest_device_sync - cursor` in seconds: how much the device holds that we do not.
+    pub lag_seconds: Option<i64>,
+    pub last_success_at: Option<String>,
+    pub last_error: Option<String>,
+    pub last_error_at: Option<String>,
+    pub in_flight_job_id: Option<String>,
+    pub in_flight_since: Option<String>,
+    pub retry_at: Option<String>,
+    pub time_zone: Option<String>,
+    pub rows: TableRows,
+}
+
+/// Row counts of the data tables (names as in the database).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct TableRows {
+    pub activity_summary: i64,
+    pub heart_rate_summary: i64,
+    pub resting_heart_rate: i64,
+    pub heart_rate_intraday: i64,
+    pub steps_intraday: i64,
+}
+
+impl TableRows {
+    fn slot(&mut self, table: &str) -> &mut i64 {
+        match table {
+            "activity_summary" => &mut self.activity_summary,
+            "heart_rate_summary" => &mut self.heart_rate_summary,
+            "resting_heart_rate" => &mut self.resting_heart_rate,
+            "heart_rate_intraday" => &mut self.heart_rate_intraday,
+            "steps_intraday" => &mut self.steps_intraday,
+            other => unreachable!("not a data table: {other}"),
+        }
+    }
+
+    fn total(&self) -> i64 {
+        self.activity_summary
+            + self.heart_rate_summary
+            + self.resting_heart_rate
+            + self.heart_rate_intraday
+            + self.steps_intraday
+    }
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct Totals {
+    pub participants: i64,
+    /// Every provider, zero counts included (dashboards need no special case for "none yet").
+    pub by_provider: BTreeMap<String, i64>,
+    /// Every state, zero counts included.
+    pub by_state: BTreeMap<String, i64>,
+    pub rows: TableRows,
+}
+
+/// Messages ready in each queue of the fleet; `None` (null) for a queue that does not exist.
+#[derive(Clone, Debug, Serialize)]
+pub struct QueueDepths {
+    pub namespace: String,
+    pub jobs: Option<u32>,
+    pub retry: Vec<RetryDepth>,
+    pub results: Option<u32>,
+    pub jobs_dead: Option<u32>,
+    pub results_dead: Option<u32>,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct RetryDepth {
+    pub delay_secs: u64,
+    pub queue: String,
+    pub depth: Option<u32>,
+}
+
+/// Per-table row counts, one grouped query per table (not one per participant). Static strings
+/// so no table name is ever spliced into SQL.
+const ROW_COUNTS: [(&str, &str); 5] = [
+    (
+        "activity_summary",
+        "SELECT participant_id, count(*) FROM activity_summary GROUP BY participant_id",
+    ),
+    (
+        "heart_rate_summary",
+        "SELECT participant_id, count(*) FROM heart_rate_summary GROUP BY participant_id",
+    ),
+    (
+        "resting_heart_rate",
+        "SELECT participant_id, count(*) FROM resting_heart_rate GROUP BY participant_id",
+    ),
+    (
+        "heart_rate_intraday",
+        "SELECT participant_id, count(*) FROM heart_rate_intraday GROUP BY participant_id",
+    ),
+    (
+        "steps_intraday",
+        "SELECT participant_id, count(*) FROM steps_intraday GROUP BY participant_id",
+    ),
+];
+
+/// Builds the report: the database part (required) and the queue part (best effort).
+pub async fn status(database: &DatabaseArgs, broker: &BrokerArgs) -> anyhow::Result<StatusReport> {
+    let generated_at = now_instant();
+    let (participants, queues) = tokio::join!(read_database(database), read_queues(broker));
+    let (participants, totals) = participants?;
+    let mut warnings = Vec::new();
+    let queues = match queues {
+        Ok(queues) => {
+            let missing: Vec<String> = queues
+                .named()
+                .into_iter()
+                .filter(|(_, depth)| depth.is_none())
+                .map(|(name, _)| name)
+                .collect();
+            if missing.len() == queues.named().len() {
+                warnings.push(format!(
+                    "no queues of namespace {} exist yet (no role has declared them; is this the fleet's FITLINK_NAMESPACE?)",
+                    queues.namespace
+                ));
+            } else if !missing.is_empty() {
+                warnings.push(format!(
+                    "queues that do not exist yet (no role has declared them): {}",
+                    missing.join(", ")
+                ));
+            }
+            Some(queues)
+        }
+        Err(error) => {
+            warnings.push(format!(
+                "broker unreachable, queue depths unknown: {error:#}"
+            ));
+            None
+        }
+    };
+    Ok(StatusReport {
+        format_version: FORMAT_VERSION,
+        generated_at,
+        participants,
+        totals,
+        queues,
+        warnings,
+    })
+}
+
+type ParticipantRow = (
+    String,
+    String,
+    String,
+    Option<String>,
+    String,
+    String,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+);
+
+async fn read_database(
+    database: &DatabaseArgs,
+) -> anyhow::Result<(Vec<ParticipantStatus>, Totals)> {
+    let pool = db::open_for_reading(&database.database_url).await?;
+    let result = read_tables(&pool).await;
+    pool.close().await;
+    result
+}
+
+async fn read_tables(pool: &SqlitePool) -> anyhow::Result<(Vec<ParticipantStatus>, Totals)> {
+    let rows: Vec<ParticipantRow> = sqlx::query_as(
+        "SELECT participant_id, provider, state, state_reason, sync_from, sync_cursor,
+                latest_device_sync, last_success_at, last_error, last_error_at,
+                in_flight_job_id, in_flight_since, retry_at, time_zone
+         FROM participants ORDER BY participant_id",
+    )
+    .fetch_all(pool)
+    .await
+    .context("cannot read participants")?;
+
+    let mut counts: BTreeMap<String, TableRows> = BTreeMap::new();
+    let mut table_totals = TableRows::default();
+    for (table, query) in ROW_COUNTS {
+        let per_participant: Vec<(String, i64)> = sqlx::query_as(query)
+            .fetch_all(pool)
+            .await
+            .with_context(|| format!("cannot count rows of {table}"))?;
+        for (participant, n) in per_participant {
+            *counts.entry(participant).or_default().slot(table) += n;
+            *table_totals.slot(table) += n;
+        }
+    }
+
+    let mut by_provider: BTreeMap<String, i64> = [Provider::GoogleHealth, Provider::Fitbit]
+        .into_iter()
+        .map(|p| (p.as_str().to_owned(), 0))
+        .collect();
+    let mut by_state: BTreeMap<String, i64> = ParticipantState::ALL
+        .into_iter()
+        .map(|s| (s.as_str().to_owned(), 0))
+        .collect();
+    let participants: Vec<ParticipantStatus> = rows
+        .into_iter()
+        .map(
+            |(
+                participant_id,
+                provider,
+                state,
+                state_reason,
+                sync_from,
+                cursor,
+                latest_device_sync,
+                last_success_at,
+                last_error,
+                last_error_at,
+                in_flight_job_id,
+                in_flight_since,
+                retry_at,
+                time_zone,
+            )| {
+                *by_provider.entry(provider.clone()).or_default() += 1;
+                *by_state.entry(state.clone()).or_default() += 1;
+                let lag_seconds = latest_device_sync.as_deref().and_then(|latest| {
+                    let latest = parse_instant(latest).ok()?;
+                    let cursor = parse_instant(&cursor).ok()?;
+                    Some((latest - cursor).num_seconds())
+                });
+                ParticipantStatus {
+                    rows: counts.get(&participant_id).copied().unwrap_or_default(),
+                    participant_id,
+                    provider,
+                    state,
+                    state_reason,
+                    sync_from,
+                    cursor,
+                    latest_device_sync,
+                    lag_seconds,
+                    last_success_at,
+                    last_error,
+                    last_error_at,
+                    in_flight_job_id,
+                    in_flight_since,
+                    retry_at,
+                    time_zone,
+                }
+            },
+        )
+        .collect();
+    let totals = Totals {
+        participants: participants.len() as i64,
+        by_provider,
+        by_state,
+        rows: table_totals,
+    };
+    Ok((participants, totals))
+}
+
+impl QueueDepths {
+    /// Every queue with its depth, by full name.
+    fn named(&self) -> Vec<(String, Option<u32>)> {
+        let t = Topology::new(&self.namespace);
+        let mut out = vec![(t.jobs, self.jobs)];
+        out.extend(self.retry.iter().map(|r| (r.queue.clone(), r.depth)));
+        out.push((t.results, self.results));
+        out.push((t.jobs_dead, self.jobs_dead));
+        out.push((t.results_dead, self.results_dead));
+        out
+    }
+}
+
+async fn read_queues(broker: &BrokerArgs) -> anyhow::Result<QueueDepths> {
+    let conn = tokio::time::timeout(BROKER_TIMEOUT, broker::connect(broker, "status"))
+        .await
+        .map_err(|_| anyhow::anyhow!("no answer within {}s", BROKER_TIMEOUT.as_secs()))??;
+    let topology = Topology::new(&broker.namespace);
+    // A passive declare of a missing queue closes its channel: one fresh channel per queue.
+    let mut retry = Vec::with_capacity(topology.retry.len());
+    for (delay, queue) in &topology.retry {
+        retry.push(RetryDepth {
+            delay_secs: delay.as_secs(),
+            queue: queue.clone(),
+            depth: broker::queue_depth_on_fresh_channel(&conn, queue).await?,
+        });
+    }
+    let depths = QueueDepths {
+        namespace: broker.namespace.clone(),
+        jobs: broker::queue_depth_on_fresh_channel(&conn, &topology.jobs).await?,
+        retry,
+        results: broker::queue_depth_on_fresh_channel(&conn, &topology.results).await?,
+        jobs_dead: broker::queue_depth_on_fresh_channel(&conn, &topology.jobs_dead).await?,
+        results_dead: broker::queue_depth_on_fresh_channel(&conn, &topology.results_dead).await?,
+    };
+    let _ = conn.close(200, "OK".into()).await;
+    Ok(depths)
+}
+
+/// The report as a table for a terminal: one line per participant (with a second line saying
+/// why, for any participant that is not syncing or last failed), then totals, queues, warnings.
+pub fn render_text(report: &StatusReport) -> String {
+    let mut out = String::new();
+    let _ = writeln!(out, "fitlink status at {}", report.generated_at);
+    let _ = writeln!(out);
+
+    if report.participants.is_empty() {
+        let _ = writeln!(
+            out,
+            "no participants yet (import some with `fitlink participants import FILE.csv`)"
+        );
+    } else {
+        let header = [
+            "PARTICIPANT",
+            "PROVIDER",
+            "STATE",
+            "CURSOR",
+            "LAG",
+            "LAST SUCCESS",
+            "IN FLIGHT",
+            "RETRY AT",
+            "ACTIVITY",
+            "HR ZONES",
+            "RESTING",
+            "HR INTRADAY",
+            "STEPS INTRADAY",
+        ];
+        let rows: Vec<Vec<String>> = report
+            .participants
+            .iter()
+            .map(|p| {
+                vec![
+                    p.participant_id.clone(),
+                    p.provider.clone(),
+                    p.state.clone(),
+                    p.cursor.clone(),
+                    p.lag_seconds.map_or_else(|| "-".into(), human_duration),
+                    dash(&p.last_success_at),
+                    p.in_flight_job_id
+                        .as_deref()
+                        .map_or_else(|| "-".into(), |j| j.chars().take(8).collect()),
+                    dash(&p.retry_at),
+                    p.rows.activity_summary.to_string(),
+                    p.rows.heart_rate_summary.to_string(),
+                    p.rows.resting_heart_rate.to_string(),
+                    p.rows.heart_rate_intraday.to_string(),
+                    p.rows.steps_intraday.to_string(),
+                ]
+            })
+            .collect();
+        let mut widths: Vec<usize> = header.iter().map(|h| h.len()).collect();
+        for row in &rows {
+            for (w, cell) in widths.iter_mut().zip(row) {
+                *w = (*w).max(cell.chars().count());
+            }
+        }
+        // Counts are right-aligned (columns from ACTIVITY on), text left-aligned.
+        let numeric_from = 8;
+        let line = |out: &mut String, cells: &[&str]| {
+            let mut text = String::new();
+            for (i, cell) in cells.iter().enumerate() {
+                let w = widths[i];
+                if i > 0 {
+                    text.push_str("  ");
+                }
+                if i >= numeric_from {
+                    let _ = write!(text, "{cell:>w$}");
+                } else {
+                    let _ = write!(text, "{cell:<w$}");
+                }
+            }
+            let _ = writeln!(out, "{}", text.trim_end());
+        };
+        line(&mut out, &header);
+        for (p, row) in report.participants.iter().zip(&rows) {
+            let cells: Vec<&str> = row.iter().map(String::as_str).collect();
+            line(&mut out, &cells);
+            if let Some(why) = explanation(p) {
+                let _ = writeln!(out, "    \u{21b3} {why}");
+            }
+        }
+    }
+
+    let t = &report.totals;
+    let _ = writeln!(out);
+    let _ = writeln!(
+        out,
+        "participants: {} (by provider: {}; by state: {})",
+        t.participants,
+        counts(&t.by_provider),
+        counts(&t.by_state)
+    );
+    let _ = writeln!(
+        out,
+        "rows: activity_summary {}, heart_rate_summary {}, resting_heart_rate {}, heart_rate_intraday {}, steps_intraday {} (total {})",
+        t.rows.activity_summary,
+        t.rows.heart_rate_summary,
+        t.rows.resting_heart_rate,
+        t.rows.heart_rate_intraday,
+        t.rows.steps_intraday,
+        t.rows.total()
+    );
+    match &report.queues {
+        Some(q) => {
+            let depth = |d: Option<u32>| d.map_or_else(|| "missing".into(), |d| d.to_string());
+            let retry: Vec<String> = q
+                .retry
+                .iter()
+                .map(|r| format!("{}s {}", r.delay_secs, depth(r.depth)))
+                .collect();
+            let _ = writeln!(
+                out,
+                "queues ({}): jobs {}, retry [{}], results {}, jobs.dead {}, results.dead {}",
+                q.namespace,
+                depth(q.jobs),
+                retry.join(", "),
+                depth(q.results),
+                depth(q.jobs_dead),
+                depth(q.results_dead)
+            );
+        }
+        None => {
+            let _ = writeln!(out, "queues: unknown");
+        }
+    }
+    for warning in &report.warnings {
+        let _ = writeln!(out, "warning: {warning}");
+    }
+    out
+}
+
+/// Why a participant is not syncing, or what went wrong last time; `None` if all is well.
+fn explanation(p: &ParticipantStatus) -> Option<String> {
+    let error = p.last_error.as_deref().map(|e| match &p.last_error_at {
+        Some(at) => format!("last error at {at}: {e}"),
+        None => format!("last error: {e}"),
+    });
+    if p.state != ParticipantState::Active.as_str() {
+        let reason = p.state_reason.as_deref().unwrap_or("no reason recorded");
+        return Some(match error {
+            Some(error) => format!("{}: {reason} ({error})", p.state),
+            None => format!("{}: {reason}", p.state),
+        });
+    }
+    // Active: mention an error only if it is newer than the last success (text order is time
+    // order for stored instants).
+    let unresolved = match (&p.last_error_at, &p.last_success_at) {
+        (Some(error_at), Some(success_at)) => error_at > success_at,
+        (_, None) => true,
+        (None, Some(_)) => false,
+    };
+    let retry = p
+        .retry_at
+        .as_deref()
+        .map(|at| format!("waiting until {at}"));
+    match (error.filter(|_| unresolved), retry) {
+        (Some(error), Some(retry)) => Some(format!("{retry}; {error}")),
+        (Some(error), None) => Some(error),
+        (None, Some(retry)) => Some(retry),
+        (None, None) => None,
+    }
+}
+
+fn dash(value: &Option<String>) -> String {
+    value.clone().unwrap_or_else(|| "-".into())
+}
+
+fn counts(map: &BTreeMap<String, i64>) -> String {
+    let nonzero: Vec<String> = map
+        .iter()
+        .filter(|(_, n)| **n > 0)
+        .map(|(k, n)| format!("{k} {n}"))
+        .collect();
+    if nonzero.is_empty() {
+        "none".into()
+    } else {
+        nonzero.join(", ")
+    }
+}
+
+/// `3d 4h`, `2h 5m`, `7m 30s`, `45s`; negative lags (a cursor past the device) keep their sign.
+fn human_duration(seconds: i64) -> String {
+    let sign = if seconds < 0 { "-" } else { "" };
+    let s = seconds.unsigned_abs();
+    let (d, h, m, sec) = (s / 86_400, s % 86_400 / 3600, s % 3600 / 60, s % 60);
+    let text = if d > 0 {
+        format!("{d}d {h}h")
+    } else if h > 0 {
+        format!("{h}h {m}m")
+    } else if m > 0 {
+        format!("{m}m {sec}s")
+    } else {
+        format!("{sec}s")
+    };
+    format!("{sign}{text}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use fitlink_shared::secret::Secret;
+
+    async fn database() -> (tempfile::TempDir, DatabaseArgs) {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("fitlink.db").display());
+        let pool = db::open_for_writing(&url).await.unwrap();
+        for (id, provider, state, reason, latest, error, error_at) in [
+            (
+                "p1",
+                "google-health",
+                "active",
+                None,
+                Some("2026-11-01T12:30:00Z"),
+                None,
+                None,
+            ),
+            (
+                "p2",
+                "fitbit",
+                "revoked",
+                Some("invalid_grant"),
+                None,
+                Some("token refresh refused"),
+                Some("2026-11-01T09:00:00Z"),
+            ),
+        ] {
+            sqlx::query(
+                "INSERT INTO participants (participant_id, provider, state, state_reason, sync_from,
+                    sync_cursor, latest_device_sync, last_error, last_error_at, created_at, updated_at)
+                 VALUES (?1, ?2, ?3, ?4, '2026-10-01T00:00:00Z', '2026-11-01T10:00:00Z', ?5, ?6, ?7,
+                    '2026-10-01T00:00:00Z', '2026-10-01T00:00:00Z')",
+            )
+            .bind(id)
+            .bind(provider)
+            .bind(state)
+            .bind(reason)
+            .bind(latest)
+            .bind(error)
+            .bind(error_at)
+            .execute(&pool)
+            .await
+            .unwrap();
+        }
+        for minute in 0..3 {
+            sqlx::query("INSERT INTO steps_intraday VALUES ('p1', ?1, 0, 10, 'google-health')")
+                .bind(format!("2026-11-01T10:0{minute}:00Z"))
+                .execute(&pool)
+                .await
+                .unwrap();
+        }
+        sqlx::query(
+            "INSERT INTO activity_summary (participant_id, date, steps, provider, updated_at)
+             VALUES ('p2', '2026-10-31', 1000, 'fitbit', '2026-11-01T00:00:00Z')",
+        )
+        .execute(&pool)
+        .await
+        .unwrap();
+        pool.close().await;
+        (dir, DatabaseArgs { database_url: url })
+    }
+
+    #[tokio::test]
+    async fn reports_the_database_even_without_a_broker() {
+        let (_dir, database) = database().await;
+        let broker = BrokerArgs {
+            // Nothing listens on port 1.
+            amqp_url: Secret::new("amqp://guest:guest@127.0.0.1:1/%2f".into()),
+            namespace: "t-status".into(),
+        };
+        let report = status(&database, &broker).await.unwrap();
+        assert!(report.queues.is_none());
+        assert!(report.warnings[0].contains("broker unreachable"));
+        let p1 = &report.participants[0];
+        assert_eq!(p1.lag_seconds, Some(9000));
+        assert_eq!(p1.rows.steps_intraday, 3);
+        assert_eq!(report.participants[1].rows.activity_summary, 1);
+        assert_eq!(report.totals.by_state["revoked"], 1);
+        assert_eq!(report.totals.by_state["scope_missing"], 0);
+        assert_eq!(report.totals.by_provider["fitbit"], 1);
+        assert_eq!(report.totals.rows.steps_intraday, 3);
+
+        let json = serde_json::to_value(&report).unwrap();
+        assert_eq!(json["format_version"], 1);
+        assert!(json["queues"].is_null());
+        assert_eq!(json["participants"][0]["cursor"], "2026-11-01T10:00:00Z");
+        assert_eq!(json["participants"][1]["state_reason"], "invalid_grant");
+
+        let text = render_text(&report);
+        assert!(text.contains("2h 30m"), "{text}");
+        assert!(
+            text.contains(
+                "revoked: invalid_grant (last error at 2026-11-01T09:00:00Z: token refresh refused)"
+            ),
+            "{text}"
+        );
+        assert!(text.contains("queues: unknown"), "{text}");
+    }
+
+    #[tokio::test]
+    async fn reports_queue_depths_and_missing_queues() {
+        let (_dir, database) = database().await;
+        let namespace = format!("t-status-{}", std::process::id());
+        let broker = BrokerArgs {
+            amqp_url: Secret::new("amqp://guest:guest@127.0.0.1:5672/%2f".into()),
+            namespace: namespace.clone(),
+        };
+        // Nothing declared yet: every queue is reported missing, none fails the report.
+        let report = status(&database, &broker).await.unwrap();
+        let queues = report.queues.as_ref().expect("the test broker is running");
+        assert_eq!(queues.jobs, None);
+        assert_eq!(queues.results_dead, None);
+        assert!(
+            report
+                .warnings
+                .iter()
+                .any(|w| w.contains("no queues of namespace"))
+        );
+
+        let conn = broker::connect(&broker, "status-test").await.unwrap();
+        let topology = Topology::new(&namespace);
+        topology
+            .declare(&conn.create_channel().await.unwrap())
+            .await
+            .unwrap();
+        let publisher = broker::Publisher::open(&conn).await.unwrap();
+        publisher
+            .publish(&topology.jobs_dead, b"{}", Vec::new())
+            .await
+            .unwrap();
+        let report = status(&database, &broker).await;
+
+        // Clean up before asserting, so a failure leaves no queues behind.
+        let channel = conn.create_channel().await.unwrap();
+        for queue in topology.all_queues() {
+            let _ = channel.queue_delete(queue.into(), Default::default()).await;
+        }
+        let report = report.unwrap();
+        let queues = report.queues.as_ref().unwrap();
+        assert_eq!(queues.jobs, Some(0));
+        assert_eq!(queues.jobs_dead, Some(1));
+        assert_eq!(queues.retry.len(), broker::RETRY_TIERS.len());
+        assert!(queues.retry.iter().all(|r| r.depth == Some(0)));
+        assert!(report.warnings.is_empty(), "{:?}", report.warnings);
+        let json = serde_json::to_value(&report).unwrap();
+        assert_eq!(json["queues"]["jobs_dead"], 1);
+        let _ = conn.close(200, "OK".into()).await;
+    }
+}

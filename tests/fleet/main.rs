@@ -1,0 +1,10 @@
+//! Fleet tests: the `fitlink` roles as separate processes (simulator, writer, ≥ 2 workers,
+//! dispatcher) against the real local RabbitMQ and a real SQLite file, checked against the
+//! simulator's ground truth.
+
+mod harness;
+
+mod bad_input;
+mod crashes;
+mod faults;
+mod sync;

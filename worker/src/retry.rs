@@ -1,0 +1,175 @@
+//! What to do with a job that failed: retry later (through a delay queue), give up into the
+//! dead-letter queue, or record a permanent state. Pure decisions, no I/O, so they are tested
+//! without a broker.
+
+use std::time::Duration;
+
+use backon::{BackoffBuilder, ExponentialBuilder};
+
+use fitlink_shared::domain::ParticipantState;
+use fitlink_shared::errors::SyncError;
+
+/// Limits of the retry policy.
+#[derive(Clone, Copy, Debug)]
+pub struct RetryPolicy {
+    /// Attempts (transient failures) before a job is dead-lettered.
+    pub max_attempts: u32,
+    /// Rate-limit deferrals before a job is dead-lettered; counted apart from attempts, because
+    /// a 429 storm should slow a participant, not lose them to the dead-letter queue quickly.
+    pub max_deferrals: u32,
+}
+
+/// The decision for a failed job.
+#[derive(Debug, PartialEq)]
+pub enum Decision {
+    /// Publish a copy to the delay queue of at least `delay`, then ack.
+    Retry {
+        delay: Duration,
+        next_attempt: u32,
+        next_deferrals: u32,
+        rate_limited: bool,
+        reason: String,
+    },
+    /// Record the participant's new state; the job ends.
+    Fail {
+        state: ParticipantState,
+        reason: String,
+    },
+    /// Put the job in the dead-letter queue with the reason.
+    DeadLetter { reason: String },
+}
+
+/// Quota windows are per minute at Google: without `Retry-After`, come back after one.
+const RATE_LIMIT_DEFAULT_DELAY: Duration = Duration::from_secs(60);
+
+impl RetryPolicy {
+    pub fn decide(&self, error: SyncError, attempt: u32, deferrals: u32) -> Decision {
+        match error {
+            SyncError::Permanent { state, reason } => Decision::Fail { state, reason },
+            SyncError::Poison { reason } => Decision::DeadLetter { reason },
+            SyncError::Transient {
+                reason,
+                retry_after,
+            } => {
+                if attempt >= self.max_attempts {
+                    return Decision::DeadLetter {
+                        reason: format!("gave up after {attempt} attempts: {reason}"),
+                    };
+                }
+                Decision::Retry {
+                    delay: backoff(attempt).max(retry_after.unwrap_or_default()),
+                    next_attempt: attempt + 1,
+                    next_deferrals: deferrals,
+                    rate_limited: false,
+                    reason,
+                }
+            }
+            SyncError::RateLimited {
+                reason,
+                retry_after,
+            } => {
+                if deferrals >= self.max_deferrals {
+                    return Decision::DeadLetter {
+                        reason: format!("still rate limited after {deferrals} deferrals: {reason}"),
+                    };
+                }
+                Decision::Retry {
+                    delay: retry_after.unwrap_or(RATE_LIMIT_DEFAULT_DELAY),
+                    next_attempt: attempt,
+                    next_deferrals: deferrals + 1,
+                    rate_limited: true,
+                    reason,
+                }
+            }
+        }
+    }
+}
+
+/// Exponential backoff with jitter for the n-th attempt (1-based): about 5 s, 10 s, 20 s … up
+/// to an hour. The delay queue rounds it up to the next tier.
+fn backoff(attempt: u32) -> Duration {
+    ExponentialBuilder::default()
+        .with_min_delay(Duration::from_secs(5))
+        .with_max_delay(Duration::from_secs(3600))
+        .with_factor(2.0)
+        .with_jitter()
+        .without_max_times()
+        .build()
+        .nth(attempt.saturating_sub(1) as usize)
+        .unwrap_or(Duration::from_secs(3600))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const POLICY: RetryPolicy = RetryPolicy {
+        max_attempts: 3,
+        max_deferrals: 2,
+    };
+
+    #[test]
+    fn transient_failures_back_off_then_dead_letter() {
+        let d = POLICY.decide(SyncError::transient("503"), 1, 0);
+        let Decision::Retry {
+            delay,
+            next_attempt,
+            rate_limited,
+            ..
+        } = d
+        else {
+            panic!("{d:?}")
+        };
+        assert!(delay >= Duration::from_secs(5));
+        assert_eq!(next_attempt, 2);
+        assert!(!rate_limited);
+        assert!(matches!(
+            POLICY.decide(SyncError::transient("503"), 3, 0),
+            Decision::DeadLetter { reason } if reason.contains("3 attempts") && reason.contains("503")
+        ));
+    }
+
+    #[test]
+    fn rate_limits_wait_as_told_and_do_not_spend_attempts() {
+        let err = SyncError::RateLimited {
+            reason: "429".into(),
+            retry_after: Some(Duration::from_secs(30)),
+        };
+        assert_eq!(
+            POLICY.decide(err.clone(), 3, 0),
+            Decision::Retry {
+                delay: Duration::from_secs(30),
+                next_attempt: 3,
+                next_deferrals: 1,
+                rate_limited: true,
+                reason: "429".into()
+            }
+        );
+        assert!(matches!(
+            POLICY.decide(err, 1, 2),
+            Decision::DeadLetter { .. }
+        ));
+    }
+
+    #[test]
+    fn permanent_failures_become_states() {
+        assert_eq!(
+            POLICY.decide(
+                SyncError::permanent(ParticipantState::Revoked, "invalid_grant"),
+                1,
+                0
+            ),
+            Decision::Fail {
+                state: ParticipantState::Revoked,
+                reason: "invalid_grant".into()
+            }
+        );
+    }
+
+    #[test]
+    fn backoff_grows_and_is_capped() {
+        assert!(backoff(1) < Duration::from_secs(11));
+        assert!(backoff(4) >= Duration::from_secs(40));
+        assert!(backoff(40) <= Duration::from_secs(7200));
+    }
+}

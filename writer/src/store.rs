@@ -1,0 +1,330 @@
+//! The database side of the writer: applies [`WriterCommand`]s, many per transaction.
+//!
+//! Everything a command changes (data rows, the cursor that covers them, the job ledger, the
+//! in-flight claim) changes in the same transaction, so a crash leaves either all of a batch or
+//! none of it (invariant 3: the cursor never passes uncommitted data). What must happen outside
+//! the database after the commit (publishing granted jobs) is returned in [`Applied`] for the
+//! caller to do.
+//!
+//! This module knows nothing of the broker. It logs at debug level only: whatever it logs may
+//! still be rolled back; the caller reports what was committed.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use fitlink_shared::db;
+use fitlink_shared::domain::{ParticipantId, UtcInstant};
+use fitlink_shared::messages::{SyncJob, WriterCommand, now_instant};
+use sqlx::pool::PoolConnection;
+use sqlx::{Connection, Sqlite, SqliteConnection, SqlitePool};
+use uuid::Uuid;
+
+mod credential;
+mod grant;
+mod import;
+mod outcome;
+mod slices;
+mod sql;
+
+#[cfg(test)]
+mod tests;
+
+/// The writer's handle on the database. One connection, one transaction at a time.
+pub struct Store {
+    pool: SqlitePool,
+    /// An in-flight claim older than this is considered lost (the worker died and the jobs queue
+    /// dead-lettered the job without telling us) and may be re-granted.
+    job_lease: Duration,
+    /// Multi-row statements, built once per row count and reused (so SQLite prepares each once).
+    sql: sql::Statements,
+}
+
+/// What one [`Store::apply`] did, command by command.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Applied {
+    /// One effect per command, in the order of the commands.
+    pub effects: Vec<Effect>,
+    /// Rows written (inserted or changed) per table; unchanged summaries and duplicate points
+    /// are not counted.
+    pub rows: BTreeMap<&'static str, u64>,
+}
+
+impl Applied {
+    /// The jobs to publish now that the transaction is committed, with the index of the command
+    /// that produced each.
+    pub fn jobs(&self) -> impl Iterator<Item = (usize, &SyncJob)> {
+        self.effects
+            .iter()
+            .enumerate()
+            .filter_map(|(i, e)| e.job_to_publish().map(|job| (i, job)))
+    }
+
+    pub fn rows_written(&self) -> u64 {
+        self.rows.values().sum()
+    }
+
+    fn add_rows(&mut self, table: &'static str, rows: u64) {
+        if rows > 0 {
+            *self.rows.entry(table).or_default() += rows;
+        }
+    }
+}
+
+/// The effect of one command.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Effect {
+    /// An import file applied: participants created, existing ones given new credentials (and
+    /// `reactivated` of those brought back to `active` by the new consent).
+    Imported {
+        created: u32,
+        updated: u32,
+        reactivated: u32,
+    },
+    /// The import id was applied before (a redelivery or a second run of the same file).
+    ImportAlreadyApplied,
+    /// A new grant: publish this job.
+    Granted(SyncJob),
+    /// The request's own job already holds the claim (redelivered after a crash between the
+    /// commit and the publish): publish the same job again.
+    Regranted(SyncJob),
+    /// The request was not granted, and why.
+    NotGranted(NotGranted),
+    /// A slice was stored. `cursor` is the participant's cursor after it.
+    SliceStored {
+        rows_written: u64,
+        cursor: UtcInstant,
+    },
+    CredentialRotated,
+    /// A job's outcome was recorded; `released` says whether it released the in-flight claim.
+    JobFinished {
+        released: bool,
+    },
+}
+
+impl Effect {
+    pub fn job_to_publish(&self) -> Option<&SyncJob> {
+        match self {
+            Effect::Granted(job) | Effect::Regranted(job) => Some(job),
+            _ => None,
+        }
+    }
+}
+
+/// Why a sync request was not granted (none of these is an error: the request is acked).
+#[derive(Clone, Debug, PartialEq)]
+pub enum NotGranted {
+    /// The participant's state is not `active` and the request did not force it.
+    NotActive { state: String },
+    /// Another job holds a live claim (invariant 6: one job in flight).
+    InFlight { job_id: String },
+    /// This job id was granted before and is no longer in flight (it finished or was replaced):
+    /// a late redelivery, nothing to do.
+    AlreadyGranted,
+}
+
+impl NotGranted {
+    /// A short stable label for metrics.
+    pub fn label(&self) -> &'static str {
+        match self {
+            NotGranted::NotActive { .. } => "not_active",
+            NotGranted::InFlight { .. } => "in_flight",
+            NotGranted::AlreadyGranted => "already_granted",
+        }
+    }
+}
+
+/// Why a command can never be applied: the message is dead-lettered instead of retried.
+#[derive(Clone, Debug, PartialEq, thiserror::Error)]
+pub enum Rejection {
+    #[error("participant {0} is unknown")]
+    UnknownParticipant(ParticipantId),
+    #[error("participant {0} has no stored credential")]
+    NoCredential(ParticipantId),
+    /// An empty slice is fine (it carries the re-read summaries of a job that found no new
+    /// device data); one that ends before it starts is a bug in its sender.
+    #[error("slice [{start}, {end}) ends before it starts")]
+    InvertedSlice { start: UtcInstant, end: UtcInstant },
+    #[error("participant {participant}: stored {what} {value:?} is not valid")]
+    CorruptRow {
+        participant: ParticipantId,
+        what: &'static str,
+        value: String,
+    },
+}
+
+/// Why [`Store::apply`] rolled back.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// Command number `index` can never apply (dead-letter it); the others may be fine.
+    #[error("command #{index} ({kind}) rejected: {rejection}")]
+    Rejected {
+        index: usize,
+        kind: &'static str,
+        rejection: Rejection,
+    },
+    /// The database failed; retrying may help.
+    #[error("database: {0}")]
+    Database(#[from] sqlx::Error),
+}
+
+impl StoreError {
+    /// True if the command should be dead-lettered rather than retried.
+    pub fn is_dead_letter(&self) -> bool {
+        matches!(self, StoreError::Rejected { .. })
+    }
+}
+
+/// What a command's handler returns: a rejection is per command, a database error is per batch.
+enum CommandError {
+    Rejected(Rejection),
+    Database(sqlx::Error),
+}
+
+impl From<sqlx::Error> for CommandError {
+    fn from(e: sqlx::Error) -> Self {
+        CommandError::Database(e)
+    }
+}
+
+impl From<Rejection> for CommandError {
+    fn from(r: Rejection) -> Self {
+        CommandError::Rejected(r)
+    }
+}
+
+type CommandResult<T> = Result<T, CommandError>;
+
+/// The time and settings one transaction works with: every row it writes carries the same `now`.
+struct Tx<'a> {
+    conn: &'a mut SqliteConnection,
+    now: UtcInstant,
+    now_text: String,
+    job_lease: Duration,
+    sql: &'a sql::Statements,
+}
+
+impl Store {
+    /// Opens (creating and migrating if needed) the database for writing.
+    pub async fn open(database_url: &str, job_lease: Duration) -> anyhow::Result<Store> {
+        let pool = db::open_for_writing(database_url).await?;
+        Ok(Store {
+            pool,
+            job_lease,
+            sql: sql::Statements::new(),
+        })
+    }
+
+    /// Applies `commands` in ONE transaction (`BEGIN IMMEDIATE`), in order; on any error the
+    /// whole transaction rolls back and nothing of it is visible.
+    ///
+    /// A transaction that imports participants or rotates a credential commits with
+    /// `synchronous=FULL`: credentials must survive a power loss (invariant 4), while data may
+    /// roll back with its cursor and be fetched again.
+    pub async fn apply(&mut self, commands: &[WriterCommand]) -> Result<Applied, StoreError> {
+        let mut conn = self.pool.acquire().await?;
+        let durable = commands.iter().any(|c| {
+            matches!(
+                c,
+                WriterCommand::ImportParticipants(_) | WriterCommand::RotateCredential(_)
+            )
+        });
+        if durable {
+            sqlx::query("PRAGMA synchronous = FULL")
+                .execute(&mut *conn)
+                .await?;
+        }
+        let result = self.apply_in_transaction(&mut conn, commands).await;
+        if durable {
+            let reset = sqlx::query("PRAGMA synchronous = NORMAL")
+                .execute(&mut *conn)
+                .await;
+            if let Err(e) = reset {
+                // The outcome stands (a commit is a commit); only the connection is suspect, so
+                // the pool replaces it with a fresh one, opened with `synchronous=NORMAL`.
+                tracing::warn!(error = %e, "cannot reset synchronous=NORMAL; reopening the connection");
+                conn.close_on_drop();
+            }
+        }
+        result
+    }
+
+    async fn apply_in_transaction(
+        &self,
+        conn: &mut PoolConnection<Sqlite>,
+        commands: &[WriterCommand],
+    ) -> Result<Applied, StoreError> {
+        let mut tx = Connection::begin_with(&mut **conn, "BEGIN IMMEDIATE").await?;
+        let now = now_instant();
+        let mut t = Tx {
+            conn: &mut tx,
+            now,
+            now_text: now.to_text(),
+            job_lease: self.job_lease,
+            sql: &self.sql,
+        };
+        let mut applied = Applied {
+            effects: Vec::with_capacity(commands.len()),
+            rows: BTreeMap::new(),
+        };
+        for (index, command) in commands.iter().enumerate() {
+            match t.apply_one(command, &mut applied).await {
+                Ok(effect) => applied.effects.push(effect),
+                Err(e) => {
+                    // Dropping the transaction would roll back too; saying it makes the order of
+                    // events explicit and surfaces a failed rollback.
+                    let rollback = tx.rollback().await;
+                    return Err(match (e, rollback) {
+                        (CommandError::Database(e), _) => StoreError::Database(e),
+                        (CommandError::Rejected(_), Err(rollback)) => rollback.into(),
+                        (CommandError::Rejected(rejection), Ok(())) => StoreError::Rejected {
+                            index,
+                            kind: command.kind(),
+                            rejection,
+                        },
+                    });
+                }
+            }
+        }
+        tx.commit().await?;
+        Ok(applied)
+    }
+
+    /// Closes the database cleanly (checkpoints the WAL).
+    pub async fn close(self) {
+        self.pool.close().await;
+    }
+}
+
+impl Tx<'_> {
+    async fn apply_one(
+        &mut self,
+        command: &WriterCommand,
+        applied: &mut Applied,
+    ) -> CommandResult<Effect> {
+        match command {
+            WriterCommand::ImportParticipants(batch) => self.import(batch).await,
+            WriterCommand::RequestSync(request) => self.request_sync(request).await,
+            WriterCommand::StoreSlice(slice) => self.store_slice(slice, applied).await,
+            WriterCommand::RotateCredential(rotation) => self.rotate_credential(rotation).await,
+            WriterCommand::FinishJob(outcome) => self.finish_job(outcome).await,
+        }
+    }
+}
+
+/// The text a job id is stored as (hyphenated lower case, as `Uuid` prints).
+fn job_text(id: &Uuid) -> String {
+    id.hyphenated().to_string()
+}
+
+/// Caps free text from outside (provider error bodies, reasons) before it goes in a row.
+fn capped(text: &str) -> &str {
+    const MAX: usize = 1024;
+    if text.len() <= MAX {
+        return text;
+    }
+    let mut end = MAX;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    &text[..end]
+}

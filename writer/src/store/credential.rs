@@ -1,0 +1,35 @@
+//! `RotateCredential`: a refresh token the provider rotated (legacy Fitbit rotates on every
+//! refresh). The transaction that carries it commits with `synchronous=FULL` (see
+//! [`Store::apply`](super::Store::apply)): losing it would lock the participant out.
+
+use fitlink_shared::messages::CredentialRotation;
+
+use super::{CommandResult, Effect, Rejection, Tx};
+
+impl Tx<'_> {
+    pub(super) async fn rotate_credential(
+        &mut self,
+        rotation: &CredentialRotation,
+    ) -> CommandResult<Effect> {
+        let participant = &rotation.participant_id;
+        // Upsert from the participant row: a participant always has a credential, but if one
+        // went missing, the rotated token is the one that works now.
+        let written = sqlx::query(
+            "INSERT INTO credentials (participant_id, provider, sealed_refresh_token, updated_at) \
+             SELECT participant_id, provider, ?2, ?3 FROM participants WHERE participant_id = ?1 \
+             ON CONFLICT (participant_id) DO UPDATE SET \
+             sealed_refresh_token = excluded.sealed_refresh_token, updated_at = excluded.updated_at",
+        )
+        .bind(participant.as_str())
+        .bind(rotation.sealed_refresh_token.as_str())
+        .bind(&self.now_text)
+        .execute(&mut *self.conn)
+        .await?
+        .rows_affected();
+        if written == 0 {
+            return Err(Rejection::UnknownParticipant(participant.clone()).into());
+        }
+        tracing::debug!(participant_id = %participant, job_id = %rotation.job_id, "rotated credential stored");
+        Ok(Effect::CredentialRotated)
+    }
+}

@@ -1,0 +1,179 @@
+//! `RequestSync`: the writer is the one place that grants sync jobs, so it alone keeps "one job
+//! in flight per participant" (invariant 6) true.
+//!
+//! A grant is a row change (the participant's claim, a job-ledger row) committed before the job
+//! is published. If the writer crashes between the commit and the publish, the request comes back
+//! (it was never acked) and finds its own job holding the claim: it publishes the same job again.
+
+use chrono::TimeDelta;
+use fitlink_shared::domain::{Provider, UtcInstant};
+use fitlink_shared::messages::{SyncJob, SyncRequest};
+use fitlink_shared::secret::SealedToken;
+
+use super::{CommandResult, Effect, NotGranted, Rejection, Tx, job_text};
+
+/// The participant's row as a grant needs it.
+#[derive(sqlx::FromRow)]
+struct Claimable {
+    state: String,
+    provider: String,
+    sync_cursor: String,
+    time_zone: Option<String>,
+    in_flight_job_id: Option<String>,
+    in_flight_since: Option<String>,
+}
+
+impl Tx<'_> {
+    pub(super) async fn request_sync(&mut self, request: &SyncRequest) -> CommandResult<Effect> {
+        let participant = &request.participant_id;
+        let job_id = job_text(&request.job_id);
+        let row: Option<Claimable> = sqlx::query_as(
+            "SELECT state, provider, sync_cursor, time_zone, in_flight_job_id, in_flight_since \
+             FROM participants WHERE participant_id = ?1",
+        )
+        .bind(participant.as_str())
+        .fetch_optional(&mut *self.conn)
+        .await?;
+        let Some(row) = row else {
+            return Err(Rejection::UnknownParticipant(participant.clone()).into());
+        };
+
+        // Redelivered after its grant was committed: the same job, published again.
+        if row.in_flight_job_id.as_deref() == Some(job_id.as_str()) {
+            let granted: Option<(String,)> =
+                sqlx::query_as("SELECT granted_at FROM sync_jobs WHERE job_id = ?1")
+                    .bind(&job_id)
+                    .fetch_optional(&mut *self.conn)
+                    .await?;
+            let granted_at = granted
+                .and_then(|(g,)| UtcInstant::parse(&g).ok())
+                .unwrap_or(self.now);
+            let job = self.build_job(request, &row, granted_at).await?;
+            tracing::debug!(participant_id = %participant, job_id = %request.job_id, "request redelivered after its grant; publishing the same job again");
+            return Ok(Effect::Regranted(job));
+        }
+
+        let seen: Option<(i64,)> = sqlx::query_as("SELECT 1 FROM sync_jobs WHERE job_id = ?1")
+            .bind(&job_id)
+            .fetch_optional(&mut *self.conn)
+            .await?;
+        if seen.is_some() {
+            tracing::debug!(participant_id = %participant, job_id = %request.job_id, "job was granted before and is no longer in flight; not granted again");
+            return Ok(Effect::NotGranted(NotGranted::AlreadyGranted));
+        }
+
+        if row.state != "active" && !request.force {
+            tracing::debug!(participant_id = %participant, job_id = %request.job_id, state = %row.state, "participant is not active; not granted");
+            return Ok(Effect::NotGranted(NotGranted::NotActive {
+                state: row.state,
+            }));
+        }
+
+        let mut taken_over = None;
+        if let Some(holder) = &row.in_flight_job_id {
+            let replaced = request.replaces.map(|r| job_text(&r)).as_ref() == Some(holder);
+            let expired = self.lease_expired(row.in_flight_since.as_deref());
+            if !replaced && !expired {
+                tracing::debug!(participant_id = %participant, job_id = %request.job_id, in_flight = %holder, "a job is already in flight; not granted");
+                return Ok(Effect::NotGranted(NotGranted::InFlight {
+                    job_id: holder.clone(),
+                }));
+            }
+            let why = if replaced {
+                "replayed"
+            } else {
+                "lease expired"
+            };
+            tracing::debug!(participant_id = %participant, job_id = %request.job_id, previous_job_id = %holder, why, "taking over the in-flight claim");
+            taken_over = Some((holder.clone(), why));
+        }
+
+        let job = self.build_job(request, &row, self.now).await?;
+        sqlx::query(
+            "UPDATE participants SET in_flight_job_id = ?2, in_flight_since = ?3, retry_at = NULL, \
+             state = CASE WHEN ?4 THEN 'active' ELSE state END, \
+             state_reason = CASE WHEN ?4 THEN NULL ELSE state_reason END, \
+             updated_at = ?3 \
+             WHERE participant_id = ?1",
+        )
+        .bind(participant.as_str())
+        .bind(&job_id)
+        .bind(&self.now_text)
+        .bind(request.force)
+        .execute(&mut *self.conn)
+        .await?;
+        sqlx::query(
+            "INSERT INTO sync_jobs (job_id, participant_id, requested_by, granted_at) \
+             VALUES (?1, ?2, ?3, ?4)",
+        )
+        .bind(&job_id)
+        .bind(participant.as_str())
+        .bind(request.trigger.as_str())
+        .bind(&self.now_text)
+        .execute(&mut *self.conn)
+        .await?;
+        if let Some((previous, why)) = taken_over {
+            // The previous job's worker is gone (or its job is dead-lettered); say so in the
+            // ledger for operators. If it reports after all, its outcome overwrites this.
+            sqlx::query(
+                "UPDATE sync_jobs SET detail = ?2 WHERE job_id = ?1 AND finished_at IS NULL",
+            )
+            .bind(&previous)
+            .bind(format!("claim taken over by job {job_id} ({why})"))
+            .execute(&mut *self.conn)
+            .await?;
+        }
+        tracing::debug!(participant_id = %participant, job_id = %request.job_id, from = %job.from, "sync granted");
+        Ok(Effect::Granted(job))
+    }
+
+    /// True if a claim taken at `since` is older than the lease (or has no readable time).
+    fn lease_expired(&self, since: Option<&str>) -> bool {
+        let Some(since) = since.and_then(|s| UtcInstant::parse(s).ok()) else {
+            return true;
+        };
+        let lease = TimeDelta::from_std(self.job_lease).unwrap_or(TimeDelta::MAX);
+        match since.get().checked_add_signed(lease) {
+            Some(until) => until <= self.now.get(),
+            None => false,
+        }
+    }
+
+    async fn build_job(
+        &mut self,
+        request: &SyncRequest,
+        row: &Claimable,
+        granted_at: UtcInstant,
+    ) -> CommandResult<SyncJob> {
+        let participant = &request.participant_id;
+        let corrupt = |what: &'static str, value: &str| Rejection::CorruptRow {
+            participant: participant.clone(),
+            what,
+            value: value.chars().take(40).collect(),
+        };
+        let provider: Provider = row
+            .provider
+            .parse()
+            .map_err(|_| corrupt("provider", &row.provider))?;
+        let cursor = UtcInstant::parse(&row.sync_cursor)
+            .map_err(|_| corrupt("sync_cursor", &row.sync_cursor))?;
+        let sealed: Option<(String,)> = sqlx::query_as(
+            "SELECT sealed_refresh_token FROM credentials WHERE participant_id = ?1",
+        )
+        .bind(participant.as_str())
+        .fetch_optional(&mut *self.conn)
+        .await?;
+        let Some((sealed,)) = sealed else {
+            return Err(Rejection::NoCredential(participant.clone()).into());
+        };
+        Ok(SyncJob {
+            job_id: request.job_id,
+            participant_id: participant.clone(),
+            provider,
+            sealed_refresh_token: SealedToken::from_stored(sealed),
+            from: request.from.unwrap_or(cursor),
+            time_zone: row.time_zone.clone(),
+            granted_at,
+        })
+    }
+}

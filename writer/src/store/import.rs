@@ -1,0 +1,116 @@
+//! `ImportParticipants`: a whole file of participants in the one transaction.
+//!
+//! Idempotent by `import_id`, so a redelivered or re-run import does nothing. An existing
+//! participant gets the new credential (a new consent) but keeps their cursor and `sync_from`:
+//! re-importing must never make the fleet fetch history again or skip any.
+
+use fitlink_shared::domain::ParticipantState;
+use fitlink_shared::messages::ImportBatch;
+
+use super::{CommandResult, Effect, Tx};
+
+/// States a new consent resolves: the participant is synced again.
+const RESOLVED_BY_CONSENT: [ParticipantState; 4] = [
+    ParticipantState::Revoked,
+    ParticipantState::ScopeMissing,
+    ParticipantState::NeedsReconsent,
+    ParticipantState::DeadLettered,
+];
+
+impl Tx<'_> {
+    pub(super) async fn import(&mut self, batch: &ImportBatch) -> CommandResult<Effect> {
+        let import_id = super::job_text(&batch.import_id);
+        let seen: Option<(i64,)> = sqlx::query_as("SELECT 1 FROM imports WHERE import_id = ?1")
+            .bind(&import_id)
+            .fetch_optional(&mut *self.conn)
+            .await?;
+        if seen.is_some() {
+            tracing::debug!(import_id = %batch.import_id, source = %batch.source, "import already applied; nothing to do");
+            return Ok(Effect::ImportAlreadyApplied);
+        }
+
+        let (mut created, mut updated, mut reactivated) = (0, 0, 0);
+        for p in &batch.participants {
+            let id = p.participant_id.as_str();
+            let state: Option<(String,)> =
+                sqlx::query_as("SELECT state FROM participants WHERE participant_id = ?1")
+                    .bind(id)
+                    .fetch_optional(&mut *self.conn)
+                    .await?;
+            match state {
+                None => {
+                    let from = p.sync_from.to_text();
+                    sqlx::query(
+                        "INSERT INTO participants (participant_id, provider, state, sync_from, \
+                         sync_cursor, created_at, updated_at) \
+                         VALUES (?1, ?2, 'active', ?3, ?3, ?4, ?4)",
+                    )
+                    .bind(id)
+                    .bind(p.provider.as_str())
+                    .bind(&from)
+                    .bind(&self.now_text)
+                    .execute(&mut *self.conn)
+                    .await?;
+                    created += 1;
+                }
+                Some((state,)) => {
+                    let resolves = RESOLVED_BY_CONSENT.iter().any(|s| s.as_str() == state);
+                    // Cursor and sync_from stay as they are: the data already stored is still
+                    // the participant's, and what is missing is still missing.
+                    sqlx::query(
+                        "UPDATE participants SET provider = ?2, updated_at = ?3, \
+                         state = CASE WHEN ?4 THEN 'active' ELSE state END, \
+                         state_reason = CASE WHEN ?4 THEN NULL ELSE state_reason END \
+                         WHERE participant_id = ?1",
+                    )
+                    .bind(id)
+                    .bind(p.provider.as_str())
+                    .bind(&self.now_text)
+                    .bind(resolves)
+                    .execute(&mut *self.conn)
+                    .await?;
+                    updated += 1;
+                    if resolves {
+                        reactivated += 1;
+                        tracing::debug!(participant_id = %p.participant_id, previous_state = %state, "new consent imported; participant active again");
+                    }
+                }
+            }
+            sqlx::query(
+                "INSERT INTO credentials (participant_id, provider, sealed_refresh_token, updated_at) \
+                 VALUES (?1, ?2, ?3, ?4) \
+                 ON CONFLICT (participant_id) DO UPDATE SET provider = excluded.provider, \
+                 sealed_refresh_token = excluded.sealed_refresh_token, updated_at = excluded.updated_at",
+            )
+            .bind(id)
+            .bind(p.provider.as_str())
+            .bind(p.sealed_refresh_token.as_str())
+            .bind(&self.now_text)
+            .execute(&mut *self.conn)
+            .await?;
+        }
+
+        sqlx::query(
+            "INSERT INTO imports (import_id, source, participants, imported_at) VALUES (?1, ?2, ?3, ?4)",
+        )
+        .bind(&import_id)
+        .bind(&batch.source)
+        .bind(batch.participants.len() as i64)
+        .bind(&self.now_text)
+        .execute(&mut *self.conn)
+        .await?;
+        tracing::debug!(
+            import_id = %batch.import_id,
+            source = %batch.source,
+            created,
+            updated,
+            reactivated,
+            "participants imported"
+        );
+        Ok(Effect::Imported {
+            created,
+            updated,
+            reactivated,
+        })
+    }
+}

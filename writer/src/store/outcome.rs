@@ -1,0 +1,162 @@
+//! `FinishJob`: how a job ended (or paused), in the job ledger and on the participant.
+//!
+//! Only the job that holds the participant's in-flight claim releases it: a late outcome of a
+//! job whose claim was taken over (a replay, an expired lease) must not free the participant
+//! while its successor is still running.
+
+use fitlink_shared::domain::ParticipantState;
+use fitlink_shared::messages::{JobOutcome, Outcome};
+
+use super::{CommandResult, Effect, Rejection, Tx, capped, job_text};
+
+impl Tx<'_> {
+    pub(super) async fn finish_job(&mut self, outcome: &JobOutcome) -> CommandResult<Effect> {
+        let participant = &outcome.participant_id;
+        let job_id = job_text(&outcome.job_id);
+        let holder: Option<(Option<String>,)> =
+            sqlx::query_as("SELECT in_flight_job_id FROM participants WHERE participant_id = ?1")
+                .bind(participant.as_str())
+                .fetch_optional(&mut *self.conn)
+                .await?;
+        let Some((holder,)) = holder else {
+            return Err(Rejection::UnknownParticipant(participant.clone()).into());
+        };
+        let holds_claim = holder.as_deref() == Some(job_id.as_str());
+        let at = outcome.at.to_text();
+
+        let (label, detail) = match &outcome.outcome {
+            Outcome::Completed {
+                synced_to, slices, ..
+            } => (
+                "completed",
+                format!("synced to {synced_to} in {slices} slices"),
+            ),
+            Outcome::Deferred {
+                until,
+                rate_limited,
+                reason,
+            } => (
+                "deferred",
+                format!(
+                    "{} until {until}: {reason}",
+                    if *rate_limited {
+                        "rate limited"
+                    } else {
+                        "retrying"
+                    }
+                ),
+            ),
+            Outcome::Failed { state, reason } => ("failed", format!("{state}: {reason}")),
+            Outcome::DeadLettered { reason } => ("dead_lettered", reason.clone()),
+        };
+        sqlx::query(
+            "UPDATE sync_jobs SET finished_at = ?2, outcome = ?3, detail = ?4 WHERE job_id = ?1",
+        )
+        .bind(&job_id)
+        .bind(&at)
+        .bind(label)
+        .bind(capped(&detail))
+        .execute(&mut *self.conn)
+        .await?;
+
+        let released = match &outcome.outcome {
+            Outcome::Completed {
+                synced_to,
+                latest_device_sync,
+                time_zone,
+                ..
+            } => {
+                sqlx::query(
+                    "UPDATE participants SET \
+                     in_flight_job_id = CASE WHEN ?2 THEN NULL ELSE in_flight_job_id END, \
+                     in_flight_since = CASE WHEN ?2 THEN NULL ELSE in_flight_since END, \
+                     last_success_at = ?3, latest_device_sync = coalesce(?4, latest_device_sync), \
+                     time_zone = coalesce(?5, time_zone), retry_at = NULL, last_error = NULL, \
+                     updated_at = ?6 WHERE participant_id = ?1",
+                )
+                .bind(participant.as_str())
+                .bind(holds_claim)
+                .bind(&at)
+                .bind(latest_device_sync.map(|t| t.to_text()))
+                .bind(time_zone.as_deref())
+                .bind(&self.now_text)
+                .execute(&mut *self.conn)
+                .await?;
+                let cursor: (String,) = sqlx::query_as(
+                    "SELECT sync_cursor FROM participants WHERE participant_id = ?1",
+                )
+                .bind(participant.as_str())
+                .fetch_one(&mut *self.conn)
+                .await?;
+                if cursor.0 < synced_to.to_text() {
+                    // A slice of this job is missing (dead-lettered, or still queued behind):
+                    // the cursor stays before the gap and the next sync fetches it again.
+                    tracing::warn!(participant_id = %participant, job_id = %outcome.job_id, cursor = %cursor.0, synced_to = %synced_to, "job completed but the cursor is behind what it synced");
+                }
+                holds_claim
+            }
+            Outcome::Deferred { until, reason, .. } => {
+                // The claim stays (a retry copy of the job is on its way). A deferral is a sign
+                // of life, so it renews the lease: a job waiting out long retry delays is not lost.
+                sqlx::query(
+                    "UPDATE participants SET retry_at = ?3, last_error = ?4, last_error_at = ?5, \
+                     in_flight_since = CASE WHEN ?2 THEN ?6 ELSE in_flight_since END, \
+                     updated_at = ?6 WHERE participant_id = ?1",
+                )
+                .bind(participant.as_str())
+                .bind(holds_claim)
+                .bind(until.to_text())
+                .bind(capped(reason))
+                .bind(&at)
+                .bind(&self.now_text)
+                .execute(&mut *self.conn)
+                .await?;
+                false
+            }
+            Outcome::Failed { state, reason } => {
+                self.set_state(outcome, *state, reason, holds_claim).await?;
+                holds_claim
+            }
+            Outcome::DeadLettered { reason } => {
+                self.set_state(outcome, ParticipantState::DeadLettered, reason, holds_claim)
+                    .await?;
+                holds_claim
+            }
+        };
+        tracing::debug!(
+            participant_id = %participant,
+            job_id = %outcome.job_id,
+            outcome = label,
+            released,
+            detail = %capped(&detail),
+            "job outcome recorded"
+        );
+        Ok(Effect::JobFinished { released })
+    }
+
+    /// The participant cannot be synced until someone acts: record the state and why.
+    async fn set_state(
+        &mut self,
+        outcome: &JobOutcome,
+        state: ParticipantState,
+        reason: &str,
+        holds_claim: bool,
+    ) -> CommandResult<()> {
+        sqlx::query(
+            "UPDATE participants SET state = ?2, state_reason = ?3, last_error = ?3, \
+             last_error_at = ?4, \
+             in_flight_job_id = CASE WHEN ?5 THEN NULL ELSE in_flight_job_id END, \
+             in_flight_since = CASE WHEN ?5 THEN NULL ELSE in_flight_since END, \
+             updated_at = ?6 WHERE participant_id = ?1",
+        )
+        .bind(outcome.participant_id.as_str())
+        .bind(state.as_str())
+        .bind(capped(reason))
+        .bind(outcome.at.to_text())
+        .bind(holds_claim)
+        .bind(&self.now_text)
+        .execute(&mut *self.conn)
+        .await?;
+        Ok(())
+    }
+}

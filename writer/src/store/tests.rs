@@ -1,0 +1,1013 @@
+//! The store against a real SQLite file: each test proves one rule of the writer.
+
+use std::time::{Duration, Instant};
+
+use chrono::{NaiveDate, TimeDelta};
+use fitlink_shared::domain::{ParticipantId, ParticipantState, Provider, Slice, UtcInstant};
+use fitlink_shared::messages::*;
+use fitlink_shared::secret::SealedToken;
+use uuid::Uuid;
+
+use super::*;
+
+const LEASE: Duration = Duration::from_secs(3 * 3600);
+
+async fn open() -> (tempfile::TempDir, Store) {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("fitlink.db").display());
+    let store = Store::open(&url, LEASE).await.unwrap();
+    (dir, store)
+}
+
+fn pid(id: &str) -> ParticipantId {
+    ParticipantId::new(id).unwrap()
+}
+
+fn at(text: &str) -> UtcInstant {
+    UtcInstant::parse(text).unwrap()
+}
+
+fn sealed(text: &str) -> SealedToken {
+    SealedToken::from_stored(text.to_owned())
+}
+
+fn import(import_id: Uuid, people: &[(&str, &str)]) -> WriterCommand {
+    WriterCommand::ImportParticipants(ImportBatch {
+        import_id,
+        source: "participants.csv".into(),
+        participants: people
+            .iter()
+            .map(|(id, token)| ImportedParticipant {
+                participant_id: pid(id),
+                provider: Provider::GoogleHealth,
+                sealed_refresh_token: sealed(token),
+                sync_from: at("2026-10-01T00:00:00Z"),
+            })
+            .collect(),
+    })
+}
+
+fn request(job_id: Uuid, participant: &str) -> SyncRequest {
+    SyncRequest {
+        job_id,
+        participant_id: pid(participant),
+        trigger: SyncTrigger::Schedule,
+        force: false,
+        from: None,
+        replaces: None,
+        requested_at: at("2026-10-02T00:00:00Z"),
+    }
+}
+
+/// A slice of `minutes` one-minute points of heart rate and steps from `start`.
+fn slice(job_id: Uuid, participant: &str, start: &str, minutes: i64) -> SliceResult {
+    let start = at(start);
+    let end = UtcInstant::new(start.get() + TimeDelta::minutes(minutes));
+    let points: Vec<IntradayPoint> = (0..minutes)
+        .map(|m| IntradayPoint {
+            datetime: UtcInstant::new(start.get() + TimeDelta::minutes(m)),
+            utc_offset_seconds: -14_400,
+            value: 60 + m % 40,
+        })
+        .collect();
+    SliceResult {
+        job_id,
+        participant_id: pid(participant),
+        provider: Provider::GoogleHealth,
+        slice: Slice { start, end },
+        activity: vec![],
+        heart_rate_zones: vec![],
+        resting_heart_rate: vec![],
+        heart_rate: points.clone(),
+        steps: points,
+    }
+}
+
+fn finish(job_id: Uuid, participant: &str, outcome: Outcome) -> WriterCommand {
+    WriterCommand::FinishJob(JobOutcome {
+        job_id,
+        participant_id: pid(participant),
+        outcome,
+        at: at("2026-10-02T01:00:00Z"),
+    })
+}
+
+fn completed() -> Outcome {
+    Outcome::Completed {
+        synced_to: at("2026-10-01T00:00:00Z"),
+        latest_device_sync: Some(at("2026-10-02T00:30:00Z")),
+        time_zone: Some("America/New_York".into()),
+        slices: 1,
+    }
+}
+
+/// One participant `p1`, imported.
+async fn with_p1() -> (tempfile::TempDir, Store) {
+    let (dir, mut store) = open().await;
+    store
+        .apply(&[import(Uuid::new_v4(), &[("p1", "sealed-1")])])
+        .await
+        .unwrap();
+    (dir, store)
+}
+
+async fn grant(store: &mut Store, req: SyncRequest) -> Effect {
+    let mut applied = store
+        .apply(&[WriterCommand::RequestSync(req)])
+        .await
+        .unwrap();
+    applied.effects.remove(0)
+}
+
+async fn count(store: &Store, table: &str) -> i64 {
+    sqlx::query_scalar(AssertSqlSafe(format!("SELECT count(*) FROM {table}")))
+        .fetch_one(&store.pool)
+        .await
+        .unwrap()
+}
+
+async fn text(store: &Store, sql: &'static str, participant: &str) -> Option<String> {
+    sqlx::query_scalar(sql)
+        .bind(participant)
+        .fetch_one(&store.pool)
+        .await
+        .unwrap()
+}
+
+async fn column(store: &Store, column: &str, participant: &str) -> Option<String> {
+    sqlx::query_scalar(AssertSqlSafe(format!(
+        "SELECT {column} FROM participants WHERE participant_id = ?1"
+    )))
+    .bind(participant)
+    .fetch_one(&store.pool)
+    .await
+    .unwrap()
+}
+
+use sqlx::AssertSqlSafe;
+
+#[tokio::test]
+async fn import_is_idempotent_and_a_new_consent_reactivates_without_moving_the_cursor() {
+    let (_dir, mut store) = open().await;
+    let first = Uuid::new_v4();
+    let applied = store
+        .apply(&[import(first, &[("p1", "sealed-1"), ("p2", "sealed-2")])])
+        .await
+        .unwrap();
+    assert_eq!(
+        applied.effects,
+        vec![Effect::Imported {
+            created: 2,
+            updated: 0,
+            reactivated: 0
+        }]
+    );
+    assert_eq!(
+        column(&store, "sync_cursor", "p1").await.as_deref(),
+        Some("2026-10-01T00:00:00Z")
+    );
+    assert_eq!(
+        column(&store, "state", "p1").await.as_deref(),
+        Some("active")
+    );
+
+    // The same file again (a redelivery, or an operator running it twice): nothing happens.
+    let again = store
+        .apply(&[import(first, &[("p1", "other"), ("p3", "sealed-3")])])
+        .await
+        .unwrap();
+    assert_eq!(again.effects, vec![Effect::ImportAlreadyApplied]);
+    assert_eq!(count(&store, "participants").await, 2);
+    assert_eq!(count(&store, "imports").await, 1);
+    assert_eq!(
+        text(
+            &store,
+            "SELECT sealed_refresh_token FROM credentials WHERE participant_id = ?1",
+            "p1"
+        )
+        .await
+        .as_deref(),
+        Some("sealed-1")
+    );
+
+    // p1 syncs a bit, then revokes access.
+    let job = Uuid::new_v4();
+    grant(&mut store, request(job, "p1")).await;
+    store
+        .apply(&[
+            WriterCommand::StoreSlice(slice(job, "p1", "2026-10-01T00:00:00Z", 60)),
+            finish(
+                job,
+                "p1",
+                Outcome::Failed {
+                    state: ParticipantState::Revoked,
+                    reason: "invalid_grant".into(),
+                },
+            ),
+        ])
+        .await
+        .unwrap();
+    assert_eq!(
+        column(&store, "state", "p1").await.as_deref(),
+        Some("revoked")
+    );
+
+    // A new consent arrives in a new file, with a later sync_from: state back to active, the
+    // token replaced, the cursor and sync_from untouched.
+    let WriterCommand::ImportParticipants(mut batch) =
+        import(Uuid::new_v4(), &[("p1", "sealed-1-new")])
+    else {
+        unreachable!()
+    };
+    batch.participants[0].sync_from = at("2026-12-01T00:00:00Z");
+    let applied = store
+        .apply(&[WriterCommand::ImportParticipants(batch)])
+        .await
+        .unwrap();
+    assert_eq!(
+        applied.effects,
+        vec![Effect::Imported {
+            created: 0,
+            updated: 1,
+            reactivated: 1
+        }]
+    );
+    assert_eq!(
+        column(&store, "state", "p1").await.as_deref(),
+        Some("active")
+    );
+    assert_eq!(column(&store, "state_reason", "p1").await, None);
+    assert_eq!(
+        column(&store, "sync_cursor", "p1").await.as_deref(),
+        Some("2026-10-01T01:00:00Z")
+    );
+    assert_eq!(
+        column(&store, "sync_from", "p1").await.as_deref(),
+        Some("2026-10-01T00:00:00Z")
+    );
+    assert_eq!(
+        text(
+            &store,
+            "SELECT sealed_refresh_token FROM credentials WHERE participant_id = ?1",
+            "p1"
+        )
+        .await
+        .as_deref(),
+        Some("sealed-1-new")
+    );
+    assert_eq!(count(&store, "imports").await, 2);
+
+    // Credentials are committed with synchronous=FULL; the connection is back to NORMAL after.
+    let synchronous: i64 = sqlx::query_scalar("PRAGMA synchronous")
+        .fetch_one(&store.pool)
+        .await
+        .unwrap();
+    assert_eq!(synchronous, 1, "synchronous=NORMAL");
+}
+
+#[tokio::test]
+async fn a_grant_claims_the_participant_and_carries_what_the_worker_needs() {
+    let (_dir, mut store) = with_p1().await;
+    let job_id = Uuid::new_v4();
+    let Effect::Granted(job) = grant(&mut store, request(job_id, "p1")).await else {
+        panic!("not granted")
+    };
+    assert_eq!(job.job_id, job_id);
+    assert_eq!(job.participant_id, pid("p1"));
+    assert_eq!(job.provider, Provider::GoogleHealth);
+    assert_eq!(job.sealed_refresh_token, sealed("sealed-1"));
+    assert_eq!(job.from, at("2026-10-01T00:00:00Z"));
+    assert_eq!(job.time_zone, None);
+    assert_eq!(
+        column(&store, "in_flight_job_id", "p1").await,
+        Some(job_id.to_string())
+    );
+    assert_eq!(
+        column(&store, "in_flight_since", "p1").await,
+        Some(job.granted_at.to_text())
+    );
+    let (requested_by, granted_at): (String, String) =
+        sqlx::query_as("SELECT requested_by, granted_at FROM sync_jobs WHERE job_id = ?1")
+            .bind(job_id.to_string())
+            .fetch_one(&store.pool)
+            .await
+            .unwrap();
+    assert_eq!(requested_by, "schedule");
+    assert_eq!(granted_at, job.granted_at.to_text());
+}
+
+#[tokio::test]
+async fn a_second_request_while_one_is_in_flight_is_not_granted() {
+    let (_dir, mut store) = with_p1().await;
+    let first = Uuid::new_v4();
+    assert!(matches!(
+        grant(&mut store, request(first, "p1")).await,
+        Effect::Granted(_)
+    ));
+    // Two requests in one batch see each other too.
+    let applied = store
+        .apply(&[
+            WriterCommand::RequestSync(request(Uuid::new_v4(), "p1")),
+            WriterCommand::RequestSync(request(Uuid::new_v4(), "p1")),
+        ])
+        .await
+        .unwrap();
+    for effect in &applied.effects {
+        assert_eq!(
+            *effect,
+            Effect::NotGranted(NotGranted::InFlight {
+                job_id: first.to_string()
+            })
+        );
+    }
+    assert_eq!(applied.rows_written(), 0);
+    assert_eq!(count(&store, "sync_jobs").await, 1);
+    assert_eq!(
+        column(&store, "in_flight_job_id", "p1").await,
+        Some(first.to_string())
+    );
+
+    // Two fresh requests in one batch for an idle participant: the first wins.
+    let (_dir, mut store) = with_p1().await;
+    let applied = store
+        .apply(&[
+            WriterCommand::RequestSync(request(Uuid::new_v4(), "p1")),
+            WriterCommand::RequestSync(request(Uuid::new_v4(), "p1")),
+        ])
+        .await
+        .unwrap();
+    assert!(matches!(applied.effects[0], Effect::Granted(_)));
+    assert!(matches!(
+        applied.effects[1],
+        Effect::NotGranted(NotGranted::InFlight { .. })
+    ));
+    assert_eq!(applied.jobs().count(), 1);
+}
+
+#[tokio::test]
+async fn a_replay_that_names_the_job_in_flight_takes_over_its_claim() {
+    let (_dir, mut store) = with_p1().await;
+    let lost = Uuid::new_v4();
+    grant(&mut store, request(lost, "p1")).await;
+    let replay = Uuid::new_v4();
+    let mut req = request(replay, "p1");
+    req.trigger = SyncTrigger::Replay;
+    req.replaces = Some(lost);
+    assert!(matches!(grant(&mut store, req).await, Effect::Granted(_)));
+    assert_eq!(
+        column(&store, "in_flight_job_id", "p1").await,
+        Some(replay.to_string())
+    );
+    let detail: Option<String> =
+        sqlx::query_scalar("SELECT detail FROM sync_jobs WHERE job_id = ?1")
+            .bind(lost.to_string())
+            .fetch_one(&store.pool)
+            .await
+            .unwrap();
+    assert!(detail.unwrap().contains(&replay.to_string()));
+
+    // A replay naming some other job does not.
+    let mut req = request(Uuid::new_v4(), "p1");
+    req.replaces = Some(lost);
+    assert!(matches!(
+        grant(&mut store, req).await,
+        Effect::NotGranted(NotGranted::InFlight { .. })
+    ));
+}
+
+#[tokio::test]
+async fn an_expired_lease_is_granted_again() {
+    let (_dir, mut store) = with_p1().await;
+    let old = Uuid::new_v4();
+    grant(&mut store, request(old, "p1")).await;
+    let four_hours_ago = UtcInstant::new(chrono::Utc::now() - TimeDelta::hours(4)).to_text();
+    sqlx::query("UPDATE participants SET in_flight_since = ?1")
+        .bind(&four_hours_ago)
+        .execute(&store.pool)
+        .await
+        .unwrap();
+    let new = Uuid::new_v4();
+    assert!(matches!(
+        grant(&mut store, request(new, "p1")).await,
+        Effect::Granted(_)
+    ));
+    assert_eq!(
+        column(&store, "in_flight_job_id", "p1").await,
+        Some(new.to_string())
+    );
+
+    // Within the lease (2 h old), it is still held.
+    let two_hours_ago = UtcInstant::new(chrono::Utc::now() - TimeDelta::hours(2)).to_text();
+    sqlx::query("UPDATE participants SET in_flight_since = ?1")
+        .bind(&two_hours_ago)
+        .execute(&store.pool)
+        .await
+        .unwrap();
+    assert!(matches!(
+        grant(&mut store, request(Uuid::new_v4(), "p1")).await,
+        Effect::NotGranted(NotGranted::InFlight { .. })
+    ));
+}
+
+#[tokio::test]
+async fn a_redelivered_granted_request_publishes_the_same_job_again() {
+    let (_dir, mut store) = with_p1().await;
+    let job_id = Uuid::new_v4();
+    let Effect::Granted(job) = grant(&mut store, request(job_id, "p1")).await else {
+        panic!("not granted")
+    };
+    let Effect::Regranted(again) = grant(&mut store, request(job_id, "p1")).await else {
+        panic!("not re-granted")
+    };
+    assert_eq!(again, job);
+    assert_eq!(count(&store, "sync_jobs").await, 1);
+
+    // Once the job finished, a late redelivery grants nothing.
+    store
+        .apply(&[finish(job_id, "p1", completed())])
+        .await
+        .unwrap();
+    assert_eq!(
+        grant(&mut store, request(job_id, "p1")).await,
+        Effect::NotGranted(NotGranted::AlreadyGranted)
+    );
+    assert_eq!(column(&store, "in_flight_job_id", "p1").await, None);
+}
+
+#[tokio::test]
+async fn a_participant_who_is_not_active_is_granted_only_when_forced() {
+    let (_dir, mut store) = with_p1().await;
+    let job = Uuid::new_v4();
+    grant(&mut store, request(job, "p1")).await;
+    store
+        .apply(&[finish(
+            job,
+            "p1",
+            Outcome::Failed {
+                state: ParticipantState::ScopeMissing,
+                reason: "heart rate scope not granted".into(),
+            },
+        )])
+        .await
+        .unwrap();
+    assert_eq!(
+        grant(&mut store, request(Uuid::new_v4(), "p1")).await,
+        Effect::NotGranted(NotGranted::NotActive {
+            state: "scope_missing".into()
+        })
+    );
+    let mut forced = request(Uuid::new_v4(), "p1");
+    forced.force = true;
+    forced.trigger = SyncTrigger::Manual;
+    forced.from = Some(at("2026-09-01T00:00:00Z"));
+    let Effect::Granted(job) = grant(&mut store, forced).await else {
+        panic!("forced request not granted")
+    };
+    assert_eq!(job.from, at("2026-09-01T00:00:00Z"));
+    assert_eq!(
+        column(&store, "state", "p1").await.as_deref(),
+        Some("active")
+    );
+    assert_eq!(column(&store, "state_reason", "p1").await, None);
+    // An operator's re-sync from earlier never moves the cursor back.
+    assert_eq!(
+        column(&store, "sync_cursor", "p1").await.as_deref(),
+        Some("2026-10-01T00:00:00Z")
+    );
+}
+
+#[tokio::test]
+async fn a_slice_stored_twice_is_stored_once() {
+    let (_dir, mut store) = with_p1().await;
+    let job = Uuid::new_v4();
+    grant(&mut store, request(job, "p1")).await;
+    let s = WriterCommand::StoreSlice(slice(job, "p1", "2026-10-01T00:00:00Z", 300));
+    let first = store.apply(std::slice::from_ref(&s)).await.unwrap();
+    assert_eq!(first.rows.get("heart_rate_intraday"), Some(&300));
+    assert_eq!(first.rows.get("steps_intraday"), Some(&300));
+    let second = store.apply(&[s.clone(), s]).await.unwrap();
+    assert_eq!(second.rows_written(), 0);
+    assert_eq!(count(&store, "heart_rate_intraday").await, 300);
+    assert_eq!(count(&store, "steps_intraday").await, 300);
+    let (slices, rows): (i64, i64) =
+        sqlx::query_as("SELECT slices_stored, rows_stored FROM sync_jobs WHERE job_id = ?1")
+            .bind(job.to_string())
+            .fetch_one(&store.pool)
+            .await
+            .unwrap();
+    assert_eq!((slices, rows), (3, 600));
+
+    // Every row carries its participant, provider, UTC instant and offset.
+    let row: (String, String, i64, i64, String) = sqlx::query_as(
+        "SELECT participant_id, datetime, utc_offset_seconds, heart_rate_value, provider \
+         FROM heart_rate_intraday ORDER BY datetime LIMIT 1",
+    )
+    .fetch_one(&store.pool)
+    .await
+    .unwrap();
+    assert_eq!(
+        row,
+        (
+            "p1".into(),
+            "2026-10-01T00:00:00Z".into(),
+            -14_400,
+            60,
+            "google-health".into()
+        )
+    );
+}
+
+#[tokio::test]
+async fn summaries_are_replaced_when_changed_and_untouched_when_not() {
+    let (_dir, mut store) = with_p1().await;
+    let job = Uuid::new_v4();
+    let day = NaiveDate::from_ymd_opt(2026, 10, 1).unwrap();
+    let mut s = slice(job, "p1", "2026-10-01T00:00:00Z", 0);
+    s.slice.end = at("2026-10-02T00:00:00Z");
+    s.activity = vec![ActivityDay {
+        date: day,
+        steps: Some(8000),
+        distance: Some(6.1),
+        ..Default::default()
+    }];
+    s.heart_rate_zones = ["light", "moderate"]
+        .iter()
+        .map(|zone| HeartRateZoneDay {
+            date: day,
+            zone_name: (*zone).into(),
+            min_heart_rate: Some(90),
+            max_heart_rate: Some(120),
+            minute_in_zone: Some(30),
+            calorie_count: Some(150.5),
+        })
+        .collect();
+    s.resting_heart_rate = vec![RestingHeartRateDay {
+        date: day,
+        resting_heart_rate: 58,
+    }];
+    let applied = store
+        .apply(&[WriterCommand::StoreSlice(s.clone())])
+        .await
+        .unwrap();
+    assert_eq!(applied.rows.get("activity_summary"), Some(&1));
+    assert_eq!(applied.rows.get("heart_rate_summary"), Some(&2));
+    assert_eq!(applied.rows.get("resting_heart_rate"), Some(&1));
+
+    // Mark the rows as written long ago, so an update would show.
+    for table in [
+        "activity_summary",
+        "heart_rate_summary",
+        "resting_heart_rate",
+    ] {
+        sqlx::query(AssertSqlSafe(format!(
+            "UPDATE {table} SET updated_at = '2000-01-01T00:00:00Z'"
+        )))
+        .execute(&store.pool)
+        .await
+        .unwrap();
+    }
+    let unchanged = store
+        .apply(&[WriterCommand::StoreSlice(s.clone())])
+        .await
+        .unwrap();
+    assert_eq!(unchanged.rows_written(), 0);
+    for table in [
+        "activity_summary",
+        "heart_rate_summary",
+        "resting_heart_rate",
+    ] {
+        let stale: i64 = sqlx::query_scalar(AssertSqlSafe(format!(
+            "SELECT count(*) FROM {table} WHERE updated_at = '2000-01-01T00:00:00Z'"
+        )))
+        .fetch_one(&store.pool)
+        .await
+        .unwrap();
+        assert!(stale >= 1, "{table} was rewritten although unchanged");
+    }
+
+    // The day changes (more steps later that day; a zone's minutes): replaced.
+    s.activity[0].steps = Some(9500);
+    s.heart_rate_zones[1].minute_in_zone = Some(45);
+    s.resting_heart_rate[0].resting_heart_rate = 57;
+    let changed = store.apply(&[WriterCommand::StoreSlice(s)]).await.unwrap();
+    assert_eq!(changed.rows.get("activity_summary"), Some(&1));
+    assert_eq!(changed.rows.get("heart_rate_summary"), Some(&1));
+    assert_eq!(changed.rows.get("resting_heart_rate"), Some(&1));
+    let (steps, distance, updated_at): (i64, f64, String) = sqlx::query_as(
+        "SELECT steps, distance, updated_at FROM activity_summary WHERE participant_id = 'p1' AND date = '2026-10-01'",
+    )
+    .fetch_one(&store.pool)
+    .await
+    .unwrap();
+    assert_eq!((steps, distance), (9500, 6.1));
+    assert_ne!(updated_at, "2000-01-01T00:00:00Z");
+    let light_untouched: String =
+        sqlx::query_scalar("SELECT updated_at FROM heart_rate_summary WHERE zone_name = 'light'")
+            .fetch_one(&store.pool)
+            .await
+            .unwrap();
+    assert_eq!(light_untouched, "2000-01-01T00:00:00Z");
+    assert_eq!(count(&store, "activity_summary").await, 1);
+    assert_eq!(count(&store, "heart_rate_summary").await, 2);
+}
+
+#[tokio::test]
+async fn the_cursor_advances_contiguously_and_waits_at_a_gap() {
+    let (_dir, mut store) = with_p1().await;
+    let job = Uuid::new_v4();
+    let cursor = |store: &Store| {
+        let pool = store.pool.clone();
+        async move {
+            sqlx::query_scalar::<_, String>(
+                "SELECT sync_cursor FROM participants WHERE participant_id = 'p1'",
+            )
+            .fetch_one(&pool)
+            .await
+            .unwrap()
+        }
+    };
+    let hour = |h: u32| {
+        WriterCommand::StoreSlice(slice(job, "p1", &format!("2026-10-01T{h:02}:00:00Z"), 60))
+    };
+
+    store.apply(&[hour(0)]).await.unwrap();
+    assert_eq!(cursor(&store).await, "2026-10-01T01:00:00Z");
+    assert_eq!(count(&store, "sync_slices").await, 0);
+
+    // 02:00 and 03:00 arrive before 01:00: stored, but the cursor waits at the gap.
+    let applied = store.apply(&[hour(3), hour(2)]).await.unwrap();
+    assert_eq!(
+        applied.effects[1],
+        Effect::SliceStored {
+            rows_written: 120,
+            cursor: at("2026-10-01T01:00:00Z")
+        }
+    );
+    assert_eq!(cursor(&store).await, "2026-10-01T01:00:00Z");
+    assert_eq!(count(&store, "sync_slices").await, 2);
+    assert_eq!(count(&store, "heart_rate_intraday").await, 180);
+
+    // The gap is filled: the cursor jumps over everything contiguous.
+    store.apply(&[hour(1)]).await.unwrap();
+    assert_eq!(cursor(&store).await, "2026-10-01T04:00:00Z");
+    assert_eq!(count(&store, "sync_slices").await, 0);
+
+    // A re-sync of old data stores (nothing new here) and leaves the cursor alone.
+    store.apply(&[hour(0)]).await.unwrap();
+    assert_eq!(cursor(&store).await, "2026-10-01T04:00:00Z");
+    assert_eq!(count(&store, "sync_slices").await, 0);
+
+    // A slice overlapping the cursor moves it to the slice's end.
+    let mut overlapping = slice(job, "p1", "2026-10-01T03:30:00Z", 60);
+    overlapping.heart_rate.clear();
+    store
+        .apply(&[WriterCommand::StoreSlice(overlapping)])
+        .await
+        .unwrap();
+    assert_eq!(cursor(&store).await, "2026-10-01T04:30:00Z");
+}
+
+#[tokio::test]
+async fn a_rotated_credential_is_stored() {
+    let (_dir, mut store) = with_p1().await;
+    let applied = store
+        .apply(&[WriterCommand::RotateCredential(CredentialRotation {
+            job_id: Uuid::new_v4(),
+            participant_id: pid("p1"),
+            sealed_refresh_token: sealed("sealed-rotated"),
+        })])
+        .await
+        .unwrap();
+    assert_eq!(applied.effects, vec![Effect::CredentialRotated]);
+    assert_eq!(
+        text(
+            &store,
+            "SELECT sealed_refresh_token FROM credentials WHERE participant_id = ?1",
+            "p1"
+        )
+        .await
+        .as_deref(),
+        Some("sealed-rotated")
+    );
+    // And the next grant carries it.
+    let Effect::Granted(job) = grant(&mut store, request(Uuid::new_v4(), "p1")).await else {
+        panic!("not granted")
+    };
+    assert_eq!(job.sealed_refresh_token, sealed("sealed-rotated"));
+
+    let err = store
+        .apply(&[WriterCommand::RotateCredential(CredentialRotation {
+            job_id: Uuid::new_v4(),
+            participant_id: pid("nobody"),
+            sealed_refresh_token: sealed("x"),
+        })])
+        .await
+        .unwrap_err();
+    assert!(err.is_dead_letter(), "{err}");
+}
+
+#[tokio::test]
+async fn a_completed_job_releases_the_claim_and_records_the_sync() {
+    let (_dir, mut store) = with_p1().await;
+    let job = Uuid::new_v4();
+    grant(&mut store, request(job, "p1")).await;
+    sqlx::query(
+        "UPDATE participants SET last_error = 'earlier 503', retry_at = '2026-10-02T00:00:00Z'",
+    )
+    .execute(&store.pool)
+    .await
+    .unwrap();
+    let applied = store
+        .apply(&[finish(job, "p1", completed())])
+        .await
+        .unwrap();
+    assert_eq!(
+        applied.effects,
+        vec![Effect::JobFinished { released: true }]
+    );
+    assert_eq!(column(&store, "in_flight_job_id", "p1").await, None);
+    assert_eq!(column(&store, "in_flight_since", "p1").await, None);
+    assert_eq!(
+        column(&store, "last_success_at", "p1").await.as_deref(),
+        Some("2026-10-02T01:00:00Z")
+    );
+    assert_eq!(
+        column(&store, "latest_device_sync", "p1").await.as_deref(),
+        Some("2026-10-02T00:30:00Z")
+    );
+    assert_eq!(
+        column(&store, "time_zone", "p1").await.as_deref(),
+        Some("America/New_York")
+    );
+    assert_eq!(column(&store, "retry_at", "p1").await, None);
+    assert_eq!(column(&store, "last_error", "p1").await, None);
+    let (finished_at, outcome): (String, String) =
+        sqlx::query_as("SELECT finished_at, outcome FROM sync_jobs WHERE job_id = ?1")
+            .bind(job.to_string())
+            .fetch_one(&store.pool)
+            .await
+            .unwrap();
+    assert_eq!(
+        (finished_at.as_str(), outcome.as_str()),
+        ("2026-10-02T01:00:00Z", "completed")
+    );
+
+    // The next grant carries the time zone learned.
+    let Effect::Granted(next) = grant(&mut store, request(Uuid::new_v4(), "p1")).await else {
+        panic!("not granted")
+    };
+    assert_eq!(next.time_zone.as_deref(), Some("America/New_York"));
+}
+
+#[tokio::test]
+async fn a_deferred_job_keeps_the_claim_and_says_until_when() {
+    let (_dir, mut store) = with_p1().await;
+    let job = Uuid::new_v4();
+    grant(&mut store, request(job, "p1")).await;
+    let applied = store
+        .apply(&[finish(
+            job,
+            "p1",
+            Outcome::Deferred {
+                until: at("2026-10-02T02:00:00Z"),
+                rate_limited: true,
+                reason: "429 from provider".into(),
+            },
+        )])
+        .await
+        .unwrap();
+    assert_eq!(
+        applied.effects,
+        vec![Effect::JobFinished { released: false }]
+    );
+    assert_eq!(
+        column(&store, "in_flight_job_id", "p1").await,
+        Some(job.to_string())
+    );
+    assert_eq!(
+        column(&store, "retry_at", "p1").await.as_deref(),
+        Some("2026-10-02T02:00:00Z")
+    );
+    assert_eq!(
+        column(&store, "last_error", "p1").await.as_deref(),
+        Some("429 from provider")
+    );
+    assert_eq!(
+        column(&store, "last_error_at", "p1").await.as_deref(),
+        Some("2026-10-02T01:00:00Z")
+    );
+    assert_eq!(
+        column(&store, "state", "p1").await.as_deref(),
+        Some("active")
+    );
+    assert!(matches!(
+        grant(&mut store, request(Uuid::new_v4(), "p1")).await,
+        Effect::NotGranted(NotGranted::InFlight { .. })
+    ));
+}
+
+#[tokio::test]
+async fn failed_and_dead_lettered_jobs_set_the_reason_and_release_the_claim() {
+    for (outcome, state, reason) in [
+        (
+            Outcome::Failed {
+                state: ParticipantState::Revoked,
+                reason: "invalid_grant".into(),
+            },
+            "revoked",
+            "invalid_grant",
+        ),
+        (
+            Outcome::DeadLettered {
+                reason: "retries exhausted: 503".into(),
+            },
+            "dead_lettered",
+            "retries exhausted: 503",
+        ),
+    ] {
+        let (_dir, mut store) = with_p1().await;
+        let job = Uuid::new_v4();
+        grant(&mut store, request(job, "p1")).await;
+        let applied = store.apply(&[finish(job, "p1", outcome)]).await.unwrap();
+        assert_eq!(
+            applied.effects,
+            vec![Effect::JobFinished { released: true }]
+        );
+        assert_eq!(column(&store, "state", "p1").await.as_deref(), Some(state));
+        assert_eq!(
+            column(&store, "state_reason", "p1").await.as_deref(),
+            Some(reason)
+        );
+        assert_eq!(
+            column(&store, "last_error", "p1").await.as_deref(),
+            Some(reason)
+        );
+        assert_eq!(column(&store, "in_flight_job_id", "p1").await, None);
+        let outcome: String = sqlx::query_scalar("SELECT outcome FROM sync_jobs WHERE job_id = ?1")
+            .bind(job.to_string())
+            .fetch_one(&store.pool)
+            .await
+            .unwrap();
+        assert_eq!(
+            outcome,
+            if state == "revoked" {
+                "failed"
+            } else {
+                "dead_lettered"
+            }
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_late_outcome_of_a_replaced_job_does_not_release_its_successor() {
+    let (_dir, mut store) = with_p1().await;
+    let lost = Uuid::new_v4();
+    grant(&mut store, request(lost, "p1")).await;
+    let mut replay = request(Uuid::new_v4(), "p1");
+    replay.replaces = Some(lost);
+    let successor = replay.job_id;
+    grant(&mut store, replay).await;
+    let applied = store
+        .apply(&[finish(lost, "p1", completed())])
+        .await
+        .unwrap();
+    assert_eq!(
+        applied.effects,
+        vec![Effect::JobFinished { released: false }]
+    );
+    assert_eq!(
+        column(&store, "in_flight_job_id", "p1").await,
+        Some(successor.to_string())
+    );
+}
+
+#[tokio::test]
+async fn an_unknown_participants_slice_is_a_dead_letter_that_changes_nothing() {
+    let (_dir, mut store) = with_p1().await;
+    let job = Uuid::new_v4();
+    let before = (
+        count(&store, "heart_rate_intraday").await,
+        count(&store, "sync_jobs").await,
+        column(&store, "sync_cursor", "p1").await,
+    );
+    // A good command before it in the same batch rolls back with it.
+    let err = store
+        .apply(&[
+            WriterCommand::RequestSync(request(job, "p1")),
+            WriterCommand::StoreSlice(slice(job, "p1", "2026-10-01T00:00:00Z", 60)),
+            WriterCommand::StoreSlice(slice(job, "ghost", "2026-10-01T00:00:00Z", 60)),
+        ])
+        .await
+        .unwrap_err();
+    match &err {
+        StoreError::Rejected {
+            index,
+            kind,
+            rejection: Rejection::UnknownParticipant(p),
+        } => {
+            assert_eq!((*index, *kind, p.as_str()), (2, "store_slice", "ghost"));
+        }
+        other => panic!("unexpected {other:?}"),
+    }
+    assert!(err.is_dead_letter());
+    let after = (
+        count(&store, "heart_rate_intraday").await,
+        count(&store, "sync_jobs").await,
+        column(&store, "sync_cursor", "p1").await,
+    );
+    assert_eq!(before, after);
+    assert_eq!(count(&store, "sync_slices").await, 0);
+    assert_eq!(column(&store, "in_flight_job_id", "p1").await, None);
+
+    // The other commands, alone, apply (what the consumer does after a batch fails).
+    assert!(matches!(
+        grant(&mut store, request(job, "p1")).await,
+        Effect::Granted(_)
+    ));
+    for command in [
+        WriterCommand::RequestSync(request(Uuid::new_v4(), "ghost")),
+        finish(job, "ghost", completed()),
+    ] {
+        assert!(store.apply(&[command]).await.unwrap_err().is_dead_letter());
+    }
+    let mut inverted = slice(job, "p1", "2026-10-01T06:00:00Z", 0);
+    inverted.slice.end = UtcInstant::parse("2026-10-01T05:00:00Z").unwrap();
+    assert!(matches!(
+        store.apply(&[WriterCommand::StoreSlice(inverted)]).await,
+        Err(StoreError::Rejected {
+            rejection: Rejection::InvertedSlice { .. },
+            ..
+        })
+    ));
+}
+
+/// Throughput of `Store::apply` for intraday data: batches of slices of ~1000 points.
+/// `cargo test -p fitlink-writer --release -- --ignored --nocapture intraday_throughput`
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "a measurement, not a test: run it on purpose"]
+async fn intraday_throughput() {
+    let (_dir, mut store) = open().await;
+    let participants: Vec<String> = (0..32).map(|i| format!("p{i}")).collect();
+    let people: Vec<(&str, &str)> = participants
+        .iter()
+        .map(|p| (p.as_str(), "sealed"))
+        .collect();
+    store
+        .apply(&[import(Uuid::new_v4(), &people)])
+        .await
+        .unwrap();
+
+    // 500 heart-rate + 500 steps points per slice, 64 slices per batch.
+    let job = Uuid::new_v4();
+    let mut batches = Vec::new();
+    for b in 0..40 {
+        let batch: Vec<WriterCommand> = (0..64)
+            .map(|i| {
+                let p = &participants[i % participants.len()];
+                let start = at("2026-10-01T00:00:00Z").get()
+                    + TimeDelta::minutes(500 * (b * 2 + i as i64 / 32));
+                WriterCommand::StoreSlice(slice(job, p, &UtcInstant::new(start).to_text(), 500))
+            })
+            .collect();
+        batches.push(batch);
+    }
+    let started = Instant::now();
+    let mut rows = 0;
+    for batch in &batches {
+        rows += store.apply(batch).await.unwrap().rows_written();
+    }
+    let secs = started.elapsed().as_secs_f64();
+    println!(
+        "{rows} intraday rows in {secs:.2} s: {:.0} rows/s ({} batches of 64 slices of 1000 points)",
+        rows as f64 / secs,
+        batches.len()
+    );
+}
+
+/// A job that found no new device data still sends the re-read summaries of recent days, in an
+/// empty slice at the cursor: they are stored, the cursor stays.
+#[tokio::test]
+async fn an_empty_slice_stores_its_summaries_and_leaves_the_cursor() {
+    let (_dir, mut store) = open().await;
+    store
+        .apply(&[import(Uuid::new_v4(), &[("p1", "sealed")])])
+        .await
+        .unwrap();
+    let mut empty = slice(Uuid::new_v4(), "p1", "2026-10-01T00:00:00Z", 0);
+    empty.activity = vec![ActivityDay {
+        date: NaiveDate::from_ymd_opt(2026, 9, 30).unwrap(),
+        steps: Some(1234),
+        ..Default::default()
+    }];
+    store
+        .apply(&[WriterCommand::StoreSlice(empty)])
+        .await
+        .unwrap();
+    assert_eq!(count(&store, "activity_summary").await, 1);
+    assert_eq!(count(&store, "sync_slices").await, 0);
+    assert_eq!(
+        column(&store, "sync_cursor", "p1").await.as_deref(),
+        Some("2026-10-01T00:00:00Z")
+    );
+}

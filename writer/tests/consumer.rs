@@ -1,0 +1,316 @@
+//! The writer's loop against the real broker (RabbitMQ on 127.0.0.1:5672, guest/guest, or
+//! `FITLINK_AMQP_URL`). Each test uses its own namespace and deletes its queues at the end.
+
+use std::panic::AssertUnwindSafe;
+use std::time::Duration;
+
+use fitlink_shared::broker::{self, Publisher, Topology, header_int, header_text, queue_depth};
+use fitlink_shared::config::{BrokerArgs, DatabaseArgs, OpsArgs};
+use fitlink_shared::domain::{ParticipantId, Provider, Slice, UtcInstant};
+use fitlink_shared::messages::*;
+use fitlink_shared::secret::{SealedToken, Secret};
+use fitlink_writer::WriterArgs;
+use futures_util::FutureExt as _;
+use lapin::options::{BasicAckOptions, BasicGetOptions, QueueDeleteOptions};
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+fn amqp_url() -> String {
+    std::env::var("FITLINK_AMQP_URL")
+        .unwrap_or_else(|_| "amqp://guest:guest@127.0.0.1:5672/%2f".to_owned())
+}
+
+fn at(text: &str) -> UtcInstant {
+    UtcInstant::parse(text).unwrap()
+}
+
+async fn wait_for_depth(channel: &lapin::Channel, queue: &str, depth: u32) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let now = queue_depth(channel, queue).await;
+        if now == Some(depth) {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{queue} has {now:?} messages, expected {depth}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// One test's broker namespace and database, cleaned up by [`Fleet::finish`].
+struct Fleet {
+    args: WriterArgs,
+    topology: Topology,
+    conn: lapin::Connection,
+    channel: lapin::Channel,
+    _dir: tempfile::TempDir,
+}
+
+impl Fleet {
+    async fn new(batch_messages: usize, linger_ms: u64) -> Fleet {
+        // Logs go to stderr past the test harness's capture: only when asked for.
+        if std::env::var_os("RUST_LOG").is_some() {
+            fitlink_shared::telemetry::init_logging(Default::default());
+        }
+        let namespace = format!("t-{}", Uuid::new_v4().simple());
+        let dir = tempfile::tempdir().unwrap();
+        let database_url = format!("sqlite://{}", dir.path().join("fitlink.db").display());
+        let args = WriterArgs {
+            broker: BrokerArgs {
+                amqp_url: Secret::new(amqp_url()),
+                namespace: namespace.clone(),
+            },
+            database: DatabaseArgs { database_url },
+            ops: OpsArgs {
+                ops_addr: "127.0.0.1:0".parse().unwrap(),
+            },
+            batch_messages,
+            linger_ms,
+            job_lease_secs: 10_800,
+        };
+        let topology = Topology::new(&namespace);
+        let conn = broker::connect(&args.broker, "writer-test")
+            .await
+            .expect("RabbitMQ must be running on 127.0.0.1:5672 (or set FITLINK_AMQP_URL)");
+        let channel = conn.create_channel().await.unwrap();
+        topology.declare(&channel).await.unwrap();
+        Fleet {
+            args,
+            topology,
+            conn,
+            channel,
+            _dir: dir,
+        }
+    }
+
+    /// Deletes the test's queues whatever happened, then re-raises a failure.
+    async fn finish(self, outcome: std::thread::Result<()>) {
+        for queue in self.topology.all_queues() {
+            let _ = self
+                .channel
+                .queue_delete(queue.into(), QueueDeleteOptions::default())
+                .await;
+        }
+        let _ = self.conn.close(200, "test done".into()).await;
+        if let Err(panic) = outcome {
+            std::panic::resume_unwind(panic);
+        }
+    }
+}
+
+fn import_p1(token: &str) -> WriterCommand {
+    WriterCommand::ImportParticipants(ImportBatch {
+        import_id: Uuid::new_v4(),
+        source: "test.csv".into(),
+        participants: vec![ImportedParticipant {
+            participant_id: ParticipantId::new("p1").unwrap(),
+            provider: Provider::GoogleHealth,
+            sealed_refresh_token: SealedToken::from_stored(token.into()),
+            sync_from: at("2026-10-01T00:00:00Z"),
+        }],
+    })
+}
+
+/// A one-minute slice with one heart-rate point at `start`.
+fn minute(job_id: Uuid, participant: &str, start: UtcInstant) -> WriterCommand {
+    WriterCommand::StoreSlice(SliceResult {
+        job_id,
+        participant_id: ParticipantId::new(participant).unwrap(),
+        provider: Provider::GoogleHealth,
+        slice: Slice {
+            start,
+            end: UtcInstant::new(start.get() + chrono::TimeDelta::minutes(1)),
+        },
+        activity: vec![],
+        heart_rate_zones: vec![],
+        resting_heart_rate: vec![],
+        heart_rate: vec![IntradayPoint {
+            datetime: start,
+            utc_offset_seconds: 0,
+            value: 61,
+        }],
+        steps: vec![],
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn poison_is_dead_lettered_while_good_results_are_applied_and_jobs_published() {
+    let fleet = Fleet::new(16, 50).await;
+    let (args, topology, channel) = (&fleet.args, &fleet.topology, &fleet.channel);
+    let database_url = &args.database.database_url;
+    let outcome = AssertUnwindSafe(async {
+        let publisher = Publisher::open(&fleet.conn).await.unwrap();
+        let shutdown = CancellationToken::new();
+        let writer = tokio::spawn(fitlink_writer::run(args.clone(), shutdown.clone()));
+
+        let p1 = ParticipantId::new("p1").unwrap();
+        let job_id = Uuid::new_v4();
+        let start = at("2026-10-01T00:00:00Z");
+        let request = WriterCommand::RequestSync(SyncRequest {
+            job_id,
+            participant_id: p1.clone(),
+            trigger: SyncTrigger::Schedule,
+            force: false,
+            from: None,
+            replaces: None,
+            requested_at: at("2026-10-02T00:00:00Z"),
+        });
+
+        publisher
+            .publish_json(&topology.results, &import_p1("sealed-p1"), vec![])
+            .await
+            .unwrap();
+        publisher
+            .publish(&topology.results, b"{\"kind\":\"no_such_command\"}", vec![])
+            .await
+            .unwrap();
+        publisher
+            .publish_json(&topology.results, &request, vec![])
+            .await
+            .unwrap();
+        // A result for a participant nobody imported: can never apply, so dead-lettered, and
+        // the good slice in the same batch is still stored.
+        publisher
+            .publish_json(&topology.results, &minute(job_id, "ghost", start), vec![])
+            .await
+            .unwrap();
+        publisher
+            .publish_json(&topology.results, &minute(job_id, "p1", start), vec![])
+            .await
+            .unwrap();
+
+        wait_for_depth(channel, &topology.results_dead, 2).await;
+        wait_for_depth(channel, &topology.jobs, 1).await;
+        wait_for_depth(channel, &topology.results, 0).await;
+
+        let granted = channel
+            .basic_get(topology.jobs.as_str().into(), BasicGetOptions::default())
+            .await
+            .unwrap()
+            .expect("a granted job");
+        let headers = granted.delivery.properties.headers().as_ref();
+        assert_eq!(
+            header_text(headers, PARTICIPANT_HEADER).as_deref(),
+            Some("p1")
+        );
+        assert_eq!(header_text(headers, JOB_HEADER), Some(job_id.to_string()));
+        assert_eq!(header_int(headers, ATTEMPT_HEADER), Some(1));
+        let job: SyncJob = serde_json::from_slice(&granted.delivery.data).unwrap();
+        assert_eq!(job.job_id, job_id);
+        assert_eq!(job.participant_id, p1);
+        assert_eq!(job.from, at("2026-10-01T00:00:00Z"));
+        assert_eq!(job.sealed_refresh_token.as_str(), "sealed-p1");
+        granted
+            .delivery
+            .acker
+            .ack(BasicAckOptions::default())
+            .await
+            .unwrap();
+
+        shutdown.cancel();
+        tokio::time::timeout(Duration::from_secs(30), writer)
+            .await
+            .expect("the writer stops on shutdown")
+            .unwrap()
+            .expect("the writer stops cleanly");
+
+        let db = fitlink_shared::db::open_for_reading(database_url)
+            .await
+            .unwrap();
+        let (cursor, in_flight): (String, Option<String>) = sqlx::query_as(
+            "SELECT sync_cursor, in_flight_job_id FROM participants WHERE participant_id = 'p1'",
+        )
+        .fetch_one(&db)
+        .await
+        .unwrap();
+        assert_eq!(cursor, "2026-10-01T00:01:00Z");
+        assert_eq!(in_flight, Some(job_id.to_string()));
+        let rows: i64 = sqlx::query_scalar("SELECT count(*) FROM heart_rate_intraday")
+            .fetch_one(&db)
+            .await
+            .unwrap();
+        assert_eq!(rows, 1);
+        db.close().await;
+    })
+    .catch_unwind()
+    .await;
+
+    fleet.finish(outcome).await;
+}
+
+/// SIGTERM with messages prefetched: the writer stops consuming, applies and acks what it holds,
+/// and leaves the rest in the queue: every result is either stored or still queued, once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_commits_and_acks_what_the_writer_holds() {
+    const RESULTS: u32 = 300;
+    let fleet = Fleet::new(8, 20).await;
+    let (args, topology, channel) = (&fleet.args, &fleet.topology, &fleet.channel);
+    let outcome = AssertUnwindSafe(async {
+        let publisher = Publisher::open(&fleet.conn).await.unwrap();
+        publisher
+            .publish_json(&topology.results, &import_p1("sealed-p1"), vec![])
+            .await
+            .unwrap();
+        let job_id = Uuid::new_v4();
+        let start = at("2026-10-01T00:00:00Z").get();
+        let publishes = (0..RESULTS).map(|i| {
+            let slice = minute(
+                job_id,
+                "p1",
+                UtcInstant::new(start + chrono::TimeDelta::minutes(i64::from(i))),
+            );
+            let publisher = publisher.clone();
+            let queue = topology.results.clone();
+            async move { publisher.publish_json(&queue, &slice, vec![]).await }
+        });
+        for published in futures_util::future::join_all(publishes).await {
+            published.unwrap();
+        }
+
+        let shutdown = CancellationToken::new();
+        let writer = tokio::spawn(fitlink_writer::run(args.clone(), shutdown.clone()));
+        // Stop once the writer holds the import and some slices.
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+        while queue_depth(channel, &topology.results)
+            .await
+            .is_none_or(|depth| depth > RESULTS - 1)
+        {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "the writer never started"
+            );
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        shutdown.cancel();
+        tokio::time::timeout(Duration::from_secs(30), writer)
+            .await
+            .expect("the writer stops on shutdown")
+            .unwrap()
+            .expect("the writer stops cleanly");
+
+        let left = queue_depth(channel, &topology.results).await.unwrap();
+        let db = fitlink_shared::db::open_for_reading(&args.database.database_url)
+            .await
+            .unwrap();
+        let stored: i64 = sqlx::query_scalar("SELECT count(*) FROM heart_rate_intraday")
+            .fetch_one(&db)
+            .await
+            .unwrap();
+        db.close().await;
+        eprintln!("at shutdown: {stored} results stored, {left} left in the queue");
+        assert!(stored > 0, "nothing was applied before the shutdown");
+        // Applied-and-acked plus still-queued is everything, once: nothing applied was handed
+        // back, nothing handed back was lost.
+        assert_eq!(
+            stored as u32 + left,
+            RESULTS,
+            "stored {stored}, left {left}"
+        );
+        wait_for_depth(channel, &topology.results_dead, 0).await;
+    })
+    .catch_unwind()
+    .await;
+    fleet.finish(outcome).await;
+}
