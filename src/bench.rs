@@ -10,6 +10,7 @@ use clap::{Args, Subcommand};
 use uuid::Uuid;
 
 use fitlink_shared::broker::{self, Publisher, Topology};
+use fitlink_shared::config::BrokerArgs;
 use fitlink_shared::domain::{ParticipantId, Provider, Slice, UtcInstant};
 use fitlink_shared::messages::{
     ImportBatch, ImportedParticipant, IntradayPoint, SliceResult, WriterCommand,
@@ -41,13 +42,8 @@ pub struct WriterBench {
     pub participants: usize,
     #[arg(long, default_value = "fitlink-bench")]
     pub dir: PathBuf,
-    #[arg(
-        long,
-        env = "FITLINK_AMQP_URL",
-        default_value = "amqp://guest:guest@127.0.0.1:5672/%2f",
-        hide_env_values = true
-    )]
-    pub amqp_url: String,
+    #[command(flatten)]
+    pub broker: BrokerArgs,
 }
 
 pub async fn run(command: BenchCommand) -> anyhow::Result<()> {
@@ -120,6 +116,7 @@ fn import(key: &TokenKey, n: usize, start: DateTime<Utc>) -> WriterCommand {
                 participant_id: p,
                 provider: Provider::GoogleHealth,
                 sync_from: start.into(),
+                identity: None,
             })
             .collect(),
     })
@@ -165,11 +162,8 @@ async fn writer(args: WriterBench) -> anyhow::Result<()> {
     let path = args.dir.join("fitlink.db");
     remove_db(&path);
     let env = FleetEnv {
-        amqp_url: args.amqp_url.clone(),
-        namespace: format!(
-            "fitlink-bench-{}",
-            &Uuid::new_v4().simple().to_string()[..8]
-        ),
+        amqp_url: args.broker.amqp_url.expose().clone(),
+        namespace: demo::run_namespace(&args.broker, "bench"),
         database_url: format!("sqlite://{}", path.display()),
         token_key: key_text,
         google_api_base: "http://127.0.0.1:9".into(),

@@ -11,8 +11,9 @@ use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 use fitlink_dispatcher::{DispatcherArgs, ReplaySelection};
-use fitlink_shared::config::{BrokerArgs, DatabaseArgs, TokenKeyArgs};
+use fitlink_shared::config::{BrokerArgs, DatabaseArgs, GoogleArgs, TokenKeyArgs};
 use fitlink_shared::domain::parse_date_or_instant;
+use fitlink_shared::provider::google::GoogleHealthClient;
 use fitlink_shared::secret::TokenKey;
 use fitlink_shared::telemetry::{self, LogFormat};
 use fitlink_simulator::SimConfig;
@@ -111,6 +112,9 @@ pub enum ParticipantsAction {
         database: DatabaseArgs,
         #[command(flatten)]
         token_key: TokenKeyArgs,
+        /// Google Health, to check the account of participants moving from Fitbit.
+        #[command(flatten)]
+        google: GoogleArgs,
         /// Do not wait for the writer to apply the import.
         #[arg(long)]
         no_wait: bool,
@@ -179,6 +183,7 @@ impl Cli {
                         broker,
                         database,
                         token_key,
+                        google,
                         no_wait,
                         wait_secs,
                         file,
@@ -186,9 +191,15 @@ impl Cli {
             } => {
                 let key = token_key.key().context("FITLINK_TOKEN_KEY")?;
                 let wait = (!no_wait).then(|| Duration::from_secs(wait_secs));
-                let report =
-                    fitlink_dispatcher::import_participants(&broker, &database, &key, &file, wait)
-                        .await?;
+                let report = fitlink_dispatcher::import_participants(
+                    &broker,
+                    &database,
+                    &key,
+                    &file,
+                    wait,
+                    Some(&GoogleHealthClient::new(&google)),
+                )
+                .await?;
                 println!("{report}");
                 Ok(())
             }
@@ -291,5 +302,17 @@ where
                 delay = (delay * 2).min(Duration::from_secs(30));
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    /// Catches what clap only checks at run time: duplicate flags or ids across flattened
+    /// argument groups (e.g. two providers' `client_id`).
+    #[test]
+    fn the_command_line_is_consistent() {
+        super::Cli::command().debug_assert();
     }
 }

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context as _;
 use clap::Args;
 
-use fitlink_shared::config::DatabaseArgs;
+use fitlink_shared::config::{BrokerArgs, DatabaseArgs};
 use fitlink_shared::secret::TokenKey;
 use fitlink_simulator::SimConfig;
 
@@ -34,14 +34,9 @@ pub struct DemoArgs {
     /// Where the database and the process logs go (kept afterwards for inspection).
     #[arg(long, default_value = "fitlink-demo")]
     pub dir: PathBuf,
-    /// AMQP URL of the broker.
-    #[arg(
-        long,
-        env = "FITLINK_AMQP_URL",
-        default_value = "amqp://guest:guest@127.0.0.1:5672/%2f",
-        hide_env_values = true
-    )]
-    pub amqp_url: String,
+    /// The broker; the run uses its own namespace under `--namespace` and deletes its queues.
+    #[command(flatten)]
+    pub broker: BrokerArgs,
     /// Give up if the fleet has not synced everyone within this many seconds.
     #[arg(long, default_value_t = 600)]
     pub timeout_secs: u64,
@@ -107,13 +102,9 @@ pub async fn run_fleet(args: &DemoArgs) -> anyhow::Result<FleetRun> {
         args.latency_ms.to_string(),
     ];
     let sim = fleet::start_simulator(&bin, &sim_args, &args.dir.join("simulator.log")).await?;
-    let namespace = format!(
-        "fitlink-demo-{}",
-        &uuid::Uuid::new_v4().simple().to_string()[..8]
-    );
     let env = FleetEnv {
-        amqp_url: args.amqp_url.clone(),
-        namespace,
+        amqp_url: args.broker.amqp_url.expose().clone(),
+        namespace: run_namespace(&args.broker, "demo"),
         database_url: format!("sqlite://{}", db_path.display()),
         token_key: TokenKey::generate(),
         google_api_base: sim.base_url.clone(),
@@ -142,6 +133,7 @@ pub async fn run_fleet(args: &DemoArgs) -> anyhow::Result<FleetRun> {
         &key,
         &csv_path,
         Some(Duration::from_secs(60)),
+        None,
     )
     .await?;
     println!("{report}");
@@ -199,6 +191,12 @@ pub async fn run_fleet(args: &DemoArgs) -> anyhow::Result<FleetRun> {
         elapsed,
         table_counts,
     })
+}
+
+/// A namespace of its own for one demo or benchmark run, under the configured one.
+pub fn run_namespace(broker: &BrokerArgs, what: &str) -> String {
+    let run = uuid::Uuid::new_v4().simple().to_string();
+    format!("{}-{what}-{}", broker.namespace, &run[..8])
 }
 
 fn sim_config(args: &DemoArgs) -> SimConfig {

@@ -119,11 +119,22 @@ impl Fleet {
 
     /// Starts `fitlink <args>` with the fleet's environment; `name` must be unique.
     pub fn spawn(&mut self, name: &str, args: &[&str]) -> anyhow::Result<()> {
+        self.spawn_with_env(name, args, &[])
+    }
+
+    /// Like [`Fleet::spawn`], with extra environment for this process only.
+    pub fn spawn_with_env(
+        &mut self,
+        name: &str,
+        args: &[&str],
+        env: &[(&str, &str)],
+    ) -> anyhow::Result<()> {
         let log = self.log_dir.join(format!("{name}.log"));
         let file = std::fs::File::create(&log)?;
         let child = Command::new(&self.bin)
             .args(args)
             .envs(self.env.vars())
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(file.try_clone()?)
             .stderr(file)
@@ -276,8 +287,8 @@ impl Progress {
 
 pub async fn progress(db: &SqlitePool) -> anyhow::Result<Progress> {
     let (synced, stopped, total): (i64, i64, i64) = sqlx::query_as(
-        "SELECT coalesce(sum(state = 'active' AND last_success_at IS NOT NULL AND in_flight_job_id IS NULL), 0),
-                coalesce(sum(state <> 'active' AND in_flight_job_id IS NULL), 0),
+        "SELECT coalesce(sum(state IN ('active', 'intraday_not_permitted') AND last_success_at IS NOT NULL AND in_flight_job_id IS NULL), 0),
+                coalesce(sum(state NOT IN ('active', 'intraday_not_permitted') AND in_flight_job_id IS NULL), 0),
                 count(*)
          FROM participants",
     )

@@ -44,6 +44,7 @@
 //!     "participants": 1,
 //!     "by_provider": { "fitbit": 0, "google-health": 1 },   // every provider, 0 included
 //!     "by_state": { "active": 1, "dead_lettered": 0, ... }, // every state, 0 included
+//!     "by_provider_and_state": { "google-health": { "active": 1 } }, // non-zero only
 //!     "rows": { "activity_summary": 305, ... }              // all rows per table
 //!   },
 //!   "queues": {                              // null if the broker was unreachable
@@ -150,6 +151,9 @@ pub struct Totals {
     pub by_provider: BTreeMap<String, i64>,
     /// Every state, zero counts included.
     pub by_state: BTreeMap<String, i64>,
+    /// Provider → state → participants, non-zero counts only: who still has to re-consent,
+    /// and on which provider.
+    pub by_provider_and_state: BTreeMap<String, BTreeMap<String, i64>>,
     pub rows: TableRows,
 }
 
@@ -298,6 +302,7 @@ async fn read_tables(pool: &SqlitePool) -> anyhow::Result<(Vec<ParticipantStatus
         .into_iter()
         .map(|s| (s.as_str().to_owned(), 0))
         .collect();
+    let mut by_provider_and_state: BTreeMap<String, BTreeMap<String, i64>> = BTreeMap::new();
     let participants: Vec<ParticipantStatus> = rows
         .into_iter()
         .map(
@@ -319,6 +324,11 @@ async fn read_tables(pool: &SqlitePool) -> anyhow::Result<(Vec<ParticipantStatus
             )| {
                 *by_provider.entry(provider.clone()).or_default() += 1;
                 *by_state.entry(state.clone()).or_default() += 1;
+                *by_provider_and_state
+                    .entry(provider.clone())
+                    .or_default()
+                    .entry(state.clone())
+                    .or_default() += 1;
                 let lag_seconds = latest_device_sync.as_deref().and_then(|latest| {
                     let latest = parse_instant(latest).ok()?;
                     let cursor = parse_instant(&cursor).ok()?;
@@ -349,6 +359,7 @@ async fn read_tables(pool: &SqlitePool) -> anyhow::Result<(Vec<ParticipantStatus
         participants: participants.len() as i64,
         by_provider,
         by_state,
+        by_provider_and_state,
         rows: table_totals,
     };
     Ok((participants, totals))
@@ -486,6 +497,9 @@ pub fn render_text(report: &StatusReport) -> String {
         counts(&t.by_provider),
         counts(&t.by_state)
     );
+    for (provider, states) in &t.by_provider_and_state {
+        let _ = writeln!(out, "  {provider}: {}", counts(states));
+    }
     let _ = writeln!(
         out,
         "rows: activity_summary {}, heart_rate_summary {}, resting_heart_rate {}, heart_rate_intraday {}, steps_intraday {} (total {})",
@@ -673,6 +687,12 @@ mod tests {
         assert_eq!(report.totals.by_state["revoked"], 1);
         assert_eq!(report.totals.by_state["scope_missing"], 0);
         assert_eq!(report.totals.by_provider["fitbit"], 1);
+        assert_eq!(
+            report.totals.by_provider_and_state["fitbit"]
+                .values()
+                .sum::<i64>(),
+            1
+        );
         assert_eq!(report.totals.rows.steps_intraday, 3);
 
         let json = serde_json::to_value(&report).unwrap();

@@ -16,14 +16,16 @@ use std::time::Duration;
 use fitlink_shared::config::{BrokerArgs, DatabaseArgs};
 use fitlink_shared::db::{self, DbError};
 use fitlink_shared::domain::{ParticipantId, Provider, UtcInstant, parse_date_or_instant};
-use fitlink_shared::messages::{ImportBatch, ImportedParticipant, WriterCommand};
+use fitlink_shared::messages::{ImportBatch, ImportedParticipant, SyncTrigger, WriterCommand};
+use fitlink_shared::provider::google::GoogleHealthClient;
 use fitlink_shared::secret::{Secret, TokenKey};
 use indicatif::ProgressBar;
 use serde::Serialize;
 use sqlx::SqlitePool;
 use uuid::Uuid;
 
-use crate::outbox::Outbox;
+use crate::identity;
+use crate::outbox::{Outbox, RequestShape};
 use crate::progress;
 
 /// The columns of an import file, in any order.
@@ -67,6 +69,10 @@ pub enum ImportError {
     /// Nothing was imported: the broker was unreachable or did not confirm the message.
     #[error("cannot queue the import on the broker; nothing was imported: {0:#}")]
     Broker(anyhow::Error),
+    /// Rows that move a participant from Fitbit to Google Health whose Google account is not
+    /// (or could not be shown to be) the one linked through Fitbit; nothing was published.
+    #[error("nothing was imported:\n{}", .0.join("\n"))]
+    WrongAccount(Vec<String>),
     /// The import is durably queued, but no writer applied it within the wait.
     #[error(
         "import {import_id} ({participants} participant(s)) is queued, but no writer applied it within {}s; it will be applied when a writer runs (check with `fitlink status`)",
@@ -209,6 +215,7 @@ fn parse_with_progress(
                         participant_id: row.participant_id,
                         provider: row.provider,
                         sync_from: row.sync_from,
+                        identity: None,
                     });
                 }
             }
@@ -401,6 +408,7 @@ pub async fn import_participants(
     key: &TokenKey,
     path: &Path,
     wait: Option<Duration>,
+    google: Option<&GoogleHealthClient>,
 ) -> Result<ImportReport, ImportError> {
     let text = tokio::fs::read_to_string(path)
         .await
@@ -416,11 +424,27 @@ pub async fn import_participants(
     let bar = progress::bar(rows, "checking", PROGRESS_MIN_ROWS);
     let key = key.clone();
     // Sealing thousands of tokens is CPU work: keep it off the async workers.
-    let participants =
-        match tokio::task::spawn_blocking(move || parse_with_progress(&text, &key, &bar)).await {
+    let parse_key = key.clone();
+    let mut participants =
+        match tokio::task::spawn_blocking(move || parse_with_progress(&text, &parse_key, &bar))
+            .await
+        {
             Ok(result) => result?,
             Err(join) => std::panic::resume_unwind(join.into_panic()),
         };
+    // Participants moving from Fitbit to Google Health: the right Google account?
+    match db::open_for_reading(&database.database_url).await {
+        Ok(pool) => {
+            let problems =
+                identity::check_migrations(&pool, &mut participants, google, &key).await?;
+            pool.close().await;
+            if !problems.is_empty() {
+                return Err(ImportError::WrongAccount(problems));
+            }
+        }
+        Err(DbError::NotInitialised(_)) => {}
+        Err(error) => return Err(error.into()),
+    }
 
     let known = known_participants(database).await?;
     let already_known = known.as_ref().map_or(0, |known| {
@@ -443,12 +467,21 @@ pub async fn import_participants(
         source: report.source.clone(),
         participants,
     });
+    let imported: Vec<ParticipantId> = match &command {
+        WriterCommand::ImportParticipants(batch) => batch
+            .participants
+            .iter()
+            .map(|p| p.participant_id.clone())
+            .collect(),
+        _ => unreachable!("built above"),
+    };
     let outbox = Outbox::open(broker, "import")
         .await
         .map_err(ImportError::Broker)?;
-    let sent = outbox.send(&command).await;
-    outbox.close().await;
-    sent.map_err(|error| ImportError::Broker(error.into()))?;
+    if let Err(error) = outbox.send(&command).await {
+        outbox.close().await;
+        return Err(ImportError::Broker(error.into()));
+    }
     tracing::info!(
         import_id = %report.import_id,
         source = %report.source,
@@ -457,14 +490,28 @@ pub async fn import_participants(
     );
 
     let Some(wait) = wait else {
+        outbox.close().await;
         return Ok(report);
     };
     if wait_until_applied(database, report.import_id, wait).await? {
+        // Applied: sync everyone in the file now rather than at the next schedule round (a
+        // participant back after a new consent synced recently, so the schedule would wait).
+        // The writer grants none that already has a job in flight.
+        for participant in &imported {
+            if let Err(e) = outbox
+                .request_sync(participant, SyncTrigger::Import, RequestShape::default())
+                .await
+            {
+                tracing::warn!(participant_id = %participant, error = %e, "imported, but could not ask for a first sync; the schedule will");
+            }
+        }
+        outbox.close().await;
         Ok(ImportReport {
             applied: true,
             ..report
         })
     } else {
+        outbox.close().await;
         Err(ImportError::NotAppliedYet {
             import_id: report.import_id,
             participants: report.participants,

@@ -16,6 +16,7 @@
 
 pub mod dlq;
 pub mod enqueue;
+mod identity;
 pub mod import;
 mod outbox;
 mod progress;

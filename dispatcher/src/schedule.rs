@@ -250,7 +250,7 @@ pub async fn due_participants(
     };
     let rows: Vec<(String, String)> = sqlx::query_as(
         "SELECT participant_id, updated_at FROM participants
-         WHERE state = ?1
+         WHERE state IN (?1, ?5)
            AND (in_flight_job_id IS NULL OR in_flight_since IS NULL OR in_flight_since <= ?2)
            AND (retry_at IS NULL OR retry_at <= ?3)
            AND (last_success_at IS NULL OR last_success_at <= ?4)
@@ -260,6 +260,7 @@ pub async fn due_participants(
     .bind(before(lease))
     .bind(UtcInstant::new(now).to_text())
     .bind(before(interval))
+    .bind(ParticipantState::IntradayNotPermitted.as_str())
     .fetch_all(pool)
     .await?;
     Ok(rows

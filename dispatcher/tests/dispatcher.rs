@@ -207,6 +207,7 @@ fn sync_job(job_id: Uuid, participant: &str) -> SyncJob {
         provider: Provider::GoogleHealth,
         sealed_refresh_token: SealedToken::from_stored("c2VhbGVk".into()),
         from: UtcInstant::parse("2026-01-01T00:00:00Z").unwrap(),
+        sync_from: None,
         time_zone: None,
         granted_at: UtcInstant::parse("2026-01-01T00:00:00Z").unwrap(),
     }
@@ -536,7 +537,7 @@ async fn an_import_is_one_message_and_wait_sees_the_writer_apply_it() {
             "participant_id,provider,refresh_token,sync_from\np1,x,t,y\n",
         )
         .unwrap();
-        let error = import_participants(&broker, &db.args, &key, &path, None)
+        let error = import_participants(&broker, &db.args, &key, &path, None, None)
             .await
             .unwrap_err();
         assert!(matches!(error, ImportError::Invalid(_)), "{error}");
@@ -550,6 +551,7 @@ async fn an_import_is_one_message_and_wait_sees_the_writer_apply_it() {
             &key,
             &path,
             Some(Duration::from_millis(300)),
+            None,
         )
         .await
         .unwrap_err();
@@ -598,6 +600,7 @@ async fn an_import_is_one_message_and_wait_sees_the_writer_apply_it() {
             &key,
             &path,
             Some(Duration::from_secs(20)),
+            None,
         )
         .await
         .unwrap();

@@ -4,8 +4,10 @@
 
 use std::net::SocketAddr;
 
-use clap::Args;
+use chrono::{DateTime, Utc};
+use clap::{Args, ValueEnum};
 
+use crate::domain::parse_date_or_instant;
 use crate::secret::{SealError, Secret, TokenKey};
 
 /// Where the broker is and which names this fleet uses on it.
@@ -80,6 +82,78 @@ pub struct GoogleArgs {
         hide_env_values = true
     )]
     pub client_secret: Secret<String>,
+}
+
+/// Legacy Fitbit Web API endpoints and this program's Fitbit OAuth client. Default to the real
+/// hosts; tests and the demo point them at the simulator.
+#[derive(Args, Clone, Debug)]
+pub struct FitbitArgs {
+    #[arg(
+        long = "fitbit-api-base",
+        id = "fitbit_api_base",
+        env = "FITLINK_FITBIT_API_BASE",
+        default_value = "https://api.fitbit.com"
+    )]
+    pub api_base: String,
+    #[arg(
+        long = "fitbit-token-url",
+        id = "fitbit_token_url",
+        env = "FITLINK_FITBIT_TOKEN_URL",
+        default_value = "https://api.fitbit.com/oauth2/token"
+    )]
+    pub token_url: String,
+    #[arg(
+        long = "fitbit-client-id",
+        id = "fitbit_client_id",
+        env = "FITLINK_FITBIT_CLIENT_ID",
+        default_value = ""
+    )]
+    pub client_id: String,
+    #[arg(
+        long = "fitbit-client-secret",
+        id = "fitbit_client_secret",
+        env = "FITLINK_FITBIT_CLIENT_SECRET",
+        default_value = "",
+        hide_env_values = true
+    )]
+    pub client_secret: Secret<String>,
+    /// Intraday heart-rate resolution to request: per minute, or per second (what the app's
+    /// intraday approval allows; All of Us TPC data is per second).
+    #[arg(
+        long = "fitbit-heart-rate-detail",
+        env = "FITLINK_FITBIT_HEART_RATE_DETAIL",
+        value_enum,
+        default_value = "1min"
+    )]
+    pub heart_rate_detail: HeartRateDetail,
+    /// The legacy API's turn-off (an RFC 3339 instant, or a date meaning its midnight UTC).
+    /// From then on the client sends nothing and answers every call with "provider retired"
+    /// (the participant needs Google Health consent), instead of waiting for 410s.
+    #[arg(
+        long = "fitbit-retired-after",
+        env = "FITLINK_FITBIT_RETIRED_AFTER",
+        value_parser = parse_date_or_instant
+    )]
+    pub retired_after: Option<DateTime<Utc>>,
+}
+
+/// Intraday heart-rate resolution of the legacy Fitbit API (its `detail-level` path segment).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum HeartRateDetail {
+    #[value(name = "1min")]
+    OneMinute,
+    #[value(name = "1sec")]
+    OneSecond,
+}
+
+impl HeartRateDetail {
+    /// The path segment: `1min` or `1sec`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            HeartRateDetail::OneMinute => "1min",
+            HeartRateDetail::OneSecond => "1sec",
+        }
+    }
 }
 
 /// Operations surface of a long-running role.

@@ -138,17 +138,31 @@ pub enum ParticipantState {
     DeadLettered,
     /// The participant must consent again (e.g. their provider was retired).
     NeedsReconsent,
+    /// Synced, but the provider refuses intraday data for this participant or app (legacy
+    /// Fitbit without intraday approval): daily summaries only.
+    IntradayNotPermitted,
 }
 
 impl ParticipantState {
-    pub const ALL: [ParticipantState; 6] = [
+    pub const ALL: [ParticipantState; 7] = [
         ParticipantState::Active,
         ParticipantState::Revoked,
         ParticipantState::ScopeMissing,
         ParticipantState::ProviderDataInvalid,
         ParticipantState::DeadLettered,
         ParticipantState::NeedsReconsent,
+        ParticipantState::IntradayNotPermitted,
     ];
+
+    /// States whose participants are dispatched on the schedule.
+    pub const SYNCING: [ParticipantState; 2] = [
+        ParticipantState::Active,
+        ParticipantState::IntradayNotPermitted,
+    ];
+
+    pub fn is_syncing(self) -> bool {
+        Self::SYNCING.contains(&self)
+    }
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -158,6 +172,7 @@ impl ParticipantState {
             ParticipantState::ProviderDataInvalid => "provider_data_invalid",
             ParticipantState::DeadLettered => "dead_lettered",
             ParticipantState::NeedsReconsent => "needs_reconsent",
+            ParticipantState::IntradayNotPermitted => "intraday_not_permitted",
         }
     }
 }

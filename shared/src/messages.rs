@@ -27,6 +27,10 @@ pub struct SyncJob {
     /// Where to start: the participant's cursor when the job was granted, or later when a
     /// retry resumes after slices that were already published.
     pub from: UtcInstant,
+    /// The first instant the program wants for this participant: no day before it is fetched,
+    /// not even when re-reading recent summaries.
+    #[serde(default)]
+    pub sync_from: Option<UtcInstant>,
     /// The participant's IANA time zone if known (the worker asks the provider otherwise).
     #[serde(default)]
     pub time_zone: Option<String>,
@@ -40,6 +44,11 @@ pub enum SyncTrigger {
     Schedule,
     Manual,
     Replay,
+    /// Participants just imported (new, or back after a new consent) sync right away.
+    Import,
+    /// The provider refused a refresh token that had since been rotated (a worker died between
+    /// rotating it and finishing): the writer retries once with the stored token.
+    CredentialRetry,
 }
 
 impl SyncTrigger {
@@ -48,6 +57,8 @@ impl SyncTrigger {
             SyncTrigger::Schedule => "schedule",
             SyncTrigger::Manual => "manual",
             SyncTrigger::Replay => "replay",
+            SyncTrigger::Import => "import",
+            SyncTrigger::CredentialRetry => "credential_retry",
         }
     }
 }
@@ -101,6 +112,18 @@ pub struct ImportedParticipant {
     pub provider: Provider,
     pub sealed_refresh_token: SealedToken,
     pub sync_from: UtcInstant,
+    /// The Google Health identity of the consenting account, when the import checked it
+    /// (a participant moving from the legacy Fitbit API to Google Health).
+    #[serde(default)]
+    pub identity: Option<ProviderIdentity>,
+}
+
+/// `users/me/identity`: the Google Health user id and the legacy Fitbit user id it maps to.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ProviderIdentity {
+    pub health_user_id: String,
+    #[serde(default)]
+    pub legacy_user_id: Option<String>,
 }
 
 /// Ask the writer to grant a sync job. The writer is the single place that knows whether a job is
@@ -202,6 +225,17 @@ pub struct CredentialRotation {
     pub job_id: Uuid,
     pub participant_id: ParticipantId,
     pub sealed_refresh_token: SealedToken,
+    /// Queue on which the worker waits for [`CredentialStored`]: it uses the new access token
+    /// only once the rotated refresh token is committed.
+    #[serde(default)]
+    pub reply_to: Option<String>,
+}
+
+/// The writer's answer to a [`CredentialRotation`] with `reply_to`: committed with `FULL` sync.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct CredentialStored {
+    pub job_id: Uuid,
+    pub participant_id: ParticipantId,
 }
 
 /// How a job ended (or paused). Releases the participant's in-flight claim unless it is
@@ -223,6 +257,12 @@ pub enum Outcome {
         latest_device_sync: Option<UtcInstant>,
         time_zone: Option<String>,
         slices: u32,
+        /// The provider refused intraday data (daily summaries were stored).
+        #[serde(default)]
+        intraday_denied: bool,
+        /// The provider's own id for the participant (legacy Fitbit `user_id`), if it told us.
+        #[serde(default)]
+        provider_user_id: Option<String>,
     },
     /// A retry was scheduled; the participant stays in flight.
     Deferred {
@@ -234,6 +274,10 @@ pub enum Outcome {
     Failed {
         state: ParticipantState,
         reason: String,
+        /// Set when the failure is the provider refusing this (sealed) refresh token: if the
+        /// stored credential has been rotated since, the writer retries with it instead.
+        #[serde(default)]
+        rejected_token: Option<SealedToken>,
     },
     /// Retries are exhausted; the job is in the dead-letter queue.
     DeadLettered { reason: String },
@@ -266,6 +310,7 @@ mod tests {
             outcome: Outcome::Failed {
                 state: ParticipantState::Revoked,
                 reason: "invalid_grant".into(),
+                rejected_token: None,
             },
             at: UtcInstant::parse("2026-11-01T00:00:00Z").unwrap(),
         });

@@ -58,6 +58,7 @@ fn attributed(mut response: Response, participant: usize) -> Response {
     response.extensions_mut().insert(Attribution {
         participant,
         data: true,
+        legacy: false,
     });
     response
 }
@@ -315,10 +316,13 @@ async fn identity(
         );
     }
     let profile = &state.profiles[caller.snapshot.index];
+    let legacy_user_id = state.lock().legacy.identity_override[caller.snapshot.index]
+        .clone()
+        .unwrap_or_else(|| profile.encoded_id.clone());
     let value = json!({
         "name": "users/me/identity",
         "healthUserId": profile.health_user_id,
-        "legacyUserId": profile.legacy_user_id,
+        "legacyUserId": legacy_user_id,
     });
     body_response(&caller, &value)
 }

@@ -51,6 +51,23 @@ pub(crate) fn local_day_start(tz: Tz, date: NaiveDate) -> DateTime<Utc> {
     Utc.from_utc_datetime(&date.and_time(NaiveTime::MIN))
 }
 
+/// The instant at which the wall clock of `tz` shows `wall`. In a fall-back overlap the
+/// earlier or (`latest`) the later of the two instants; in a spring-forward gap the first
+/// existing minute after it.
+pub(crate) fn resolve_local(tz: Tz, wall: NaiveDateTime, latest: bool) -> DateTime<Utc> {
+    let mut wall = wall;
+    for _ in 0..(3 * 60) {
+        match tz.from_local_datetime(&wall) {
+            chrono::LocalResult::Single(t) => return t.with_timezone(&Utc),
+            chrono::LocalResult::Ambiguous(a, b) => {
+                return if latest { b } else { a }.with_timezone(&Utc);
+            }
+            chrono::LocalResult::None => wall += Duration::minutes(1),
+        }
+    }
+    Utc.from_utc_datetime(&wall)
+}
+
 /// `[start, end)` of the local calendar day `date` in `tz`, as UTC instants.
 pub(crate) fn local_day_bounds(tz: Tz, date: NaiveDate) -> (DateTime<Utc>, DateTime<Utc>) {
     let next = date.succ_opt().unwrap_or(date);
@@ -85,6 +102,18 @@ mod tests {
         let date = NaiveDate::from_ymd_opt(2026, 3, 8).unwrap();
         let (start, end) = local_day_bounds(Tz::America__New_York, date);
         assert_eq!(end - start, Duration::hours(23));
+    }
+
+    #[test]
+    fn resolve_local_handles_overlap_and_gap() {
+        let ny = Tz::America__New_York;
+        let wall = |s: &str| NaiveDateTime::parse_from_str(s, "%Y-%m-%d %H:%M").unwrap();
+        let early = resolve_local(ny, wall("2026-11-01 01:30"), false);
+        let late = resolve_local(ny, wall("2026-11-01 01:30"), true);
+        assert_eq!(late - early, Duration::hours(1));
+        assert_eq!(rfc3339(early), "2026-11-01T05:30:00Z");
+        let gap = resolve_local(ny, wall("2026-03-08 02:30"), false);
+        assert_eq!(rfc3339(gap), "2026-03-08T07:00:00Z");
     }
 
     #[test]

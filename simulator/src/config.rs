@@ -13,9 +13,13 @@ use chrono::{DateTime, Utc};
 /// only need a `&SimConfig`.
 #[derive(clap::Args, Clone, Debug, PartialEq)]
 pub struct SimConfig {
-    /// TCP port on 127.0.0.1 (0 = ephemeral).
+    /// TCP port (0 = ephemeral).
     #[arg(long = "port", env = "FITLINK_SIM_PORT", default_value_t = 0)]
     pub port: u16,
+    /// Address to listen on. Loopback unless you opt in, e.g. `0.0.0.0` inside a container
+    /// network (docker compose's `simulator` profile); tests and the demo keep 127.0.0.1.
+    #[arg(long = "bind", env = "FITLINK_SIM_BIND", default_value = "127.0.0.1")]
+    pub bind: std::net::IpAddr,
     /// Number of synthetic participants (`sim-0001`, `sim-0002`, ...).
     #[arg(
         long = "participants",
@@ -105,12 +109,38 @@ pub struct SimConfig {
     /// Initial fault: `Retry-After` seconds sent with 429 responses (none when unset).
     #[arg(long = "retry-after-secs", env = "FITLINK_SIM_RETRY_AFTER_SECS")]
     pub retry_after_secs: Option<u64>,
+    /// Legacy Fitbit API: for this many seconds after a refresh, re-using the refresh token
+    /// just rotated out returns the same new pair again (unverified behaviour some clients
+    /// rely on); 0 = off, every used refresh token is refused at once.
+    #[arg(
+        long = "legacy-refresh-grace-secs",
+        env = "FITLINK_SIM_LEGACY_REFRESH_GRACE_SECS",
+        default_value_t = 0
+    )]
+    pub legacy_refresh_grace_secs: u64,
+    /// Legacy Fitbit API: requests per participant per clock hour before 429 (Fitbit: 150).
+    #[arg(
+        long = "legacy-rate-limit-per-hour",
+        env = "FITLINK_SIM_LEGACY_RATE_LIMIT_PER_HOUR",
+        default_value_t = 150
+    )]
+    pub legacy_rate_limit_per_hour: u32,
+    /// Legacy Fitbit API: length of the quota window in seconds. Windows are aligned to
+    /// multiples of it in Unix time, so 3600 is Fitbit's clock hour; tests shorten it to see
+    /// the reset (the quota above then applies per window).
+    #[arg(
+        long = "legacy-rate-limit-window-secs",
+        env = "FITLINK_SIM_LEGACY_RATE_LIMIT_WINDOW_SECS",
+        default_value_t = 3600
+    )]
+    pub legacy_rate_limit_window_secs: u64,
 }
 
 impl Default for SimConfig {
     fn default() -> Self {
         SimConfig {
             port: 0,
+            bind: std::net::IpAddr::from([127, 0, 0, 1]),
             participants: 10,
             days: 7,
             until: DateTime::parse_from_rfc3339("2026-11-04T06:00:00Z")
@@ -127,6 +157,9 @@ impl Default for SimConfig {
             error_rate: 0.0,
             rate_limit_rate: 0.0,
             retry_after_secs: None,
+            legacy_refresh_grace_secs: 0,
+            legacy_rate_limit_per_hour: 150,
+            legacy_rate_limit_window_secs: 3600,
         }
     }
 }
@@ -140,6 +173,10 @@ impl SimConfig {
         );
         anyhow::ensure!(self.days >= 1, "days must be at least 1");
         anyhow::ensure!(self.participants <= 9999, "at most 9999 participants");
+        anyhow::ensure!(
+            self.legacy_rate_limit_per_hour >= 1 && self.legacy_rate_limit_window_secs >= 1,
+            "legacy_rate_limit_per_hour and legacy_rate_limit_window_secs must be at least 1"
+        );
         anyhow::ensure!(
             (0.0..=1.0).contains(&self.error_rate) && (0.0..=1.0).contains(&self.rate_limit_rate),
             "error_rate and rate_limit_rate must be within 0..1"
@@ -176,9 +213,13 @@ mod tests {
             "3",
             "--participants",
             "2",
+            "--legacy-refresh-grace-secs",
+            "120",
         ])
         .unwrap();
         assert_eq!(cli.sim.participants, 2);
+        assert_eq!(cli.sim.legacy_refresh_grace_secs, 120);
+        assert_eq!(cli.sim.legacy_rate_limit_per_hour, 150);
         assert_eq!(cli.sim.retry_after_secs, Some(3));
         assert_eq!(cli.sim.until.to_rfc3339(), "2026-01-01T00:00:00+00:00");
     }

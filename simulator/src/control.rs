@@ -1,5 +1,6 @@
 //! The control API under `/_sim/`: fault switches, grant revocation and scopes,
-//! restatements, the synthetic clock, statistics and the roster.
+//! restatements, the synthetic clock, statistics and the roster, plus the legacy Fitbit
+//! switches (turn-off, intraday permission, identity mapping, token expiry).
 //!
 //! It is for tests and demos only; it is not rate limited, not delayed and not counted in
 //! the statistics. Errors use the same Google envelope as the API for uniform handling.
@@ -9,7 +10,7 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::body::Bytes;
-use axum::extract::{Path, State};
+use axum::extract::{Path, Query, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -32,6 +33,9 @@ pub(crate) fn routes() -> Router<Arc<AppState>> {
         .route("/participants/{id}/restore", post(restore))
         .route("/participants/{id}/scopes", post(set_scopes))
         .route("/participants/{id}/restate", post(restate))
+        .route("/participants/{id}/identity", post(set_identity))
+        .route("/participants/{id}/legacy", post(set_legacy_participant))
+        .route("/legacy", get(get_legacy).post(set_legacy))
         .route("/restatements", get(restatements))
         .route("/advance", post(advance))
         .route("/clock", get(clock))
@@ -103,34 +107,96 @@ async fn participants(State(state): State<Arc<AppState>>) -> Response {
                 "hr_interval_secs": p.hr_interval_secs,
                 "revoked": rt.revoked[i],
                 "granted_scopes": rt.scopes[i],
+                "encoded_id": p.encoded_id,
+                "legacy": legacy_participant_json(&rt.legacy, i),
             })
         })
         .collect();
     ok(json!({ "participants": list }))
 }
 
-/// `POST /_sim/participants/{id}/revoke`: the refresh token now yields `invalid_grant`
-/// and every access token issued so far is dropped (401).
-async fn revoke(State(state): State<Arc<AppState>>, Path(id): Path<String>) -> Response {
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct ProviderBody {
+    provider: Option<String>,
+}
+
+/// Which grants a revoke/restore body names: `(google, fitbit)`; both when omitted.
+fn providers(body: &[u8]) -> Result<(bool, bool), ApiError> {
+    let body: ProviderBody = parse(body)?;
+    match body.provider.as_deref() {
+        None => Ok((true, true)),
+        Some("google-health") => Ok((true, false)),
+        Some("fitbit") => Ok((false, true)),
+        Some(other) => Err(ApiError::invalid_argument(
+            "INVALID_ARGUMENT",
+            format!("provider must be \"google-health\" or \"fitbit\", not {other:?}."),
+        )),
+    }
+}
+
+/// `POST /_sim/participants/{id}/revoke` (optional `{"provider": "google-health"|"fitbit"}`,
+/// default both): the refresh token now yields `invalid_grant` and every access token
+/// issued so far is dropped (401).
+async fn revoke(
+    State(state): State<Arc<AppState>>,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> Response {
     let index = match participant(&state, &id) {
         Ok(i) => i,
+        Err(e) => return e.into_response(),
+    };
+    let (google, fitbit) = match providers(&body) {
+        Ok(p) => p,
         Err(e) => return e.into_response(),
     };
     let mut rt = state.lock();
-    rt.revoked[index] = true;
-    rt.tokens.retain(|_, t| t.participant != index);
-    ok(json!({ "participant": id, "revoked": true }))
+    if google {
+        rt.revoked[index] = true;
+        rt.tokens.retain(|_, t| t.participant != index);
+    }
+    if fitbit {
+        rt.legacy.revoke(index);
+    }
+    ok(json!({
+        "participant": id,
+        "revoked": rt.revoked[index],
+        "legacy_revoked": rt.legacy.revoked[index],
+    }))
 }
 
-/// `POST /_sim/participants/{id}/restore`: the refresh token works again (old access
-/// tokens stay invalid).
-async fn restore(State(state): State<Arc<AppState>>, Path(id): Path<String>) -> Response {
+/// `POST /_sim/participants/{id}/restore` (optional provider as for revoke): the Google
+/// refresh token works again (old access tokens stay invalid); a revoked Fitbit grant is
+/// re-issued with the roster's initial legacy refresh token (as after a re-consent), which
+/// the reply repeats.
+async fn restore(
+    State(state): State<Arc<AppState>>,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> Response {
     let index = match participant(&state, &id) {
         Ok(i) => i,
         Err(e) => return e.into_response(),
     };
-    state.lock().revoked[index] = false;
-    ok(json!({ "participant": id, "revoked": false }))
+    let (google, fitbit) = match providers(&body) {
+        Ok(p) => p,
+        Err(e) => return e.into_response(),
+    };
+    let mut rt = state.lock();
+    if google {
+        rt.revoked[index] = false;
+    }
+    if fitbit {
+        rt.legacy
+            .restore(index, &state.profiles[index].legacy_refresh_token);
+    }
+    ok(json!({
+        "participant": id,
+        "revoked": rt.revoked[index],
+        "legacy_revoked": rt.legacy.revoked[index],
+        "legacy_refresh_token": rt.legacy.refresh[index],
+    }))
 }
 
 #[derive(Deserialize, Default)]
@@ -215,6 +281,130 @@ async fn restatements(State(state): State<Arc<AppState>>) -> Response {
 
 #[derive(Deserialize, Default)]
 #[serde(deny_unknown_fields)]
+struct IdentityBody {
+    legacy_user_id: Option<String>,
+}
+
+/// `POST /_sim/participants/{id}/identity` `{"legacy_user_id": "XXXXXX"}`: the Google
+/// identity reports that `legacyUserId` instead of the participant's encodedId (the
+/// wrong-account case of a migration); `null` restores the real one.
+async fn set_identity(
+    State(state): State<Arc<AppState>>,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> Response {
+    let index = match participant(&state, &id) {
+        Ok(i) => i,
+        Err(e) => return e.into_response(),
+    };
+    let body: IdentityBody = match parse(&body) {
+        Ok(b) => b,
+        Err(e) => return e.into_response(),
+    };
+    if body.legacy_user_id.as_deref() == Some("") {
+        return bad("legacy_user_id must not be empty (null restores the real one).");
+    }
+    let reported = body
+        .legacy_user_id
+        .clone()
+        .unwrap_or_else(|| state.profiles[index].encoded_id.clone());
+    state.lock().legacy.identity_override[index] = body.legacy_user_id;
+    ok(json!({
+        "participant": id,
+        "encoded_id": state.profiles[index].encoded_id,
+        "legacy_user_id": reported,
+    }))
+}
+
+fn legacy_participant_json(legacy: &crate::state::LegacyRuntime, index: usize) -> Value {
+    json!({
+        "revoked": legacy.revoked[index],
+        "intraday_permitted": legacy.intraday_permitted[index],
+        "identity_legacy_user_id": legacy.identity_override[index],
+        "refresh_token": legacy.refresh[index],
+    })
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct LegacyParticipantBody {
+    intraday_permitted: Option<bool>,
+    expire_access_tokens: Option<bool>,
+}
+
+/// `POST /_sim/participants/{id}/legacy` `{"intraday_permitted": false,
+/// "expire_access_tokens": true}` (both optional): intraday paths answer 403 while not
+/// permitted; expiring makes every issued legacy access token answer `expired_token`.
+async fn set_legacy_participant(
+    State(state): State<Arc<AppState>>,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> Response {
+    let index = match participant(&state, &id) {
+        Ok(i) => i,
+        Err(e) => return e.into_response(),
+    };
+    let body: LegacyParticipantBody = match parse(&body) {
+        Ok(b) => b,
+        Err(e) => return e.into_response(),
+    };
+    let mut rt = state.lock();
+    if let Some(permitted) = body.intraday_permitted {
+        rt.legacy.intraday_permitted[index] = permitted;
+    }
+    if body.expire_access_tokens == Some(true) {
+        let now = std::time::Instant::now();
+        for token in rt.legacy.tokens.values_mut() {
+            if token.participant == index {
+                token.expires = token.expires.min(now);
+            }
+        }
+    }
+    let mut value = legacy_participant_json(&rt.legacy, index);
+    value["participant"] = json!(id);
+    ok(value)
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct LegacyBody {
+    turned_off: Option<bool>,
+    reset_rate_limits: Option<bool>,
+}
+
+fn legacy_json(state: &AppState, turned_off: bool) -> Value {
+    json!({
+        "turned_off": turned_off,
+        "rate_limit_per_hour": state.config.legacy_rate_limit_per_hour,
+        "refresh_grace_secs": state.config.legacy_refresh_grace_secs,
+    })
+}
+
+async fn get_legacy(State(state): State<Arc<AppState>>) -> Response {
+    let turned_off = state.lock().legacy.turned_off;
+    ok(legacy_json(&state, turned_off))
+}
+
+/// `POST /_sim/legacy` `{"turned_off": true, "reset_rate_limits": true}` (both
+/// optional): turned off, every legacy path (OAuth included) answers 410 Gone; resetting
+/// clears every participant's hourly quota.
+async fn set_legacy(State(state): State<Arc<AppState>>, body: Bytes) -> Response {
+    let body: LegacyBody = match parse(&body) {
+        Ok(b) => b,
+        Err(e) => return e.into_response(),
+    };
+    let mut rt = state.lock();
+    if let Some(off) = body.turned_off {
+        rt.legacy.turned_off = off;
+    }
+    if body.reset_rate_limits == Some(true) {
+        rt.legacy.quota.iter_mut().for_each(|q| *q = (0, 0));
+    }
+    ok(legacy_json(&state, rt.legacy.turned_off))
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
 struct AdvanceBody {
     minutes: u64,
 }
@@ -264,8 +454,18 @@ async fn stats(State(state): State<Arc<AppState>>) -> Response {
     ok(serde_json::to_value(snapshot).unwrap_or_default())
 }
 
-async fn roster_csv(State(state): State<Arc<AppState>>) -> Response {
-    let mut response = crate::roster_csv(&state.config).into_response();
+#[derive(Deserialize)]
+struct RosterQuery {
+    provider: Option<String>,
+}
+
+/// `GET /_sim/roster.csv[?provider=fitbit]`: the import CSV (google-health by default).
+async fn roster_csv(State(state): State<Arc<AppState>>, Query(q): Query<RosterQuery>) -> Response {
+    let provider = q.provider.as_deref().unwrap_or("google-health");
+    if provider != "google-health" && provider != "fitbit" {
+        return bad(format!("Unknown provider {provider:?}."));
+    }
+    let mut response = crate::roster_csv_for(&state.config, provider).into_response();
     response.headers_mut().insert(
         header::CONTENT_TYPE,
         HeaderValue::from_static("text/csv; charset=utf-8"),

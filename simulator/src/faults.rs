@@ -34,12 +34,19 @@ pub struct Faults {
 #[serde(default, deny_unknown_fields)]
 pub struct ParticipantFaults {
     /// Every request made with this participant's tokens (including token refresh) is a 503.
+    /// On the legacy Fitbit API, combined with `malformed_json`, it is a 502 with an HTML
+    /// body (a proxy error page) instead.
     pub fail_5xx: bool,
-    /// Data responses (`list`, `dailyRollUp`) have the wrong shape: numeric members
-    /// become objects, so a strict client must reject them.
+    /// Data responses (`list`, `dailyRollUp`, every legacy data response) have the wrong
+    /// shape: numeric members become objects, so a strict client must reject them.
     pub malformed_json: bool,
     /// Data responses are cut off halfway (invalid JSON with a correct Content-Length).
     pub truncate_body: bool,
+    /// Legacy `devices.json` serves `lastSyncTime` in an unexpected format
+    /// (`"11/03/2026 10:00"`, `MM/dd/yyyy HH:mm`).
+    pub legacy_bad_last_sync: bool,
+    /// Legacy intraday datasets carry one extra point outside the requested range.
+    pub legacy_point_outside_range: bool,
 }
 
 /// A randomly injected failure.
@@ -136,6 +143,32 @@ pub(crate) fn malform(value: &mut Value, collection: &str) {
     }
 }
 
+/// Legacy (Fitbit-shaped) variant of [`malform`]: every number, and every string member
+/// named `value`, becomes `{"value": <original>}`, at any depth.
+pub(crate) fn malform_legacy(value: &mut Value) {
+    match value {
+        Value::Object(map) => {
+            for (k, child) in map.iter_mut() {
+                if child.is_number() || (k == "value" && child.is_string()) {
+                    *child = json!({ "value": child.clone() });
+                } else {
+                    malform_legacy(child);
+                }
+            }
+        }
+        Value::Array(items) => {
+            for item in items.iter_mut() {
+                if item.is_number() {
+                    *item = json!({ "value": item.clone() });
+                } else {
+                    malform_legacy(item);
+                }
+            }
+        }
+        _ => {}
+    }
+}
+
 /// Cuts a response body in half.
 pub(crate) fn truncate(mut body: Vec<u8>) -> Vec<u8> {
     let keep = body.len() / 2;
@@ -158,6 +191,16 @@ mod tests {
         let mut empty = json!({});
         malform(&mut empty, "dataPoints");
         assert_eq!(empty["dataPoints"], "malformed");
+
+        let mut legacy = json!({"activities-steps": [{"dateTime": "2026-11-03", "value": "12"}],
+            "dataset": [{"time": "00:00:00", "value": 3}]});
+        malform_legacy(&mut legacy);
+        assert_eq!(
+            legacy["activities-steps"][0]["value"],
+            json!({"value": "12"})
+        );
+        assert_eq!(legacy["dataset"][0]["value"], json!({"value": 3}));
+        assert_eq!(legacy["dataset"][0]["time"], "00:00:00");
     }
 
     #[test]

@@ -225,6 +225,10 @@ pub(crate) struct DaySummary {
     /// LIGHT, MODERATE, VIGOROUS, PEAK minimum bpm, then PEAK maximum.
     pub zones: [i64; 5],
     pub resting: Option<(i64, RestingMethod)>,
+    /// Worn minutes below the LIGHT zone and their kcal (the legacy "Out of Range" zone
+    /// is these plus LIGHT). Never restated: the LIGHT zone carries the restatement.
+    pub below_zone_min: i64,
+    pub below_zone_kcal: f64,
 }
 
 impl DaySummary {
@@ -309,9 +313,13 @@ pub(crate) struct Profile {
     pub lag_secs: i64,
     pub refresh_token: String,
     pub health_user_id: String,
-    pub legacy_user_id: String,
+    /// The legacy Fitbit `encodedId` (6 characters of `[0-9A-Z]`, unique per roster).
+    pub encoded_id: String,
+    /// The initial legacy Fitbit refresh token (`simfrt_<participant>_<hex>`).
+    pub legacy_refresh_token: String,
     pub tracker: &'static str,
     noise: Noise,
+    age: i64,
     rhr: f64,
     max_hr: f64,
     bmr_per_min: f64,
@@ -331,6 +339,25 @@ pub(crate) fn profiles(config: &SimConfig) -> Vec<Profile> {
 
 fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// The legacy Fitbit `encodedId` of participant `index`: a bijective scramble of the index
+/// over 30 bits (seeded), written as 6 base-32 characters from `[0-9A-Z]` without the
+/// look-alikes `0 1 I O`. Distinct participants always get distinct ids.
+fn encoded_id(seed: u64, index: usize) -> String {
+    const ALPHABET: &[u8] = b"ABCDEFGHJKLMNPQRSTUVWXYZ23456789";
+    const MASK: u64 = (1 << 30) - 1;
+    let mut x = (index as u64).wrapping_add(mix(seed ^ 0x4C45_4741_4359)) & MASK;
+    // xorshift-right and multiplication by an odd constant are both invertible mod 2^30.
+    for k in [0x2C1B_3C6D_u64, 0x297A_2D39] {
+        x ^= x >> 15;
+        x = x.wrapping_mul(k) & MASK;
+    }
+    x ^= x >> 13;
+    (0..6)
+        .rev()
+        .map(|k| ALPHABET[((x >> (5 * k)) & 31) as usize] as char)
+        .collect()
 }
 
 fn activity_probability(hour: u32, weekend: bool) -> f64 {
@@ -383,12 +410,8 @@ impl Profile {
         let refresh_token = format!("simrt_{}_{}", id, hex(&digest[..12]));
         let uid =
             noise.hash(Tag::Profile, 100) % 9_000_000_000_000_000_000 + 1_000_000_000_000_000_000;
-        const ALNUM: &[u8] = b"ABCDEFGHJKLMNPQRSTUVWXYZ23456789";
-        let legacy_user_id = (0..6)
-            .map(|k| {
-                ALNUM[(noise.hash(Tag::Profile, 200 + k) % ALNUM.len() as u64) as usize] as char
-            })
-            .collect();
+        let digest = Sha256::digest(format!("fitlink-sim:{}:{}:legacy-refresh", config.seed, id));
+        let legacy_refresh_token = format!("simfrt_{}_{}", id, hex(&digest[..16]));
 
         Profile {
             tz: ZONES[(index - 1) % ZONES.len()],
@@ -401,9 +424,11 @@ impl Profile {
             lag_secs: p(2, 0, 1800),
             refresh_token,
             health_user_id: uid.to_string(),
-            legacy_user_id,
+            encoded_id: encoded_id(config.seed, index),
+            legacy_refresh_token,
             tracker: TRACKERS[p(3, 0, 3) as usize],
             noise,
+            age: age as i64,
             rhr,
             max_hr,
             bmr_per_min: p(4, 1350, 1950) as f64 / 1440.0,
@@ -622,6 +647,62 @@ impl Profile {
         (out, false)
     }
 
+    /// Heart-rate samples in `[lo, hi) ∩ window`, oldest first.
+    pub(crate) fn hr_asc(&self, window: Window, lo: i64, hi: i64) -> Vec<HrSample> {
+        let (mut samples, _) = self.hr_desc(window, lo, hi, &|_| true, usize::MAX);
+        samples.reverse();
+        samples
+    }
+
+    /// The legacy `1min` heart rate: for every minute whose start is in `[lo, hi)` and
+    /// that has at least one sample inside the window, the minute and the rounded mean
+    /// bpm of those samples, oldest first.
+    pub(crate) fn hr_minute_means(&self, window: Window, lo: i64, hi: i64) -> Vec<(Minute, i64)> {
+        let first = lo.div_euclid(60) + i64::from(lo.rem_euclid(60) != 0);
+        let end = hi.div_euclid(60) + i64::from(hi.rem_euclid(60) != 0);
+        // Only minutes that overlap the window can have samples.
+        let first = first.max(window.from.div_euclid(60));
+        let end = end.min(window.to.div_euclid(60) + 1);
+        if end <= first {
+            return Vec::new();
+        }
+        let step = i64::from(self.hr_interval_secs);
+        let mut out = Vec::new();
+        for minute in self.minutes(first, end) {
+            if !minute.worn {
+                continue;
+            }
+            let a = window.from.max(minute.index * 60);
+            let b = window.to.min(minute.index * 60 + 60);
+            let (mut sum, mut n) = (0i64, 0i64);
+            let mut t = (a + step - 1).div_euclid(step) * step;
+            while t < b {
+                sum += self.sample(&minute, t).bpm;
+                n += 1;
+                t += step;
+            }
+            if n > 0 {
+                out.push((minute, (sum as f64 / n as f64).round() as i64));
+            }
+        }
+        out
+    }
+
+    /// Whether minute `m` lies completely inside the window (only such minutes have steps).
+    pub(crate) fn minute_complete(window: Window, m: i64) -> bool {
+        (window.first_minute()..window.end_minute()).contains(&m)
+    }
+
+    /// Age in years (the legacy profile's `age`).
+    pub(crate) fn age(&self) -> i64 {
+        self.age
+    }
+
+    /// Walking and running stride lengths in centimetres (legacy profile).
+    pub(crate) fn strides_cm(&self) -> (f64, f64) {
+        (self.stride_walk_mm / 10.0, self.stride_run_mm / 10.0)
+    }
+
     /// Minutes with steps > 0 whose start is in `[lo, hi)` and that lie completely in the
     /// window, newest first, filtered by `keep`, at most `limit` (plus a "more" flag).
     pub(crate) fn steps_desc(
@@ -672,14 +753,9 @@ impl Profile {
         (first, end)
     }
 
-    /// Daily values of local day `date` (unrestated), or `None` when the day has no
-    /// complete minute in the window.
-    pub(crate) fn day_summary(&self, window: Window, date: NaiveDate) -> Option<DaySummary> {
-        let (first, end) = self.day_minutes(window, date);
-        if end <= first {
-            return None;
-        }
-        let mut d = DaySummary {
+    /// A day without data: every value zero, the participant's zone thresholds.
+    pub(crate) fn empty_day(&self, date: NaiveDate) -> DaySummary {
+        DaySummary {
             date,
             steps: 0,
             distance_mm: 0,
@@ -695,7 +771,19 @@ impl Profile {
             zone_kcal: [0.0; 4],
             zones: self.zones,
             resting: None,
-        };
+            below_zone_min: 0,
+            below_zone_kcal: 0.0,
+        }
+    }
+
+    /// Daily values of local day `date` (unrestated), or `None` when the day has no
+    /// complete minute in the window.
+    pub(crate) fn day_summary(&self, window: Window, date: NaiveDate) -> Option<DaySummary> {
+        let (first, end) = self.day_minutes(window, date);
+        if end <= first {
+            return None;
+        }
+        let mut d = self.empty_day(date);
         let (mut sleep_sum, mut sleep_n, mut rest_sum, mut rest_n) = (0i64, 0i64, 0i64, 0i64);
         for minute in self.minutes(first, end) {
             let kcal = self.bmr_per_min + minute.active_kcal;
@@ -729,8 +817,12 @@ impl Profile {
             if let Some(z) = (0..4).rev().find(|&z| minute.bpm >= self.zones[z]) {
                 d.zone_min[z] += 1;
                 d.zone_kcal[z] += kcal;
+            } else {
+                d.below_zone_min += 1;
+                d.below_zone_kcal += kcal;
             }
         }
+        d.below_zone_kcal = round2(d.below_zone_kcal);
         d.calories_kcal = round2(d.calories_kcal);
         d.active_kcal = round2(d.active_kcal);
         for k in &mut d.zone_kcal {
@@ -862,6 +954,27 @@ mod tests {
         let m = c.until.timestamp() / 60 - 600;
         assert_eq!(a.minute(m).bpm, b.minute(m).bpm);
         assert_eq!(a.health_user_id.len(), 19);
+    }
+
+    #[test]
+    fn encoded_ids_are_unique_and_well_formed() {
+        for seed in [42, 7] {
+            let ids: std::collections::HashSet<String> =
+                (1..=9999).map(|i| encoded_id(seed, i)).collect();
+            assert_eq!(ids.len(), 9999);
+            assert!(ids.iter().all(|id| {
+                id.len() == 6
+                    && id
+                        .chars()
+                        .all(|c| c.is_ascii_digit() || c.is_ascii_uppercase())
+            }));
+        }
+        let p = Profile::new(&config(), 1);
+        assert!(p.legacy_refresh_token.starts_with("simfrt_sim-0001_"));
+        assert_ne!(
+            p.legacy_refresh_token,
+            Profile::new(&config(), 2).legacy_refresh_token
+        );
     }
 
     #[test]

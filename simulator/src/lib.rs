@@ -5,10 +5,15 @@
 //! and link it as a library to compute the ground truth ([`truth`]) they compare the
 //! database against. It only ever binds loopback addresses.
 //!
+//! The same server also speaks the legacy Fitbit Web API (`/1/user/-/...`, Fitbit OAuth
+//! at `/oauth2/token`) for the same participants, so one fleet can be tested on both
+//! providers and through the migration between them (`legacy`).
+//!
 //! Layout: [`config`](SimConfig) (CLI/env), `clock` (time-zone arithmetic), `generator`
 //! (deterministic data), `catalog` (data types, scopes), `filter` (AIP-160 subset),
 //! `wire` (JSON shapes and error envelopes), `oauth` (`/token`), `api` (`/v4`),
-//! `faults`, `control` (`/_sim/`), `state` and [`truth`].
+//! `legacy` (Fitbit Web API and OAuth), `faults`, `control` (`/_sim/`), `state` and
+//! [`truth`] (with [`truth::legacy`]).
 
 mod api;
 mod catalog;
@@ -18,6 +23,7 @@ mod control;
 mod faults;
 mod filter;
 mod generator;
+mod legacy;
 mod oauth;
 mod state;
 pub mod truth;
@@ -34,6 +40,7 @@ use std::time::Duration;
 use anyhow::Context;
 use axum::Router;
 use axum::extract::{Request, State};
+use axum::http::Uri;
 use axum::middleware::{self, Next};
 use axum::response::Response;
 use axum::routing::post;
@@ -65,6 +72,13 @@ pub struct SimParticipant {
     pub hr_interval_secs: u32,
     /// The Google Health user id served by `users/me/identity`.
     pub health_user_id: String,
+    /// The legacy Fitbit user id (`encodedId`, 6 characters of `[0-9A-Z]`): `user_id` of
+    /// the legacy token response, `profile.json`'s `encodedId` and the Google identity's
+    /// `legacyUserId`.
+    pub encoded_id: String,
+    /// Initial legacy Fitbit refresh token (`simfrt_<participant>_<hex>`), accepted once by
+    /// `/oauth2/token` (refresh tokens rotate on every use).
+    pub legacy_refresh_token: String,
 }
 
 /// The participants of `config`, deterministic from it.
@@ -79,6 +93,8 @@ pub fn roster(config: &SimConfig) -> Vec<SimParticipant> {
             sync_from: p.sync_from,
             hr_interval_secs: p.hr_interval_secs,
             health_user_id: p.health_user_id,
+            encoded_id: p.encoded_id,
+            legacy_refresh_token: p.legacy_refresh_token,
         })
         .collect()
 }
@@ -86,12 +102,26 @@ pub fn roster(config: &SimConfig) -> Vec<SimParticipant> {
 /// The import CSV for fitlink: header `participant_id,provider,refresh_token,sync_from`,
 /// provider `google-health`, `sync_from` in RFC 3339.
 pub fn roster_csv(config: &SimConfig) -> String {
+    roster_csv_for(config, "google-health")
+}
+
+/// The import CSV for one provider: `google-health` (the Google refresh tokens) or
+/// `fitbit` (the initial legacy refresh tokens). Same header and `sync_from` as
+/// [`roster_csv`]; any other provider yields the header only.
+pub fn roster_csv_for(config: &SimConfig, provider: &str) -> String {
     let mut out = String::from("participant_id,provider,refresh_token,sync_from\n");
+    if provider != "google-health" && provider != "fitbit" {
+        return out;
+    }
     for p in roster(config) {
+        let token = if provider == "fitbit" {
+            &p.legacy_refresh_token
+        } else {
+            &p.refresh_token
+        };
         out.push_str(&format!(
-            "{},google-health,{},{}\n",
+            "{},{provider},{token},{}\n",
             p.participant_id,
-            p.refresh_token,
             rfc3339(p.sync_from)
         ));
     }
@@ -110,30 +140,54 @@ async fn track(State(state): State<Arc<AppState>>, request: Request, next: Next)
     }
     let response = next.run(request).await;
     let attribution = response.extensions().get::<Attribution>().copied();
-    state.record(
-        api::endpoint_name(&path),
-        response.status().as_u16(),
-        attribution,
-    );
+    let endpoint = if legacy::is_legacy_path(&path) {
+        legacy::endpoint_name(&path)
+    } else {
+        api::endpoint_name(&path)
+    };
+    state.record(endpoint, response.status().as_u16(), attribution);
     response
+}
+
+/// Unknown paths: Fitbit's 404 under the legacy prefixes, Google's elsewhere.
+async fn not_found(uri: Uri) -> Response {
+    if legacy::is_legacy_path(uri.path()) {
+        legacy::not_found()
+    } else {
+        api::not_found().await
+    }
+}
+
+async fn method_not_allowed(uri: Uri) -> Response {
+    if legacy::is_legacy_path(uri.path()) {
+        legacy::method_not_allowed()
+    } else {
+        api::method_not_allowed().await
+    }
 }
 
 fn router(state: Arc<AppState>) -> Router {
     Router::new()
         .route("/token", post(oauth::token))
+        .merge(legacy::routes())
         .nest("/v4", api::routes())
         .nest("/v4beta", api::routes())
         .nest("/_sim", control::routes())
-        .fallback(api::not_found)
-        .method_not_allowed_fallback(api::method_not_allowed)
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(middleware::from_fn_with_state(
+            Arc::clone(&state),
+            legacy::layer,
+        ))
         .layer(middleware::from_fn_with_state(Arc::clone(&state), track))
         .with_state(state)
 }
 
 /// Serves the simulator on `listener` until `shutdown` resolves.
 ///
-/// The listener must be bound to a loopback address: the simulator holds synthetic
-/// credentials and is never meant to be reachable from another host.
+/// The listener must be bound to a loopback address, or to the address the configuration
+/// explicitly names in `bind` (a container network): the simulator is never reachable from
+/// another host by accident.
 pub async fn run(
     config: SimConfig,
     listener: tokio::net::TcpListener,
@@ -144,8 +198,8 @@ pub async fn run(
         .local_addr()
         .context("simulator listener address")?;
     anyhow::ensure!(
-        addr.ip().is_loopback(),
-        "the simulator only serves on loopback addresses, not {addr}"
+        addr.ip().is_loopback() || addr.ip() == config.bind,
+        "the simulator only serves on loopback addresses unless --bind names another, not {addr}"
     );
     tracing::info!(%addr, participants = config.participants, days = config.days, until = %config.until, "simulator serving");
     let app = router(Arc::new(AppState::new(config)));
@@ -156,16 +210,16 @@ pub async fn run(
     Ok(())
 }
 
-/// Binds `127.0.0.1:port`, prints exactly one line `simulator listening on
-/// http://127.0.0.1:PORT` to stdout (flushed), then serves until Ctrl-C or SIGTERM.
+/// Binds `bind:port` (127.0.0.1 by default), prints exactly one line `simulator listening on
+/// http://ADDR:PORT` to stdout (flushed), then serves until Ctrl-C or SIGTERM.
 pub async fn serve(config: SimConfig) -> anyhow::Result<()> {
-    let listener = tokio::net::TcpListener::bind(("127.0.0.1", config.port))
+    let listener = tokio::net::TcpListener::bind((config.bind, config.port))
         .await
-        .with_context(|| format!("binding 127.0.0.1:{}", config.port))?;
-    let port = listener.local_addr()?.port();
+        .with_context(|| format!("binding {}:{}", config.bind, config.port))?;
+    let addr = listener.local_addr()?;
     {
         let mut stdout = std::io::stdout().lock();
-        writeln!(stdout, "simulator listening on http://127.0.0.1:{port}")?;
+        writeln!(stdout, "simulator listening on http://{addr}")?;
         stdout.flush()?;
     }
     run(config, listener, shutdown_signal()).await

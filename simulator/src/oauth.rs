@@ -22,7 +22,7 @@ use crate::state::{ACCESS_TOKEN_TTL_SECS, AccessToken, AppState, Attribution};
 use crate::wire::{OAuthError, json_response};
 
 /// Client credentials from `Authorization: Basic` (client_secret_basic), if present.
-fn basic_credentials(headers: &HeaderMap) -> Option<(String, String)> {
+pub(crate) fn basic_credentials(headers: &HeaderMap) -> Option<(String, String)> {
     let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
     let encoded = value
         .strip_prefix("Basic ")
@@ -159,6 +159,7 @@ pub(crate) async fn token(
     let attribution = Attribution {
         participant: index,
         data: false,
+        legacy: false,
     };
 
     let mut response = {

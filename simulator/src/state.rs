@@ -1,5 +1,6 @@
 //! Shared runtime state: issued access tokens, grants, restatements, the synthetic
-//! clock's advance, rate-limit windows and request statistics.
+//! clock's advance, rate-limit windows and request statistics, plus the legacy Fitbit
+//! side ([`LegacyRuntime`]: rotating refresh tokens, hourly quotas, switches).
 //!
 //! One `std::sync::Mutex` guards all mutable state. It is only held for bookkeeping
 //! (never across an `.await` or while generating data), so contention is negligible at
@@ -11,6 +12,7 @@ use std::time::{Duration, Instant};
 
 use chrono::{DateTime, NaiveDate, Utc};
 use serde::Serialize;
+use serde_json::Value;
 
 use crate::catalog::default_scopes;
 use crate::config::SimConfig;
@@ -20,13 +22,19 @@ use crate::generator::{Profile, Window, profiles};
 /// Lifetime of an access token, as Google's `expires_in`.
 pub(crate) const ACCESS_TOKEN_TTL_SECS: u64 = 3599;
 
+/// Lifetime of a legacy Fitbit access token (`expires_in`, the only supported value).
+pub(crate) const LEGACY_ACCESS_TOKEN_TTL_SECS: u64 = 28_800;
+
 /// Attached to a response by a handler once it knows whose request it was, so the
 /// statistics middleware can count per participant.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Attribution {
     pub participant: usize,
-    /// A Health API request (counts towards the per-minute figure); false for `/token`.
+    /// A data request (not a token refresh): a Health API request counts towards the
+    /// per-minute figure, a legacy one towards the per-hour figure.
     pub data: bool,
+    /// A legacy Fitbit Web API request.
+    pub legacy: bool,
 }
 
 /// An issued access token.
@@ -46,6 +54,128 @@ pub(crate) struct StatsSnapshot {
     pub status_counts: BTreeMap<String, u64>,
     pub max_requests_per_participant_per_minute: u64,
     pub token_refreshes: u64,
+    /// Successful legacy `/oauth2/token` refreshes (grace-window replays included).
+    pub legacy_token_refreshes: u64,
+    /// The most legacy data requests one participant made within one clock hour (one
+    /// quota window, see `--legacy-rate-limit-window-secs`): every attempt that reached
+    /// authentication, 429s included.
+    pub legacy_requests_by_participant_per_hour_max: u64,
+}
+
+/// The pair a legacy refresh returned, kept for the grace window.
+#[derive(Clone, Debug)]
+pub(crate) struct Rotation {
+    /// The refresh token that was used (and is now invalid outside the grace window).
+    pub used: String,
+    pub at: Instant,
+    /// The exact success body returned, replayed within the grace window.
+    pub body: Value,
+}
+
+/// The legacy Fitbit Web API side of the runtime.
+pub(crate) struct LegacyRuntime {
+    /// `POST /_sim/legacy {"turned_off": true}`: every legacy path answers 410.
+    pub turned_off: bool,
+    /// The Fitbit grant is revoked (independent of the Google grant).
+    pub revoked: Vec<bool>,
+    pub intraday_permitted: Vec<bool>,
+    /// `legacyUserId` the Google identity reports instead of the encodedId.
+    pub identity_override: Vec<Option<String>>,
+    /// The one active refresh token of each participant.
+    pub refresh: Vec<String>,
+    pub by_refresh: HashMap<String, usize>,
+    /// The latest rotation of each participant (grace window).
+    pub previous: Vec<Option<Rotation>>,
+    pub tokens: HashMap<String, AccessToken>,
+    /// Admitted requests in the current quota window: `(window, count)` per participant.
+    pub quota: Vec<(i64, u32)>,
+    /// All attributed requests per quota window (statistics).
+    attempts: Vec<(i64, u64)>,
+}
+
+impl LegacyRuntime {
+    fn new(profiles: &[Profile]) -> Self {
+        let n = profiles.len();
+        let refresh: Vec<String> = profiles
+            .iter()
+            .map(|p| p.legacy_refresh_token.clone())
+            .collect();
+        LegacyRuntime {
+            turned_off: false,
+            revoked: vec![false; n],
+            intraday_permitted: vec![true; n],
+            identity_override: vec![None; n],
+            by_refresh: refresh
+                .iter()
+                .enumerate()
+                .map(|(i, t)| (t.clone(), i))
+                .collect(),
+            refresh,
+            previous: vec![None; n],
+            tokens: HashMap::new(),
+            quota: vec![(0, 0); n],
+            attempts: vec![(0, 0); n],
+        }
+    }
+
+    /// Replaces the active refresh token of `participant`.
+    pub(crate) fn set_refresh(&mut self, participant: usize, token: String) {
+        let old = std::mem::replace(&mut self.refresh[participant], token.clone());
+        self.by_refresh.remove(&old);
+        self.by_refresh.insert(token, participant);
+    }
+
+    /// Revokes the Fitbit grant: the refresh token is refused and every access token dropped.
+    pub(crate) fn revoke(&mut self, participant: usize) {
+        self.revoked[participant] = true;
+        self.previous[participant] = None;
+        self.tokens.retain(|_, t| t.participant != participant);
+    }
+
+    /// Restores a revoked Fitbit grant as a re-consent would: `initial` (the roster's
+    /// legacy refresh token) becomes the active refresh token again. No-op when the grant
+    /// is not revoked, so the client's current token stays valid.
+    pub(crate) fn restore(&mut self, participant: usize, initial: &str) {
+        if self.revoked[participant] {
+            self.revoked[participant] = false;
+            self.previous[participant] = None;
+            self.set_refresh(participant, initial.to_owned());
+        }
+    }
+
+    /// Requests admitted for `participant` in clock hour `hour`.
+    pub(crate) fn used(&self, participant: usize, hour: i64) -> u32 {
+        match self.quota[participant] {
+            (h, count) if h == hour => count,
+            _ => 0,
+        }
+    }
+
+    /// Hourly quota: true (and counted) when the request may proceed.
+    pub(crate) fn admit(&mut self, participant: usize, hour: i64, limit: u32) -> bool {
+        let used = self.used(participant, hour);
+        if used >= limit {
+            return false;
+        }
+        self.quota[participant] = (hour, used + 1);
+        true
+    }
+
+    /// Drops access tokens that expired more than a day ago (expired ones are kept a
+    /// while so that they are answered with `expired_token`, not `invalid_token`).
+    pub(crate) fn prune_tokens(&mut self) {
+        if let Some(horizon) = Instant::now().checked_sub(Duration::from_secs(86_400)) {
+            self.tokens.retain(|_, t| t.expires > horizon);
+        }
+    }
+}
+
+/// The current legacy quota window of `secs` seconds on the real clock (windows aligned to
+/// multiples of `secs` in Unix time: 3600 is the clock hour) and the seconds left in it.
+pub(crate) fn quota_window(secs: u64) -> (i64, u64) {
+    let secs = i64::try_from(secs.max(1)).unwrap_or(3600);
+    let now = Utc::now().timestamp();
+    (now.div_euclid(secs), (secs - now.rem_euclid(secs)) as u64)
 }
 
 /// Mutable state.
@@ -61,6 +191,7 @@ pub(crate) struct Runtime {
     /// All attributed Health API requests per participant in the last minute (statistics).
     attempts: Vec<VecDeque<Instant>>,
     pub stats: StatsSnapshot,
+    pub legacy: LegacyRuntime,
 }
 
 /// What a handler needs to know about one participant, copied out of the lock.
@@ -120,6 +251,7 @@ impl AppState {
             limiter: vec![VecDeque::new(); n],
             attempts: vec![VecDeque::new(); n],
             stats: StatsSnapshot::default(),
+            legacy: LegacyRuntime::new(&profiles),
         };
         AppState {
             config,
@@ -168,7 +300,8 @@ impl AppState {
                 .by_participant
                 .entry(self.profiles[a.participant].id.clone())
                 .or_default() += 1;
-            if a.data {
+            // Legacy requests are counted per hour when authenticated (`legacy_attempt`).
+            if a.data && !a.legacy {
                 let window = &mut rt.attempts[a.participant];
                 prune(window, now);
                 window.push_back(now);
@@ -181,6 +314,21 @@ impl AppState {
 }
 
 impl Runtime {
+    /// Counts an authenticated legacy data request of `participant` in quota window
+    /// `window` (the same window its admission is decided in) for the statistics.
+    pub(crate) fn legacy_attempt(&mut self, participant: usize, window: i64) {
+        let entry = &mut self.legacy.attempts[participant];
+        if entry.0 == window {
+            entry.1 += 1;
+        } else {
+            *entry = (window, 1);
+        }
+        self.stats.legacy_requests_by_participant_per_hour_max = self
+            .stats
+            .legacy_requests_by_participant_per_hour_max
+            .max(entry.1);
+    }
+
     /// Sliding-minute rate limit: true (and counted) when the request may proceed.
     pub(crate) fn admit(&mut self, participant: usize, limit: u32) -> bool {
         let now = Instant::now();

@@ -9,14 +9,14 @@ use crate::{SimConfig, roster, roster_csv, run, truth};
 
 const HR_FILTER: &str = "heart_rate.sample_time.physical_time";
 
-struct Sim {
-    base: String,
-    http: reqwest::Client,
-    config: SimConfig,
+pub(crate) struct Sim {
+    pub(crate) base: String,
+    pub(crate) http: reqwest::Client,
+    pub(crate) config: SimConfig,
     _stop: oneshot::Sender<()>,
 }
 
-async fn start(config: SimConfig) -> Sim {
+pub(crate) async fn start(config: SimConfig) -> Sim {
     // reqwest needs a process-wide rustls provider even for plain http://.
     let _ = rustls::crypto::ring::default_provider().install_default();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -38,7 +38,7 @@ async fn start(config: SimConfig) -> Sim {
     }
 }
 
-fn small() -> SimConfig {
+pub(crate) fn small() -> SimConfig {
     SimConfig {
         participants: 7,
         days: 3,
@@ -46,7 +46,7 @@ fn small() -> SimConfig {
     }
 }
 
-fn date(s: &str) -> NaiveDate {
+pub(crate) fn date(s: &str) -> NaiveDate {
     s.parse().unwrap()
 }
 
@@ -81,7 +81,7 @@ impl Sim {
         (r.status(), r.json().await.unwrap_or(Value::Null))
     }
 
-    async fn access(&self, id: &str) -> String {
+    pub(crate) async fn access(&self, id: &str) -> String {
         let (status, body) = self
             .token_raw(&refresh_token(&self.config, id), &self.config.client_secret)
             .await;
@@ -89,7 +89,12 @@ impl Sim {
         body["access_token"].as_str().unwrap().to_owned()
     }
 
-    async fn get(&self, path: &str, token: &str, query: &[(&str, &str)]) -> (StatusCode, Value) {
+    pub(crate) async fn get(
+        &self,
+        path: &str,
+        token: &str,
+        query: &[(&str, &str)],
+    ) -> (StatusCode, Value) {
         let r = self
             .http
             .get(format!("{}{path}", self.base))
@@ -113,7 +118,7 @@ impl Sim {
         (r.status(), r.json().await.unwrap_or(Value::Null))
     }
 
-    async fn control(&self, path: &str, body: &Value) -> Value {
+    pub(crate) async fn control(&self, path: &str, body: &Value) -> Value {
         let r = self
             .http
             .post(format!("{}/_sim/{path}", self.base))
@@ -125,7 +130,7 @@ impl Sim {
         r.json().await.unwrap()
     }
 
-    async fn control_get(&self, path: &str) -> Value {
+    pub(crate) async fn control_get(&self, path: &str) -> Value {
         self.http
             .get(format!("{}/_sim/{path}", self.base))
             .send()

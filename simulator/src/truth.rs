@@ -11,12 +11,17 @@
 //! advance from [`SimConfig::advance_minutes`] (set it to `advance_minutes` from
 //! `GET /_sim/clock` after calling `POST /_sim/advance`). Unknown participants yield
 //! empty results.
+//!
+//! The legacy Fitbit Web API serves the same participants; [`legacy`] has what differs
+//! there (1-minute heart rate, the legacy zone model).
 
 use chrono::{DateTime, NaiveDate, Utc};
 
 use crate::clock::{ceil_secs, from_unix, local_day_bounds};
 use crate::config::SimConfig;
 use crate::generator::{Profile, Window};
+
+pub mod legacy;
 
 /// One heart-rate sample (`heartRate.sampleTime.physicalTime`, `utcOffset`, `beatsPerMinute`).
 #[derive(Clone, Debug, PartialEq, Eq)]

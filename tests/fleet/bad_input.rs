@@ -2,6 +2,7 @@
 //! participant, provider JSON of the wrong shape, a poison message on the results queue.
 
 use std::collections::BTreeMap;
+use std::time::Duration;
 
 use crate::harness::{Options, TestFleet};
 
@@ -39,17 +40,28 @@ async fn bad_input_is_refused_clearly_and_changes_nothing_else() {
         .unwrap();
     assert_eq!(n, 0, "a file with a bad row imports nothing");
 
-    // 2. An unknown participant on enqueue: named, nothing published.
+    // 2. An unknown participant on enqueue: named, nothing published. (The writer is stopped so
+    //    that anything published would stay visible on the results queue.)
     t.import_roster().await;
+    assert!(
+        t.fleet
+            .get("writer")
+            .terminate(Duration::from_secs(30))
+            .await
+            .unwrap()
+    );
+    t.fleet.forget("writer");
+    let before = t.queue_depth(&t.topology.results).await;
     let out = t.cli(&["enqueue", "sim-0001", "nobody-42"]);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success());
     assert!(stderr.contains("nobody-42"), "{stderr}");
     assert_eq!(
         t.queue_depth(&t.topology.results).await,
-        0,
+        before,
         "nothing published"
     );
+    t.fleet.spawn("writer", &["writer"]).unwrap();
 
     // 3. Provider JSON of the wrong shape for sim-0002: the job fails with the reason, the
     //    participant's cursor stays where it was.

@@ -30,6 +30,8 @@ pub struct Options {
     pub standby_writer: bool,
     /// Import and start workers + dispatcher right away.
     pub start_sync: bool,
+    /// Which provider the roster is imported through: "google-health" or "fitbit".
+    pub provider: &'static str,
 }
 
 impl Default for Options {
@@ -42,11 +44,13 @@ impl Default for Options {
             env: vec![],
             standby_writer: false,
             start_sync: true,
+            provider: "google-health",
         }
     }
 }
 
 pub struct TestFleet {
+    pub provider: &'static str,
     pub dir: tempfile::TempDir,
     pub sim: SimulatorProcess,
     pub sim_config: SimConfig,
@@ -87,6 +91,13 @@ impl TestFleet {
         let namespace = format!("t-{}", &uuid::Uuid::new_v4().simple().to_string()[..12]);
         let token_key = TokenKey::generate();
         let mut extra: Vec<(String, String)> = vec![
+            ("FITLINK_FITBIT_API_BASE".into(), sim.base_url.clone()),
+            (
+                "FITLINK_FITBIT_TOKEN_URL".into(),
+                format!("{}/oauth2/token", sim.base_url),
+            ),
+            ("FITLINK_FITBIT_CLIENT_ID".into(), "sim-client".into()),
+            ("FITLINK_FITBIT_CLIENT_SECRET".into(), "sim-secret".into()),
             ("FITLINK_WORKER_CONCURRENCY".into(), "4".into()),
             ("FITLINK_SHUTDOWN_GRACE_SECS".into(), "5".into()),
             ("RUST_LOG".into(), "info,fitlink=debug".into()),
@@ -118,6 +129,7 @@ impl TestFleet {
             fleet.spawn("writer-standby", &["writer"]).unwrap();
         }
         let mut this = Self {
+            provider: options.provider,
             dir,
             sim,
             sim_config,
@@ -146,7 +158,11 @@ impl TestFleet {
     /// Imports the simulator's roster (in process, as `fitlink participants import` does).
     pub async fn import_roster(&self) {
         let csv = self.dir.path().join("participants.csv");
-        std::fs::write(&csv, fitlink_simulator::roster_csv(&self.sim_config)).unwrap();
+        std::fs::write(
+            &csv,
+            fitlink_simulator::roster_csv_for(&self.sim_config, self.provider),
+        )
+        .unwrap();
         fitlink_dispatcher::import_participants(
             &self.fleet.env.broker(),
             &DatabaseArgs {
@@ -155,9 +171,97 @@ impl TestFleet {
             &self.key,
             &csv,
             Some(Duration::from_secs(30)),
+            None,
         )
         .await
         .unwrap();
+    }
+
+    /// Writes an import CSV with some participants of the roster, through `provider`.
+    pub fn write_roster_subset(&self, provider: &str, ids: &[&str]) -> std::path::PathBuf {
+        let all = fitlink_simulator::roster_csv_for(&self.sim_config, provider);
+        let mut lines = all.lines();
+        let mut text = format!("{}\n", lines.next().unwrap());
+        for line in lines {
+            if ids.iter().any(|id| line.starts_with(&format!("{id},"))) {
+                text.push_str(line);
+                text.push('\n');
+            }
+        }
+        let path = self
+            .dir
+            .path()
+            .join(format!("{provider}-{}.csv", uuid::Uuid::new_v4().simple()));
+        std::fs::write(&path, text).unwrap();
+        path
+    }
+
+    /// The refresh token the roster started a participant with.
+    pub fn roster_token(&self, id: &str, provider: &str) -> String {
+        let p = fitlink_simulator::roster(&self.sim_config)
+            .into_iter()
+            .find(|p| p.participant_id == id)
+            .unwrap();
+        if provider == "fitbit" {
+            p.legacy_refresh_token
+        } else {
+            p.refresh_token
+        }
+    }
+
+    /// The participant's stored refresh token, unsealed.
+    pub async fn stored_refresh_token(&self, id: &str) -> String {
+        let (sealed,): (String,) =
+            sqlx::query_as("SELECT sealed_refresh_token FROM credentials WHERE participant_id = ?")
+                .bind(id)
+                .fetch_one(&self.db)
+                .await
+                .unwrap();
+        let participant = fitlink_shared::domain::ParticipantId::new(id).unwrap();
+        self.key
+            .open(
+                &participant,
+                &fitlink_shared::secret::SealedToken::from_stored(sealed),
+            )
+            .unwrap()
+            .expose()
+            .clone()
+    }
+
+    /// Whether the simulator's legacy token endpoint accepts this refresh token (it rotates it:
+    /// call this last).
+    pub async fn legacy_refresh_works(&self, refresh_token: &str) -> bool {
+        self.http
+            .post(format!("{}/oauth2/token", self.sim.base_url))
+            .basic_auth("sim-client", Some("sim-secret"))
+            .form(&[
+                ("grant_type", "refresh_token"),
+                ("refresh_token", refresh_token),
+            ])
+            .send()
+            .await
+            .unwrap()
+            .status()
+            .is_success()
+    }
+
+    /// Tells the truth functions that the simulator's clock moved (`/_sim/advance`).
+    pub fn advance_truth(&mut self, minutes: u64) {
+        self.sim_config.advance_minutes += minutes;
+    }
+
+    /// Waits for a fleet process to exit by itself (a chaos abort), then forgets it.
+    pub async fn wait_process_exit(&mut self, name: &str, secs: u64) {
+        let process = self.fleet.get(name);
+        let status = tokio::time::timeout(Duration::from_secs(secs), process.child.wait())
+            .await
+            .unwrap_or_else(|_| panic!("{name} did not exit within {secs} s"))
+            .unwrap();
+        assert!(
+            !status.success(),
+            "{name} was expected to die, it exited {status}"
+        );
+        self.fleet.forget(name);
     }
 
     pub fn participant_ids(&self) -> Vec<String> {
@@ -277,71 +381,32 @@ impl TestFleet {
         depth
     }
 
-    /// Compares everything stored for a participant with the simulator's ground truth for
-    /// `[sync_from, cursor)`: every point once, nothing else, every summary as served.
+    /// Compares everything stored for a participant synced through Google Health with the
+    /// simulator's ground truth for `[sync_from, cursor)`: every point once, nothing else, every
+    /// summary as served.
     pub async fn assert_matches_truth(&self, id: &str, restatements: &BTreeMap<NaiveDate, u32>) {
-        let p = self.participant(id).await;
-        let from: DateTime<Utc> = p.sync_from.parse().unwrap();
-        let cursor: DateTime<Utc> = p.sync_cursor.parse().unwrap();
-        let version = |d: &NaiveDate| restatements.get(d).copied().unwrap_or(0);
-
-        let expected_hr: Vec<(String, i64, i64)> =
-            truth::heart_rate(&self.sim_config, id, from, cursor, 0)
-                .into_iter()
-                .map(|s| (text(s.time), i64::from(s.utc_offset_seconds), s.bpm))
-                .collect();
-        let stored_hr: Vec<(String, i64, i64)> = sqlx::query_as(
-            "SELECT datetime, utc_offset_seconds, heart_rate_value FROM heart_rate_intraday WHERE participant_id = ? ORDER BY datetime",
-        )
-        .bind(id)
-        .fetch_all(&self.db)
-        .await
-        .unwrap();
+        let (from, cursor) = self.window(id).await;
+        let hr = self.google_heart_rate(id, from, cursor);
         assert!(
-            !expected_hr.is_empty(),
+            !hr.is_empty(),
             "{id}: the truth has heart rate in [{from}, {cursor})"
         );
-        assert_same(id, "heart_rate_intraday", &expected_hr, &stored_hr);
-
-        let expected_steps: Vec<(String, i64, i64)> =
-            truth::steps(&self.sim_config, id, from, cursor, 0)
-                .into_iter()
-                .map(|s| (text(s.start), i64::from(s.utc_offset_seconds), s.steps))
-                .collect();
-        let stored_steps: Vec<(String, i64, i64)> = sqlx::query_as(
-            "SELECT datetime, utc_offset_seconds, steps FROM steps_intraday WHERE participant_id = ? ORDER BY datetime",
-        )
-        .bind(id)
-        .fetch_all(&self.db)
-        .await
-        .unwrap();
-        assert_same(id, "steps_intraday", &expected_steps, &stored_steps);
-
-        // Summaries: every day the simulator has data for is stored with the served values.
-        let days: BTreeSet<NaiveDate> = truth::dates(&self.sim_config, id).into_iter().collect();
-        let stored_days: Vec<DayRow> = sqlx::query_as(
-            "SELECT date, steps, distance, calories_out, very_active_minutes FROM activity_summary WHERE participant_id = ? ORDER BY date",
-        )
-        .bind(id)
-        .fetch_all(&self.db)
-        .await
-        .unwrap();
-        let expected_days: Vec<DayRow> = days
-            .iter()
-            .filter_map(|d| truth::activity_day(&self.sim_config, id, *d, version(d)))
-            .map(|a| {
-                (
-                    a.date.to_string(),
-                    Some(a.steps),
-                    Some(a.distance_km),
-                    Some(a.calories_out),
-                    Some(a.very_active_minutes),
-                )
-            })
-            .collect();
-        assert_same_approx(id, &expected_days, &stored_days);
-
-        let expected_zones: Vec<(String, String, Option<i64>, Option<i64>)> = days
+        assert_same(
+            id,
+            "heart_rate_intraday",
+            &hr,
+            &self.stored_heart_rate(id).await,
+        );
+        assert_same(
+            id,
+            "steps_intraday",
+            &self.truth_steps(id, from, cursor),
+            &self.stored_steps(id).await,
+        );
+        self.assert_activity_matches(id, restatements).await;
+        let version = |d: &NaiveDate| restatements.get(d).copied().unwrap_or(0);
+        let days = truth::dates(&self.sim_config, id);
+        let zones = days
             .iter()
             .flat_map(|d| truth::heart_rate_zones(&self.sim_config, id, *d, version(d)))
             .map(|z| {
@@ -353,33 +418,214 @@ impl TestFleet {
                 )
             })
             .collect();
-        let mut stored_zones: Vec<(String, String, Option<i64>, Option<i64>)> = sqlx::query_as(
-            "SELECT date, zone_name, min_heart_rate, minute_in_zone FROM heart_rate_summary WHERE participant_id = ?",
-        )
-        .bind(id)
-        .fetch_all(&self.db)
-        .await
-        .unwrap();
-        let mut expected_zones = expected_zones;
-        expected_zones.sort();
-        stored_zones.sort();
-        assert_same(id, "heart_rate_summary", &expected_zones, &stored_zones);
-
-        let expected_resting: Vec<(String, i64)> = days
+        self.assert_zones_match(id, zones).await;
+        let resting = days
             .iter()
             .filter_map(|d| {
                 truth::resting_heart_rate(&self.sim_config, id, *d, version(d))
                     .map(|r| (d.to_string(), r))
             })
             .collect();
-        let stored_resting: Vec<(String, i64)> = sqlx::query_as(
+        self.assert_resting_matches(id, resting).await;
+    }
+
+    /// The same for a participant synced through the legacy Fitbit API: 1-minute heart rate,
+    /// steps minutes (> 0), the legacy heart-rate zones.
+    pub async fn assert_matches_legacy_truth(&self, id: &str) {
+        let (from, cursor) = self.window(id).await;
+        let hr = self.legacy_heart_rate(id, from, cursor);
+        assert!(
+            !hr.is_empty(),
+            "{id}: the truth has heart rate in [{from}, {cursor})"
+        );
+        assert_same(
+            id,
+            "heart_rate_intraday",
+            &hr,
+            &self.stored_heart_rate(id).await,
+        );
+        assert_same(
+            id,
+            "steps_intraday",
+            &self.truth_steps(id, from, cursor),
+            &self.stored_steps(id).await,
+        );
+        self.assert_activity_matches_as(id, &BTreeMap::new(), Calories::Whole)
+            .await;
+        let days = truth::dates(&self.sim_config, id);
+        let zones = days
+            .iter()
+            .flat_map(|d| truth::legacy::heart_rate_zones(&self.sim_config, id, *d, 0))
+            .map(|z| {
+                (
+                    z.date.to_string(),
+                    z.zone_name,
+                    Some(z.min_heart_rate),
+                    Some(z.minute_in_zone),
+                )
+            })
+            .collect();
+        self.assert_zones_match(id, zones).await;
+        let resting = days
+            .iter()
+            .filter_map(|d| {
+                truth::resting_heart_rate(&self.sim_config, id, *d, 0).map(|r| (d.to_string(), r))
+            })
+            .collect();
+        self.assert_resting_matches(id, resting).await;
+    }
+
+    /// A participant that moved from Fitbit to Google Health at `switch` (its Fitbit cursor):
+    /// legacy points before, Google points after, each once, each row naming its provider.
+    pub async fn assert_migrated_matches_truth(&self, id: &str, switch: DateTime<Utc>) {
+        let (from, cursor) = self.window(id).await;
+        let mut hr = self.legacy_heart_rate(id, from, switch);
+        hr.extend(self.google_heart_rate(id, switch, cursor));
+        assert_same(
+            id,
+            "heart_rate_intraday",
+            &hr,
+            &self.stored_heart_rate(id).await,
+        );
+        assert_same(
+            id,
+            "steps_intraday",
+            &self.truth_steps(id, from, cursor),
+            &self.stored_steps(id).await,
+        );
+        let switch_text = text(switch);
+        for table in ["heart_rate_intraday", "steps_intraday"] {
+            let (wrong,): (i64,) = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+                "SELECT count(*) FROM {table} WHERE participant_id = ?1
+                   AND ((datetime < ?2 AND provider <> 'fitbit') OR (datetime >= ?2 AND provider <> 'google-health'))"
+            )))
+            .bind(id)
+            .bind(&switch_text)
+            .fetch_one(&self.db)
+            .await
+            .unwrap();
+            assert_eq!(
+                wrong, 0,
+                "{id} {table}: rows record the provider that served them"
+            );
+        }
+        // Fitbit served whole kcal for its days, Google decimals for the days it re-read.
+        self.assert_activity_matches_as(id, &BTreeMap::new(), Calories::Whole)
+            .await;
+    }
+
+    async fn window(&self, id: &str) -> (DateTime<Utc>, DateTime<Utc>) {
+        let p = self.participant(id).await;
+        (p.sync_from.parse().unwrap(), p.sync_cursor.parse().unwrap())
+    }
+
+    fn google_heart_rate(&self, id: &str, from: DateTime<Utc>, to: DateTime<Utc>) -> Vec<Point> {
+        truth::heart_rate(&self.sim_config, id, from, to, 0)
+            .into_iter()
+            .map(|s| (text(s.time), i64::from(s.utc_offset_seconds), s.bpm))
+            .collect()
+    }
+
+    fn legacy_heart_rate(&self, id: &str, from: DateTime<Utc>, to: DateTime<Utc>) -> Vec<Point> {
+        truth::legacy::heart_rate_minutes(&self.sim_config, id, from, to)
+            .into_iter()
+            .map(|s| (text(s.time), i64::from(s.utc_offset_seconds), s.bpm))
+            .collect()
+    }
+
+    fn truth_steps(&self, id: &str, from: DateTime<Utc>, to: DateTime<Utc>) -> Vec<Point> {
+        truth::steps(&self.sim_config, id, from, to, 0)
+            .into_iter()
+            .map(|s| (text(s.start), i64::from(s.utc_offset_seconds), s.steps))
+            .collect()
+    }
+
+    async fn stored_heart_rate(&self, id: &str) -> Vec<Point> {
+        sqlx::query_as(
+            "SELECT datetime, utc_offset_seconds, heart_rate_value FROM heart_rate_intraday WHERE participant_id = ? ORDER BY datetime",
+        )
+        .bind(id)
+        .fetch_all(&self.db)
+        .await
+        .unwrap()
+    }
+
+    async fn stored_steps(&self, id: &str) -> Vec<Point> {
+        sqlx::query_as(
+            "SELECT datetime, utc_offset_seconds, steps FROM steps_intraday WHERE participant_id = ? ORDER BY datetime",
+        )
+        .bind(id)
+        .fetch_all(&self.db)
+        .await
+        .unwrap()
+    }
+
+    /// Every day the simulator has data for is stored with the served values.
+    async fn assert_activity_matches(&self, id: &str, restatements: &BTreeMap<NaiveDate, u32>) {
+        self.assert_activity_matches_as(id, restatements, Calories::AsServed)
+            .await
+    }
+
+    async fn assert_activity_matches_as(
+        &self,
+        id: &str,
+        restatements: &BTreeMap<NaiveDate, u32>,
+        calories: Calories,
+    ) {
+        let version = |d: &NaiveDate| restatements.get(d).copied().unwrap_or(0);
+        let mut stored: Vec<DayRow> = sqlx::query_as(
+            "SELECT date, steps, distance, calories_out, very_active_minutes FROM activity_summary WHERE participant_id = ? ORDER BY date",
+        )
+        .bind(id)
+        .fetch_all(&self.db)
+        .await
+        .unwrap();
+        if matches!(calories, Calories::Whole) {
+            for row in &mut stored {
+                row.3 = row.3.map(f64::round);
+            }
+        }
+        let expected: Vec<DayRow> = truth::dates(&self.sim_config, id)
+            .iter()
+            .filter_map(|d| truth::activity_day(&self.sim_config, id, *d, version(d)))
+            .map(|a| {
+                (
+                    a.date.to_string(),
+                    Some(a.steps),
+                    Some(a.distance_km),
+                    Some(match calories {
+                        Calories::AsServed => a.calories_out,
+                        Calories::Whole => a.calories_out.round(),
+                    }),
+                    Some(a.very_active_minutes),
+                )
+            })
+            .collect();
+        assert_same_approx(id, &expected, &stored);
+    }
+
+    async fn assert_zones_match(&self, id: &str, mut expected: Vec<ZoneRow>) {
+        let mut stored: Vec<ZoneRow> = sqlx::query_as(
+            "SELECT date, zone_name, min_heart_rate, minute_in_zone FROM heart_rate_summary WHERE participant_id = ?",
+        )
+        .bind(id)
+        .fetch_all(&self.db)
+        .await
+        .unwrap();
+        expected.sort();
+        stored.sort();
+        assert_same(id, "heart_rate_summary", &expected, &stored);
+    }
+
+    async fn assert_resting_matches(&self, id: &str, expected: Vec<(String, i64)>) {
+        let stored: Vec<(String, i64)> = sqlx::query_as(
             "SELECT date, resting_heart_rate FROM resting_heart_rate WHERE participant_id = ? ORDER BY date",
         )
         .bind(id)
         .fetch_all(&self.db)
         .await
         .unwrap();
-        assert_same(id, "resting_heart_rate", &expected_resting, &stored_resting);
+        assert_same(id, "resting_heart_rate", &expected, &stored);
     }
 
     /// Stops every process with SIGTERM (each must exit 0) and removes the test's queues.
@@ -427,6 +673,17 @@ fn assert_same<T: PartialEq + std::fmt::Debug + Ord + Clone>(
 }
 
 type DayRow = (String, Option<i64>, Option<f64>, Option<f64>, Option<f64>);
+/// Google serves kilocalories with decimals; the legacy Fitbit API as whole numbers.
+#[derive(Clone, Copy)]
+enum Calories {
+    AsServed,
+    Whole,
+}
+
+/// An intraday row: UTC instant text, UTC offset, value.
+type Point = (String, i64, i64);
+/// A heart-rate zone row: date, zone, min bpm, minutes.
+type ZoneRow = (String, String, Option<i64>, Option<i64>);
 
 fn assert_same_approx(id: &str, expected: &[DayRow], stored: &[DayRow]) {
     let close = |a: Option<f64>, b: Option<f64>| match (a, b) {

@@ -7,4 +7,5 @@ mod harness;
 mod bad_input;
 mod crashes;
 mod faults;
+mod legacy;
 mod sync;

@@ -5,19 +5,18 @@
 //! whatever the backfill's length, and a failure part-way keeps what was already published
 //! (the retry resumes after the last confirmed slice).
 
-use std::collections::HashMap;
-use std::sync::Mutex;
-
-use chrono::{DateTime, DurationRound, NaiveDate, TimeDelta, Utc};
+use chrono::{DurationRound, NaiveDate, TimeDelta};
 
 use fitlink_shared::broker::{Publisher, Topology, long_string};
-use fitlink_shared::domain::{ParticipantId, Slice, UtcInstant, local_days};
+use fitlink_shared::domain::{ParticipantState, Slice, UtcInstant, local_days};
 use fitlink_shared::errors::SyncError;
 use fitlink_shared::messages::{
     CredentialRotation, PARTICIPANT_HEADER, SliceResult, SyncJob, WriterCommand,
 };
-use fitlink_shared::provider::{DailySummaries, HealthProvider, RequestBudget, Session};
-use fitlink_shared::secret::{Secret, TokenKey};
+use fitlink_shared::provider::{DailySummaries, HealthProvider, Session};
+use fitlink_shared::secret::{SealedToken, Secret, TokenKey};
+
+use crate::credentials::{AccessTokens, COMMIT_TIMEOUT, ChaosPoint, RotationCommits};
 
 /// Tunables of how a job cuts its work.
 #[derive(Clone, Copy, Debug)]
@@ -40,46 +39,28 @@ pub struct Synced {
     pub slices: u32,
     /// The backfill is longer than one job's window; a continuation must follow from `synced_to`.
     pub continues: bool,
+    pub intraday_denied: bool,
+    pub progress: Progress,
 }
 
-/// A failure, with how far the job got: a retry starts from `resume_from`.
+/// A failure, with how far the job got.
 #[derive(Debug)]
 pub struct Failed {
     pub error: SyncError,
-    pub resume_from: UtcInstant,
+    pub progress: Progress,
 }
 
-/// Access tokens still valid, per participant, so a job soon after another does not refresh
-/// again. Only the worker process that refreshed can use its cached token.
-#[derive(Default)]
-pub struct AccessTokens(Mutex<HashMap<ParticipantId, CachedToken>>);
-
-/// An access token and when it expires.
-type CachedToken = (Secret<String>, DateTime<Utc>);
-
-/// Refresh a token this long before it expires, so it cannot expire mid-job.
-const TOKEN_SAFETY_MARGIN: TimeDelta = TimeDelta::minutes(10);
-
-impl AccessTokens {
-    fn get(&self, participant: &ParticipantId) -> Option<Secret<String>> {
-        let cache = self.0.lock().expect("token cache lock");
-        cache
-            .get(participant)
-            .filter(|(_, expires)| *expires > Utc::now() + TOKEN_SAFETY_MARGIN)
-            .map(|(token, _)| token.clone())
-    }
-
-    fn put(&self, participant: ParticipantId, token: Secret<String>, expires: DateTime<Utc>) {
-        self.0
-            .lock()
-            .expect("token cache lock")
-            .insert(participant, (token, expires));
-    }
-
-    /// Forget a participant's token after any failure: it may be the reason (revoked, expired).
-    pub fn evict(&self, participant: &ParticipantId) {
-        self.0.lock().expect("token cache lock").remove(participant);
-    }
+/// What a job learnt on the way that its retry or continuation, or the writer, needs.
+#[derive(Debug, Clone)]
+pub struct Progress {
+    /// A retry starts here: the end of the last slice the broker confirmed.
+    pub resume_from: UtcInstant,
+    /// The refresh token to use next (rotated during the job, or the job's own).
+    pub token: SealedToken,
+    /// The provider refused this refresh token.
+    pub rejected_token: Option<SealedToken>,
+    /// The provider's id for the participant's account, if the token refresh said.
+    pub provider_user_id: Option<String>,
 }
 
 /// What a job needs from its worker.
@@ -87,31 +68,42 @@ pub struct JobContext<'a, P> {
     pub provider: &'a P,
     pub key: &'a TokenKey,
     pub tokens: &'a AccessTokens,
+    pub commits: &'a RotationCommits,
     pub publisher: &'a Publisher,
     pub topology: &'a Topology,
     pub shape: JobShape,
+    pub chaos: Option<ChaosPoint>,
 }
 
 impl<P: HealthProvider> JobContext<'_, P> {
     pub async fn run(&self, job: &SyncJob) -> Result<Synced, Failed> {
-        let mut resume_from = job.from;
-        let result = self.sync(job, &mut resume_from).await;
-        result.map_err(|error| {
-            self.tokens.evict(&job.participant_id);
-            Failed { error, resume_from }
-        })
+        let mut progress = Progress {
+            resume_from: job.from,
+            token: job.sealed_refresh_token.clone(),
+            rejected_token: None,
+            provider_user_id: None,
+        };
+        match self.sync(job, &mut progress).await {
+            Ok(synced) => Ok(Synced { progress, ..synced }),
+            Err(error) => {
+                self.tokens.evict(&job.participant_id);
+                Err(Failed { error, progress })
+            }
+        }
     }
 
-    async fn sync(&self, job: &SyncJob, resume_from: &mut UtcInstant) -> Result<Synced, SyncError> {
-        let session = Session {
-            access_token: self.access_token(job).await?,
-            budget: RequestBudget::new(self.provider.requests_per_minute()),
-        };
-        let latest = self.provider.latest_device_sync(&session).await?;
+    async fn sync(&self, job: &SyncJob, progress: &mut Progress) -> Result<Synced, SyncError> {
+        let mut session = Session::new(
+            self.access_token(job, progress).await?,
+            self.provider.request_budget(),
+        );
+        // The zone first: the legacy API's device sync times are local and need it.
         let time_zone = match self.provider.time_zone(&session).await? {
             Some(zone) => Some(zone),
             None => job.time_zone.clone(),
         };
+        session.time_zone = time_zone.as_deref().and_then(|z| z.parse().ok());
+        let latest = self.provider.latest_device_sync(&session).await?;
         let from = job.from.get();
         // Whole minutes only: the minute in progress at the device's sync may still grow.
         let device_end = latest
@@ -121,8 +113,9 @@ impl<P: HealthProvider> JobContext<'_, P> {
         let end = device_end.min(from + self.shape.max_window);
         let continues = end < device_end;
 
+        let look_back = from - TimeDelta::days(self.shape.summary_lookback_days);
         let summary_days = local_days(
-            from - TimeDelta::days(self.shape.summary_lookback_days),
+            job.sync_from.map_or(look_back, |s| look_back.max(s.get())),
             end.max(from + TimeDelta::seconds(1)),
             time_zone.as_deref(),
         );
@@ -169,7 +162,7 @@ impl<P: HealthProvider> JobContext<'_, P> {
                 steps: intraday.steps,
             });
             self.publish_result(job, &result).await?;
-            *resume_from = slice.end;
+            progress.resume_from = slice.end;
         }
         Ok(Synced {
             synced_to: UtcInstant::new(end),
@@ -177,29 +170,52 @@ impl<P: HealthProvider> JobContext<'_, P> {
             time_zone,
             slices: count,
             continues,
+            intraday_denied: session.intraday_denied().is_some(),
+            progress: progress.clone(),
         })
     }
 
-    /// A cached access token, or a fresh one. A rotated refresh token is made durable (confirmed
-    /// by the broker on the way to the writer) before the new access token is used.
-    async fn access_token(&self, job: &SyncJob) -> Result<Secret<String>, SyncError> {
+    /// A cached access token, or a fresh one. A rotated refresh token is made durable —
+    /// confirmed by the broker and committed by the writer — before the new access token is
+    /// used for anything.
+    async fn access_token(
+        &self,
+        job: &SyncJob,
+        progress: &mut Progress,
+    ) -> Result<Secret<String>, SyncError> {
         if let Some(token) = self.tokens.get(&job.participant_id) {
             return Ok(token);
         }
         let refresh_token = self
             .key
-            .open(&job.participant_id, &job.sealed_refresh_token)
+            .open(&job.participant_id, &progress.token)
             .map_err(|e| SyncError::Poison {
                 reason: e.to_string(),
             })?;
-        let grant = self.provider.refresh(&refresh_token).await?;
+        let grant = match self.provider.refresh(&refresh_token).await {
+            Ok(grant) => grant,
+            Err(e) => {
+                if matches!(
+                    e,
+                    SyncError::Permanent {
+                        state: ParticipantState::Revoked | ParticipantState::NeedsReconsent,
+                        ..
+                    }
+                ) {
+                    // The writer checks whether a newer token was stored since (a worker that
+                    // rotated it died): then it retries once with that one.
+                    progress.rejected_token = Some(progress.token.clone());
+                }
+                return Err(e);
+            }
+        };
+        progress.provider_user_id = grant.provider_user_id.clone();
         if let Some(rotated) = &grant.rotated_refresh_token {
-            let rotation = WriterCommand::RotateCredential(CredentialRotation {
-                job_id: job.job_id,
-                participant_id: job.participant_id.clone(),
-                sealed_refresh_token: self.key.seal(&job.participant_id, rotated),
-            });
-            self.publish_result(job, &rotation).await?;
+            ChaosPoint::strike(self.chaos, ChaosPoint::BeforeStore);
+            let sealed = self.key.seal(&job.participant_id, rotated);
+            self.store_rotation(job, sealed.clone()).await?;
+            progress.token = sealed;
+            ChaosPoint::strike(self.chaos, ChaosPoint::AfterStore);
         }
         self.tokens.put(
             job.participant_id.clone(),
@@ -207,6 +223,31 @@ impl<P: HealthProvider> JobContext<'_, P> {
             grant.expires_at,
         );
         Ok(grant.access_token)
+    }
+
+    /// Publishes a rotated refresh token to the writer and waits until it is committed.
+    async fn store_rotation(&self, job: &SyncJob, sealed: SealedToken) -> Result<(), SyncError> {
+        let committed = self.commits.expect(job.job_id);
+        let rotation = WriterCommand::RotateCredential(CredentialRotation {
+            job_id: job.job_id,
+            participant_id: job.participant_id.clone(),
+            sealed_refresh_token: sealed,
+            reply_to: Some(self.commits.queue().to_owned()),
+        });
+        if let Err(e) = self.publish_result(job, &rotation).await {
+            self.commits.forget(job.job_id);
+            return Err(e);
+        }
+        match tokio::time::timeout(COMMIT_TIMEOUT, committed).await {
+            Ok(Ok(())) => Ok(()),
+            _ => {
+                self.commits.forget(job.job_id);
+                Err(SyncError::transient(format!(
+                    "the writer did not confirm the rotated refresh token within {} s; it stays queued for the writer and the retry uses it",
+                    COMMIT_TIMEOUT.as_secs()
+                )))
+            }
+        }
     }
 
     async fn publish_result(

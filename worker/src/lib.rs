@@ -3,6 +3,7 @@
 //! the broker). Stateless and horizontally scalable: it needs the broker, the provider and the
 //! token key, never the database.
 
+mod credentials;
 mod job;
 mod retry;
 
@@ -22,18 +23,20 @@ use tracing::Instrument;
 use fitlink_shared::broker::{
     self, Headers, PublishError, Publisher, Topology, header_int, long_string,
 };
-use fitlink_shared::config::{BrokerArgs, GoogleArgs, OpsArgs, TokenKeyArgs};
+use fitlink_shared::config::{BrokerArgs, FitbitArgs, GoogleArgs, OpsArgs, TokenKeyArgs};
 use fitlink_shared::domain::{Provider, UtcInstant};
-use fitlink_shared::errors::SyncError;
 use fitlink_shared::messages::{
     ATTEMPT_HEADER, JOB_HEADER, JobOutcome, Outcome, PARTICIPANT_HEADER, REASON_HEADER, SyncJob,
     WriterCommand, now_instant,
 };
+use fitlink_shared::provider::HealthProvider;
+use fitlink_shared::provider::fitbit::FitbitClient;
 use fitlink_shared::provider::google::GoogleHealthClient;
 use fitlink_shared::secret::TokenKey;
 use fitlink_shared::telemetry::{Readiness, serve_ops};
 
-pub use job::{AccessTokens, JobShape};
+pub use credentials::{AccessTokens, ChaosPoint, RotationCommits};
+pub use job::JobShape;
 pub use retry::{Decision, RetryPolicy};
 
 #[derive(clap::Args, Clone, Debug)]
@@ -42,6 +45,8 @@ pub struct WorkerArgs {
     pub broker: BrokerArgs,
     #[command(flatten)]
     pub google: GoogleArgs,
+    #[command(flatten)]
+    pub fitbit: FitbitArgs,
     #[command(flatten)]
     pub token_key: TokenKeyArgs,
     #[command(flatten)]
@@ -76,8 +81,11 @@ const DEFERRALS_HEADER: &str = "fitlink-deferrals";
 
 struct Worker {
     google: GoogleHealthClient,
+    fitbit: FitbitClient,
     key: TokenKey,
     tokens: AccessTokens,
+    commits: RotationCommits,
+    chaos: Option<ChaosPoint>,
     publisher: Publisher,
     topology: Topology,
     shape: JobShape,
@@ -101,11 +109,15 @@ pub async fn run(args: WorkerArgs, shutdown: CancellationToken) -> anyhow::Resul
     let channel = broker::consumer_channel(&consume_conn, args.concurrency).await?;
     topology.declare(&channel).await?;
     let publisher = Publisher::open(&publish_conn).await?;
+    let (commits, _replies_channel) = RotationCommits::start(&consume_conn).await?;
 
     let worker = Arc::new(Worker {
         google: GoogleHealthClient::new(&args.google),
+        fitbit: FitbitClient::new(&args.fitbit),
         key,
         tokens: AccessTokens::default(),
+        commits,
+        chaos: ChaosPoint::from_env(),
         publisher,
         topology: topology.clone(),
         shape: JobShape {
@@ -212,25 +224,8 @@ impl Worker {
     ) -> Result<(), PublishError> {
         let started = std::time::Instant::now();
         let result = match job.provider {
-            Provider::GoogleHealth => {
-                job::JobContext {
-                    provider: &self.google,
-                    key: &self.key,
-                    tokens: &self.tokens,
-                    publisher: &self.publisher,
-                    topology: &self.topology,
-                    shape: self.shape,
-                }
-                .run(&job)
-                .await
-            }
-            Provider::Fitbit => Err(job::Failed {
-                error: SyncError::permanent(
-                    fitlink_shared::domain::ParticipantState::NeedsReconsent,
-                    "the legacy Fitbit Web API provider is not enabled in this fleet; the participant must consent through Google Health",
-                ),
-                resume_from: job.from,
-            }),
+            Provider::GoogleHealth => self.context(&self.google).run(&job).await,
+            Provider::Fitbit => self.context(&self.fitbit).run(&job).await,
         };
         metrics::histogram!("fitlink_worker_job_seconds").record(started.elapsed().as_secs_f64());
         match result {
@@ -238,6 +233,7 @@ impl Worker {
                 tracing::info!(synced_to = %synced.synced_to, "backfill continues in a follow-up job");
                 let next = SyncJob {
                     from: synced.synced_to,
+                    sealed_refresh_token: synced.progress.token.clone(),
                     ..job.clone()
                 };
                 self.publisher
@@ -267,6 +263,8 @@ impl Worker {
                         latest_device_sync: synced.latest_device_sync,
                         time_zone: synced.time_zone,
                         slices: synced.slices,
+                        intraday_denied: synced.intraday_denied,
+                        provider_user_id: synced.progress.provider_user_id,
                     },
                 )
                 .await
@@ -275,6 +273,19 @@ impl Worker {
                 tracing::warn!(class = failed.error.class(), error = %failed.error, "job failed");
                 self.settle_failure(job, failed, attempt, deferrals).await
             }
+        }
+    }
+
+    fn context<'a, P: HealthProvider>(&'a self, provider: &'a P) -> job::JobContext<'a, P> {
+        job::JobContext {
+            provider,
+            key: &self.key,
+            tokens: &self.tokens,
+            commits: &self.commits,
+            publisher: &self.publisher,
+            topology: &self.topology,
+            shape: self.shape,
+            chaos: self.chaos,
         }
     }
 
@@ -296,7 +307,8 @@ impl Worker {
             } => {
                 let (tier, queue) = self.topology.retry_queue_for(delay);
                 let retry = SyncJob {
-                    from: failed.resume_from,
+                    from: failed.progress.resume_from,
+                    sealed_refresh_token: failed.progress.token.clone(),
                     ..job.clone()
                 };
                 self.publisher
@@ -327,7 +339,15 @@ impl Worker {
             }
             Decision::Fail { state, reason } => {
                 metrics::counter!("fitlink_worker_jobs_total", "outcome" => "failed", "class" => class).increment(1);
-                self.outcome(&job, Outcome::Failed { state, reason }).await
+                self.outcome(
+                    &job,
+                    Outcome::Failed {
+                        state,
+                        reason,
+                        rejected_token: failed.progress.rejected_token,
+                    },
+                )
+                .await
             }
             Decision::DeadLetter { reason } => {
                 tracing::error!(%reason, "job dead-lettered");

@@ -393,6 +393,14 @@ impl Writer {
                 .publish_json(&self.topology.jobs, *job, job_headers(job))
         }))
         .await;
+        // Workers waiting for a rotated credential to be committed: tell them. Best effort: a
+        // worker that is gone has nobody to tell (its job is redelivered with the old token,
+        // and the writer retries it with the stored one).
+        for (queue, stored) in applied.effects.iter().filter_map(|e| e.credential_reply()) {
+            if let Err(e) = self.publisher.publish_json(queue, stored, vec![]).await {
+                tracing::debug!(participant_id = %stored.participant_id, error = %e, "could not tell a worker its credential is stored");
+            }
+        }
         let mut fatal = None;
         for ((i, job), result) in jobs.into_iter().zip(results) {
             if let Err(e) = result {
@@ -461,8 +469,8 @@ fn record(commands: &[WriterCommand], applied: &Applied) {
                 tracing::info!(import_id = %batch.import_id, source = %batch.source, "import applied before; nothing to do");
                 continue;
             }
-            (WriterCommand::FinishJob(outcome), Effect::JobFinished { released }) => {
-                if let Outcome::Failed { state, reason } = &outcome.outcome {
+            (WriterCommand::FinishJob(outcome), Effect::JobFinished { released, .. }) => {
+                if let Outcome::Failed { state, reason, .. } = &outcome.outcome {
                     tracing::info!(participant_id = %outcome.participant_id, job_id = %outcome.job_id, %state, reason = %reason, released, "participant stopped syncing");
                 }
                 continue;

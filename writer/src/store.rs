@@ -14,6 +14,7 @@ use std::time::Duration;
 
 use fitlink_shared::db;
 use fitlink_shared::domain::{ParticipantId, UtcInstant};
+use fitlink_shared::messages::CredentialStored;
 use fitlink_shared::messages::{SyncJob, WriterCommand, now_instant};
 use sqlx::pool::PoolConnection;
 use sqlx::{Connection, Sqlite, SqliteConnection, SqlitePool};
@@ -94,10 +95,17 @@ pub enum Effect {
         rows_written: u64,
         cursor: UtcInstant,
     },
-    CredentialRotated,
+    /// A rotated refresh token was stored; the worker waiting on `reply_to` is told after commit.
+    CredentialRotated {
+        reply_to: Option<String>,
+        stored: CredentialStored,
+    },
     /// A job's outcome was recorded; `released` says whether it released the in-flight claim.
     JobFinished {
         released: bool,
+        /// The provider refused a refresh token that has been rotated since the job was
+        /// granted: a new job with the stored token, to publish.
+        retry: Option<SyncJob>,
     },
 }
 
@@ -105,6 +113,20 @@ impl Effect {
     pub fn job_to_publish(&self) -> Option<&SyncJob> {
         match self {
             Effect::Granted(job) | Effect::Regranted(job) => Some(job),
+            Effect::JobFinished {
+                retry: Some(job), ..
+            } => Some(job),
+            _ => None,
+        }
+    }
+
+    /// A worker waiting for this credential to be committed, and what to tell it.
+    pub fn credential_reply(&self) -> Option<(&str, &CredentialStored)> {
+        match self {
+            Effect::CredentialRotated {
+                reply_to: Some(queue),
+                stored,
+            } => Some((queue.as_str(), stored)),
             _ => None,
         }
     }

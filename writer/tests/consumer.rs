@@ -109,6 +109,7 @@ fn import_p1(token: &str) -> WriterCommand {
             provider: Provider::GoogleHealth,
             sealed_refresh_token: SealedToken::from_stored(token.into()),
             sync_from: at("2026-10-01T00:00:00Z"),
+            identity: None,
         }],
     })
 }

@@ -47,14 +47,18 @@ fn error_chain(err: &dyn std::error::Error) -> String {
 
 /// `Retry-After` as seconds (the HTTP-date form is rare from APIs and ignored).
 pub fn retry_after(headers: &HeaderMap) -> Option<Duration> {
-    headers
-        .get(RETRY_AFTER)?
-        .to_str()
-        .ok()?
-        .trim()
-        .parse::<u64>()
-        .ok()
-        .map(Duration::from_secs)
+    header_seconds(headers, RETRY_AFTER.as_str())
+}
+
+/// A header holding a whole number of seconds (`Retry-After`, `Fitbit-Rate-Limit-Reset`);
+/// `None` when absent or not a number.
+pub fn header_seconds(headers: &HeaderMap, name: &str) -> Option<Duration> {
+    header_u64(headers, name).map(Duration::from_secs)
+}
+
+/// A header holding a non-negative integer; `None` when absent or not a number.
+pub fn header_u64(headers: &HeaderMap, name: &str) -> Option<u64> {
+    headers.get(name)?.to_str().ok()?.trim().parse::<u64>().ok()
 }
 
 /// Classifies statuses that mean the same for every provider: 429 and 5xx. Returns `None` for
@@ -89,6 +93,19 @@ where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = Result<T, SyncError>>,
 {
+    with_quick_retries_when(call, SyncError::is_transient).await
+}
+
+/// [`with_quick_retries`] with the caller deciding which failures are worth an in-place retry
+/// (a provider whose every request is scarce retries only what a retry can fix).
+pub async fn with_quick_retries_when<T, E, F, Fut>(
+    call: F,
+    when: impl FnMut(&E) -> bool,
+) -> Result<T, E>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, E>>,
+{
     call.retry(
         ExponentialBuilder::default()
             .with_min_delay(Duration::from_millis(100))
@@ -96,6 +113,6 @@ where
             .with_max_times(2)
             .with_jitter(),
     )
-    .when(SyncError::is_transient)
+    .when(when)
     .await
 }

@@ -3,7 +3,11 @@
 //! A provider turns a refresh token into an access grant, tells the latest device sync and the
 //! participant's time zone, and returns normalised rows for local days and for time slices.
 //! Each implementation classifies its own failures into [`SyncError`]s where they are born.
+//!
+//! Two implementations: [`google::GoogleHealthClient`] (Google Health API v4) and
+//! [`fitbit::FitbitClient`] (the legacy Fitbit Web API, turned off on 2026-11-02).
 
+pub mod fitbit;
 pub mod google;
 mod http;
 
@@ -12,6 +16,7 @@ pub use http::client as http_client;
 use std::collections::VecDeque;
 use std::future::Future;
 use std::ops::Range;
+use std::sync::OnceLock;
 use std::time::Duration;
 
 use chrono::{DateTime, NaiveDate, Utc};
@@ -31,6 +36,10 @@ pub struct AccessGrant {
     /// access token is used (legacy Fitbit rotates on every refresh; Google may).
     pub rotated_refresh_token: Option<Secret<String>>,
     pub scopes: Vec<String>,
+    /// The provider's own id for the participant, when the token response names it (legacy
+    /// Fitbit's `user_id`; Google: `None`). Lets the program keep a participant's identity
+    /// across the move from the legacy API to Google Health.
+    pub provider_user_id: Option<String>,
 }
 
 /// Daily rows for a range of local days.
@@ -48,16 +57,81 @@ pub struct Intraday {
     pub steps: Vec<IntradayPoint>,
 }
 
-/// One participant's calls during one job: the access token and the participant's request budget.
+/// One participant's calls during one job: the access token, the participant's request budget,
+/// and what the provider told us about this participant along the way.
+///
+/// Built with [`Session::new`]; the worker sets [`Session::time_zone`] once it knows the zone.
+/// Two signals flow back to the worker through it:
+/// - [`Session::quota_resets_in`]: the provider said this participant's quota is spent; every
+///   further call in this session is refused without being sent (as
+///   [`SyncError::RateLimited`]) until then.
+/// - [`Session::intraday_denied`]: the provider refuses intraday data for this participant or
+///   app; `intraday` returns empty slices from then on and the worker records the reason.
 pub struct Session {
     pub access_token: Secret<String>,
     pub budget: RequestBudget,
+    /// The participant's zone, set by the worker after [`HealthProvider::time_zone`] (or from
+    /// the job). Legacy Fitbit needs it to give intraday points their UTC offset and to read its
+    /// zone-less local times; `None` means offset 0 (UTC). Google reads offsets from its data
+    /// and ignores it.
+    pub time_zone: Option<chrono_tz::Tz>,
+    /// When the provider's quota for this participant resets, once a response said it is spent
+    /// (legacy Fitbit: `Fitbit-Rate-Limit-Remaining: 0`, or a 429). A later response with quota
+    /// left clears it.
+    quota_resets_at: std::sync::Mutex<Option<tokio::time::Instant>>,
+    /// Why the provider refuses intraday data (first refusal wins).
+    intraday_denied: OnceLock<String>,
+}
+
+impl Session {
+    pub fn new(access_token: Secret<String>, budget: RequestBudget) -> Self {
+        Self {
+            access_token,
+            budget,
+            time_zone: None,
+            quota_resets_at: std::sync::Mutex::new(None),
+            intraday_denied: OnceLock::new(),
+        }
+    }
+
+    /// How long until the provider's quota for this participant resets, if a response said it
+    /// is spent and that time has not come yet.
+    pub fn quota_resets_in(&self) -> Option<Duration> {
+        let mut resets_at = self.quota_resets_at.lock().expect("quota lock");
+        let now = tokio::time::Instant::now();
+        match *resets_at {
+            Some(at) if at > now => Some(at - now),
+            Some(_) => {
+                *resets_at = None;
+                None
+            }
+            None => None,
+        }
+    }
+
+    /// Records what a response said about the quota: spent until `now + resets_in`, or (with
+    /// `None`) not spent.
+    pub fn set_quota_spent(&self, resets_in: Option<Duration>) {
+        *self.quota_resets_at.lock().expect("quota lock") =
+            resets_in.map(|d| tokio::time::Instant::now() + d);
+    }
+
+    /// Why the provider refuses intraday data for this participant, if it did in this session.
+    pub fn intraday_denied(&self) -> Option<&str> {
+        self.intraday_denied.get().map(String::as_str)
+    }
+
+    /// Records that the provider refuses intraday data (keeps the first reason).
+    pub fn deny_intraday(&self, reason: impl Into<String>) {
+        let _ = self.intraday_denied.set(reason.into());
+    }
 }
 
 /// A wearable-data provider. Implementations must be cheap to share between concurrent jobs.
 pub trait HealthProvider: Send + Sync {
-    /// Requests one participant may make per minute (Google: 300).
-    fn requests_per_minute(&self) -> u32;
+    /// A fresh budget holding the provider's per-participant rate limit (Google: 300 per
+    /// minute; legacy Fitbit: 150 per hour). One per [`Session`].
+    fn request_budget(&self) -> RequestBudget;
 
     fn refresh(
         &self,
@@ -65,6 +139,8 @@ pub trait HealthProvider: Send + Sync {
     ) -> impl Future<Output = Result<AccessGrant, SyncError>> + Send;
 
     /// The latest time any of the participant's devices synced, `None` if no device is paired.
+    /// Legacy Fitbit reports it in local time and reads it in [`Session::time_zone`] when set
+    /// (else it fetches the profile: call [`time_zone`](Self::time_zone) first to save that).
     fn latest_device_sync(
         &self,
         session: &Session,
@@ -83,7 +159,9 @@ pub trait HealthProvider: Send + Sync {
         days: Range<NaiveDate>,
     ) -> impl Future<Output = Result<DailySummaries, SyncError>> + Send;
 
-    /// Every intraday point in the slice, all pages.
+    /// Every intraday point in the slice, all pages. When the provider refuses intraday data
+    /// for this participant or app (legacy Fitbit: 403), this is `Ok` with empty vectors and
+    /// [`Session::intraday_denied`] says why.
     fn intraday(
         &self,
         session: &Session,
@@ -94,37 +172,58 @@ pub trait HealthProvider: Send + Sync {
 /// A per-participant sliding-window request budget, so one job never exceeds the provider's
 /// per-user rate limit on its own (a 429 then means someone else spent it, and we back off).
 pub struct RequestBudget {
-    per_minute: usize,
+    limit: usize,
+    window: Duration,
     sent: Mutex<VecDeque<tokio::time::Instant>>,
 }
 
 impl RequestBudget {
-    pub fn new(per_minute: u32) -> Self {
+    /// At most `limit` requests in any `window` (a zero limit or window is raised to 1 / 1 s).
+    pub fn new(limit: u32, window: Duration) -> Self {
         Self {
-            per_minute: per_minute.max(1) as usize,
+            limit: limit.max(1) as usize,
+            window: window.max(Duration::from_secs(1)),
             sent: Mutex::new(VecDeque::new()),
         }
     }
 
-    /// Waits until one more request fits in the last minute, then records it.
+    pub fn limit(&self) -> u32 {
+        self.limit as u32
+    }
+
+    pub fn window(&self) -> Duration {
+        self.window
+    }
+
+    /// Waits until one more request fits in the window, then records it.
     pub async fn acquire(&self) {
-        const WINDOW: Duration = Duration::from_secs(60);
+        // Cannot fail: no wait is longer than Duration::MAX.
+        let _ = self.acquire_within(Duration::MAX).await;
+    }
+
+    /// Like [`acquire`](Self::acquire), but refuses to wait longer than `max_wait`: then it
+    /// records nothing and returns how long until a request would fit. For hour-long windows,
+    /// where waiting would hold a worker slot past the broker's consumer timeout.
+    pub async fn acquire_within(&self, max_wait: Duration) -> Result<(), Duration> {
         loop {
             let wait = {
                 let mut sent = self.sent.lock().await;
                 let now = tokio::time::Instant::now();
                 while sent
                     .front()
-                    .is_some_and(|t| now.duration_since(*t) >= WINDOW)
+                    .is_some_and(|t| now.duration_since(*t) >= self.window)
                 {
                     sent.pop_front();
                 }
-                if sent.len() < self.per_minute {
+                if sent.len() < self.limit {
                     sent.push_back(now);
-                    return;
+                    return Ok(());
                 }
-                WINDOW - now.duration_since(*sent.front().expect("non-empty when full"))
+                self.window - now.duration_since(*sent.front().expect("non-empty when full"))
             };
+            if wait > max_wait {
+                return Err(wait);
+            }
             tokio::time::sleep(wait).await;
         }
     }
@@ -136,7 +235,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn the_budget_holds_the_per_minute_limit() {
-        let budget = RequestBudget::new(3);
+        let budget = RequestBudget::new(3, Duration::from_secs(60));
         let start = tokio::time::Instant::now();
         for _ in 0..3 {
             budget.acquire().await;
@@ -144,5 +243,49 @@ mod tests {
         assert_eq!(start.elapsed(), Duration::ZERO);
         budget.acquire().await;
         assert!(start.elapsed() >= Duration::from_secs(60));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_hourly_budget_refuses_a_long_wait_instead_of_sleeping() {
+        let budget = RequestBudget::new(2, Duration::from_secs(3600));
+        assert_eq!(
+            (budget.limit(), budget.window()),
+            (2, Duration::from_secs(3600))
+        );
+        budget.acquire_within(Duration::ZERO).await.unwrap();
+        tokio::time::advance(Duration::from_secs(600)).await;
+        budget.acquire_within(Duration::ZERO).await.unwrap();
+        let start = tokio::time::Instant::now();
+        let wait = budget
+            .acquire_within(Duration::from_secs(60))
+            .await
+            .unwrap_err();
+        assert_eq!(wait, Duration::from_secs(3000));
+        assert_eq!(start.elapsed(), Duration::ZERO, "it did not sleep");
+        // A refusal records nothing: once the first request leaves the window, one fits.
+        tokio::time::advance(wait).await;
+        budget.acquire_within(Duration::ZERO).await.unwrap();
+        assert!(budget.acquire_within(Duration::ZERO).await.is_err());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_spent_quota_is_remembered_until_it_resets() {
+        let session = Session::new(
+            Secret::new("t".to_owned()),
+            RequestBudget::new(1, Duration::from_secs(1)),
+        );
+        assert_eq!(session.quota_resets_in(), None);
+        session.set_quota_spent(Some(Duration::from_secs(90)));
+        tokio::time::advance(Duration::from_secs(30)).await;
+        assert_eq!(session.quota_resets_in(), Some(Duration::from_secs(60)));
+        tokio::time::advance(Duration::from_secs(60)).await;
+        assert_eq!(session.quota_resets_in(), None);
+        session.set_quota_spent(Some(Duration::from_secs(90)));
+        session.set_quota_spent(None);
+        assert_eq!(session.quota_resets_in(), None);
+        assert_eq!(session.intraday_denied(), None);
+        session.deny_intraday("first");
+        session.deny_intraday("second");
+        assert_eq!(session.intraday_denied(), Some("first"));
     }
 }

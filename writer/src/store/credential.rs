@@ -2,7 +2,7 @@
 //! refresh). The transaction that carries it commits with `synchronous=FULL` (see
 //! [`Store::apply`](super::Store::apply)): losing it would lock the participant out.
 
-use fitlink_shared::messages::CredentialRotation;
+use fitlink_shared::messages::{CredentialRotation, CredentialStored};
 
 use super::{CommandResult, Effect, Rejection, Tx};
 
@@ -30,6 +30,12 @@ impl Tx<'_> {
             return Err(Rejection::UnknownParticipant(participant.clone()).into());
         }
         tracing::debug!(participant_id = %participant, job_id = %rotation.job_id, "rotated credential stored");
-        Ok(Effect::CredentialRotated)
+        Ok(Effect::CredentialRotated {
+            reply_to: rotation.reply_to.clone(),
+            stored: CredentialStored {
+                job_id: rotation.job_id,
+                participant_id: participant.clone(),
+            },
+        })
     }
 }

@@ -6,7 +6,7 @@
 //! (it was never acked) and finds its own job holding the claim: it publishes the same job again.
 
 use chrono::TimeDelta;
-use fitlink_shared::domain::{Provider, UtcInstant};
+use fitlink_shared::domain::{ParticipantState, Provider, UtcInstant};
 use fitlink_shared::messages::{SyncJob, SyncRequest};
 use fitlink_shared::secret::SealedToken;
 
@@ -17,6 +17,7 @@ use super::{CommandResult, Effect, NotGranted, Rejection, Tx, job_text};
 struct Claimable {
     state: String,
     provider: String,
+    sync_from: String,
     sync_cursor: String,
     time_zone: Option<String>,
     in_flight_job_id: Option<String>,
@@ -28,7 +29,7 @@ impl Tx<'_> {
         let participant = &request.participant_id;
         let job_id = job_text(&request.job_id);
         let row: Option<Claimable> = sqlx::query_as(
-            "SELECT state, provider, sync_cursor, time_zone, in_flight_job_id, in_flight_since \
+            "SELECT state, provider, sync_from, sync_cursor, time_zone, in_flight_job_id, in_flight_since \
              FROM participants WHERE participant_id = ?1",
         )
         .bind(participant.as_str())
@@ -62,7 +63,11 @@ impl Tx<'_> {
             return Ok(Effect::NotGranted(NotGranted::AlreadyGranted));
         }
 
-        if row.state != "active" && !request.force {
+        let syncing = row
+            .state
+            .parse::<ParticipantState>()
+            .is_ok_and(ParticipantState::is_syncing);
+        if !syncing && !request.force {
             tracing::debug!(participant_id = %participant, job_id = %request.job_id, state = %row.state, "participant is not active; not granted");
             return Ok(Effect::NotGranted(NotGranted::NotActive {
                 state: row.state,
@@ -172,6 +177,7 @@ impl Tx<'_> {
             provider,
             sealed_refresh_token: SealedToken::from_stored(sealed),
             from: request.from.unwrap_or(cursor),
+            sync_from: UtcInstant::parse(&row.sync_from).ok(),
             time_zone: row.time_zone.clone(),
             granted_at,
         })

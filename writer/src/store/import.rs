@@ -76,6 +76,19 @@ impl Tx<'_> {
                     }
                 }
             }
+            if let Some(identity) = &p.identity {
+                // The Google account's identity, checked by the import against the Fitbit user
+                // the participant was linked through.
+                sqlx::query(
+                    "UPDATE participants SET health_user_id = ?2, \
+                     legacy_user_id = coalesce(?3, legacy_user_id) WHERE participant_id = ?1",
+                )
+                .bind(id)
+                .bind(&identity.health_user_id)
+                .bind(identity.legacy_user_id.as_deref())
+                .execute(&mut *self.conn)
+                .await?;
+            }
             sqlx::query(
                 "INSERT INTO credentials (participant_id, provider, sealed_refresh_token, updated_at) \
                  VALUES (?1, ?2, ?3, ?4) \

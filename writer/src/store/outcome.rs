@@ -5,9 +5,14 @@
 //! while its successor is still running.
 
 use fitlink_shared::domain::ParticipantState;
-use fitlink_shared::messages::{JobOutcome, Outcome};
+use fitlink_shared::messages::{JobOutcome, Outcome, SyncRequest, SyncTrigger};
+use fitlink_shared::secret::SealedToken;
+use uuid::Uuid;
 
 use super::{CommandResult, Effect, Rejection, Tx, capped, job_text};
+
+/// Why a participant syncs daily summaries only.
+const INTRADAY_DENIED_REASON: &str = "the provider does not permit intraday data for this participant or app (HTTP 403); daily summaries are still synced";
 
 impl Tx<'_> {
     pub(super) async fn finish_job(&mut self, outcome: &JobOutcome) -> CommandResult<Effect> {
@@ -46,7 +51,7 @@ impl Tx<'_> {
                     }
                 ),
             ),
-            Outcome::Failed { state, reason } => ("failed", format!("{state}: {reason}")),
+            Outcome::Failed { state, reason, .. } => ("failed", format!("{state}: {reason}")),
             Outcome::DeadLettered { reason } => ("dead_lettered", reason.clone()),
         };
         sqlx::query(
@@ -59,11 +64,23 @@ impl Tx<'_> {
         .execute(&mut *self.conn)
         .await?;
 
+        if let Outcome::Failed {
+            rejected_token: Some(rejected),
+            ..
+        } = &outcome.outcome
+            && holds_claim
+            && self.credential_rotated_since(outcome, rejected).await?
+        {
+            return self.retry_with_stored_credential(outcome, &detail).await;
+        }
+
         let released = match &outcome.outcome {
             Outcome::Completed {
                 synced_to,
                 latest_device_sync,
                 time_zone,
+                intraday_denied,
+                provider_user_id,
                 ..
             } => {
                 sqlx::query(
@@ -72,6 +89,12 @@ impl Tx<'_> {
                      in_flight_since = CASE WHEN ?2 THEN NULL ELSE in_flight_since END, \
                      last_success_at = ?3, latest_device_sync = coalesce(?4, latest_device_sync), \
                      time_zone = coalesce(?5, time_zone), retry_at = NULL, last_error = NULL, \
+                     fitbit_user_id = CASE WHEN provider = 'fitbit' \
+                         THEN coalesce(?7, fitbit_user_id) ELSE fitbit_user_id END, \
+                     state = CASE WHEN state NOT IN ('active', 'intraday_not_permitted') THEN state \
+                         WHEN ?8 THEN 'intraday_not_permitted' ELSE 'active' END, \
+                     state_reason = CASE WHEN state NOT IN ('active', 'intraday_not_permitted') \
+                         THEN state_reason WHEN ?8 THEN ?9 ELSE NULL END, \
                      updated_at = ?6 WHERE participant_id = ?1",
                 )
                 .bind(participant.as_str())
@@ -80,6 +103,9 @@ impl Tx<'_> {
                 .bind(latest_device_sync.map(|t| t.to_text()))
                 .bind(time_zone.as_deref())
                 .bind(&self.now_text)
+                .bind(provider_user_id.as_deref())
+                .bind(intraday_denied)
+                .bind(INTRADAY_DENIED_REASON)
                 .execute(&mut *self.conn)
                 .await?;
                 let cursor: (String,) = sqlx::query_as(
@@ -113,7 +139,7 @@ impl Tx<'_> {
                 .await?;
                 false
             }
-            Outcome::Failed { state, reason } => {
+            Outcome::Failed { state, reason, .. } => {
                 self.set_state(outcome, *state, reason, holds_claim).await?;
                 holds_claim
             }
@@ -131,7 +157,53 @@ impl Tx<'_> {
             detail = %capped(&detail),
             "job outcome recorded"
         );
-        Ok(Effect::JobFinished { released })
+        Ok(Effect::JobFinished {
+            released,
+            retry: None,
+        })
+    }
+
+    /// Whether the participant's stored refresh token differs from the one the provider refused
+    /// (a worker rotated it, stored it, and died before finishing: the job's copy is stale).
+    async fn credential_rotated_since(
+        &mut self,
+        outcome: &JobOutcome,
+        rejected: &SealedToken,
+    ) -> CommandResult<bool> {
+        let stored: Option<(String,)> = sqlx::query_as(
+            "SELECT sealed_refresh_token FROM credentials WHERE participant_id = ?1",
+        )
+        .bind(outcome.participant_id.as_str())
+        .fetch_optional(&mut *self.conn)
+        .await?;
+        Ok(stored.is_some_and(|(s,)| s != rejected.as_str()))
+    }
+
+    /// Grants a new job, taking over this one's claim, with the stored credential. Once only: the
+    /// new job carries the stored token, so if that one is refused too the state is recorded.
+    async fn retry_with_stored_credential(
+        &mut self,
+        outcome: &JobOutcome,
+        detail: &str,
+    ) -> CommandResult<Effect> {
+        let request = SyncRequest {
+            job_id: Uuid::now_v7(),
+            participant_id: outcome.participant_id.clone(),
+            trigger: SyncTrigger::CredentialRetry,
+            force: false,
+            from: None,
+            replaces: Some(outcome.job_id),
+            requested_at: self.now,
+        };
+        let retry = match self.request_sync(&request).await? {
+            Effect::Granted(job) => Some(job),
+            _ => None,
+        };
+        tracing::debug!(participant_id = %outcome.participant_id, job_id = %outcome.job_id, retry = retry.is_some(), %detail, "refresh token refused but rotated since the grant; retrying with the stored one");
+        Ok(Effect::JobFinished {
+            released: true,
+            retry,
+        })
     }
 
     /// The participant cannot be synced until someone acts: record the state and why.

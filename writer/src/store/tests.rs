@@ -42,6 +42,7 @@ fn import(import_id: Uuid, people: &[(&str, &str)]) -> WriterCommand {
                 provider: Provider::GoogleHealth,
                 sealed_refresh_token: sealed(token),
                 sync_from: at("2026-10-01T00:00:00Z"),
+                identity: None,
             })
             .collect(),
     })
@@ -98,6 +99,8 @@ fn completed() -> Outcome {
         latest_device_sync: Some(at("2026-10-02T00:30:00Z")),
         time_zone: Some("America/New_York".into()),
         slices: 1,
+        intraday_denied: false,
+        provider_user_id: None,
     }
 }
 
@@ -202,6 +205,7 @@ async fn import_is_idempotent_and_a_new_consent_reactivates_without_moving_the_c
                 Outcome::Failed {
                     state: ParticipantState::Revoked,
                     reason: "invalid_grant".into(),
+                    rejected_token: None,
                 },
             ),
         ])
@@ -446,6 +450,7 @@ async fn a_participant_who_is_not_active_is_granted_only_when_forced() {
             Outcome::Failed {
                 state: ParticipantState::ScopeMissing,
                 reason: "heart rate scope not granted".into(),
+                rejected_token: None,
             },
         )])
         .await
@@ -675,10 +680,14 @@ async fn a_rotated_credential_is_stored() {
             job_id: Uuid::new_v4(),
             participant_id: pid("p1"),
             sealed_refresh_token: sealed("sealed-rotated"),
+            reply_to: None,
         })])
         .await
         .unwrap();
-    assert_eq!(applied.effects, vec![Effect::CredentialRotated]);
+    assert!(matches!(
+        applied.effects[..],
+        [Effect::CredentialRotated { .. }]
+    ));
     assert_eq!(
         text(
             &store,
@@ -700,6 +709,7 @@ async fn a_rotated_credential_is_stored() {
             job_id: Uuid::new_v4(),
             participant_id: pid("nobody"),
             sealed_refresh_token: sealed("x"),
+            reply_to: None,
         })])
         .await
         .unwrap_err();
@@ -723,7 +733,10 @@ async fn a_completed_job_releases_the_claim_and_records_the_sync() {
         .unwrap();
     assert_eq!(
         applied.effects,
-        vec![Effect::JobFinished { released: true }]
+        vec![Effect::JobFinished {
+            released: true,
+            retry: None
+        }]
     );
     assert_eq!(column(&store, "in_flight_job_id", "p1").await, None);
     assert_eq!(column(&store, "in_flight_since", "p1").await, None);
@@ -778,7 +791,10 @@ async fn a_deferred_job_keeps_the_claim_and_says_until_when() {
         .unwrap();
     assert_eq!(
         applied.effects,
-        vec![Effect::JobFinished { released: false }]
+        vec![Effect::JobFinished {
+            released: false,
+            retry: None
+        }]
     );
     assert_eq!(
         column(&store, "in_flight_job_id", "p1").await,
@@ -813,6 +829,7 @@ async fn failed_and_dead_lettered_jobs_set_the_reason_and_release_the_claim() {
             Outcome::Failed {
                 state: ParticipantState::Revoked,
                 reason: "invalid_grant".into(),
+                rejected_token: None,
             },
             "revoked",
             "invalid_grant",
@@ -831,7 +848,10 @@ async fn failed_and_dead_lettered_jobs_set_the_reason_and_release_the_claim() {
         let applied = store.apply(&[finish(job, "p1", outcome)]).await.unwrap();
         assert_eq!(
             applied.effects,
-            vec![Effect::JobFinished { released: true }]
+            vec![Effect::JobFinished {
+                released: true,
+                retry: None
+            }]
         );
         assert_eq!(column(&store, "state", "p1").await.as_deref(), Some(state));
         assert_eq!(
@@ -874,7 +894,10 @@ async fn a_late_outcome_of_a_replaced_job_does_not_release_its_successor() {
         .unwrap();
     assert_eq!(
         applied.effects,
-        vec![Effect::JobFinished { released: false }]
+        vec![Effect::JobFinished {
+            released: false,
+            retry: None
+        }]
     );
     assert_eq!(
         column(&store, "in_flight_job_id", "p1").await,
@@ -1010,4 +1033,86 @@ async fn an_empty_slice_stores_its_summaries_and_leaves_the_cursor() {
         column(&store, "sync_cursor", "p1").await.as_deref(),
         Some("2026-10-01T00:00:00Z")
     );
+}
+
+/// A worker rotated the refresh token, the rotation was committed, and the worker died: the
+/// redelivered job still carries the old token, which the provider refuses. The writer sees the
+/// stored token is newer and grants one retry with it instead of marking the participant.
+#[tokio::test]
+async fn a_refused_token_that_was_rotated_since_is_retried_once_with_the_stored_one() {
+    let (_dir, mut store) = with_p1().await;
+    let job = Uuid::new_v4();
+    grant(&mut store, request(job, "p1")).await;
+    store
+        .apply(&[WriterCommand::RotateCredential(CredentialRotation {
+            job_id: job,
+            participant_id: pid("p1"),
+            sealed_refresh_token: sealed("sealed-2"),
+            reply_to: None,
+        })])
+        .await
+        .unwrap();
+    let refused = |job_id, token: &str| {
+        finish(
+            job_id,
+            "p1",
+            Outcome::Failed {
+                state: ParticipantState::NeedsReconsent,
+                reason: "invalid_grant".into(),
+                rejected_token: Some(sealed(token)),
+            },
+        )
+    };
+    let applied = store.apply(&[refused(job, "sealed-1")]).await.unwrap();
+    let Effect::JobFinished {
+        retry: Some(retry), ..
+    } = &applied.effects[0]
+    else {
+        panic!("no retry: {:?}", applied.effects)
+    };
+    assert_eq!(retry.sealed_refresh_token, sealed("sealed-2"));
+    assert_eq!(
+        column(&store, "state", "p1").await.as_deref(),
+        Some("active")
+    );
+    let holder = column(&store, "in_flight_job_id", "p1").await;
+    assert_eq!(holder, Some(retry.job_id.to_string()));
+
+    // The stored token is refused too: now the state is recorded, no second retry.
+    let applied = store
+        .apply(&[refused(retry.job_id, "sealed-2")])
+        .await
+        .unwrap();
+    assert!(matches!(
+        applied.effects[..],
+        [Effect::JobFinished { retry: None, .. }]
+    ));
+    assert_eq!(
+        column(&store, "state", "p1").await.as_deref(),
+        Some("needs_reconsent")
+    );
+}
+
+#[tokio::test]
+async fn intraday_denied_keeps_the_participant_syncing_with_a_reason() {
+    let (_dir, mut store) = with_p1().await;
+    let job = Uuid::new_v4();
+    grant(&mut store, request(job, "p1")).await;
+    let mut outcome = completed();
+    if let Outcome::Completed {
+        intraday_denied, ..
+    } = &mut outcome
+    {
+        *intraday_denied = true;
+    }
+    store.apply(&[finish(job, "p1", outcome)]).await.unwrap();
+    assert_eq!(
+        column(&store, "state", "p1").await.as_deref(),
+        Some("intraday_not_permitted")
+    );
+    // Still dispatched: the next request is granted.
+    assert!(matches!(
+        grant(&mut store, request(Uuid::new_v4(), "p1")).await,
+        Effect::Granted(_)
+    ));
 }

@@ -16,11 +16,13 @@ use reqwest::{Method, StatusCode};
 use serde::de::DeserializeOwned;
 
 use super::http::{self, common_status_error, transport_error, with_quick_retries};
-use super::{AccessGrant, DailySummaries, HealthProvider, Intraday, Session};
+use super::{AccessGrant, DailySummaries, HealthProvider, Intraday, RequestBudget, Session};
 use crate::config::GoogleArgs;
 use crate::domain::{ParticipantState, Slice, UtcInstant};
 use crate::errors::SyncError;
-use crate::messages::{ActivityDay, HeartRateZoneDay, IntradayPoint, RestingHeartRateDay};
+use crate::messages::{
+    ActivityDay, HeartRateZoneDay, IntradayPoint, ProviderIdentity, RestingHeartRateDay,
+};
 use crate::secret::Secret;
 use wire::*;
 
@@ -48,6 +50,18 @@ pub struct GoogleHealthClient {
 }
 
 impl GoogleHealthClient {
+    /// `users/me/identity`: the consenting account's Google Health user id and the legacy
+    /// Fitbit user id it maps to (stable; Google says it never changes).
+    pub async fn identity(&self, session: &Session) -> Result<ProviderIdentity, SyncError> {
+        let identity: Identity = self
+            .call(session, "get identity", Method::GET, "identity", &[], None)
+            .await?;
+        Ok(ProviderIdentity {
+            health_user_id: identity.health_user_id,
+            legacy_user_id: identity.legacy_user_id.filter(|id| !id.is_empty()),
+        })
+    }
+
     pub fn new(args: &GoogleArgs) -> Self {
         Self {
             http: http::client(),
@@ -227,8 +241,9 @@ impl GoogleHealthClient {
 }
 
 impl HealthProvider for GoogleHealthClient {
-    fn requests_per_minute(&self) -> u32 {
-        300
+    /// 300 requests per minute per user.
+    fn request_budget(&self) -> RequestBudget {
+        RequestBudget::new(300, std::time::Duration::from_secs(60))
     }
 
     async fn refresh(&self, refresh_token: &Secret<String>) -> Result<AccessGrant, SyncError> {
@@ -288,6 +303,7 @@ impl HealthProvider for GoogleHealthClient {
                 .filter(|t| t != refresh_token.expose())
                 .map(Secret::new),
             scopes,
+            provider_user_id: None,
         })
     }
 

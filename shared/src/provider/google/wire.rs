@@ -289,6 +289,15 @@ pub struct PairedDevice {
     pub last_sync_time: Option<DateTime<Utc>>,
 }
 
+/// `users/me/identity`.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Identity {
+    pub health_user_id: String,
+    #[serde(default)]
+    pub legacy_user_id: Option<String>,
+}
+
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Settings {

@@ -1,0 +1,166 @@
+//! Access tokens and refresh-token rotation.
+//!
+//! A provider that rotates refresh tokens (legacy Fitbit: every refresh; Google: rarely)
+//! invalidates the old one the moment it hands out the new one. The new token is therefore made
+//! durable before anything else happens: published to the writer (broker-confirmed), committed
+//! there with `synchronous=FULL`, and only when the writer says so (on this worker's own reply
+//! queue) is the new access token used.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use chrono::{DateTime, TimeDelta, Utc};
+use futures_util::StreamExt;
+use lapin::options::{BasicConsumeOptions, QueueDeclareOptions};
+use lapin::types::FieldTable;
+use lapin::{Channel, Connection};
+use tokio::sync::oneshot;
+use uuid::Uuid;
+
+use fitlink_shared::domain::ParticipantId;
+use fitlink_shared::messages::CredentialStored;
+use fitlink_shared::secret::Secret;
+
+/// Access tokens still valid, per participant, so a job soon after another does not refresh
+/// again. Only the worker process that refreshed can use its cached token.
+#[derive(Default)]
+pub struct AccessTokens(Mutex<HashMap<ParticipantId, CachedToken>>);
+
+/// An access token and when it expires.
+type CachedToken = (Secret<String>, DateTime<Utc>);
+
+/// Refresh a token this long before it expires, so it cannot expire mid-job.
+const TOKEN_SAFETY_MARGIN: TimeDelta = TimeDelta::minutes(10);
+
+impl AccessTokens {
+    pub fn get(&self, participant: &ParticipantId) -> Option<Secret<String>> {
+        let cache = self.0.lock().expect("token cache lock");
+        cache
+            .get(participant)
+            .filter(|(_, expires)| *expires > Utc::now() + TOKEN_SAFETY_MARGIN)
+            .map(|(token, _)| token.clone())
+    }
+
+    pub fn put(&self, participant: ParticipantId, token: Secret<String>, expires: DateTime<Utc>) {
+        self.0
+            .lock()
+            .expect("token cache lock")
+            .insert(participant, (token, expires));
+    }
+
+    /// Forget a participant's token after any failure: it may be the reason (revoked, expired).
+    pub fn evict(&self, participant: &ParticipantId) {
+        self.0.lock().expect("token cache lock").remove(participant);
+    }
+}
+
+/// How long a worker waits for the writer to commit a rotated refresh token before the job is
+/// retried (the rotation stays queued for the writer; the retry carries the new token).
+pub const COMMIT_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// This worker's reply queue and the jobs waiting on it for [`CredentialStored`].
+#[derive(Clone)]
+pub struct RotationCommits {
+    queue: String,
+    waiting: Arc<Mutex<HashMap<Uuid, oneshot::Sender<()>>>>,
+}
+
+impl RotationCommits {
+    /// Declares a server-named, exclusive reply queue (it disappears with the worker: a reply
+    /// for a dead worker has nobody to wake) and starts routing replies to waiting jobs.
+    pub async fn start(conn: &Connection) -> lapin::Result<(Self, Channel)> {
+        let channel = conn.create_channel().await?;
+        let queue = channel
+            .queue_declare(
+                "".into(),
+                QueueDeclareOptions {
+                    exclusive: true,
+                    auto_delete: true,
+                    ..Default::default()
+                },
+                FieldTable::default(),
+            )
+            .await?;
+        let mut replies = channel
+            .basic_consume(
+                queue.name().clone(),
+                "".into(),
+                BasicConsumeOptions {
+                    no_ack: true,
+                    ..Default::default()
+                },
+                FieldTable::default(),
+            )
+            .await?;
+        let commits = Self {
+            queue: queue.name().as_str().to_owned(),
+            waiting: Arc::default(),
+        };
+        let waiting = commits.waiting.clone();
+        tokio::spawn(async move {
+            while let Some(Ok(delivery)) = replies.next().await {
+                match serde_json::from_slice::<CredentialStored>(&delivery.data) {
+                    Ok(stored) => {
+                        let waiter = waiting.lock().expect("waiters lock").remove(&stored.job_id);
+                        if let Some(waiter) = waiter {
+                            let _ = waiter.send(());
+                        }
+                    }
+                    Err(e) => tracing::warn!(error = %e, "unreadable credential reply ignored"),
+                }
+            }
+        });
+        Ok((commits, channel))
+    }
+
+    /// The queue the writer should answer on.
+    pub fn queue(&self) -> &str {
+        &self.queue
+    }
+
+    /// Registers interest in the commit of `job_id`'s rotation; call before publishing it.
+    pub fn expect(&self, job_id: Uuid) -> oneshot::Receiver<()> {
+        let (tx, rx) = oneshot::channel();
+        self.waiting
+            .lock()
+            .expect("waiters lock")
+            .insert(job_id, tx);
+        rx
+    }
+
+    pub fn forget(&self, job_id: Uuid) {
+        self.waiting.lock().expect("waiters lock").remove(&job_id);
+    }
+}
+
+/// Where a test or a chaos run may kill the worker around a token rotation
+/// (`FITLINK_CHAOS_ABORT_AFTER_REFRESH`): `before-store` aborts right after the provider
+/// rotated the token, before it is published; `after-store` right after the writer committed
+/// it. Unset in production.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ChaosPoint {
+    BeforeStore,
+    AfterStore,
+}
+
+impl ChaosPoint {
+    pub fn from_env() -> Option<Self> {
+        match std::env::var("FITLINK_CHAOS_ABORT_AFTER_REFRESH")
+            .ok()?
+            .as_str()
+        {
+            "before-store" => Some(ChaosPoint::BeforeStore),
+            "after-store" => Some(ChaosPoint::AfterStore),
+            _ => None,
+        }
+    }
+
+    /// Dies like a SIGKILL would: no cleanup, no acks, nothing flushed.
+    pub fn strike(configured: Option<Self>, here: Self) {
+        if configured == Some(here) {
+            tracing::error!(point = ?here, "chaos: aborting the worker now");
+            std::process::abort();
+        }
+    }
+}
