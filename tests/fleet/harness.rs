@@ -2,18 +2,19 @@
 //! the `fitlink` binary, a real RabbitMQ (its own namespace per test) and a real SQLite file.
 //! Plus the checker that compares the database with the simulator's ground truth.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::process::Output;
 use std::time::Duration;
 
 use chrono::{DateTime, NaiveDate, Utc};
 use sqlx::SqlitePool;
 
+use fitlink::checker::{self, History};
 use fitlink::fleet::{self, Fleet, FleetEnv, SimulatorProcess};
 use fitlink_shared::broker::{self, Topology};
 use fitlink_shared::config::DatabaseArgs;
 use fitlink_shared::secret::TokenKey;
-use fitlink_simulator::{SimConfig, truth};
+use fitlink_simulator::SimConfig;
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_fitlink");
 
@@ -381,119 +382,25 @@ impl TestFleet {
         depth
     }
 
-    /// Compares everything stored for a participant synced through Google Health with the
-    /// simulator's ground truth for `[sync_from, cursor)`: every point once, nothing else, every
+    /// Compares everything stored for a participant with the simulator's ground truth for
+    /// `[sync_from, cursor)` (see `fitlink::checker`): every point once, nothing else, every
     /// summary as served.
     pub async fn assert_matches_truth(&self, id: &str, restatements: &BTreeMap<NaiveDate, u32>) {
-        let (from, cursor) = self.window(id).await;
-        let hr = self.google_heart_rate(id, from, cursor);
-        assert!(
-            !hr.is_empty(),
-            "{id}: the truth has heart rate in [{from}, {cursor})"
-        );
-        assert_same(
-            id,
-            "heart_rate_intraday",
-            &hr,
-            &self.stored_heart_rate(id).await,
-        );
-        assert_same(
-            id,
-            "steps_intraday",
-            &self.truth_steps(id, from, cursor),
-            &self.stored_steps(id).await,
-        );
-        self.assert_activity_matches(id, restatements).await;
-        let version = |d: &NaiveDate| restatements.get(d).copied().unwrap_or(0);
-        let days = truth::dates(&self.sim_config, id);
-        let zones = days
-            .iter()
-            .flat_map(|d| truth::heart_rate_zones(&self.sim_config, id, *d, version(d)))
-            .map(|z| {
-                (
-                    z.date.to_string(),
-                    z.zone_name,
-                    Some(z.min_heart_rate),
-                    Some(z.minute_in_zone),
-                )
-            })
-            .collect();
-        self.assert_zones_match(id, zones).await;
-        let resting = days
-            .iter()
-            .filter_map(|d| {
-                truth::resting_heart_rate(&self.sim_config, id, *d, version(d))
-                    .map(|r| (d.to_string(), r))
-            })
-            .collect();
-        self.assert_resting_matches(id, resting).await;
+        self.assert_checked(id, History::Google, restatements).await;
     }
 
-    /// The same for a participant synced through the legacy Fitbit API: 1-minute heart rate,
-    /// steps minutes (> 0), the legacy heart-rate zones.
+    /// The same for a participant synced through the legacy Fitbit API.
     pub async fn assert_matches_legacy_truth(&self, id: &str) {
-        let (from, cursor) = self.window(id).await;
-        let hr = self.legacy_heart_rate(id, from, cursor);
-        assert!(
-            !hr.is_empty(),
-            "{id}: the truth has heart rate in [{from}, {cursor})"
-        );
-        assert_same(
-            id,
-            "heart_rate_intraday",
-            &hr,
-            &self.stored_heart_rate(id).await,
-        );
-        assert_same(
-            id,
-            "steps_intraday",
-            &self.truth_steps(id, from, cursor),
-            &self.stored_steps(id).await,
-        );
-        self.assert_activity_matches_as(id, &BTreeMap::new(), Calories::Whole)
+        self.assert_checked(id, History::Fitbit, &BTreeMap::new())
             .await;
-        let days = truth::dates(&self.sim_config, id);
-        let zones = days
-            .iter()
-            .flat_map(|d| truth::legacy::heart_rate_zones(&self.sim_config, id, *d, 0))
-            .map(|z| {
-                (
-                    z.date.to_string(),
-                    z.zone_name,
-                    Some(z.min_heart_rate),
-                    Some(z.minute_in_zone),
-                )
-            })
-            .collect();
-        self.assert_zones_match(id, zones).await;
-        let resting = days
-            .iter()
-            .filter_map(|d| {
-                truth::resting_heart_rate(&self.sim_config, id, *d, 0).map(|r| (d.to_string(), r))
-            })
-            .collect();
-        self.assert_resting_matches(id, resting).await;
     }
 
     /// A participant that moved from Fitbit to Google Health at `switch` (its Fitbit cursor):
     /// legacy points before, Google points after, each once, each row naming its provider.
     pub async fn assert_migrated_matches_truth(&self, id: &str, switch: DateTime<Utc>) {
-        let (from, cursor) = self.window(id).await;
-        let mut hr = self.legacy_heart_rate(id, from, switch);
-        hr.extend(self.google_heart_rate(id, switch, cursor));
-        assert_same(
-            id,
-            "heart_rate_intraday",
-            &hr,
-            &self.stored_heart_rate(id).await,
-        );
-        assert_same(
-            id,
-            "steps_intraday",
-            &self.truth_steps(id, from, cursor),
-            &self.stored_steps(id).await,
-        );
-        let switch_text = text(switch);
+        self.assert_checked(id, History::Migrated { switch }, &BTreeMap::new())
+            .await;
+        let switch_text = fitlink_shared::domain::format_instant(switch);
         for table in ["heart_rate_intraday", "steps_intraday"] {
             let (wrong,): (i64,) = sqlx::query_as(sqlx::AssertSqlSafe(format!(
                 "SELECT count(*) FROM {table} WHERE participant_id = ?1
@@ -509,123 +416,24 @@ impl TestFleet {
                 "{id} {table}: rows record the provider that served them"
             );
         }
-        // Fitbit served whole kcal for its days, Google decimals for the days it re-read.
-        self.assert_activity_matches_as(id, &BTreeMap::new(), Calories::Whole)
-            .await;
     }
 
-    async fn window(&self, id: &str) -> (DateTime<Utc>, DateTime<Utc>) {
-        let p = self.participant(id).await;
-        (p.sync_from.parse().unwrap(), p.sync_cursor.parse().unwrap())
-    }
-
-    fn google_heart_rate(&self, id: &str, from: DateTime<Utc>, to: DateTime<Utc>) -> Vec<Point> {
-        truth::heart_rate(&self.sim_config, id, from, to, 0)
-            .into_iter()
-            .map(|s| (text(s.time), i64::from(s.utc_offset_seconds), s.bpm))
-            .collect()
-    }
-
-    fn legacy_heart_rate(&self, id: &str, from: DateTime<Utc>, to: DateTime<Utc>) -> Vec<Point> {
-        truth::legacy::heart_rate_minutes(&self.sim_config, id, from, to)
-            .into_iter()
-            .map(|s| (text(s.time), i64::from(s.utc_offset_seconds), s.bpm))
-            .collect()
-    }
-
-    fn truth_steps(&self, id: &str, from: DateTime<Utc>, to: DateTime<Utc>) -> Vec<Point> {
-        truth::steps(&self.sim_config, id, from, to, 0)
-            .into_iter()
-            .map(|s| (text(s.start), i64::from(s.utc_offset_seconds), s.steps))
-            .collect()
-    }
-
-    async fn stored_heart_rate(&self, id: &str) -> Vec<Point> {
-        sqlx::query_as(
-            "SELECT datetime, utc_offset_seconds, heart_rate_value FROM heart_rate_intraday WHERE participant_id = ? ORDER BY datetime",
-        )
-        .bind(id)
-        .fetch_all(&self.db)
-        .await
-        .unwrap()
-    }
-
-    async fn stored_steps(&self, id: &str) -> Vec<Point> {
-        sqlx::query_as(
-            "SELECT datetime, utc_offset_seconds, steps FROM steps_intraday WHERE participant_id = ? ORDER BY datetime",
-        )
-        .bind(id)
-        .fetch_all(&self.db)
-        .await
-        .unwrap()
-    }
-
-    /// Every day the simulator has data for is stored with the served values.
-    async fn assert_activity_matches(&self, id: &str, restatements: &BTreeMap<NaiveDate, u32>) {
-        self.assert_activity_matches_as(id, restatements, Calories::AsServed)
-            .await
-    }
-
-    async fn assert_activity_matches_as(
+    async fn assert_checked(
         &self,
         id: &str,
+        history: History,
         restatements: &BTreeMap<NaiveDate, u32>,
-        calories: Calories,
     ) {
-        let version = |d: &NaiveDate| restatements.get(d).copied().unwrap_or(0);
-        let mut stored: Vec<DayRow> = sqlx::query_as(
-            "SELECT date, steps, distance, calories_out, very_active_minutes FROM activity_summary WHERE participant_id = ? ORDER BY date",
-        )
-        .bind(id)
-        .fetch_all(&self.db)
-        .await
-        .unwrap();
-        if matches!(calories, Calories::Whole) {
-            for row in &mut stored {
-                row.3 = row.3.map(f64::round);
-            }
-        }
-        let expected: Vec<DayRow> = truth::dates(&self.sim_config, id)
-            .iter()
-            .filter_map(|d| truth::activity_day(&self.sim_config, id, *d, version(d)))
-            .map(|a| {
-                (
-                    a.date.to_string(),
-                    Some(a.steps),
-                    Some(a.distance_km),
-                    Some(match calories {
-                        Calories::AsServed => a.calories_out,
-                        Calories::Whole => a.calories_out.round(),
-                    }),
-                    Some(a.very_active_minutes),
-                )
-            })
-            .collect();
-        assert_same_approx(id, &expected, &stored);
-    }
-
-    async fn assert_zones_match(&self, id: &str, mut expected: Vec<ZoneRow>) {
-        let mut stored: Vec<ZoneRow> = sqlx::query_as(
-            "SELECT date, zone_name, min_heart_rate, minute_in_zone FROM heart_rate_summary WHERE participant_id = ?",
-        )
-        .bind(id)
-        .fetch_all(&self.db)
-        .await
-        .unwrap();
-        expected.sort();
-        stored.sort();
-        assert_same(id, "heart_rate_summary", &expected, &stored);
-    }
-
-    async fn assert_resting_matches(&self, id: &str, expected: Vec<(String, i64)>) {
-        let stored: Vec<(String, i64)> = sqlx::query_as(
-            "SELECT date, resting_heart_rate FROM resting_heart_rate WHERE participant_id = ? ORDER BY date",
-        )
-        .bind(id)
-        .fetch_all(&self.db)
-        .await
-        .unwrap();
-        assert_same(id, "resting_heart_rate", &expected, &stored);
+        let check =
+            checker::check_participant(&self.db, &self.sim_config, id, history, restatements)
+                .await
+                .unwrap();
+        let heart_rate = &check.tables["heart_rate_intraday"];
+        assert!(
+            heart_rate.expected > 0,
+            "{id}: the truth has heart rate to compare"
+        );
+        assert!(check.is_clean(), "{id} differs from the truth:\n{check}");
     }
 
     /// Stops every process with SIGTERM (each must exit 0) and removes the test's queues.
@@ -645,57 +453,4 @@ pub struct ParticipantRow {
     pub state_reason: Option<String>,
     pub sync_from: String,
     pub sync_cursor: String,
-}
-
-fn text(at: DateTime<Utc>) -> String {
-    fitlink_shared::domain::format_instant(at)
-}
-
-/// Equal lists, with a message that counts what is lost, duplicated or wrong.
-fn assert_same<T: PartialEq + std::fmt::Debug + Ord + Clone>(
-    id: &str,
-    table: &str,
-    expected: &[T],
-    stored: &[T],
-) {
-    if expected == stored {
-        return;
-    }
-    let e: BTreeSet<T> = expected.iter().cloned().collect();
-    let s: BTreeSet<T> = stored.iter().cloned().collect();
-    let lost: Vec<&T> = e.difference(&s).take(5).collect();
-    let extra: Vec<&T> = s.difference(&e).take(5).collect();
-    panic!(
-        "{id} {table}: expected {} rows, stored {}; missing (first 5) {lost:?}; unexpected (first 5) {extra:?}",
-        expected.len(),
-        stored.len()
-    );
-}
-
-type DayRow = (String, Option<i64>, Option<f64>, Option<f64>, Option<f64>);
-/// Google serves kilocalories with decimals; the legacy Fitbit API as whole numbers.
-#[derive(Clone, Copy)]
-enum Calories {
-    AsServed,
-    Whole,
-}
-
-/// An intraday row: UTC instant text, UTC offset, value.
-type Point = (String, i64, i64);
-/// A heart-rate zone row: date, zone, min bpm, minutes.
-type ZoneRow = (String, String, Option<i64>, Option<i64>);
-
-fn assert_same_approx(id: &str, expected: &[DayRow], stored: &[DayRow]) {
-    let close = |a: Option<f64>, b: Option<f64>| match (a, b) {
-        (Some(a), Some(b)) => (a - b).abs() < 1e-6,
-        (a, b) => a == b,
-    };
-    let same = expected.len() == stored.len()
-        && expected.iter().zip(stored).all(|(e, s)| {
-            e.0 == s.0 && e.1 == s.1 && close(e.2, s.2) && close(e.3, s.3) && close(e.4, s.4)
-        });
-    assert!(
-        same,
-        "{id} activity_summary:\nexpected {expected:?}\nstored   {stored:?}"
-    );
 }

@@ -1,0 +1,310 @@
+//! The lost / duplicated / wrong checker: compares what a fleet stored for a participant with the
+//! simulator's ground truth for `[sync_from, cursor)`, table by table. Used by `fitlink chaos`
+//! and by the fleet tests, so both judge the same way.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use chrono::{DateTime, NaiveDate, Utc};
+use sqlx::SqlitePool;
+
+use fitlink_shared::domain::format_instant;
+use fitlink_simulator::{SimConfig, truth};
+
+/// Which provider served a participant's data, which decides what the truth looks like.
+#[derive(Clone, Copy, Debug)]
+pub enum History {
+    /// Google Health: raw heart-rate samples, Google zones, kcal with decimals.
+    Google,
+    /// Legacy Fitbit: 1-minute heart rate, legacy zones, whole kcal.
+    Fitbit,
+    /// Fitbit until `switch` (its cursor then), Google after.
+    Migrated { switch: DateTime<Utc> },
+}
+
+/// One table's comparison for one participant (or, summed, for a fleet).
+#[derive(Clone, Debug, Default)]
+pub struct Diff {
+    /// Rows the truth has.
+    pub expected: usize,
+    /// In the truth, not stored.
+    pub lost: usize,
+    /// Stored more than once for one key.
+    pub duplicated: usize,
+    /// Stored with other values than the truth, or stored without being in the truth.
+    pub wrong: usize,
+    /// A few examples, for the failure message.
+    pub examples: Vec<String>,
+}
+
+impl Diff {
+    pub fn is_clean(&self) -> bool {
+        self.lost == 0 && self.duplicated == 0 && self.wrong == 0
+    }
+
+    pub fn add(&mut self, other: &Diff) {
+        self.expected += other.expected;
+        self.lost += other.lost;
+        self.duplicated += other.duplicated;
+        self.wrong += other.wrong;
+        if self.examples.len() < 5 {
+            self.examples.extend(other.examples.iter().take(5).cloned());
+        }
+    }
+
+    fn compare(expected: BTreeMap<String, String>, stored: Vec<(String, String)>) -> Diff {
+        let mut diff = Diff {
+            expected: expected.len(),
+            ..Diff::default()
+        };
+        let mut seen: BTreeMap<String, String> = BTreeMap::new();
+        for (key, value) in stored {
+            if seen.insert(key.clone(), value).is_some() {
+                diff.duplicated += 1;
+                diff.note(format!("duplicated {key}"));
+            }
+        }
+        for (key, value) in &expected {
+            match seen.get(key) {
+                None => {
+                    diff.lost += 1;
+                    diff.note(format!("lost {key} = {value}"));
+                }
+                Some(stored) if stored != value => {
+                    diff.wrong += 1;
+                    diff.note(format!("wrong {key}: stored {stored}, expected {value}"));
+                }
+                Some(_) => {}
+            }
+        }
+        for (key, value) in &seen {
+            if !expected.contains_key(key) {
+                diff.wrong += 1;
+                diff.note(format!("unexpected {key} = {value}"));
+            }
+        }
+        diff
+    }
+
+    fn note(&mut self, example: String) {
+        if self.examples.len() < 5 {
+            self.examples.push(example);
+        }
+    }
+}
+
+/// Every table's comparison for one participant.
+#[derive(Debug, Default)]
+pub struct ParticipantCheck {
+    pub tables: BTreeMap<&'static str, Diff>,
+}
+
+impl ParticipantCheck {
+    pub fn is_clean(&self) -> bool {
+        self.tables.values().all(Diff::is_clean)
+    }
+}
+
+impl fmt::Display for ParticipantCheck {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (table, d) in &self.tables {
+            writeln!(
+                f,
+                "  {table:<20} expected {:>7}  lost {:>5}  duplicated {:>5}  wrong {:>5}  {}",
+                d.expected,
+                d.lost,
+                d.duplicated,
+                d.wrong,
+                d.examples.join("; ")
+            )?;
+        }
+        Ok(())
+    }
+}
+
+/// Compares one participant's rows with the truth for `[sync_from, cursor)`. `restatements`
+/// are the restate versions the simulator was told about, per local date.
+pub async fn check_participant(
+    db: &SqlitePool,
+    sim: &SimConfig,
+    id: &str,
+    history: History,
+    restatements: &BTreeMap<NaiveDate, u32>,
+) -> anyhow::Result<ParticipantCheck> {
+    let (from, cursor): (String, String) =
+        sqlx::query_as("SELECT sync_from, sync_cursor FROM participants WHERE participant_id = ?")
+            .bind(id)
+            .fetch_one(db)
+            .await?;
+    let from: DateTime<Utc> = from.parse()?;
+    let cursor: DateTime<Utc> = cursor.parse()?;
+    let version = |d: &NaiveDate| restatements.get(d).copied().unwrap_or(0);
+    let point =
+        |t: DateTime<Utc>, offset: i32, v: i64| (format_instant(t), format!("{offset} {v}"));
+
+    let google_hr = |a, b| {
+        truth::heart_rate(sim, id, a, b, 0)
+            .into_iter()
+            .map(|s| point(s.time, s.utc_offset_seconds, s.bpm))
+            .collect::<Vec<_>>()
+    };
+    let legacy_hr = |a, b| {
+        truth::legacy::heart_rate_minutes(sim, id, a, b)
+            .into_iter()
+            .map(|s| point(s.time, s.utc_offset_seconds, s.bpm))
+            .collect::<Vec<_>>()
+    };
+    let heart_rate: BTreeMap<String, String> = match history {
+        History::Google => google_hr(from, cursor),
+        History::Fitbit => legacy_hr(from, cursor),
+        History::Migrated { switch } => {
+            let mut points = legacy_hr(from, switch);
+            points.extend(google_hr(switch, cursor));
+            points
+        }
+    }
+    .into_iter()
+    .collect();
+    let steps: BTreeMap<String, String> = truth::steps(sim, id, from, cursor, 0)
+        .into_iter()
+        .map(|s| point(s.start, s.utc_offset_seconds, s.steps))
+        .collect();
+
+    // Fitbit serves whole kilocalories; once Fitbit served a day, compare whole numbers.
+    let whole_kcal = !matches!(history, History::Google);
+    let kcal = |v: f64| {
+        if whole_kcal {
+            format!("{:.0}", v.round())
+        } else {
+            format!("{v:.2}")
+        }
+    };
+    let days = truth::dates(sim, id);
+    let activity: BTreeMap<String, String> = days
+        .iter()
+        .filter_map(|d| truth::activity_day(sim, id, *d, version(d)))
+        .map(|a| {
+            (
+                a.date.to_string(),
+                format!(
+                    "{} {:.6} {} {:.3}",
+                    a.steps,
+                    a.distance_km,
+                    kcal(a.calories_out),
+                    a.very_active_minutes
+                ),
+            )
+        })
+        .collect();
+    let zones: BTreeMap<String, String> = days
+        .iter()
+        .flat_map(|d| match history {
+            History::Google => truth::heart_rate_zones(sim, id, *d, version(d)),
+            History::Fitbit => truth::legacy::heart_rate_zones(sim, id, *d, version(d)),
+            // Both providers' zone models exist for a migrated participant; the intraday
+            // tables are what the migration must keep whole.
+            History::Migrated { .. } => Vec::new(),
+        })
+        .map(|z| {
+            (
+                format!("{} {}", z.date, z.zone_name),
+                format!("{} {}", z.min_heart_rate, z.minute_in_zone),
+            )
+        })
+        .collect();
+    let resting: BTreeMap<String, String> = days
+        .iter()
+        .filter_map(|d| {
+            truth::resting_heart_rate(sim, id, *d, version(d))
+                .map(|r| (d.to_string(), r.to_string()))
+        })
+        .collect();
+
+    let mut check = ParticipantCheck::default();
+    let stored = |sql: &'static str| async move {
+        sqlx::query_as::<_, (String, String)>(sql)
+            .bind(id)
+            .fetch_all(db)
+            .await
+    };
+    check.tables.insert(
+        "heart_rate_intraday",
+        Diff::compare(
+            heart_rate,
+            stored("SELECT datetime, utc_offset_seconds || ' ' || heart_rate_value FROM heart_rate_intraday WHERE participant_id = ?").await?,
+        ),
+    );
+    check.tables.insert(
+        "steps_intraday",
+        Diff::compare(
+            steps,
+            stored("SELECT datetime, utc_offset_seconds || ' ' || steps FROM steps_intraday WHERE participant_id = ?").await?,
+        ),
+    );
+    type ActivityRow = (String, Option<i64>, Option<f64>, Option<f64>, Option<f64>);
+    let null = || "null".to_owned();
+    let stored_activity: Vec<(String, String)> = sqlx::query_as::<_, ActivityRow>(
+        "SELECT date, steps, distance, calories_out, very_active_minutes FROM activity_summary WHERE participant_id = ?",
+    )
+    .bind(id)
+    .fetch_all(db)
+    .await?
+    .into_iter()
+    .map(|(date, steps, distance, calories, very)| {
+        let text = format!(
+            "{} {} {} {}",
+            steps.map_or_else(null, |v| v.to_string()),
+            distance.map_or_else(null, |v| format!("{v:.6}")),
+            calories.map_or_else(null, kcal),
+            very.map_or_else(null, |v| format!("{v:.3}")),
+        );
+        (date, text)
+    })
+    .collect();
+    check
+        .tables
+        .insert("activity_summary", Diff::compare(activity, stored_activity));
+    if !matches!(history, History::Migrated { .. }) {
+        check.tables.insert(
+            "heart_rate_summary",
+            Diff::compare(
+                zones,
+                stored("SELECT date || ' ' || zone_name, min_heart_rate || ' ' || minute_in_zone FROM heart_rate_summary WHERE participant_id = ?").await?,
+            ),
+        );
+    }
+    check.tables.insert(
+        "resting_heart_rate",
+        Diff::compare(
+            resting,
+            stored("SELECT date, CAST(resting_heart_rate AS TEXT) FROM resting_heart_rate WHERE participant_id = ?").await?,
+        ),
+    );
+    Ok(check)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_diff_counts_lost_duplicated_and_wrong_rows() {
+        let expected: BTreeMap<String, String> = [("a", "1"), ("b", "2"), ("c", "3")]
+            .into_iter()
+            .map(|(k, v)| (k.to_owned(), v.to_owned()))
+            .collect();
+        let stored = vec![
+            ("a".to_owned(), "1".to_owned()),
+            ("a".to_owned(), "1".to_owned()),
+            ("b".to_owned(), "9".to_owned()),
+            ("z".to_owned(), "0".to_owned()),
+        ];
+        let diff = Diff::compare(expected, stored);
+        assert_eq!(
+            (diff.expected, diff.lost, diff.duplicated, diff.wrong),
+            (3, 1, 1, 2)
+        );
+        assert!(!diff.is_clean());
+        assert!(diff.examples.iter().any(|e| e.starts_with("lost c")));
+    }
+}
