@@ -52,14 +52,21 @@ pub async fn run(command: BenchCommand) -> anyhow::Result<()> {
         BenchCommand::Fleet(args) => {
             let run = demo::run_fleet(&args).await?;
             println!(
-                "fleet: {} participants × {} days, {} workers × {} jobs, latency {} ms: {:.1} participant-days/s ({:.1} s)",
+                "fleet: {} × {} participants × {} days, {} workers × {} jobs, latency {} ms: {:.1} participant-days/s ({:.1} s); {:.1} provider requests per participant-day; worker peak RSS {} MiB",
+                args.provider,
                 args.participants,
                 args.days,
                 args.workers,
                 args.concurrency,
                 args.latency_ms,
                 run.participant_days / run.elapsed.as_secs_f64(),
-                run.elapsed.as_secs_f64()
+                run.elapsed.as_secs_f64(),
+                run.provider_requests as f64 / run.participant_days.max(1.0),
+                run.worker_peak_rss_kib
+                    .iter()
+                    .map(|k| (k / 1024).to_string())
+                    .collect::<Vec<_>>()
+                    .join("/")
             );
             Ok(())
         }
@@ -132,6 +139,15 @@ async fn writer(args: WriterBench) -> anyhow::Result<()> {
     println!(
         "writer bench: {} slices × {} points = {expected_rows} intraday rows over {} participants",
         args.slices, args.points, args.participants
+    );
+
+    // 0. The ceiling: the same rows, bare multi-row INSERTs (128 rows a statement, 256 slices a
+    //    transaction) into a fresh file with the same schema — what SQLite itself allows here.
+    let ceiling = raw_ceiling(&args.dir.join("ceiling.db"), &commands).await?;
+    println!(
+        "  raw ceiling (bare batched INSERT):          {:>10.0} rows/s ({:.2} s)",
+        expected_rows as f64 / ceiling.as_secs_f64(),
+        ceiling.as_secs_f64()
     );
 
     // 1. In-process: the same batches through the writer's store, no broker.
@@ -218,7 +234,56 @@ async fn writer(args: WriterBench) -> anyhow::Result<()> {
         expected_rows as f64 / through_broker.as_secs_f64(),
         through_broker.as_secs_f64()
     );
+    println!(
+        "  writer process / raw ceiling:              {:>9.0} %",
+        100.0 * ceiling.as_secs_f64() / through_broker.as_secs_f64()
+    );
     Ok(())
+}
+
+/// Times bare batched inserts of the slices' intraday rows into a fresh database.
+async fn raw_ceiling(
+    path: &std::path::Path,
+    commands: &[WriterCommand],
+) -> anyhow::Result<Duration> {
+    const ROWS_PER_STATEMENT: usize = 128;
+    remove_db(path);
+    let pool =
+        fitlink_shared::db::open_for_writing(&format!("sqlite://{}", path.display())).await?;
+    let started = Instant::now();
+    for batch in commands.chunks(256) {
+        let mut tx = pool.begin().await?;
+        for command in batch {
+            let WriterCommand::StoreSlice(slice) = command else {
+                continue;
+            };
+            for (table, value, points) in [
+                ("heart_rate_intraday", "heart_rate_value", &slice.heart_rate),
+                ("steps_intraday", "steps", &slice.steps),
+            ] {
+                for chunk in points.chunks(ROWS_PER_STATEMENT) {
+                    let mut sql = format!(
+                        "INSERT INTO {table} (participant_id, datetime, utc_offset_seconds, {value}, provider) VALUES "
+                    );
+                    sql.push_str(&vec!["(?, ?, ?, ?, ?)"; chunk.len()].join(", "));
+                    let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+                    for p in chunk {
+                        query = query
+                            .bind(slice.participant_id.as_str())
+                            .bind(p.datetime.to_text())
+                            .bind(p.utc_offset_seconds)
+                            .bind(p.value)
+                            .bind("google-health");
+                    }
+                    query.execute(&mut *tx).await?;
+                }
+            }
+        }
+        tx.commit().await?;
+    }
+    let elapsed = started.elapsed();
+    pool.close().await;
+    Ok(elapsed)
 }
 
 fn remove_db(path: &std::path::Path) {

@@ -179,7 +179,14 @@ pub async fn check_participant(
             format!("{v:.2}")
         }
     };
-    let days = truth::dates(sim, id);
+    // Days the synced range touches: a participant stopped early is judged on what it covered.
+    let days: Vec<NaiveDate> = truth::dates(sim, id)
+        .into_iter()
+        .filter(|d| {
+            truth::local_day_bounds_utc(sim, id, *d)
+                .is_some_and(|(start, end)| from < cursor && start < cursor && end > from)
+        })
+        .collect();
     let activity: BTreeMap<String, String> = days
         .iter()
         .filter_map(|d| truth::activity_day(sim, id, *d, version(d)))

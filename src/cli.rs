@@ -20,7 +20,7 @@ use fitlink_simulator::SimConfig;
 use fitlink_worker::WorkerArgs;
 use fitlink_writer::WriterArgs;
 
-use crate::{bench, demo, status};
+use crate::{bench, chaos, demo, status};
 
 #[derive(Parser, Debug)]
 #[command(
@@ -87,6 +87,9 @@ pub enum Command {
     Keygen,
     /// Run the whole fleet locally against the simulator and print what was stored.
     Demo(demo::DemoArgs),
+    /// Break the fleet on purpose (kills, broker restart, provider storms), heal, and count what
+    /// was lost, duplicated or wrong against the simulator's ground truth.
+    Chaos(chaos::ChaosArgs),
     /// Measure throughput (writer rows/s, fleet participant-days/s).
     Bench {
         #[command(subcommand)]
@@ -255,6 +258,7 @@ impl Cli {
                 Ok(())
             }
             Command::Demo(args) => demo::run(args).await,
+            Command::Chaos(args) => chaos::run(args).await,
             Command::Bench { what } => bench::run(what).await,
         }
     }

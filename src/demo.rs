@@ -37,6 +37,12 @@ pub struct DemoArgs {
     /// The broker; the run uses its own namespace under `--namespace` and deletes its queues.
     #[command(flatten)]
     pub broker: BrokerArgs,
+    /// Link the participants through `google-health` or the legacy `fitbit` API.
+    #[arg(long, default_value = "google-health", value_parser = ["google-health", "fitbit"])]
+    pub provider: String,
+    /// Every Nth participant has 1-second heart rate (0: none).
+    #[arg(long, default_value_t = 0)]
+    pub fine_hr_every: usize,
     /// Give up if the fleet has not synced everyone within this many seconds.
     #[arg(long, default_value_t = 600)]
     pub timeout_secs: u64,
@@ -50,6 +56,10 @@ pub struct FleetRun {
     pub participant_days: f64,
     pub elapsed: Duration,
     pub table_counts: Vec<(&'static str, i64)>,
+    /// Requests the simulated provider answered (token endpoints included).
+    pub provider_requests: u64,
+    /// Each worker's peak resident memory (VmHWM), in KiB, where the OS tells.
+    pub worker_peak_rss_kib: Vec<u64>,
 }
 
 pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
@@ -100,29 +110,30 @@ pub async fn run_fleet(args: &DemoArgs) -> anyhow::Result<FleetRun> {
         args.days.to_string(),
         "--latency-ms".into(),
         args.latency_ms.to_string(),
+        "--fine-hr-every".into(),
+        args.fine_hr_every.to_string(),
     ];
     let sim = fleet::start_simulator(&bin, &sim_args, &args.dir.join("simulator.log")).await?;
-    let env = FleetEnv {
-        amqp_url: args.broker.amqp_url.expose().clone(),
-        namespace: run_namespace(&args.broker, "demo"),
-        database_url: format!("sqlite://{}", db_path.display()),
-        token_key: TokenKey::generate(),
-        google_api_base: sim.base_url.clone(),
-        google_token_url: format!("{}/token", sim.base_url),
-        client_id: "sim-client".into(),
-        client_secret: "sim-secret".into(),
-        extra: vec![(
-            "FITLINK_WORKER_CONCURRENCY".into(),
-            args.concurrency.to_string(),
-        )],
-    };
+    let mut env = FleetEnv::simulated(
+        args.broker.amqp_url.expose(),
+        run_namespace(&args.broker, "demo"),
+        format!("sqlite://{}", db_path.display()),
+        &sim.base_url,
+    );
+    env.extra.push((
+        "FITLINK_WORKER_CONCURRENCY".into(),
+        args.concurrency.to_string(),
+    ));
     let mut fleet = Fleet::new(bin, env.clone(), &args.dir.join("logs"))?;
     fleet.spawn("writer", &["writer"])?;
     let db = fleet::wait_for_database(&env.database_url, Duration::from_secs(30)).await?;
 
-    let roster_config = sim_config(args);
+    let roster_config = SimConfig::from_flags(&sim_args)?;
     let csv_path = args.dir.join("participants.csv");
-    std::fs::write(&csv_path, fitlink_simulator::roster_csv(&roster_config))?;
+    std::fs::write(
+        &csv_path,
+        fitlink_simulator::roster_csv_for(&roster_config, &args.provider),
+    )?;
     let key = TokenKey::parse(&env.token_key)?;
     let database = DatabaseArgs {
         database_url: env.database_url.clone(),
@@ -176,6 +187,20 @@ pub async fn run_fleet(args: &DemoArgs) -> anyhow::Result<FleetRun> {
     let elapsed = started.elapsed();
     let stopped = fleet::progress(&db).await?.stopped;
     let table_counts = fleet::table_counts(&db).await?;
+    let worker_peak_rss_kib = fleet
+        .processes
+        .iter()
+        .filter(|p| p.name.starts_with("worker"))
+        .filter_map(|p| p.peak_rss_kib())
+        .collect();
+    let provider_requests = fitlink_shared::provider::http_client()
+        .get(format!("{}/_sim/stats", sim.base_url))
+        .send()
+        .await?
+        .json::<serde_json::Value>()
+        .await?["requests_total"]
+        .as_u64()
+        .unwrap_or(0);
     let unclean = fleet.terminate_all().await;
     let _ = fleet.delete_queues().await;
     drop(sim);
@@ -190,6 +215,8 @@ pub async fn run_fleet(args: &DemoArgs) -> anyhow::Result<FleetRun> {
         participant_days,
         elapsed,
         table_counts,
+        provider_requests,
+        worker_peak_rss_kib,
     })
 }
 
@@ -197,21 +224,4 @@ pub async fn run_fleet(args: &DemoArgs) -> anyhow::Result<FleetRun> {
 pub fn run_namespace(broker: &BrokerArgs, what: &str) -> String {
     let run = uuid::Uuid::new_v4().simple().to_string();
     format!("{}-{what}-{}", broker.namespace, &run[..8])
-}
-
-fn sim_config(args: &DemoArgs) -> SimConfig {
-    use clap::Parser;
-    #[derive(Parser)]
-    struct Wrapper {
-        #[command(flatten)]
-        sim: SimConfig,
-    }
-    Wrapper::parse_from([
-        "sim".to_owned(),
-        "--participants".into(),
-        args.participants.to_string(),
-        "--days".into(),
-        args.days.to_string(),
-    ])
-    .sim
 }

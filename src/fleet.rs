@@ -31,6 +31,35 @@ pub struct FleetEnv {
 }
 
 impl FleetEnv {
+    /// A fleet whose providers (Google Health and legacy Fitbit) are the simulator at
+    /// `sim_base`, with a fresh token key.
+    pub fn simulated(
+        amqp_url: &str,
+        namespace: String,
+        database_url: String,
+        sim_base: &str,
+    ) -> Self {
+        Self {
+            amqp_url: amqp_url.to_owned(),
+            namespace,
+            database_url,
+            token_key: fitlink_shared::secret::TokenKey::generate(),
+            google_api_base: sim_base.to_owned(),
+            google_token_url: format!("{sim_base}/token"),
+            client_id: "sim-client".into(),
+            client_secret: "sim-secret".into(),
+            extra: vec![
+                ("FITLINK_FITBIT_API_BASE".into(), sim_base.to_owned()),
+                (
+                    "FITLINK_FITBIT_TOKEN_URL".into(),
+                    format!("{sim_base}/oauth2/token"),
+                ),
+                ("FITLINK_FITBIT_CLIENT_ID".into(), "sim-client".into()),
+                ("FITLINK_FITBIT_CLIENT_SECRET".into(), "sim-secret".into()),
+            ],
+        }
+    }
+
     pub fn vars(&self) -> Vec<(String, String)> {
         let mut vars: Vec<(String, String)> = [
             ("FITLINK_AMQP_URL", self.amqp_url.as_str()),
@@ -89,6 +118,19 @@ impl RoleProcess {
                 Ok(false)
             }
         }
+    }
+
+    /// Peak resident memory (`VmHWM` in /proc), in KiB; `None` where /proc does not tell.
+    pub fn peak_rss_kib(&self) -> Option<u64> {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid()?)).ok()?;
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmHWM:"))?
+            .trim()
+            .trim_end_matches("kB")
+            .trim()
+            .parse()
+            .ok()
     }
 
     pub fn log_tail(&self, lines: usize) -> String {

@@ -3,6 +3,7 @@
 //! `fitlink-dispatcher`, `fitlink-worker`, `fitlink-writer`, `fitlink-simulator`.
 
 pub mod bench;
+pub mod chaos;
 pub mod checker;
 pub mod cli;
 pub mod demo;

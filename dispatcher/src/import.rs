@@ -200,10 +200,7 @@ fn parse_with_progress(
                 if let Some(first) = first_seen.get(&row.participant_id) {
                     problems.push(RowProblem {
                         line,
-                        problem: format!(
-                            "participant {} is already on line {first}",
-                            row.participant_id
-                        ),
+                        problem: repeated_participant(&row.participant_id, *first),
                     });
                     continue;
                 }
@@ -381,6 +378,19 @@ fn check_row(record: &csv::ByteRecord, columns: &Columns) -> Result<GoodRow, Vec
             })
         }
         _ => Err(problems),
+    }
+}
+
+/// A participant repeating an earlier line. The id is named only when it is short: a Fitbit
+/// refresh token (64 hex digits) is a valid id, so a misaligned file whose rows are repeated
+/// (a file pasted twice) used to print a token here.
+fn repeated_participant(id: &ParticipantId, first: u64) -> String {
+    if id.as_str().len() < 24 {
+        format!("participant {id} is already on line {first}")
+    } else {
+        format!(
+            "participant_id is already on line {first} (an id this long is not shown: it may be a token in the wrong column)"
+        )
     }
 }
 

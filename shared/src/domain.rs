@@ -8,7 +8,7 @@ use std::str::FromStr;
 
 use std::ops::Range;
 
-use chrono::{DateTime, NaiveDate, SecondsFormat, TimeDelta, Timelike, Utc};
+use chrono::{DateTime, Datelike, NaiveDate, SecondsFormat, TimeDelta, Timelike, Utc};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 /// A research participant's id, as the program knows them (never the provider's user id).
@@ -206,6 +206,21 @@ impl UtcInstant {
         Self(at.with_nanosecond(0).unwrap_or(at))
     }
 
+    /// Like [`new`](Self::new), for an instant from outside: only years 0000 to 9999 have a
+    /// canonical text (RFC 3339 has four-digit years), and an instant without one could not be
+    /// read back from a message or the database.
+    pub fn checked(at: DateTime<Utc>) -> Result<Self, InvalidValue> {
+        if (0..=9999).contains(&at.year()) {
+            Ok(Self::new(at))
+        } else {
+            Err(InvalidValue::new(
+                "instant",
+                &format_instant(at),
+                "an instant in the years 0000 to 9999",
+            ))
+        }
+    }
+
     pub fn get(self) -> DateTime<Utc> {
         self.0
     }
@@ -250,10 +265,16 @@ pub fn format_instant(at: DateTime<Utc>) -> String {
 }
 
 /// Parses an RFC 3339 instant with any offset into UTC.
+///
+/// The instant must have a canonical text ([`UtcInstant::checked`]): `9999-12-31T23:00:00-05:00`
+/// is in the year 10000 in UTC, and was accepted here although [`format_instant`] then wrote a
+/// text (`+10000-...`) this function refuses, so a message holding it was not decodable.
 pub fn parse_instant(text: &str) -> Result<DateTime<Utc>, InvalidValue> {
     DateTime::parse_from_rfc3339(text.trim())
+        .ok()
         .map(|at| at.with_timezone(&Utc))
-        .map_err(|_| {
+        .filter(|at| UtcInstant::checked(*at).is_ok())
+        .ok_or_else(|| {
             InvalidValue::new(
                 "instant",
                 text,
@@ -263,9 +284,14 @@ pub fn parse_instant(text: &str) -> Result<DateTime<Utc>, InvalidValue> {
 }
 
 /// Parses a `sync_from` cell: an ISO date (midnight UTC of that day) or an RFC 3339 instant.
+///
+/// Dates too must be in the years 0000 to 9999: chrono reads a signed year (`+12345-01-01`,
+/// `-0001-01-01`), which an import accepted and the writer then could not decode.
 pub fn parse_date_or_instant(text: &str) -> Result<DateTime<Utc>, InvalidValue> {
     let text = text.trim();
-    if let Ok(date) = NaiveDate::parse_from_str(text, "%Y-%m-%d") {
+    if let Ok(date) = NaiveDate::parse_from_str(text, "%Y-%m-%d")
+        && (0..=9999).contains(&date.year())
+    {
         return Ok(date.and_time(chrono::NaiveTime::MIN).and_utc());
     }
     parse_instant(text).map_err(|_| {

@@ -136,6 +136,26 @@ pub struct SimConfig {
     pub legacy_rate_limit_window_secs: u64,
 }
 
+impl SimConfig {
+    /// Builds a configuration from command-line flags (as `fitlink simulator serve` takes
+    /// them), so a harness that starts a simulator process knows the same configuration and can
+    /// compute its ground truth.
+    pub fn from_flags<I, S>(flags: I) -> Result<Self, clap::Error>
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        use clap::Parser;
+        #[derive(Parser)]
+        struct Flags {
+            #[command(flatten)]
+            sim: SimConfig,
+        }
+        let argv = std::iter::once("simulator".to_owned()).chain(flags.into_iter().map(Into::into));
+        Flags::try_parse_from(argv).map(|f| f.sim)
+    }
+}
+
 impl Default for SimConfig {
     fn default() -> Self {
         SimConfig {

@@ -62,18 +62,6 @@ pub struct TestFleet {
     pub topology: Topology,
 }
 
-fn sim_config(args: &[String]) -> SimConfig {
-    use clap::Parser;
-    #[derive(Parser)]
-    struct Wrapper {
-        #[command(flatten)]
-        sim: SimConfig,
-    }
-    let mut argv = vec!["sim".to_owned()];
-    argv.extend(args.iter().cloned());
-    Wrapper::parse_from(argv).sim
-}
-
 impl TestFleet {
     pub async fn start(options: Options) -> Self {
         let dir = tempfile::tempdir().unwrap();
@@ -84,43 +72,34 @@ impl TestFleet {
             options.days.to_string(),
         ];
         sim_args.extend(options.sim_args.iter().cloned());
-        let sim_config = sim_config(&sim_args);
+        let sim_config = SimConfig::from_flags(&sim_args).unwrap();
         let sim =
             fleet::start_simulator(BIN.as_ref(), &sim_args, &dir.path().join("simulator.log"))
                 .await
                 .unwrap();
         let namespace = format!("t-{}", &uuid::Uuid::new_v4().simple().to_string()[..12]);
-        let token_key = TokenKey::generate();
-        let mut extra: Vec<(String, String)> = vec![
-            ("FITLINK_FITBIT_API_BASE".into(), sim.base_url.clone()),
-            (
-                "FITLINK_FITBIT_TOKEN_URL".into(),
-                format!("{}/oauth2/token", sim.base_url),
-            ),
-            ("FITLINK_FITBIT_CLIENT_ID".into(), "sim-client".into()),
-            ("FITLINK_FITBIT_CLIENT_SECRET".into(), "sim-secret".into()),
-            ("FITLINK_WORKER_CONCURRENCY".into(), "4".into()),
-            ("FITLINK_SHUTDOWN_GRACE_SECS".into(), "5".into()),
-            ("RUST_LOG".into(), "info,fitlink=debug".into()),
-        ];
-        extra.extend(
+        let mut env = FleetEnv::simulated(
+            &std::env::var("FITLINK_AMQP_URL")
+                .unwrap_or_else(|_| "amqp://guest:guest@127.0.0.1:5672/%2f".into()),
+            namespace.clone(),
+            format!("sqlite://{}", dir.path().join("fitlink.db").display()),
+            &sim.base_url,
+        );
+        env.extra.extend(
+            [
+                ("FITLINK_WORKER_CONCURRENCY", "4"),
+                ("FITLINK_SHUTDOWN_GRACE_SECS", "5"),
+                ("RUST_LOG", "info,fitlink=debug"),
+            ]
+            .map(|(k, v)| (k.to_owned(), v.to_owned())),
+        );
+        env.extra.extend(
             options
                 .env
                 .iter()
                 .map(|(k, v)| ((*k).to_owned(), v.clone())),
         );
-        let env = FleetEnv {
-            amqp_url: std::env::var("FITLINK_AMQP_URL")
-                .unwrap_or_else(|_| "amqp://guest:guest@127.0.0.1:5672/%2f".into()),
-            namespace: namespace.clone(),
-            database_url: format!("sqlite://{}", dir.path().join("fitlink.db").display()),
-            token_key: token_key.clone(),
-            google_api_base: sim.base_url.clone(),
-            google_token_url: format!("{}/token", sim.base_url),
-            client_id: "sim-client".into(),
-            client_secret: "sim-secret".into(),
-            extra,
-        };
+        let token_key = env.token_key.clone();
         let mut fleet = Fleet::new(BIN.into(), env.clone(), &dir.path().join("logs")).unwrap();
         fleet.spawn("writer", &["writer"]).unwrap();
         let db = fleet::wait_for_database(&env.database_url, Duration::from_secs(30))

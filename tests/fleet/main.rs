@@ -5,6 +5,7 @@
 mod harness;
 
 mod bad_input;
+mod chaos;
 mod crashes;
 mod faults;
 mod legacy;

@@ -39,8 +39,9 @@ pub enum Decision {
     DeadLetter { reason: String },
 }
 
-/// Quota windows are per minute at Google: without `Retry-After`, come back after one.
-const RATE_LIMIT_DEFAULT_DELAY: Duration = Duration::from_secs(60);
+/// Quota windows are per minute at Google: without `Retry-After`, come back in half a
+/// minute (the 30-second delay tier), so a short storm costs little and a long one is paced.
+const RATE_LIMIT_DEFAULT_DELAY: Duration = Duration::from_secs(30);
 
 impl RetryPolicy {
     pub fn decide(&self, error: SyncError, attempt: u32, deferrals: u32) -> Decision {

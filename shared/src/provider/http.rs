@@ -45,6 +45,17 @@ fn error_chain(err: &dyn std::error::Error) -> String {
     text
 }
 
+/// A response body that does not parse. One that simply ends early was cut off on the way (a
+/// dropped connection, a proxy) and is worth retrying; one of the wrong shape is invalid
+/// provider data, which retrying will not fix.
+pub fn unparsable_body(error: &serde_json::Error, reason: String) -> SyncError {
+    if error.classify() == serde_json::error::Category::Eof {
+        SyncError::transient(format!("{reason} (the response ended early: truncated)"))
+    } else {
+        SyncError::invalid_data(reason)
+    }
+}
+
 /// `Retry-After` as seconds (the HTTP-date form is rare from APIs and ignored).
 pub fn retry_after(headers: &HeaderMap) -> Option<Duration> {
     header_seconds(headers, RETRY_AFTER.as_str())

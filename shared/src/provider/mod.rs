@@ -19,7 +19,7 @@ use std::ops::Range;
 use std::sync::OnceLock;
 use std::time::Duration;
 
-use chrono::{DateTime, NaiveDate, Utc};
+use chrono::{DateTime, NaiveDate, TimeDelta, Utc};
 use tokio::sync::Mutex;
 
 use crate::domain::Slice;
@@ -40,6 +40,24 @@ pub struct AccessGrant {
     /// Fitbit's `user_id`; Google: `None`). Lets the program keep a participant's identity
     /// across the move from the legacy API to Google Health.
     pub provider_user_id: Option<String>,
+}
+
+/// When an access token granted at `now` for `expires_in` seconds (`None`: the provider did not
+/// say, `default` then) expires. A lifetime too large for a date (`9223372036854775807`) used to
+/// panic in `TimeDelta::seconds`; it reads as `default` now: the time only decides how long the
+/// worker caches the access token, and a token that expires sooner gets a 401 and a refresh.
+pub(crate) fn expires_at(
+    now: DateTime<Utc>,
+    expires_in: Option<i64>,
+    default: i64,
+) -> DateTime<Utc> {
+    let at = |seconds| {
+        TimeDelta::try_seconds(seconds).and_then(|lifetime| now.checked_add_signed(lifetime))
+    };
+    expires_in
+        .and_then(at)
+        .or_else(|| at(default))
+        .unwrap_or(now)
 }
 
 /// Daily rows for a range of local days.

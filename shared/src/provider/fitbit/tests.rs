@@ -8,12 +8,17 @@ use axum::extract::State;
 use axum::http::{HeaderMap as AxumHeaders, Method, Uri};
 use axum::response::{IntoResponse, Response};
 use base64::Engine as _;
-use chrono::NaiveDate;
+use chrono::{NaiveDate, TimeDelta};
 use clap::Parser;
 use reqwest::header::{HeaderValue, RETRY_AFTER};
 
+use chrono_tz::Tz;
+
+use super::parse::*;
+use super::wire::*;
 use super::*;
-use crate::domain::parse_instant;
+use crate::domain::{UtcInstant, parse_instant};
+use crate::messages::{ActivityDay, HeartRateZoneDay, IntradayPoint, RestingHeartRateDay};
 
 // ---------------------------------------------------------------------------------------------
 // The reference's examples (part A), verbatim.

@@ -5,12 +5,12 @@
 //! and no DST question arises there; only `lastSyncTime` is local.
 
 use chrono::{
-    DateTime, DurationRound, FixedOffset, NaiveDateTime, NaiveTime, Offset, TimeDelta, TimeZone,
-    Utc,
+    DateTime, Datelike, DurationRound, FixedOffset, NaiveDateTime, NaiveTime, Offset, TimeDelta,
+    TimeZone, Utc,
 };
 use chrono_tz::Tz;
 
-use crate::domain::Slice;
+use crate::domain::{Slice, UtcInstant};
 use crate::errors::SyncError;
 
 /// The zone Fitbit's local times are in: the profile's IANA zone, or (when a profile names
@@ -30,16 +30,32 @@ pub enum LocalZone {
 /// move the cursor past minutes the device has not uploaded yet, and they would never be
 /// fetched (a gap); reading it too early costs nothing but fetching those minutes in the next
 /// job. (This deliberately departs from "take the later instant"; see [`resolve`].)
+///
+/// The instant must be in the years 0000 to 9999, the ones with a canonical text
+/// ([`UtcInstant::checked`]): it travels in the job's outcome. The local time is checked to be
+/// in them first, because chrono reads signed years of any length and the zone arithmetic
+/// overflowed (a panic) near the end of its range (`+262142-12-31T23:59:59.999`).
 pub fn last_sync_instant(text: &str, zone: LocalZone) -> Result<DateTime<Utc>, SyncError> {
     let local = NaiveDateTime::parse_from_str(text, "%Y-%m-%dT%H:%M:%S%.f").map_err(|_| {
         SyncError::invalid_data(format!(
             "get devices: lastSyncTime {text:?} is not a local time like 2019-11-07T12:00:58.000"
         ))
     })?;
-    match zone {
-        LocalZone::Fixed(offset) => Ok((local - offset).and_utc()),
-        LocalZone::Named(tz) => Ok(resolve(tz, local)),
+    let out_of_range = || {
+        SyncError::invalid_data(format!(
+            "get devices: lastSyncTime {text:?} is outside the years 0000-9999"
+        ))
+    };
+    if !(0..=9999).contains(&local.year()) {
+        return Err(out_of_range());
     }
+    let at = match zone {
+        LocalZone::Fixed(offset) => (local - offset).and_utc(),
+        LocalZone::Named(tz) => resolve(tz, local),
+    };
+    UtcInstant::checked(at)
+        .map(|_| at)
+        .map_err(|_| out_of_range())
 }
 
 /// Every instant a local time can denote in `tz`, and the earliest of them.

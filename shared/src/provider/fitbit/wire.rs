@@ -208,19 +208,32 @@ pub struct Sample {
     pub value: Num,
 }
 
+/// An optional field that reads as absent when it has the wrong shape, for answers that must
+/// not fail over a field fitlink can do without (see [`TokenResponse`]).
+fn lenient<'de, D: Deserializer<'de>, T: DeserializeOwned>(d: D) -> Result<Option<T>, D::Error> {
+    let value = serde_json::Value::deserialize(d)?;
+    Ok(T::deserialize(value).ok())
+}
+
 /// The token endpoint's answer (OAuth JSON: snake_case).
+///
+/// By the time it arrives the sent refresh token is spent (single-use), and the rotated one in
+/// it is the participant's only credential: failing over `"expires_in": "28800"` used to lose
+/// it (the participant then had to consent again). So only the two tokens are strict; the other
+/// fields read as absent when they have the wrong shape (the default lifetime; no scope check,
+/// a missing scope then shows as a 403; no user id).
 #[derive(Debug, Deserialize)]
 pub struct TokenResponse {
     pub access_token: String,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "lenient")]
     pub expires_in: Option<i64>,
     /// Always a new one: Fitbit refresh tokens are single-use.
     #[serde(default)]
     pub refresh_token: Option<String>,
     /// Space-separated scope names (`activity heartrate profile settings sleep`).
-    #[serde(default)]
+    #[serde(default, deserialize_with = "lenient")]
     pub scope: Option<String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "lenient")]
     pub user_id: Option<String>,
 }
 

@@ -1,0 +1,623 @@
+//! Legacy Fitbit responses, parsed: a body's text (and headers) in, normalised rows or a
+//! classified [`SyncError`] out. No I/O: [`FitbitClient`](super::FitbitClient)
+//! sends the requests and hands every answer here, and the bad-input tests feed these same
+//! functions malformed answers directly.
+//!
+//! A successful body of the wrong shape, or holding a value that cannot be stored, is
+//! [`SyncError::Permanent`] with [`ParticipantState::ProviderDataInvalid`]; the token endpoint's
+//! answer can also be `ScopeMissing`. Failed requests are classified by [`classify_data_error`]
+//! and [`classify_token_error`] (whose callers [`redact`] the body first), the quota headers read
+//! by [`parse_quota`]. serde's messages quote values, so they are redacted too.
+
+use std::time::Duration;
+
+use chrono::{DateTime, FixedOffset, NaiveDate, Utc};
+use chrono_tz::Tz;
+use reqwest::StatusCode;
+use reqwest::header::HeaderMap;
+use serde::de::DeserializeOwned;
+
+pub use super::time::{LocalZone, Window};
+use super::time::{last_sync_instant, offset_seconds};
+use super::wire::*;
+use super::{INTRADAY_DENIED_REASON, REQUIRED_SCOPES, RETIRED_REASON};
+use crate::config::HeartRateDetail;
+use crate::domain::{ParticipantState, Slice, UtcInstant};
+use crate::errors::SyncError;
+use crate::messages::{ActivityDay, HeartRateZoneDay, IntradayPoint, RestingHeartRateDay};
+use crate::provider::http::{
+    common_status_error, header_seconds, header_u64, retry_after, unparsable_body,
+};
+use crate::provider::{AccessGrant, expires_at};
+use crate::secret::Secret;
+
+/// Access tokens of the code flow live 8 hours; the only value Fitbit supports.
+const DEFAULT_EXPIRES_IN: i64 = 28_800;
+
+/// Fitbit's quota window: the counter resets at the top of every hour.
+const QUOTA_WINDOW: Duration = Duration::from_secs(3600);
+
+/// Fitbit's legacy heart-rate zone names, lower-cased: what `heart_rate_summary.zone_name` holds
+/// for legacy rows (Google's rows say light, moderate, vigorous, peak).
+const ZONE_NAMES: [&str; 4] = ["out of range", "fat burn", "cardio", "peak"];
+
+/// Parses a body as `T`; a body of another shape is invalid provider data.
+fn json<T: DeserializeOwned>(what: &str, body: &str) -> Result<T, SyncError> {
+    serde_json::from_str(body).map_err(|e| {
+        unparsable_body(
+            &e,
+            format!(
+                "{what}: response is not the documented JSON shape: {}",
+                redact(&e.to_string(), &[])
+            ),
+        )
+    })
+}
+
+/// `devices.json`: every device's `lastSyncTime`, still in local time.
+pub fn parse_devices(body: &str) -> Result<DeviceSyncTimes, SyncError> {
+    let devices: Vec<Device> = json("get devices", body)?;
+    Ok(DeviceSyncTimes(
+        devices
+            .into_iter()
+            .filter_map(|d| d.last_sync_time)
+            .collect(),
+    ))
+}
+
+/// The devices' local sync times: reading them needs the participant's zone, which may cost a
+/// request, so they are read apart from the body.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DeviceSyncTimes(Vec<String>);
+
+impl DeviceSyncTimes {
+    /// No device has synced (or none is paired): no zone is needed.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// The latest of all devices (not the first device's: the prototype's fault), read in
+    /// `zone`; `None` when no device has synced.
+    pub fn latest(&self, zone: LocalZone) -> Result<Option<DateTime<Utc>>, SyncError> {
+        let mut latest = None;
+        for text in &self.0 {
+            let at = last_sync_instant(text, zone)?;
+            latest = latest.max(Some(at));
+        }
+        Ok(latest)
+    }
+}
+
+/// `profile.json`: where the participant is.
+pub fn parse_profile(body: &str) -> Result<ProfileZone, SyncError> {
+    let response: ProfileResponse = json("get profile", body)?;
+    let profile = response.user;
+    let time_zone = match profile.timezone.as_deref().map(str::trim) {
+        None | Some("") => None,
+        Some(name) => Some(name.parse::<Tz>().map_err(|_| {
+            SyncError::invalid_data(format!(
+                "get profile: timezone {name:?} is not an IANA time zone"
+            ))
+        })?),
+    };
+    let fixed_offset = profile.offset_from_utc_millis.and_then(|ms| {
+        let seconds = ms.0 / 1000.0;
+        (seconds.fract() == 0.0 && seconds.abs() <= 18.0 * 3600.0)
+            .then(|| FixedOffset::east_opt(seconds as i32))
+            .flatten()
+    });
+    Ok(ProfileZone {
+        time_zone,
+        fixed_offset,
+    })
+}
+
+/// What a profile says about the participant's zone.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ProfileZone {
+    /// `timezone`, an IANA zone; `None` when the profile names none.
+    pub time_zone: Option<Tz>,
+    /// `offsetFromUTCMillis`, when it is a whole number of seconds within ±18 hours.
+    pub fixed_offset: Option<FixedOffset>,
+}
+
+impl ProfileZone {
+    /// The zone `lastSyncTime` is in: the IANA zone, else the fixed offset.
+    pub fn local_zone(&self) -> Result<LocalZone, SyncError> {
+        self.time_zone
+            .map(LocalZone::Named)
+            .or(self.fixed_offset.map(LocalZone::Fixed))
+            .ok_or_else(|| {
+                SyncError::invalid_data(
+                    "get profile: the profile has neither a timezone nor a usable offsetFromUTCMillis, so lastSyncTime cannot be placed in time",
+                )
+            })
+    }
+}
+
+/// `activities/date/{date}.json`: the day's activity row.
+pub fn parse_daily_summary(body: &str, date: NaiveDate) -> Result<ActivityDay, SyncError> {
+    let what = format!("get daily activity summary {date}");
+    let day: DailyActivityResponse = json(&what, body)?;
+    activity_day(&what, date, &day.summary)
+}
+
+/// `activities/heart/date/{date}/1d.json`: the day's zone rows (zones fitlink does not know are
+/// skipped) and its resting heart rate. A day other than `date` is invalid data.
+pub fn parse_heart_day(
+    body: &str,
+    date: NaiveDate,
+) -> Result<(Vec<HeartRateZoneDay>, Vec<RestingHeartRateDay>), SyncError> {
+    let what = format!("get heart rate {date}");
+    let heart: HeartDailyResponse = json(&what, body)?;
+    let mut zones = Vec::new();
+    let mut resting = Vec::new();
+    for day in heart.days {
+        if day.date_time != date {
+            return Err(SyncError::invalid_data(format!(
+                "{what}: the response is for {}, not {date}",
+                day.date_time
+            )));
+        }
+        for zone in day.value.heart_rate_zones.unwrap_or_default() {
+            if let Some(row) = zone_day(&what, date, &zone)? {
+                zones.push(row);
+            }
+        }
+        if let Some(bpm) = count(&what, "restingHeartRate", day.value.resting_heart_rate)? {
+            resting.push(RestingHeartRateDay {
+                date,
+                resting_heart_rate: bpm,
+            });
+        }
+    }
+    Ok((zones, resting))
+}
+
+/// An intraday series and its resolution.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IntradaySeries {
+    /// Heart rate at the configured detail (`1min` or `1sec`).
+    HeartRate(HeartRateDetail),
+    /// Steps per minute.
+    Steps,
+}
+
+impl IntradaySeries {
+    fn detail(self) -> &'static str {
+        match self {
+            IntradaySeries::HeartRate(detail) => detail.as_str(),
+            IntradaySeries::Steps => "1min",
+        }
+    }
+
+    /// The request path (under `/1/user/-/`) for one window.
+    pub fn path(self, window: &Window) -> String {
+        let resource = match self {
+            IntradaySeries::HeartRate(_) => "heart",
+            IntradaySeries::Steps => "steps",
+        };
+        format!("activities/{resource}/date/{}", window.path(self.detail()))
+    }
+
+    /// What a reason calls the request for one window.
+    pub fn what(self, window: &Window) -> String {
+        let name = match self {
+            IntradaySeries::HeartRate(_) => "heart rate",
+            IntradaySeries::Steps => "steps",
+        };
+        format!(
+            "get {name} intraday {}",
+            window.path(self.detail()).trim_end_matches(".json")
+        )
+    }
+
+    /// The `datasetType` a dataset of this series must have.
+    fn dataset_type(self) -> &'static str {
+        match self {
+            IntradaySeries::HeartRate(HeartRateDetail::OneSecond) => "second",
+            IntradaySeries::HeartRate(HeartRateDetail::OneMinute) | IntradaySeries::Steps => {
+                "minute"
+            }
+        }
+    }
+}
+
+/// One intraday response for `window` (asked in UTC): every point dated, checked, and given the
+/// offset of `zone` at its instant (0 without a zone). Only points inside `slice` are kept (an
+/// unaligned slice's edge minutes belong to its neighbours), and step minutes of 0 are skipped
+/// (Fitbit zero-fills; fitlink stores only minutes with steps, as Google serves them).
+pub fn parse_intraday_dataset(
+    body: &str,
+    series: IntradaySeries,
+    window: &Window,
+    slice: Slice,
+    zone: Option<Tz>,
+) -> Result<Vec<IntradayPoint>, SyncError> {
+    let what = series.what(window);
+    let (dataset, field) = match series {
+        IntradaySeries::HeartRate(_) => (
+            json::<HeartIntradayResponse>(&what, body)?.intraday,
+            "heart rate",
+        ),
+        IntradaySeries::Steps => (
+            json::<StepsIntradayResponse>(&what, body)?.intraday,
+            "steps",
+        ),
+    };
+    check_dataset(&what, &dataset, series.dataset_type())?;
+    let samples = dataset.dataset.iter().map(|s| (s.time.as_str(), s.value));
+    let mut points = Vec::new();
+    for (at, value) in window.date_times(&what, samples)? {
+        let value = whole(&what, field, value)?;
+        let instant = UtcInstant::new(at);
+        let in_slice = slice.start <= instant && instant < slice.end;
+        if in_slice && (value > 0 || series != IntradaySeries::Steps) {
+            points.push(IntradayPoint {
+                datetime: instant,
+                utc_offset_seconds: offset_seconds(zone, at),
+                value,
+            });
+        }
+    }
+    Ok(points)
+}
+
+/// A successful token-endpoint answer to a refresh with `sent_refresh_token`, at `now`.
+///
+/// Fitbit refresh tokens are single-use: once this answer exists, the sent token is spent and
+/// the rotated one in it is the participant's only credential. So only what cannot be done
+/// without is strict (`access_token`, `refresh_token`); the other fields read as absent when they
+/// have the wrong shape (the default lifetime, no scope check, no user id).
+pub fn parse_token_response(
+    body: &str,
+    sent_refresh_token: &str,
+    now: DateTime<Utc>,
+) -> Result<AccessGrant, SyncError> {
+    let what = "token refresh";
+    let token: TokenResponse = serde_json::from_str(body).map_err(|e| {
+        unparsable_body(
+            &e,
+            format!(
+                "{what}: response is not an OAuth token: {}",
+                redact(&e.to_string(), &[sent_refresh_token])
+            ),
+        )
+    })?;
+    let scopes: Vec<String> = token
+        .scope
+        .as_deref()
+        .unwrap_or("")
+        .split_whitespace()
+        .map(str::to_owned)
+        .collect();
+    let missing: Vec<&str> = REQUIRED_SCOPES
+        .iter()
+        .copied()
+        .filter(|needed| !scopes.iter().any(|s| s == needed))
+        .collect();
+    // A response that names no scopes is not taken as granting none (like Google's); a
+    // missing scope then shows as a 403 on the data call that needs it.
+    if token.scope.is_some() && !missing.is_empty() {
+        return Err(SyncError::permanent(
+            ParticipantState::ScopeMissing,
+            format!(
+                "the participant did not grant the Fitbit scope(s) {}",
+                missing.join(", ")
+            ),
+        ));
+    }
+    let rotated = token.refresh_token.ok_or_else(|| {
+        SyncError::invalid_data(format!(
+            "{what}: the response has no refresh_token (Fitbit rotates it on every refresh)"
+        ))
+    })?;
+    Ok(AccessGrant {
+        access_token: Secret::new(token.access_token),
+        expires_at: expires_at(now, token.expires_in, DEFAULT_EXPIRES_IN),
+        // The same token back would be a replay within a grace window: nothing to store.
+        rotated_refresh_token: (rotated != sent_refresh_token).then(|| Secret::new(rotated)),
+        scopes,
+        provider_user_id: token.user_id,
+    })
+}
+
+/// A dataset must be at the resolution we asked for (a 15-minute dataset stored as minutes
+/// would be wrong by a factor of 15). Absent fields are accepted.
+pub(super) fn check_dataset(
+    what: &str,
+    dataset: &Dataset,
+    expected_type: &str,
+) -> Result<(), SyncError> {
+    let type_ok = dataset
+        .dataset_type
+        .as_deref()
+        .is_none_or(|t| t == expected_type);
+    let interval_ok = dataset.dataset_interval.is_none_or(|i| i.0 == 1.0);
+    if type_ok && interval_ok {
+        Ok(())
+    } else {
+        Err(SyncError::invalid_data(format!(
+            "{what}: dataset is {:?} every {:?}, not one {expected_type}",
+            dataset.dataset_type,
+            dataset.dataset_interval.map(|i| i.0)
+        )))
+    }
+}
+
+/// A count (steps, minutes, bpm): a non-negative number, rounded to a whole one.
+fn whole(what: &str, field: &str, value: Num) -> Result<i64, SyncError> {
+    if value.0 >= 0.0 && value.0 < 1e15 {
+        Ok(value.0.round() as i64)
+    } else {
+        Err(SyncError::invalid_data(format!(
+            "{what}: {field} is {}, not a non-negative count",
+            value.0
+        )))
+    }
+}
+
+fn count(what: &str, field: &str, value: Option<Num>) -> Result<Option<i64>, SyncError> {
+    value.map(|v| whole(what, field, v)).transpose()
+}
+
+/// An amount (distance, calories, minutes): a non-negative number.
+fn amount(what: &str, field: &str, value: Option<Num>) -> Result<Option<f64>, SyncError> {
+    match value {
+        Some(v) if v.0 < 0.0 => Err(SyncError::invalid_data(format!(
+            "{what}: {field} is {}, not a non-negative amount",
+            v.0
+        ))),
+        other => Ok(other.map(|v| v.0)),
+    }
+}
+
+pub(super) fn activity_day(
+    what: &str,
+    date: NaiveDate,
+    s: &ActivitySummary,
+) -> Result<ActivityDay, SyncError> {
+    Ok(ActivityDay {
+        date,
+        steps: count(what, "summary.steps", s.steps)?,
+        distance: amount(what, "summary.distances[total]", s.total_distance())?,
+        floors: count(what, "summary.floors", s.floors)?,
+        elevation: amount(what, "summary.elevation", s.elevation)?,
+        calories_out: amount(what, "summary.caloriesOut", s.calories_out)?,
+        activity_calories: amount(what, "summary.activityCalories", s.activity_calories)?,
+        sedentary_minutes: amount(what, "summary.sedentaryMinutes", s.sedentary_minutes)?,
+        lightly_active_minutes: amount(
+            what,
+            "summary.lightlyActiveMinutes",
+            s.lightly_active_minutes,
+        )?,
+        fairly_active_minutes: amount(
+            what,
+            "summary.fairlyActiveMinutes",
+            s.fairly_active_minutes,
+        )?,
+        very_active_minutes: amount(what, "summary.veryActiveMinutes", s.very_active_minutes)?,
+    })
+}
+
+/// A zone row, `None` for a zone name fitlink does not know (logged, like Google's unknown zones).
+pub(super) fn zone_day(
+    what: &str,
+    date: NaiveDate,
+    zone: &HeartRateZone,
+) -> Result<Option<HeartRateZoneDay>, SyncError> {
+    let name = zone.name.trim().to_lowercase();
+    if !ZONE_NAMES.contains(&name.as_str()) {
+        tracing::warn!(zone = %zone.name, %date, "Skipping a Fitbit heart-rate zone fitlink does not know.");
+        return Ok(None);
+    }
+    Ok(Some(HeartRateZoneDay {
+        date,
+        min_heart_rate: count(what, "heartRateZones.min", zone.min)?,
+        max_heart_rate: count(what, "heartRateZones.max", zone.max)?,
+        minute_in_zone: count(what, "heartRateZones.minutes", zone.minutes)?,
+        calorie_count: amount(what, "heartRateZones.caloriesOut", zone.calories_out)?,
+        zone_name: name,
+    }))
+}
+
+/// What a response says about the participant's quota.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Quota {
+    /// No quota headers: nothing learnt.
+    Unknown,
+    /// Requests are left.
+    Left,
+    /// Spent (a 429, or `Fitbit-Rate-Limit-Remaining: 0`) until this long from now.
+    SpentFor(Duration),
+}
+
+/// Reads the quota headers of a response.
+pub fn parse_quota(status: StatusCode, headers: &HeaderMap) -> Quota {
+    let remaining = header_u64(headers, super::RATE_LIMIT_REMAINING);
+    if status == StatusCode::TOO_MANY_REQUESTS || remaining == Some(0) {
+        Quota::SpentFor(quota_reset(headers))
+    } else if remaining.is_some() {
+        Quota::Left
+    } else {
+        Quota::Unknown
+    }
+}
+
+/// When a spent quota resets: `Fitbit-Rate-Limit-Reset`, else `Retry-After` (reported to be
+/// inaccurate, so second choice), else the top of the hour (when Fitbit resets the counter).
+///
+/// At most an hour: the counter resets every hour, so a longer wait is not Fitbit's. A huge
+/// header value (`18446744073709551615`) used to panic when the session added it to the clock.
+pub(super) fn quota_reset(headers: &HeaderMap) -> Duration {
+    header_seconds(headers, super::RATE_LIMIT_RESET)
+        .or_else(|| retry_after(headers))
+        .unwrap_or_else(|| until_top_of_hour(Utc::now()))
+        .min(QUOTA_WINDOW)
+}
+
+pub(super) fn until_top_of_hour(now: DateTime<Utc>) -> Duration {
+    Duration::from_secs(3600 - now.timestamp().rem_euclid(3600) as u64)
+}
+
+/// What kind of path a request goes to: a 403 means different things on each.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PathKind {
+    Data,
+    Intraday,
+}
+
+/// A classified failed request.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Refusal {
+    Error(SyncError),
+    /// A 403 on an intraday path: the app or the participant has no intraday access.
+    IntradayDenied(String),
+}
+
+impl Refusal {
+    /// For paths where an intraday refusal cannot happen; if it somehow does, it is a scope
+    /// problem like any other 403.
+    pub fn into_error(self) -> SyncError {
+        match self {
+            Refusal::Error(e) => e,
+            Refusal::IntradayDenied(reason) => {
+                SyncError::permanent(ParticipantState::ScopeMissing, reason)
+            }
+        }
+    }
+}
+
+/// What went wrong, from the Fitbit error body if there is one.
+fn detail(what: &str, status: StatusCode, body: &str) -> String {
+    match ErrorBody::parse(body) {
+        Some(e) => format!(
+            "{what}: HTTP {} {}: {}",
+            status.as_u16(),
+            e.error_type(),
+            e.message()
+        ),
+        None => format!(
+            "{what}: HTTP {} (the body is not a Fitbit error, classified by status alone): {}",
+            status.as_u16(),
+            body.chars().take(200).collect::<String>()
+        ),
+    }
+}
+
+/// Classifies a data-API failure. `body` must already be [`redact`]ed.
+pub fn classify_data_error(
+    what: &str,
+    status: StatusCode,
+    headers: &HeaderMap,
+    body: &str,
+    kind: PathKind,
+) -> Refusal {
+    if status == StatusCode::GONE {
+        return Refusal::Error(SyncError::permanent(
+            ParticipantState::NeedsReconsent,
+            RETIRED_REASON,
+        ));
+    }
+    if let Some(error) = common_status_error(what, status, headers, body) {
+        return Refusal::Error(with_quota_reset(error, headers));
+    }
+    let error_type = ErrorBody::parse(body)
+        .map(|e| e.error_type().to_owned())
+        .unwrap_or_default();
+    let detail = detail(what, status, body);
+    Refusal::Error(match status {
+        StatusCode::UNAUTHORIZED if error_type == "invalid_token" => {
+            SyncError::permanent(ParticipantState::Revoked, detail)
+        }
+        // expired_token (and a 401 we cannot read): the worker refreshes on its retry; a revoked
+        // grant then shows up as invalid_grant at the refresh.
+        StatusCode::UNAUTHORIZED => SyncError::transient(detail),
+        StatusCode::FORBIDDEN if kind == PathKind::Intraday => {
+            return Refusal::IntradayDenied(format!("{INTRADAY_DENIED_REASON}: {detail}"));
+        }
+        StatusCode::FORBIDDEN => SyncError::permanent(ParticipantState::ScopeMissing, detail),
+        _ => SyncError::invalid_data(detail),
+    })
+}
+
+/// Classifies a token-endpoint failure. `body` must already be [`redact`]ed.
+pub fn classify_token_error(status: StatusCode, headers: &HeaderMap, body: &str) -> SyncError {
+    let what = "token refresh";
+    if status == StatusCode::GONE {
+        return SyncError::permanent(ParticipantState::NeedsReconsent, RETIRED_REASON);
+    }
+    if let Some(error) = common_status_error(what, status, headers, body) {
+        return with_quota_reset(error, headers);
+    }
+    let error_type = ErrorBody::parse(body)
+        .map(|e| e.error_type().to_owned())
+        .unwrap_or_default();
+    let detail = detail(what, status, body);
+    match (status, error_type.as_str()) {
+        (StatusCode::CONFLICT, _) => SyncError::transient(format!(
+            "{detail} (another client is refreshing this participant's token at the same time)"
+        )),
+        // A refused single-use token: revoked by the participant, or consumed by a refresh whose
+        // rotated token was lost. Either way the participant must consent again (through Google
+        // Health, now that the legacy API is retired) — unless the writer finds a newer token
+        // was stored since, and retries once with it.
+        (_, "invalid_grant") => SyncError::permanent(
+            ParticipantState::NeedsReconsent,
+            format!(
+                "{detail} (Fitbit refresh tokens are single-use: the participant revoked access, or this token was already used)"
+            ),
+        ),
+        // A fleet configuration problem, not the participant's: retry (and dead-letter with a
+        // reason that says what to fix) rather than mark every participant revoked.
+        (_, "invalid_client" | "unauthorized_client") | (StatusCode::UNAUTHORIZED, _) => {
+            SyncError::transient(format!(
+                "{detail}; the OAuth client was rejected: check FITLINK_FITBIT_CLIENT_ID and FITLINK_FITBIT_CLIENT_SECRET"
+            ))
+        }
+        _ => SyncError::transient(detail),
+    }
+}
+
+/// A 429 retries when Fitbit's quota resets (`Fitbit-Rate-Limit-Reset`), not at a blind short
+/// delay.
+fn with_quota_reset(error: SyncError, headers: &HeaderMap) -> SyncError {
+    match error {
+        SyncError::RateLimited { reason, .. } => SyncError::RateLimited {
+            reason,
+            retry_after: Some(quota_reset(headers)),
+        },
+        other => other,
+    }
+}
+
+/// Removes tokens from text that will reach a reason: the known secrets, and any run of 24 or
+/// more token characters holding a digit (Fitbit's messages quote the token: "Access token
+/// expired: eyJ..."; error types like `insufficient_permissions` have no digit and stay).
+pub fn redact(text: &str, secrets: &[&str]) -> String {
+    let mut text = text.to_owned();
+    for secret in secrets.iter().filter(|s| s.len() >= 4) {
+        text = text.replace(secret, "[redacted]");
+    }
+    let is_token_char = |c: char| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-');
+    let mut out = String::with_capacity(text.len());
+    let mut run = String::new();
+    let flush = |run: &mut String, out: &mut String| {
+        if run.len() >= 24 && run.chars().any(|c| c.is_ascii_digit()) {
+            out.push_str("[redacted]");
+        } else {
+            out.push_str(run);
+        }
+        run.clear();
+    };
+    for c in text.chars() {
+        if is_token_char(c) {
+            run.push(c);
+        } else {
+            flush(&mut run, &mut out);
+            out.push(c);
+        }
+    }
+    flush(&mut run, &mut out);
+    out
+}

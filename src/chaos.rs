@@ -1,0 +1,584 @@
+//! `fitlink chaos`: run real work, break things on purpose, heal, drain, and count what was lost,
+//! duplicated or wrong — the evidence that a program can leave fitlink running for years.
+//!
+//! The fleet runs as real processes (simulator, two writers — one a hot standby — a dispatcher,
+//! workers) against the local RabbitMQ. A fault schedule drawn from the seed SIGKILLs and
+//! restarts workers, the active writer and the dispatcher, aborts a worker between a token
+//! refresh and its storage, optionally restarts the broker, and raises simulator storms (5xx,
+//! 429 with and without `Retry-After`, slow and truncated responses). Then it heals, replays the
+//! dead-letter queue, waits until every participant is synced or stopped with a reason, and
+//! checks every row against the simulator's ground truth. The seed is printed so a failure can be
+//! replayed.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context as _, bail};
+use clap::Args;
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use serde_json::json;
+
+use fitlink_shared::config::{BrokerArgs, DatabaseArgs};
+use fitlink_shared::domain::ParticipantId;
+use fitlink_shared::secret::{SealedToken, TokenKey};
+use fitlink_simulator::SimConfig;
+
+use crate::checker::{self, Diff, History};
+use crate::demo::run_namespace;
+use crate::fleet::{self, Fleet, FleetEnv};
+
+#[derive(Args, Debug, Clone)]
+pub struct ChaosArgs {
+    /// Synthetic participants.
+    #[arg(long, default_value_t = 200)]
+    pub participants: usize,
+    /// Days of history each.
+    #[arg(long, default_value_t = 7)]
+    pub days: u32,
+    /// The fault schedule's seed (random if not given; always printed).
+    #[arg(long)]
+    pub seed: Option<u64>,
+    /// Worker processes.
+    #[arg(long, default_value_t = 2)]
+    pub workers: usize,
+    /// Fault events in the schedule.
+    #[arg(long, default_value_t = 12)]
+    pub faults: usize,
+    /// Seconds over which the faults are spread.
+    #[arg(long, default_value_t = 40)]
+    pub fault_window_secs: u64,
+    /// Every Nth participant is linked through the legacy Fitbit API (rotating tokens).
+    #[arg(long, default_value_t = 4)]
+    pub fitbit_every: usize,
+    /// Every Nth participant has 1-second heart rate.
+    #[arg(long, default_value_t = 10)]
+    pub fine_hr_every: usize,
+    /// Also restart the broker (`rabbitmqctl stop_app` / `start_app`). Only where nothing else
+    /// uses this RabbitMQ: every client of it is disconnected.
+    #[arg(long)]
+    pub broker_restart: bool,
+    /// Give up healing after this many seconds.
+    #[arg(long, default_value_t = 900)]
+    pub timeout_secs: u64,
+    #[arg(long, default_value = "fitlink-chaos")]
+    pub dir: PathBuf,
+    #[command(flatten)]
+    pub broker: BrokerArgs,
+}
+
+/// One thing the schedule breaks.
+#[derive(Clone, Copy, Debug)]
+enum Fault {
+    KillWorker,
+    KillActiveWriter,
+    KillDispatcher,
+    AbortWorkerAfterRefresh,
+    Storm5xx,
+    Storm429 { retry_after: bool },
+    SlowResponses,
+    TruncatedBodies,
+    BrokerRestart,
+}
+
+impl Fault {
+    fn draw(rng: &mut StdRng, broker_restart: bool) -> Fault {
+        let kinds = if broker_restart { 10 } else { 9 };
+        match rng.random_range(0..kinds) {
+            0 | 1 => Fault::KillWorker,
+            2 => Fault::KillActiveWriter,
+            3 => Fault::KillDispatcher,
+            4 => Fault::AbortWorkerAfterRefresh,
+            5 => Fault::Storm5xx,
+            6 => Fault::Storm429 {
+                retry_after: rng.random_bool(0.5),
+            },
+            7 => Fault::SlowResponses,
+            8 => Fault::TruncatedBodies,
+            _ => Fault::BrokerRestart,
+        }
+    }
+}
+
+/// The processes of a chaos run and the names it gives them.
+struct Cast {
+    fleet: Fleet,
+    next: usize,
+    workers: Vec<String>,
+    /// Oldest first: the first is the active one (single-active-consumer).
+    writers: Vec<String>,
+    /// Workers set to abort at their first token rotation.
+    doomed: Vec<String>,
+}
+
+impl Cast {
+    fn spawn(&mut self, role: &str, env: &[(&str, &str)]) -> anyhow::Result<String> {
+        self.next += 1;
+        let name = format!("{role}-{}", self.next);
+        self.fleet.spawn_with_env(&name, &[role], env)?;
+        Ok(name)
+    }
+
+    async fn kill(&mut self, name: &str) -> anyhow::Result<()> {
+        self.fleet.get(name).kill().await?;
+        self.fleet.forget(name);
+        Ok(())
+    }
+}
+
+pub async fn run(args: ChaosArgs) -> anyhow::Result<()> {
+    let seed = args.seed.unwrap_or_else(rand::random);
+    println!(
+        "fitlink chaos: seed {seed} — {} participants × {} days, {} workers, {} faults{}",
+        args.participants,
+        args.days,
+        args.workers,
+        args.faults,
+        if args.broker_restart {
+            ", broker restarts"
+        } else {
+            ""
+        }
+    );
+    println!(
+        "replay with: fitlink chaos --seed {seed} --participants {} --days {} --workers {} --faults {}{}",
+        args.participants,
+        args.days,
+        args.workers,
+        args.faults,
+        if args.broker_restart {
+            " --broker-restart"
+        } else {
+            ""
+        }
+    );
+    let mut rng = StdRng::seed_from_u64(seed);
+    let failures = drive(&args, &mut rng).await?;
+    if failures.is_empty() {
+        println!("\nPASS (seed {seed})");
+        Ok(())
+    } else {
+        for f in &failures {
+            println!("FAIL: {f}");
+        }
+        bail!(
+            "chaos run failed (seed {seed}): {} problem(s)",
+            failures.len()
+        )
+    }
+}
+
+/// Runs the whole scenario; returns the problems found (empty: pass).
+async fn drive(args: &ChaosArgs, rng: &mut StdRng) -> anyhow::Result<Vec<String>> {
+    let bin = std::env::current_exe()?;
+    std::fs::create_dir_all(&args.dir)?;
+    let db_path = args.dir.join("fitlink.db");
+    for suffix in ["", "-wal", "-shm"] {
+        let _ = std::fs::remove_file(format!("{}{suffix}", db_path.display()));
+    }
+    let sim_args: Vec<String> = [
+        "--participants",
+        &args.participants.to_string(),
+        "--days",
+        &args.days.to_string(),
+        "--fine-hr-every",
+        &args.fine_hr_every.to_string(),
+        "--legacy-refresh-grace-secs",
+        "600",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    let sim_config = SimConfig::from_flags(&sim_args)?;
+    let sim = fleet::start_simulator(&bin, &sim_args, &args.dir.join("simulator.log")).await?;
+    let http = fitlink_shared::provider::http_client();
+    let control = |path: &str, body: serde_json::Value| {
+        let request = http.post(format!("{}{path}", sim.base_url)).json(&body);
+        async move {
+            let response = request.send().await?;
+            anyhow::ensure!(
+                response.status().is_success(),
+                "simulator {}",
+                response.status()
+            );
+            anyhow::Ok(())
+        }
+    };
+
+    let mut env = FleetEnv::simulated(
+        args.broker.amqp_url.expose(),
+        run_namespace(&args.broker, "chaos"),
+        format!("sqlite://{}", db_path.display()),
+        &sim.base_url,
+    );
+    env.extra.extend(
+        [
+            ("FITLINK_SYNC_INTERVAL_SECS", "20"),
+            ("FITLINK_MAX_ATTEMPTS", "8"),
+            ("FITLINK_SHUTDOWN_GRACE_SECS", "5"),
+        ]
+        .map(|(k, v)| (k.to_owned(), v.to_owned())),
+    );
+    let token_key = env.token_key.clone();
+    let mut cast = Cast {
+        fleet: Fleet::new(bin, env.clone(), &args.dir.join("logs"))?,
+        next: 0,
+        workers: Vec::new(),
+        writers: Vec::new(),
+        doomed: Vec::new(),
+    };
+    let first_writer = cast.spawn("writer", &[])?;
+    cast.writers.push(first_writer);
+    let db = fleet::wait_for_database(&env.database_url, Duration::from_secs(30)).await?;
+    let standby = cast.spawn("writer", &[])?;
+    cast.writers.push(standby);
+
+    // A few participants revoke access before the run: they must end `revoked`, with a reason.
+    let roster = fitlink_simulator::roster(&sim_config);
+    let revoked: Vec<String> = roster
+        .iter()
+        .filter(|_| rng.random_bool(0.03))
+        .map(|p| p.participant_id.clone())
+        .collect();
+    for id in &revoked {
+        control(&format!("/_sim/participants/{id}/revoke"), json!({})).await?;
+    }
+    let fitbit_ids: Vec<String> = roster
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| args.fitbit_every > 0 && i % args.fitbit_every == args.fitbit_every - 1)
+        .map(|(_, p)| p.participant_id.clone())
+        .collect();
+    let csv = mixed_roster(&sim_config, &fitbit_ids);
+    let csv_path = args.dir.join("participants.csv");
+    std::fs::write(&csv_path, csv)?;
+    let key = TokenKey::parse(&token_key)?;
+    let database = DatabaseArgs {
+        database_url: env.database_url.clone(),
+    };
+    fitlink_dispatcher::import_participants(
+        &env.broker(),
+        &database,
+        &key,
+        &csv_path,
+        Some(Duration::from_secs(60)),
+        None,
+    )
+    .await?;
+
+    for _ in 0..args.workers {
+        let w = cast.spawn("worker", &[])?;
+        cast.workers.push(w);
+    }
+    let mut dispatcher = cast.spawn("dispatcher", &[])?;
+
+    // The fault schedule.
+    let started = Instant::now();
+    let mut at: Vec<u64> = (0..args.faults)
+        .map(|_| rng.random_range(0..args.fault_window_secs.max(1) * 1000))
+        .collect();
+    at.sort_unstable();
+    for ms in at {
+        let due = started + Duration::from_millis(ms);
+        tokio::time::sleep_until(due.into()).await;
+        let fault = Fault::draw(rng, args.broker_restart);
+        println!("{:>6.1}s  {fault:?}", started.elapsed().as_secs_f64());
+        match fault {
+            Fault::KillWorker => {
+                if let Some(i) =
+                    (!cast.workers.is_empty()).then(|| rng.random_range(0..cast.workers.len()))
+                {
+                    let name = cast.workers.remove(i);
+                    cast.kill(&name).await?;
+                }
+                let w = cast.spawn("worker", &[])?;
+                cast.workers.push(w);
+            }
+            Fault::KillActiveWriter => {
+                let active = cast.writers.remove(0);
+                cast.kill(&active).await?;
+                let w = cast.spawn("writer", &[])?;
+                cast.writers.push(w);
+            }
+            Fault::KillDispatcher => {
+                cast.kill(&dispatcher).await?;
+                dispatcher = cast.spawn("dispatcher", &[])?;
+            }
+            Fault::AbortWorkerAfterRefresh => {
+                // A worker that dies at its first token rotation (legacy participants), right
+                // between the refresh and the token's storage.
+                let doomed = cast.spawn(
+                    "worker",
+                    &[("FITLINK_CHAOS_ABORT_AFTER_REFRESH", "before-store")],
+                )?;
+                cast.doomed.push(doomed);
+            }
+            Fault::Storm5xx => {
+                control("/_sim/faults", json!({ "error_rate": 0.3 })).await?;
+            }
+            Fault::Storm429 { retry_after } => {
+                let retry = retry_after.then_some(2);
+                control(
+                    "/_sim/faults",
+                    json!({ "rate_limit_rate": 0.3, "retry_after_secs": retry }),
+                )
+                .await?;
+            }
+            Fault::SlowResponses => {
+                control("/_sim/faults", json!({ "latency_ms": 300 })).await?;
+            }
+            Fault::TruncatedBodies => {
+                let victims: BTreeMap<String, serde_json::Value> = roster
+                    .iter()
+                    .filter(|_| rng.random_bool(0.1))
+                    .map(|p| (p.participant_id.clone(), json!({ "truncate_body": true })))
+                    .collect();
+                control("/_sim/faults", json!({ "participants": victims })).await?;
+            }
+            Fault::BrokerRestart => {
+                restart_broker().await?;
+            }
+        }
+    }
+
+    // Heal: faults off, a full cast, the dead letters replayed.
+    println!("{:>6.1}s  healing", started.elapsed().as_secs_f64());
+    control("/_sim/faults", json!({})).await?;
+    // The workers set to abort stop now (those that have not aborted yet); anything else that
+    // died is replaced below.
+    for name in std::mem::take(&mut cast.doomed) {
+        if let Some(p) = cast.fleet.processes.iter_mut().find(|p| p.name == name) {
+            let _ = p.kill().await;
+        }
+        cast.fleet.forget(&name);
+    }
+    cast.workers
+        .retain(|w| cast.fleet.processes.iter().any(|p| &p.name == w));
+    while cast.workers.len() < args.workers {
+        let w = cast.spawn("worker", &[])?;
+        cast.workers.push(w);
+    }
+    let heal_deadline = Instant::now() + Duration::from_secs(args.timeout_secs);
+    let latest: BTreeMap<String, String> = roster
+        .iter()
+        .map(|p| {
+            let minute = p.latest_sync.timestamp() / 60 * 60;
+            let floor = chrono::DateTime::from_timestamp(minute, 0).unwrap_or(p.latest_sync);
+            (
+                p.participant_id.clone(),
+                fitlink_shared::domain::format_instant(floor),
+            )
+        })
+        .collect();
+    let mut replayed_at = Instant::now() - Duration::from_secs(3600);
+    loop {
+        if replayed_at.elapsed() > Duration::from_secs(15) {
+            fitlink_dispatcher::dlq_replay(
+                &env.broker(),
+                &database,
+                fitlink_dispatcher::ReplaySelection::All,
+            )
+            .await
+            .context("replaying the dead letters")?;
+            replayed_at = Instant::now();
+        }
+        let rows: Vec<(String, String, String, Option<String>)> = sqlx::query_as(
+            "SELECT participant_id, state, sync_cursor, in_flight_job_id FROM participants",
+        )
+        .fetch_all(&db)
+        .await?;
+        let pending = rows
+            .iter()
+            .filter(|(id, state, cursor, in_flight)| {
+                let syncing = state == "active" || state == "intraday_not_permitted";
+                in_flight.is_some() || (syncing && latest.get(id).is_some_and(|l| cursor < l))
+            })
+            .count();
+        if pending == 0 {
+            break;
+        }
+        if Instant::now() >= heal_deadline {
+            println!("{pending} participants still syncing at the deadline");
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    println!(
+        "{:>6.1}s  drained; checking",
+        started.elapsed().as_secs_f64()
+    );
+
+    let problems = check(
+        &db,
+        &sim_config,
+        &http,
+        &sim.base_url,
+        &key,
+        &fitbit_ids,
+        &revoked,
+        &latest,
+    )
+    .await?;
+    let unclean = cast.fleet.terminate_all().await;
+    let _ = fleet::delete_queues(&env.broker()).await;
+    if !unclean.is_empty() {
+        println!("note: processes that did not stop cleanly on SIGTERM: {unclean:?}");
+    }
+    Ok(problems)
+}
+
+/// Compares the database with the truth and prints the per-table counts.
+#[allow(clippy::too_many_arguments)]
+async fn check(
+    db: &sqlx::SqlitePool,
+    sim_config: &SimConfig,
+    http: &reqwest::Client,
+    sim_base: &str,
+    key: &TokenKey,
+    fitbit_ids: &[String],
+    revoked: &[String],
+    latest: &BTreeMap<String, String>,
+) -> anyhow::Result<Vec<String>> {
+    let mut problems = Vec::new();
+    let mut totals: BTreeMap<&'static str, Diff> = BTreeMap::new();
+    let participants: Vec<(String, String, Option<String>, String)> = sqlx::query_as(
+        "SELECT participant_id, state, state_reason, sync_cursor FROM participants ORDER BY participant_id",
+    )
+    .fetch_all(db)
+    .await?;
+    let mut not_synced = Vec::new();
+    for (id, state, reason, cursor) in &participants {
+        let history = if fitbit_ids.contains(id) {
+            History::Fitbit
+        } else {
+            History::Google
+        };
+        let result =
+            checker::check_participant(db, sim_config, id, history, &BTreeMap::new()).await?;
+        for (table, diff) in &result.tables {
+            totals.entry(table).or_default().add(diff);
+        }
+        if !result.is_clean() {
+            problems.push(format!("{id} differs from the truth:\n{result}"));
+        }
+        let syncing = state == "active" || state == "intraday_not_permitted";
+        if syncing && latest.get(id).is_some_and(|l| cursor < l) {
+            problems.push(format!(
+                "{id} is {state} but not synced (cursor {cursor}) and has no reason"
+            ));
+        } else if !syncing {
+            not_synced.push(format!(
+                "{id}: {state} — {}",
+                reason.as_deref().unwrap_or("(no reason!)")
+            ));
+            if reason.as_deref().unwrap_or("").is_empty() {
+                problems.push(format!("{id} is {state} without a reason"));
+            }
+        }
+    }
+    for id in revoked {
+        // A refused grant: Google says revoked; legacy Fitbit cannot tell a revocation from a
+        // spent single-use token, and the participant must consent again either way.
+        let expected = if fitbit_ids.contains(id) {
+            "needs_reconsent"
+        } else {
+            "revoked"
+        };
+        let state = participants
+            .iter()
+            .find(|p| &p.0 == id)
+            .map(|p| p.1.as_str());
+        if state != Some(expected) {
+            problems.push(format!(
+                "{id} revoked access but is {state:?}, not {expected}"
+            ));
+        }
+    }
+
+    // Credentials: every legacy participant's stored token is the provider's live one.
+    let live: serde_json::Value = http
+        .get(format!("{sim_base}/_sim/participants"))
+        .send()
+        .await?
+        .json()
+        .await?;
+    let mut credentials_lost = 0;
+    for p in live["participants"].as_array().into_iter().flatten() {
+        let id = p["participant_id"].as_str().unwrap_or_default();
+        if !fitbit_ids.iter().any(|f| f == id) || revoked.iter().any(|r| r == id) {
+            continue;
+        }
+        let (sealed,): (String,) =
+            sqlx::query_as("SELECT sealed_refresh_token FROM credentials WHERE participant_id = ?")
+                .bind(id)
+                .fetch_one(db)
+                .await?;
+        let stored = key
+            .open(&ParticipantId::new(id)?, &SealedToken::from_stored(sealed))
+            .map(|t| t.expose().clone())
+            .unwrap_or_default();
+        if p["legacy"]["refresh_token"].as_str() != Some(stored.as_str()) {
+            credentials_lost += 1;
+            problems.push(format!(
+                "{id}: the stored refresh token is not the provider's live one (credential lost)"
+            ));
+        }
+    }
+
+    println!(
+        "\n{:<22} {:>10} {:>8} {:>11} {:>8}",
+        "table", "expected", "lost", "duplicated", "wrong"
+    );
+    for (table, d) in &totals {
+        println!(
+            "{table:<22} {:>10} {:>8} {:>11} {:>8}",
+            d.expected, d.lost, d.duplicated, d.wrong
+        );
+    }
+    println!("credentials lost: {credentials_lost}");
+    println!("participants not synced ({}):", not_synced.len());
+    for line in &not_synced {
+        println!("  {line}");
+    }
+    Ok(problems)
+}
+
+/// The roster as one import file: Google Health for most, legacy Fitbit for `fitbit_ids`.
+fn mixed_roster(config: &SimConfig, fitbit_ids: &[String]) -> String {
+    let google = fitlink_simulator::roster_csv_for(config, "google-health");
+    let fitbit = fitlink_simulator::roster_csv_for(config, "fitbit");
+    let is_fitbit = |line: &str| {
+        fitbit_ids
+            .iter()
+            .any(|id| line.starts_with(&format!("{id},")))
+    };
+    let mut lines = google.lines();
+    let mut out = format!("{}\n", lines.next().unwrap_or_default());
+    for line in lines.filter(|l| !is_fitbit(l)) {
+        out.push_str(line);
+        out.push('\n');
+    }
+    for line in fitbit.lines().skip(1).filter(|l| is_fitbit(l)) {
+        out.push_str(line);
+        out.push('\n');
+    }
+    out
+}
+
+/// `rabbitmqctl stop_app` then `start_app`: every connection drops; roles reconnect.
+async fn restart_broker() -> anyhow::Result<()> {
+    for step in [&["stop_app"][..], &["start_app"], &["await_startup"]] {
+        let status = tokio::process::Command::new("rabbitmqctl")
+            .args(step)
+            .stdout(std::process::Stdio::null())
+            .status()
+            .await
+            .context("running rabbitmqctl")?;
+        anyhow::ensure!(status.success(), "rabbitmqctl {step:?} failed");
+        if step == ["stop_app"] {
+            tokio::time::sleep(Duration::from_secs(2)).await;
+        }
+    }
+    Ok(())
+}

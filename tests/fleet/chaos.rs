@@ -1,0 +1,43 @@
+//! A small chaos run on every submission: kills, storms and an abort between a token refresh
+//! and its storage, then the lost / duplicated / wrong check (`fitlink chaos`).
+
+use crate::harness::BIN;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_small_chaos_run_loses_duplicates_and_corrupts_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    for seed in ["42", "7"] {
+        let out = tokio::process::Command::new(BIN)
+            .args([
+                "chaos",
+                "--participants",
+                "12",
+                "--days",
+                "2",
+                "--faults",
+                "10",
+                "--fault-window-secs",
+                "12",
+                "--timeout-secs",
+                "240",
+                "--seed",
+                seed,
+                "--dir",
+            ])
+            .arg(dir.path().join(seed))
+            .env("RUST_LOG", "warn")
+            .output()
+            .await
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success() && stdout.contains("PASS"),
+            "seed {seed}:\n{stdout}\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(
+            stdout.contains("lost"),
+            "the run prints its counts:\n{stdout}"
+        );
+    }
+}
