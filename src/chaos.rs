@@ -20,7 +20,7 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde_json::json;
 
-use fitlink_shared::config::{BrokerArgs, DatabaseArgs};
+use fitlink_shared::config::BrokerArgs;
 use fitlink_shared::domain::ParticipantId;
 use fitlink_shared::secret::{SealedToken, TokenKey};
 use fitlink_simulator::SimConfig;
@@ -253,19 +253,9 @@ async fn drive(args: &ChaosArgs, rng: &mut StdRng) -> anyhow::Result<Vec<String>
     let csv = mixed_roster(&sim_config, &fitbit_ids);
     let csv_path = args.dir.join("participants.csv");
     std::fs::write(&csv_path, csv)?;
+    env.import(&csv_path).await?;
     let key = TokenKey::parse(&token_key)?;
-    let database = DatabaseArgs {
-        database_url: env.database_url.clone(),
-    };
-    fitlink_dispatcher::import_participants(
-        &env.broker(),
-        &database,
-        &key,
-        &csv_path,
-        Some(Duration::from_secs(60)),
-        None,
-    )
-    .await?;
+    let database = env.database();
 
     for _ in 0..args.workers {
         let w = cast.spawn("worker", &[])?;

@@ -8,8 +8,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context as _;
 use clap::Args;
 
-use fitlink_shared::config::{BrokerArgs, DatabaseArgs};
-use fitlink_shared::secret::TokenKey;
+use fitlink_shared::config::BrokerArgs;
 use fitlink_simulator::SimConfig;
 
 use crate::fleet::{self, Fleet, FleetEnv};
@@ -134,19 +133,7 @@ pub async fn run_fleet(args: &DemoArgs) -> anyhow::Result<FleetRun> {
         &csv_path,
         fitlink_simulator::roster_csv_for(&roster_config, &args.provider),
     )?;
-    let key = TokenKey::parse(&env.token_key)?;
-    let database = DatabaseArgs {
-        database_url: env.database_url.clone(),
-    };
-    let report = fitlink_dispatcher::import_participants(
-        &env.broker(),
-        &database,
-        &key,
-        &csv_path,
-        Some(Duration::from_secs(60)),
-        None,
-    )
-    .await?;
+    let report = env.import(&csv_path).await?;
     println!("{report}");
 
     let started = Instant::now();

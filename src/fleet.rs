@@ -79,6 +79,30 @@ impl FleetEnv {
         vars
     }
 
+    pub fn database(&self) -> fitlink_shared::config::DatabaseArgs {
+        fitlink_shared::config::DatabaseArgs {
+            database_url: self.database_url.clone(),
+        }
+    }
+
+    /// Imports a participants CSV as `fitlink participants import` does, waiting for the writer.
+    pub async fn import(
+        &self,
+        csv: &Path,
+    ) -> Result<fitlink_dispatcher::ImportReport, fitlink_dispatcher::ImportError> {
+        let key = fitlink_shared::secret::TokenKey::parse(&self.token_key)
+            .expect("the fleet's token key is generated valid");
+        fitlink_dispatcher::import_participants(
+            &self.broker(),
+            &self.database(),
+            &key,
+            csv,
+            Some(Duration::from_secs(60)),
+            None,
+        )
+        .await
+    }
+
     pub fn broker(&self) -> BrokerArgs {
         BrokerArgs {
             amqp_url: Secret::new(self.amqp_url.clone()),

@@ -12,7 +12,6 @@ use sqlx::SqlitePool;
 use fitlink::checker::{self, History};
 use fitlink::fleet::{self, Fleet, FleetEnv, SimulatorProcess};
 use fitlink_shared::broker::{self, Topology};
-use fitlink_shared::config::DatabaseArgs;
 use fitlink_shared::secret::TokenKey;
 use fitlink_simulator::SimConfig;
 
@@ -143,18 +142,7 @@ impl TestFleet {
             fitlink_simulator::roster_csv_for(&self.sim_config, self.provider),
         )
         .unwrap();
-        fitlink_dispatcher::import_participants(
-            &self.fleet.env.broker(),
-            &DatabaseArgs {
-                database_url: self.fleet.env.database_url.clone(),
-            },
-            &self.key,
-            &csv,
-            Some(Duration::from_secs(30)),
-            None,
-        )
-        .await
-        .unwrap();
+        self.fleet.env.import(&csv).await.unwrap();
     }
 
     /// Writes an import CSV with some participants of the roster, through `provider`.

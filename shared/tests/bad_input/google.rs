@@ -38,18 +38,7 @@ pub fn now() -> DateTime<Utc> {
     UtcInstant::parse("2026-11-01T12:00:00Z").unwrap().get()
 }
 
-pub const ROLL_UP_TYPES: [&str; 10] = [
-    "steps",
-    "distance",
-    "floors",
-    "altitude",
-    "total-calories",
-    "active-energy-burned",
-    "active-minutes",
-    "sedentary-period",
-    "time-in-heart-rate-zone",
-    "calories-in-heart-rate-zone",
-];
+pub use fitlink_shared::provider::google::ROLL_UP_TYPES;
 
 fn doc(text: &str) -> Value {
     serde_json::from_str(text).expect("the seed is JSON")

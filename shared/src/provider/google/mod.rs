@@ -38,7 +38,7 @@ pub const REQUIRED_SCOPES: [&str; 3] = [
 /// and calories-in-heart-rate-zone are capped at 14 days; the others at 90).
 const ROLLUP_CHUNK_DAYS: i64 = 14;
 /// The types whose `dailyRollUp` makes up a day's activity summary and heart-rate zones.
-const ROLL_UP_TYPES: [&str; 10] = [
+pub const ROLL_UP_TYPES: [&str; 10] = [
     "steps",
     "distance",
     "floors",
