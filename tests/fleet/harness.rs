@@ -406,11 +406,30 @@ impl TestFleet {
     /// Stops every process with SIGTERM (each must exit 0) and removes the test's queues.
     pub async fn finish(mut self) {
         let unclean = self.fleet.terminate_all().await;
-        let _ = fleet::delete_queues(&self.fleet.env.broker()).await;
         assert!(
             unclean.is_empty(),
             "processes that did not stop cleanly on SIGTERM: {unclean:?}"
         );
+    }
+}
+
+impl Drop for TestFleet {
+    /// A test that passed or panicked leaves nothing on the shared broker: its processes are
+    /// killed (`kill_on_drop`) and its queues deleted, from a thread of its own because the
+    /// test's runtime may be gone.
+    fn drop(&mut self) {
+        for p in &mut self.fleet.processes {
+            let _ = p.child.start_kill();
+        }
+        let broker = self.fleet.env.broker();
+        let _ = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("a runtime for cleanup");
+            let _ = runtime.block_on(fleet::delete_queues(&broker));
+        })
+        .join();
     }
 }
 
