@@ -43,6 +43,17 @@ pub(crate) fn routes() -> Router<Arc<AppState>> {
         .route("/roster.csv", get(roster_csv))
 }
 
+/// The value of a `Result`, or (returned at once) the error's response: what every control
+/// handler does with an unknown participant or an unreadable body.
+macro_rules! or_respond {
+    ($result:expr) => {
+        match $result {
+            Ok(value) => value,
+            Err(error) => return error.into_response(),
+        }
+    };
+}
+
 fn ok(value: Value) -> Response {
     json_response(StatusCode::OK, &value)
 }
@@ -73,10 +84,7 @@ async fn get_faults(State(state): State<Arc<AppState>>) -> Response {
 
 /// `POST /_sim/faults`: replaces all fault settings.
 async fn set_faults(State(state): State<Arc<AppState>>, body: Bytes) -> Response {
-    let faults: Faults = match parse(&body) {
-        Ok(f) => f,
-        Err(e) => return e.into_response(),
-    };
+    let faults: Faults = or_respond!(parse(&body));
     if let Err(message) = faults.validate() {
         return bad(message);
     }
@@ -143,14 +151,8 @@ async fn revoke(
     Path(id): Path<String>,
     body: Bytes,
 ) -> Response {
-    let index = match participant(&state, &id) {
-        Ok(i) => i,
-        Err(e) => return e.into_response(),
-    };
-    let (google, fitbit) = match providers(&body) {
-        Ok(p) => p,
-        Err(e) => return e.into_response(),
-    };
+    let index = or_respond!(participant(&state, &id));
+    let (google, fitbit) = or_respond!(providers(&body));
     let mut rt = state.lock();
     if google {
         rt.revoked[index] = true;
@@ -175,14 +177,8 @@ async fn restore(
     Path(id): Path<String>,
     body: Bytes,
 ) -> Response {
-    let index = match participant(&state, &id) {
-        Ok(i) => i,
-        Err(e) => return e.into_response(),
-    };
-    let (google, fitbit) = match providers(&body) {
-        Ok(p) => p,
-        Err(e) => return e.into_response(),
-    };
+    let index = or_respond!(participant(&state, &id));
+    let (google, fitbit) = or_respond!(providers(&body));
     let mut rt = state.lock();
     if google {
         rt.revoked[index] = false;
@@ -212,14 +208,8 @@ async fn set_scopes(
     Path(id): Path<String>,
     body: Bytes,
 ) -> Response {
-    let index = match participant(&state, &id) {
-        Ok(i) => i,
-        Err(e) => return e.into_response(),
-    };
-    let body: ScopesBody = match parse(&body) {
-        Ok(b) => b,
-        Err(e) => return e.into_response(),
-    };
+    let index = or_respond!(participant(&state, &id));
+    let body: ScopesBody = or_respond!(parse(&body));
     let granted: Vec<String> = body
         .granted
         .into_iter()
@@ -247,14 +237,8 @@ async fn restate(
     Path(id): Path<String>,
     body: Bytes,
 ) -> Response {
-    let index = match participant(&state, &id) {
-        Ok(i) => i,
-        Err(e) => return e.into_response(),
-    };
-    let body: RestateBody = match parse(&body) {
-        Ok(b) => b,
-        Err(e) => return e.into_response(),
-    };
+    let index = or_respond!(participant(&state, &id));
+    let body: RestateBody = or_respond!(parse(&body));
     let Some(date) = body.date else {
         return bad("Body must be {\"date\": \"YYYY-MM-DD\"}.");
     };
@@ -293,14 +277,8 @@ async fn set_identity(
     Path(id): Path<String>,
     body: Bytes,
 ) -> Response {
-    let index = match participant(&state, &id) {
-        Ok(i) => i,
-        Err(e) => return e.into_response(),
-    };
-    let body: IdentityBody = match parse(&body) {
-        Ok(b) => b,
-        Err(e) => return e.into_response(),
-    };
+    let index = or_respond!(participant(&state, &id));
+    let body: IdentityBody = or_respond!(parse(&body));
     if body.legacy_user_id.as_deref() == Some("") {
         return bad("legacy_user_id must not be empty (null restores the real one).");
     }
@@ -340,14 +318,8 @@ async fn set_legacy_participant(
     Path(id): Path<String>,
     body: Bytes,
 ) -> Response {
-    let index = match participant(&state, &id) {
-        Ok(i) => i,
-        Err(e) => return e.into_response(),
-    };
-    let body: LegacyParticipantBody = match parse(&body) {
-        Ok(b) => b,
-        Err(e) => return e.into_response(),
-    };
+    let index = or_respond!(participant(&state, &id));
+    let body: LegacyParticipantBody = or_respond!(parse(&body));
     let mut rt = state.lock();
     if let Some(permitted) = body.intraday_permitted {
         rt.legacy.intraday_permitted[index] = permitted;
@@ -389,10 +361,7 @@ async fn get_legacy(State(state): State<Arc<AppState>>) -> Response {
 /// optional): turned off, every legacy path (OAuth included) answers 410 Gone; resetting
 /// clears every participant's hourly quota.
 async fn set_legacy(State(state): State<Arc<AppState>>, body: Bytes) -> Response {
-    let body: LegacyBody = match parse(&body) {
-        Ok(b) => b,
-        Err(e) => return e.into_response(),
-    };
+    let body: LegacyBody = or_respond!(parse(&body));
     let mut rt = state.lock();
     if let Some(off) = body.turned_off {
         rt.legacy.turned_off = off;
@@ -427,10 +396,7 @@ fn clock_json(state: &AppState, advance_minutes: u64) -> Value {
 
 /// `POST /_sim/advance`: moves every participant's latest sync forward.
 async fn advance(State(state): State<Arc<AppState>>, body: Bytes) -> Response {
-    let body: AdvanceBody = match parse(&body) {
-        Ok(b) => b,
-        Err(e) => return e.into_response(),
-    };
+    let body: AdvanceBody = or_respond!(parse(&body));
     if body.minutes > 366 * 24 * 60 {
         return bad("minutes must be at most one year.");
     }
