@@ -19,7 +19,7 @@ use chrono::{DateTime, NaiveDate, Utc};
 
 use crate::clock::{ceil_secs, from_unix, local_day_bounds};
 use crate::config::SimConfig;
-use crate::generator::{Profile, Window};
+use crate::generator::{DaySummary, Profile, Window};
 
 pub mod legacy;
 
@@ -144,6 +144,18 @@ pub fn steps(
         .collect()
 }
 
+/// Local day `date`'s daily values at restate version `version`, if the day has data: what
+/// every daily truth below is read from.
+fn restated_day(
+    config: &SimConfig,
+    participant_id: &str,
+    date: NaiveDate,
+    version: u32,
+) -> Option<DaySummary> {
+    let (p, window) = profile(config, participant_id)?;
+    Some(p.day_summary(window, date)?.restated(version))
+}
+
 /// The activity summary of local day `date`, or `None` when the API serves no rollup
 /// point for that day (no complete minute of it lies in `[sync_from, latest_sync)`).
 pub fn activity_day(
@@ -152,8 +164,7 @@ pub fn activity_day(
     date: NaiveDate,
     restate_version: u32,
 ) -> Option<ActivityDay> {
-    let (p, window) = profile(config, participant_id)?;
-    let s = p.day_summary(window, date)?.restated(restate_version);
+    let s = restated_day(config, participant_id, date, restate_version)?;
     Some(ActivityDay {
         date,
         steps: s.steps,
@@ -177,13 +188,9 @@ pub fn heart_rate_zones(
     date: NaiveDate,
     restate_version: u32,
 ) -> Vec<HeartRateZoneDay> {
-    let Some((p, window)) = profile(config, participant_id) else {
+    let Some(s) = restated_day(config, participant_id, date, restate_version) else {
         return Vec::new();
     };
-    let Some(s) = p.day_summary(window, date) else {
-        return Vec::new();
-    };
-    let s = s.restated(restate_version);
     ["light", "moderate", "vigorous", "peak"]
         .iter()
         .enumerate()
@@ -205,9 +212,7 @@ pub fn resting_heart_rate(
     date: NaiveDate,
     restate_version: u32,
 ) -> Option<i64> {
-    let (p, window) = profile(config, participant_id)?;
-    p.day_summary(window, date)?
-        .restated(restate_version)
+    restated_day(config, participant_id, date, restate_version)?
         .resting
         .map(|(bpm, _)| bpm)
 }

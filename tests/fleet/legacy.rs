@@ -58,13 +58,13 @@ async fn fitbit_participants_sync_exactly_once_across_zones_dst_and_midnight() {
     t.finish().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_worker_killed_right_after_a_refresh_loses_no_credential() {
-    // Killed before the rotated token was stored: the redelivered job refreshes with the old
-    // token within the provider's grace window and gets the same new pair.
+/// A worker that aborts (no cleanup, like SIGKILL) at `point` around its first token
+/// rotation, then a healthy worker: every participant syncs exactly, and the stored refresh
+/// token is the provider's live one.
+async fn crash_around_rotation(point: &str, sim_args: Vec<String>) -> TestFleet {
     let mut t = TestFleet::start(Options {
         workers: 0,
-        sim_args: vec!["--legacy-refresh-grace-secs".into(), "120".into()],
+        sim_args,
         ..legacy(3, 2)
     })
     .await;
@@ -72,39 +72,7 @@ async fn a_worker_killed_right_after_a_refresh_loses_no_credential() {
         .spawn_with_env(
             "doomed-worker",
             &["worker"],
-            &[("FITLINK_CHAOS_ABORT_AFTER_REFRESH", "before-store")],
-        )
-        .unwrap();
-    t.wait_process_exit("doomed-worker", 60).await;
-    t.start_workers(1);
-    let ids = t.participant_ids();
-    t.wait_synced(&ids, 120).await;
-    for id in &ids {
-        t.assert_matches_legacy_truth(id).await;
-        let stored = t.stored_refresh_token(id).await;
-        assert!(
-            t.legacy_refresh_works(&stored).await,
-            "{id}: credential not lost"
-        );
-    }
-    t.finish().await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_worker_killed_after_storing_a_rotation_is_retried_with_the_stored_token() {
-    // Killed after the writer committed the rotated token: the redelivered job still carries
-    // the old one, which the provider refuses (no grace window); the writer sees a newer token
-    // is stored and retries once with it.
-    let mut t = TestFleet::start(Options {
-        workers: 0,
-        ..legacy(3, 2)
-    })
-    .await;
-    t.fleet
-        .spawn_with_env(
-            "doomed-worker",
-            &["worker"],
-            &[("FITLINK_CHAOS_ABORT_AFTER_REFRESH", "after-store")],
+            &[("FITLINK_CHAOS_ABORT_AFTER_REFRESH", point)],
         )
         .unwrap();
     t.wait_process_exit("doomed-worker", 60).await;
@@ -120,6 +88,26 @@ async fn a_worker_killed_after_storing_a_rotation_is_retried_with_the_stored_tok
             "{id}: credential not lost"
         );
     }
+    t
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_killed_right_after_a_refresh_loses_no_credential() {
+    // Killed before the rotated token was stored: the redelivered job refreshes with the old
+    // token within the provider's grace window and gets the same new pair.
+    let grace = vec!["--legacy-refresh-grace-secs".into(), "120".into()];
+    crash_around_rotation("before-store", grace)
+        .await
+        .finish()
+        .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_killed_after_storing_a_rotation_is_retried_with_the_stored_token() {
+    // Killed after the writer committed the rotated token: the redelivered job still carries
+    // the old one, which the provider refuses (no grace window); the writer sees a newer token
+    // is stored and retries once with it.
+    let t = crash_around_rotation("after-store", vec![]).await;
     let (retries,): (i64,) =
         sqlx::query_as("SELECT count(*) FROM sync_jobs WHERE requested_by = 'credential_retry'")
             .fetch_one(&t.db)

@@ -15,7 +15,7 @@
 
 use chrono::{DateTime, NaiveDate, Utc};
 
-use super::{HeartRateSample, HeartRateZoneDay, profile};
+use super::{HeartRateSample, HeartRateZoneDay, profile, restated_day};
 use crate::clock::{ceil_secs, from_unix};
 use crate::config::SimConfig;
 use crate::legacy::wire::legacy_zone;
@@ -58,13 +58,9 @@ pub fn heart_rate_zones(
     date: NaiveDate,
     restate_version: u32,
 ) -> Vec<HeartRateZoneDay> {
-    let Some((p, window)) = profile(config, participant_id) else {
+    let Some(day) = restated_day(config, participant_id, date, restate_version) else {
         return Vec::new();
     };
-    let Some(day) = p.day_summary(window, date) else {
-        return Vec::new();
-    };
-    let day = day.restated(restate_version);
     ["out of range", "fat burn", "cardio", "peak"]
         .iter()
         .enumerate()
