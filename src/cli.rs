@@ -10,7 +10,7 @@ use clap::{Parser, Subcommand};
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
-use fitlink_dispatcher::{DispatcherArgs, ReplaySelection};
+use fitlink_dispatcher::{DispatcherArgs, InviteArgs, ReplaySelection, WithdrawArgs};
 use fitlink_shared::config::{BrokerArgs, DatabaseArgs, GoogleArgs, TokenKeyArgs};
 use fitlink_shared::domain::parse_date_or_instant;
 use fitlink_shared::provider::google::GoogleHealthClient;
@@ -55,6 +55,8 @@ pub enum Command {
         #[command(subcommand)]
         action: ParticipantsAction,
     },
+    /// Print consent links (signed, single-use, expiring) for coordinators to send.
+    Invite(InviteArgs),
     /// Sync these participants now (sync requests go to the writer, which grants one job each).
     Enqueue {
         #[command(flatten)]
@@ -126,6 +128,9 @@ pub enum ParticipantsAction {
         wait_secs: u64,
         file: PathBuf,
     },
+    /// A participant leaves the study: revoke the provider grant, stop syncing, delete the
+    /// credential, and with --purge their stored data; an audit row records it.
+    Withdraw(WithdrawArgs),
 }
 
 #[derive(Subcommand, Debug)]
@@ -204,6 +209,18 @@ impl Cli {
                 )
                 .await?;
                 println!("{report}");
+                Ok(())
+            }
+            Command::Participants {
+                action: ParticipantsAction::Withdraw(args),
+            } => {
+                let report = fitlink_dispatcher::withdraw(&args).await?;
+                print!("{report}");
+                Ok(())
+            }
+            Command::Invite(args) => {
+                let report = fitlink_dispatcher::invite(&args).await?;
+                print!("{report}");
                 Ok(())
             }
             Command::Enqueue {

@@ -49,6 +49,22 @@ impl FleetEnv {
             client_id: "sim-client".into(),
             client_secret: "sim-secret".into(),
             extra: vec![
+                (
+                    "FITLINK_GOOGLE_AUTHORIZE_URL".into(),
+                    format!("{sim_base}/o/oauth2/v2/auth"),
+                ),
+                (
+                    "FITLINK_GOOGLE_REVOKE_URL".into(),
+                    format!("{sim_base}/revoke"),
+                ),
+                (
+                    "FITLINK_FITBIT_AUTHORIZE_URL".into(),
+                    format!("{sim_base}/oauth2/authorize"),
+                ),
+                (
+                    "FITLINK_FITBIT_REVOKE_URL".into(),
+                    format!("{sim_base}/oauth2/revoke"),
+                ),
                 ("FITLINK_FITBIT_API_BASE".into(), sim_base.to_owned()),
                 (
                     "FITLINK_FITBIT_TOKEN_URL".into(),

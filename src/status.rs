@@ -21,7 +21,9 @@
 //!       "participant_id": "P-0001",
 //!       "provider": "google-health",         // or "fitbit" (the legacy API)
 //!       "state": "active",                   // active | revoked | scope_missing |
-//!                                            // provider_data_invalid | dead_lettered | needs_reconsent
+//!                                            // provider_data_invalid | dead_lettered | needs_reconsent |
+//!                                            // intraday_not_permitted | invited | consent_expired |
+//!                                            // withdrawn
 //!       "state_reason": null,                // why, when not active
 //!       "sync_from": "2026-01-01T00:00:00Z",
 //!       "cursor": "2026-11-01T10:00:00Z",    // everything in [sync_from, cursor) is stored
@@ -34,6 +36,10 @@
 //!       "in_flight_since": null,
 //!       "retry_at": null,                    // waiting out a rate limit or retry until then
 //!       "time_zone": "America/New_York",
+//!       "granted_scopes": ["activity", "heart_rate"], // at the last consent; null if never consented
+//!       "consented_at": "2026-10-01T00:00:00Z",
+//!       "refresh_token_expires_at": null,    // set for grants that expire on a date (7-day testing grants)
+//!       "credential_used_at": "2026-11-01T11:05:00Z", // last time the provider accepted the refresh token
 //!       "rows": {                            // rows stored for this participant, per table
 //!         "activity_summary": 305, "heart_rate_summary": 1220, "resting_heart_rate": 305,
 //!         "heart_rate_intraday": 439200, "steps_intraday": 439200
@@ -55,15 +61,35 @@
 //!     "jobs_dead": 0,
 //!     "results_dead": 0
 //!   },
+//!   "invitations": {                         // consent invitations (`fitlink invite`)
+//!     "issued": 3, "used": 1,
+//!     "pending": 1,                          // unused and not expired
+//!     "expired_unused": 1,
+//!     "with_problem": 1                      // unused, last flow declined or missing a scope
+//!   },
+//!   "webhooks": {
+//!     "notifications_recorded_7d": 42,       // distinct provider notifications, last 7 days
+//!     "deletions": { "rows_deleted": 15, "notifications": 1 }  // provider DELETE notifications
+//!   },
+//!   "withdrawals": { "count": 1, "purged": 1 },
+//!   "expiring_grants": [                     // grants that stop working within 48 hours
+//!     { "participant_id": "P-0002", "refresh_token_expires_at": "2026-11-02T09:00:00Z" }
+//!   ],
 //!   "warnings": []                           // e.g. "broker unreachable: ..."
 //! }
 //! ```
+//!
+//! Added in format 1 without a version bump (issue 4, linkage): the states `invited`,
+//! `consent_expired` and `withdrawn`; the participant fields `granted_scopes`, `consented_at`,
+//! `refresh_token_expires_at` and `credential_used_at`; the top-level `invitations`, `webhooks`,
+//! `withdrawals` and `expiring_grants`.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::time::Duration;
 
 use anyhow::Context as _;
+use chrono::TimeDelta;
 use fitlink_shared::broker::{self, Topology};
 use fitlink_shared::config::{BrokerArgs, DatabaseArgs};
 use fitlink_shared::db;
@@ -74,6 +100,11 @@ use sqlx::SqlitePool;
 
 /// Bumped only when a field changes meaning or disappears; new fields do not bump it.
 pub const FORMAT_VERSION: u32 = 1;
+
+/// A grant that stops working within this is listed in `expiring_grants`.
+const EXPIRING_WITHIN: TimeDelta = TimeDelta::hours(48);
+/// The window of `webhooks.notifications_recorded_7d`.
+const NOTIFICATIONS_WINDOW: TimeDelta = TimeDelta::days(7);
 
 /// How long to try reaching the broker before reporting without queues.
 const BROKER_TIMEOUT: Duration = Duration::from_secs(5);
@@ -87,7 +118,56 @@ pub struct StatusReport {
     pub totals: Totals,
     /// `None` (JSON `null`) when the broker could not be reached; `warnings` says why.
     pub queues: Option<QueueDepths>,
+    pub invitations: InvitationCounts,
+    pub webhooks: Webhooks,
+    pub withdrawals: WithdrawalCounts,
+    /// Grants that stop working within 48 hours (soonest first): invite these participants
+    /// again before they stop syncing.
+    pub expiring_grants: Vec<ExpiringGrant>,
     pub warnings: Vec<String>,
+}
+
+/// What became of the consent invitations issued.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, sqlx::FromRow)]
+pub struct InvitationCounts {
+    pub issued: i64,
+    pub used: i64,
+    /// Unused and not expired: participants who may still follow their link.
+    pub pending: i64,
+    pub expired_unused: i64,
+    /// Unused invitations whose last consent flow ended without a grant (declined, or a scope
+    /// the program needs left out): the coordinator may need to talk to the participant.
+    pub with_problem: i64,
+}
+
+/// Push-driven sync: what the providers' webhooks told us.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct Webhooks {
+    /// Distinct notifications recorded in the last 7 days (duplicates are recorded once).
+    pub notifications_recorded_7d: i64,
+    pub deletions: Deletions,
+}
+
+/// Provider `DELETE` notifications applied.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, sqlx::FromRow)]
+pub struct Deletions {
+    /// Stored points removed because the provider removed them.
+    pub rows_deleted: i64,
+    pub notifications: i64,
+}
+
+/// Participants who left the study.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, sqlx::FromRow)]
+pub struct WithdrawalCounts {
+    pub count: i64,
+    /// Of those, how many had their data deleted.
+    pub purged: i64,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, sqlx::FromRow)]
+pub struct ExpiringGrant {
+    pub participant_id: String,
+    pub refresh_token_expires_at: String,
 }
 
 /// One participant: the `participants` row as an operator needs it, plus stored row counts.
@@ -110,6 +190,14 @@ pub struct ParticipantStatus {
     pub in_flight_since: Option<String>,
     pub retry_at: Option<String>,
     pub time_zone: Option<String>,
+    /// The scopes granted at the last consent; `None` if the participant never consented
+    /// through fitlink (imported with a token, or only invited).
+    pub granted_scopes: Option<Vec<String>>,
+    pub consented_at: Option<String>,
+    /// When the grant stops working, if the provider said (time-limited grants).
+    pub refresh_token_expires_at: Option<String>,
+    /// The last time the provider accepted the refresh token (a job or a keep-alive touch).
+    pub credential_used_at: Option<String>,
     pub rows: TableRows,
 }
 
@@ -204,7 +292,11 @@ const ROW_COUNTS: [(&str, &str); 5] = [
 pub async fn status(database: &DatabaseArgs, broker: &BrokerArgs) -> anyhow::Result<StatusReport> {
     let generated_at = now_instant();
     let (participants, queues) = tokio::join!(read_database(database), read_queues(broker));
-    let (participants, totals) = participants?;
+    let Tables {
+        participants,
+        totals,
+        linkage,
+    } = participants?;
     let mut warnings = Vec::new();
     let queues = match queues {
         Ok(queues) => {
@@ -240,41 +332,64 @@ pub async fn status(database: &DatabaseArgs, broker: &BrokerArgs) -> anyhow::Res
         participants,
         totals,
         queues,
+        invitations: linkage.invitations,
+        webhooks: linkage.webhooks,
+        withdrawals: linkage.withdrawals,
+        expiring_grants: linkage.expiring_grants,
         warnings,
     })
 }
 
-type ParticipantRow = (
-    String,
-    String,
-    String,
-    Option<String>,
-    String,
-    String,
-    Option<String>,
-    Option<String>,
-    Option<String>,
-    Option<String>,
-    Option<String>,
-    Option<String>,
-    Option<String>,
-    Option<String>,
-);
+#[derive(sqlx::FromRow)]
+struct ParticipantRow {
+    participant_id: String,
+    provider: String,
+    state: String,
+    state_reason: Option<String>,
+    sync_from: String,
+    sync_cursor: String,
+    latest_device_sync: Option<String>,
+    last_success_at: Option<String>,
+    last_error: Option<String>,
+    last_error_at: Option<String>,
+    in_flight_job_id: Option<String>,
+    in_flight_since: Option<String>,
+    retry_at: Option<String>,
+    time_zone: Option<String>,
+    granted_scopes: Option<String>,
+    consented_at: Option<String>,
+    refresh_token_expires_at: Option<String>,
+    credential_used_at: Option<String>,
+}
 
-async fn read_database(
-    database: &DatabaseArgs,
-) -> anyhow::Result<(Vec<ParticipantStatus>, Totals)> {
+/// What the database part of the report holds.
+struct Tables {
+    participants: Vec<ParticipantStatus>,
+    totals: Totals,
+    linkage: Linkage,
+}
+
+/// Invitations, webhooks, withdrawals and expiring grants.
+struct Linkage {
+    invitations: InvitationCounts,
+    webhooks: Webhooks,
+    withdrawals: WithdrawalCounts,
+    expiring_grants: Vec<ExpiringGrant>,
+}
+
+async fn read_database(database: &DatabaseArgs) -> anyhow::Result<Tables> {
     let pool = db::open_for_reading(&database.database_url).await?;
     let result = read_tables(&pool).await;
     pool.close().await;
     result
 }
 
-async fn read_tables(pool: &SqlitePool) -> anyhow::Result<(Vec<ParticipantStatus>, Totals)> {
+async fn read_tables(pool: &SqlitePool) -> anyhow::Result<Tables> {
     let rows: Vec<ParticipantRow> = sqlx::query_as(
         "SELECT participant_id, provider, state, state_reason, sync_from, sync_cursor,
                 latest_device_sync, last_success_at, last_error, last_error_at,
-                in_flight_job_id, in_flight_since, retry_at, time_zone
+                in_flight_job_id, in_flight_since, retry_at, time_zone,
+                granted_scopes, consented_at, refresh_token_expires_at, credential_used_at
          FROM participants ORDER BY participant_id",
     )
     .fetch_all(pool)
@@ -306,22 +421,26 @@ async fn read_tables(pool: &SqlitePool) -> anyhow::Result<(Vec<ParticipantStatus
     let participants: Vec<ParticipantStatus> = rows
         .into_iter()
         .map(
-            |(
-                participant_id,
-                provider,
-                state,
-                state_reason,
-                sync_from,
-                cursor,
-                latest_device_sync,
-                last_success_at,
-                last_error,
-                last_error_at,
-                in_flight_job_id,
-                in_flight_since,
-                retry_at,
-                time_zone,
-            )| {
+            |ParticipantRow {
+                 participant_id,
+                 provider,
+                 state,
+                 state_reason,
+                 sync_from,
+                 sync_cursor: cursor,
+                 latest_device_sync,
+                 last_success_at,
+                 last_error,
+                 last_error_at,
+                 in_flight_job_id,
+                 in_flight_since,
+                 retry_at,
+                 time_zone,
+                 granted_scopes,
+                 consented_at,
+                 refresh_token_expires_at,
+                 credential_used_at,
+             }| {
                 *by_provider.entry(provider.clone()).or_default() += 1;
                 *by_state.entry(state.clone()).or_default() += 1;
                 *by_provider_and_state
@@ -351,6 +470,11 @@ async fn read_tables(pool: &SqlitePool) -> anyhow::Result<(Vec<ParticipantStatus
                     in_flight_since,
                     retry_at,
                     time_zone,
+                    granted_scopes: granted_scopes
+                        .map(|s| s.split_whitespace().map(str::to_owned).collect()),
+                    consented_at,
+                    refresh_token_expires_at,
+                    credential_used_at,
                 }
             },
         )
@@ -362,7 +486,73 @@ async fn read_tables(pool: &SqlitePool) -> anyhow::Result<(Vec<ParticipantStatus
         by_provider_and_state,
         rows: table_totals,
     };
-    Ok((participants, totals))
+    let linkage = read_linkage(pool, now_instant()).await?;
+    Ok(Tables {
+        participants,
+        totals,
+        linkage,
+    })
+}
+
+/// The linkage part of the report, as of `now`. Instants are compared as text (one canonical
+/// form, so text order is time order).
+async fn read_linkage(pool: &SqlitePool, now: UtcInstant) -> anyhow::Result<Linkage> {
+    let now_text = now.to_text();
+    let invitations: InvitationCounts = sqlx::query_as(
+        "SELECT count(*) AS issued,
+                count(used_at) AS used,
+                coalesce(sum(used_at IS NULL AND (expires_at IS NULL OR expires_at > ?1)), 0)
+                    AS pending,
+                coalesce(sum(used_at IS NULL AND expires_at <= ?1), 0) AS expired_unused,
+                coalesce(sum(used_at IS NULL AND last_problem IS NOT NULL), 0) AS with_problem
+         FROM invitations",
+    )
+    .bind(&now_text)
+    .fetch_one(pool)
+    .await
+    .context("cannot read invitations")?;
+    let since = UtcInstant::new(now.get() - NOTIFICATIONS_WINDOW).to_text();
+    let notifications_recorded_7d: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM provider_notifications WHERE received_at >= ?1")
+            .bind(&since)
+            .fetch_one(pool)
+            .await
+            .context("cannot read provider notifications")?;
+    let deletions: Deletions = sqlx::query_as(
+        "SELECT coalesce(sum(rows_deleted), 0) AS rows_deleted,
+                count(DISTINCT notification_id) AS notifications
+         FROM provider_deletions",
+    )
+    .fetch_one(pool)
+    .await
+    .context("cannot read provider deletions")?;
+    let withdrawals: WithdrawalCounts = sqlx::query_as(
+        "SELECT count(*) AS count, coalesce(sum(purged != 0), 0) AS purged FROM withdrawals",
+    )
+    .fetch_one(pool)
+    .await
+    .context("cannot read withdrawals")?;
+    let until = UtcInstant::new(now.get() + EXPIRING_WITHIN).to_text();
+    let expiring_grants: Vec<ExpiringGrant> = sqlx::query_as(
+        "SELECT participant_id, refresh_token_expires_at FROM participants
+         WHERE refresh_token_expires_at > ?1 AND refresh_token_expires_at <= ?2
+           AND state != 'withdrawn'
+         ORDER BY refresh_token_expires_at, participant_id",
+    )
+    .bind(&now_text)
+    .bind(&until)
+    .fetch_all(pool)
+    .await
+    .context("cannot read expiring grants")?;
+    Ok(Linkage {
+        invitations,
+        webhooks: Webhooks {
+            notifications_recorded_7d,
+            deletions,
+        },
+        withdrawals,
+        expiring_grants,
+    })
 }
 
 impl QueueDepths {
@@ -532,6 +722,35 @@ pub fn render_text(report: &StatusReport) -> String {
         None => {
             let _ = writeln!(out, "queues: unknown");
         }
+    }
+    let i = &report.invitations;
+    let _ = writeln!(
+        out,
+        "invitations: {} issued, {} used, {} pending, {} expired unused, {} with a problem",
+        i.issued, i.used, i.pending, i.expired_unused, i.with_problem
+    );
+    let w = &report.webhooks;
+    let _ = writeln!(
+        out,
+        "webhooks: {} notifications in 7 days; deletions: {} notifications, {} rows deleted",
+        w.notifications_recorded_7d, w.deletions.notifications, w.deletions.rows_deleted
+    );
+    let _ = writeln!(
+        out,
+        "withdrawals: {} ({} purged)",
+        report.withdrawals.count, report.withdrawals.purged
+    );
+    if !report.expiring_grants.is_empty() {
+        let expiring: Vec<String> = report
+            .expiring_grants
+            .iter()
+            .map(|g| format!("{} at {}", g.participant_id, g.refresh_token_expires_at))
+            .collect();
+        let _ = writeln!(
+            out,
+            "grants expiring within 48h (invite again): {}",
+            expiring.join(", ")
+        );
     }
     for warning in &report.warnings {
         let _ = writeln!(out, "warning: {warning}");
@@ -710,6 +929,132 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("queues: unknown"), "{text}");
+    }
+
+    /// Invitations, consent facts, webhooks, withdrawals and expiring grants, relative to now.
+    #[tokio::test]
+    async fn reports_linkage_consents_webhooks_and_withdrawals() {
+        let (_dir, database) = database().await;
+        let pool = db::open_for_writing(&database.database_url).await.unwrap();
+        let now = chrono::Utc::now();
+        let in_hours = |h: i64| UtcInstant::new(now + TimeDelta::hours(h)).to_text();
+        let statements: Vec<(&str, Vec<String>)> = vec![
+            // p1 consented through fitlink; its grant expires in 30 h.
+            (
+                "UPDATE participants SET granted_scopes = 'activity heart_rate',
+                    consented_at = ?1, refresh_token_expires_at = ?2, credential_used_at = ?1
+                 WHERE participant_id = 'p1'",
+                vec![in_hours(-24), in_hours(30)],
+            ),
+            // p3: expires in 3 days (not listed); p4: withdrawn (not listed).
+            (
+                "INSERT INTO participants (participant_id, provider, state, sync_from, sync_cursor,
+                    refresh_token_expires_at, created_at, updated_at)
+                 VALUES ('p3', 'google-health', 'active', ?1, ?1, ?2, ?1, ?1),
+                        ('p4', 'google-health', 'withdrawn', ?1, ?1, ?3, ?1, ?1)",
+                vec![in_hours(-100), in_hours(72), in_hours(10)],
+            ),
+            // Used; pending; pending with a problem; expired; expired with a problem.
+            (
+                "INSERT INTO invitations (invitation_id, participant_id, provider, issued_at,
+                    expires_at, used_at, last_problem, last_problem_at) VALUES
+                    ('i1', 'p1', 'google-health', ?1, ?2, ?1, NULL, NULL),
+                    ('i2', 'p3', 'google-health', ?1, ?2, NULL, NULL, NULL),
+                    ('i3', 'p5', 'google-health', ?1, ?2, NULL, 'declined: access_denied', ?1),
+                    ('i4', 'p6', 'google-health', ?3, ?1, NULL, NULL, NULL),
+                    ('i5', 'p7', 'google-health', ?3, ?1, NULL, 'scope missing: sleep', ?3)",
+                vec![in_hours(-24), in_hours(100), in_hours(-200)],
+            ),
+            (
+                "INSERT INTO provider_notifications (notification_id, participant_id, received_at)
+                 VALUES ('n1', 'p1', ?1), ('n2', 'p1', ?1), ('n-old', 'p1', ?2)",
+                vec![in_hours(-1), in_hours(-8 * 24)],
+            ),
+            (
+                "INSERT INTO provider_deletions (notification_id, participant_id, provider,
+                    data_type, interval_start, interval_end, rows_deleted, received_at) VALUES
+                    ('d1', 'p1', 'google-health', 'steps', 'a', 'b', 10, ?1),
+                    ('d1', 'p1', 'google-health', 'steps', 'c', 'd', 5, ?1)",
+                vec![in_hours(-1)],
+            ),
+            (
+                "INSERT INTO withdrawals (participant_id, withdrawn_at, withdrawn_by, purged,
+                    provider_revocation) VALUES ('p4', ?1, 'ann', 1, 'revoked')",
+                vec![in_hours(-2)],
+            ),
+        ];
+        for (sql, binds) in statements {
+            let mut query = sqlx::query(sql);
+            for bind in binds {
+                query = query.bind(bind);
+            }
+            query.execute(&pool).await.unwrap();
+        }
+        pool.close().await;
+
+        let broker = BrokerArgs {
+            amqp_url: Secret::new("amqp://guest:guest@127.0.0.1:1/%2f".into()),
+            namespace: "t-status".into(),
+        };
+        let report = status(&database, &broker).await.unwrap();
+        assert_eq!(
+            report.invitations,
+            InvitationCounts {
+                issued: 5,
+                used: 1,
+                pending: 2,
+                expired_unused: 2,
+                with_problem: 2,
+            }
+        );
+        assert_eq!(report.webhooks.notifications_recorded_7d, 2);
+        assert_eq!(
+            report.webhooks.deletions,
+            Deletions {
+                rows_deleted: 15,
+                notifications: 1
+            }
+        );
+        assert_eq!(
+            report.withdrawals,
+            WithdrawalCounts {
+                count: 1,
+                purged: 1
+            }
+        );
+        assert_eq!(
+            report.expiring_grants,
+            [ExpiringGrant {
+                participant_id: "p1".into(),
+                refresh_token_expires_at: in_hours(30),
+            }]
+        );
+        let p1 = &report.participants[0];
+        assert_eq!(
+            p1.granted_scopes.as_deref(),
+            Some(&["activity".to_owned(), "heart_rate".to_owned()][..])
+        );
+        assert_eq!(p1.consented_at.as_deref(), Some(in_hours(-24).as_str()));
+        assert_eq!(report.participants[1].granted_scopes, None);
+
+        let json = serde_json::to_value(&report).unwrap();
+        assert_eq!(json["format_version"], 1);
+        assert_eq!(json["invitations"]["pending"], 2);
+        assert_eq!(json["webhooks"]["deletions"]["rows_deleted"], 15);
+        assert_eq!(json["withdrawals"]["count"], 1);
+        assert_eq!(json["expiring_grants"][0]["participant_id"], "p1");
+        assert_eq!(json["participants"][0]["granted_scopes"][1], "heart_rate");
+        assert!(json["participants"][1]["credential_used_at"].is_null());
+
+        let text = render_text(&report);
+        for line in [
+            "invitations: 5 issued, 1 used, 2 pending, 2 expired unused, 2 with a problem",
+            "webhooks: 2 notifications in 7 days; deletions: 1 notifications, 15 rows deleted",
+            "withdrawals: 1 (1 purged)",
+            "grants expiring within 48h (invite again): p1 at ",
+        ] {
+            assert!(text.contains(line), "{line} not in:\n{text}");
+        }
     }
 
     #[tokio::test]

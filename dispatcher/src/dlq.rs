@@ -474,6 +474,13 @@ impl BodyFacts {
                 WriterCommand::StoreSlice(s) => Some(s.job_id),
                 WriterCommand::RotateCredential(c) => Some(c.job_id),
                 WriterCommand::FinishJob(o) => Some(o.job_id),
+                WriterCommand::LinkParticipant(g) => Some(g.request_id),
+                WriterCommand::Withdraw(w) => Some(w.request_id),
+                WriterCommand::RecordInvitation(_)
+                | WriterCommand::RecordConsentProblem(_)
+                | WriterCommand::ProviderNotified(_)
+                | WriterCommand::DeleteProviderData(_)
+                | WriterCommand::ConsentLost(_) => None,
             };
             return Self {
                 kind: Some(command.kind().into()),

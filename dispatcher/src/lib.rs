@@ -5,7 +5,10 @@
 //! - [`enqueue`] (`fitlink enqueue`): an operator asks for a sync now;
 //! - [`import_participants`] (`fitlink participants import`): a CSV file of newly consented
 //!   participants;
-//! - [`dlq_list`] / [`dlq_replay`] (`fitlink dlq …`): the jobs that exhausted their retries.
+//! - [`dlq_list`] / [`dlq_replay`] (`fitlink dlq …`): the jobs that exhausted their retries;
+//! - [`portal`] (served by `fitlink dispatcher --portal-addr`): the participant consent flow and
+//!   the provider webhooks; [`invite`] (`fitlink invite`) issues the links it accepts;
+//! - [`withdraw`] (`fitlink participants withdraw`): a participant leaves the study.
 //!
 //! What this crate must not do: write the database. It opens it read-only (`query_only`) and
 //! turns every change it wants into a [`WriterCommand`](fitlink_shared::messages::WriterCommand)
@@ -18,9 +21,12 @@ pub mod dlq;
 pub mod enqueue;
 mod identity;
 pub mod import;
+pub mod invite;
 mod outbox;
+pub mod portal;
 mod progress;
 pub mod schedule;
+pub mod withdraw;
 
 pub use dlq::{
     DeadLetter, ReplayReport, ReplaySelection, Replayed, SkippedDeadLetter, dlq_list, dlq_replay,
@@ -28,4 +34,7 @@ pub use dlq::{
 };
 pub use enqueue::{EnqueueReport, EnqueuedJob, UnknownParticipants, enqueue};
 pub use import::{ImportError, ImportReport, RowProblem, import_participants, parse_import};
-pub use schedule::{DispatcherArgs, DueParticipant, due_participants, run};
+pub use invite::{InviteArgs, InviteReport, invite};
+pub use portal::PortalArgs;
+pub use schedule::{DispatcherArgs, DueParticipant, due_participants, idle_grants, run};
+pub use withdraw::{WithdrawArgs, WithdrawReport, withdraw};

@@ -85,7 +85,7 @@ impl Outbox {
         Ok(job_id)
     }
 
-    pub(crate) async fn close(self) {
+    pub(crate) async fn close(&self) {
         let _ = self.conn.close(200, "OK".into()).await;
     }
 }

@@ -10,7 +10,9 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use chrono::{DateTime, TimeDelta, Utc};
-use fitlink_shared::config::{BrokerArgs, DatabaseArgs, OpsArgs};
+use std::sync::Arc;
+
+use fitlink_shared::config::{BrokerArgs, DatabaseArgs, FitbitArgs, GoogleArgs, OpsArgs};
 use fitlink_shared::db::{self, DbError};
 use fitlink_shared::domain::{ParticipantId, ParticipantState, UtcInstant};
 use fitlink_shared::messages::SyncTrigger;
@@ -21,6 +23,7 @@ use sqlx::SqlitePool;
 use tokio_util::sync::CancellationToken;
 
 use crate::outbox::{Outbox, RequestShape};
+use crate::portal::{self, PortalArgs};
 
 /// Settings of the `fitlink dispatcher` role.
 #[derive(clap::Args, Clone, Debug)]
@@ -39,6 +42,19 @@ pub struct DispatcherArgs {
     /// due again (must match the writer's lease).
     #[arg(long, env = "FITLINK_JOB_LEASE_SECS", default_value_t = 10800)]
     pub job_lease_secs: u64,
+    /// A linked participant whose refresh token has not been used for this long (seconds) gets a
+    /// keep-alive token touch, whatever their state: Google drops grants unused for ~6 months.
+    #[arg(long, env = "FITLINK_TOKEN_TOUCH_AFTER_SECS", default_value_t = 30 * 86_400)]
+    pub token_touch_after_secs: u64,
+    /// The participant portal and provider webhooks (served when `--portal-addr` is set).
+    #[command(flatten)]
+    pub portal: PortalArgs,
+    /// Google OAuth client for the consent flow (and identity checks).
+    #[command(flatten)]
+    pub google: GoogleArgs,
+    /// Legacy Fitbit OAuth client (consent flow, webhook signatures).
+    #[command(flatten)]
+    pub fitbit: FitbitArgs,
 }
 
 /// How many sync requests are awaiting their broker confirm at once. Confirms are what make a
@@ -54,8 +70,19 @@ pub async fn run(args: DispatcherArgs, shutdown: CancellationToken) -> anyhow::R
         .await
         .with_context(|| format!("cannot serve the ops endpoints on {}", args.ops.ops_addr))?;
 
-    let outbox = Outbox::open(&args.broker, "dispatcher").await?;
+    let outbox = Arc::new(Outbox::open(&args.broker, "dispatcher").await?);
     let mut broker_events = outbox.conn.events_listener();
+    // The portal stops with the dispatcher (and with it when the broker connection is lost).
+    let portal_shutdown = shutdown.child_token();
+    portal::start(
+        &args.portal,
+        &args.google,
+        &args.fitbit,
+        &args.database.database_url,
+        outbox.clone(),
+        portal_shutdown.clone(),
+    )
+    .await?;
     ready.set(true);
 
     let interval = Duration::from_secs(args.interval_secs.max(1));
@@ -74,6 +101,7 @@ pub async fn run(args: DispatcherArgs, shutdown: CancellationToken) -> anyhow::R
         requested: HashMap::new(),
         interval,
         lease,
+        touch_after: Duration::from_secs(args.token_touch_after_secs.max(1)),
     };
 
     let result = loop {
@@ -105,6 +133,7 @@ pub async fn run(args: DispatcherArgs, shutdown: CancellationToken) -> anyhow::R
         }
     };
     ready.set(false);
+    portal_shutdown.cancel();
     if let Some(pool) = schedule.pool.take() {
         pool.close().await;
     }
@@ -130,6 +159,8 @@ struct Schedule {
     requested: HashMap<ParticipantId, (String, DateTime<Utc>)>,
     interval: Duration,
     lease: Duration,
+    /// Touch a linked participant's token when it has not been used for this long.
+    touch_after: Duration,
 }
 
 impl Schedule {
@@ -187,13 +218,52 @@ impl Schedule {
             self.requested.insert(d.participant_id, (d.updated_at, now));
             requested += 1;
         }
+        let touched = self.touch_idle_grants(&pool, outbox, now).await?;
         tracing::info!(
             due = due.len(),
             requested,
             awaiting_writer,
+            touched,
             "scheduling round done"
         );
         Ok(())
+    }
+
+    /// Asks for a keep-alive token touch of every linked participant whose token has been idle
+    /// for `touch_after` (e.g. parked as dead-lettered for months): a refresh now keeps the grant
+    /// from expiring unused. Each is asked at most once per interval, like syncs.
+    async fn touch_idle_grants(
+        &mut self,
+        pool: &SqlitePool,
+        outbox: &Outbox,
+        now: DateTime<Utc>,
+    ) -> anyhow::Result<usize> {
+        let idle = idle_grants(pool, now, self.touch_after, self.lease)
+            .await
+            .context("cannot read idle grants")?;
+        let interval = TimeDelta::from_std(self.interval).unwrap_or(TimeDelta::MAX);
+        let mut touched = 0;
+        for d in idle {
+            if let Some((_, at)) = self.requested.get(&d.participant_id)
+                && now - *at < interval
+            {
+                continue;
+            }
+            let job_id = outbox
+                .request_sync(
+                    &d.participant_id,
+                    SyncTrigger::KeepAlive,
+                    RequestShape::default(),
+                )
+                .await
+                .with_context(|| {
+                    format!("cannot publish a token touch for {}", d.participant_id)
+                })?;
+            tracing::info!(participant_id = %d.participant_id, %job_id, "asked for a keep-alive token touch");
+            self.requested.insert(d.participant_id, (d.updated_at, now));
+            touched += 1;
+        }
+        Ok(touched)
     }
 
     /// The read-only pool, opened once the writer has created the database.
@@ -217,6 +287,47 @@ impl Schedule {
             Err(error) => Err(error.into()),
         }
     }
+}
+
+/// Linked participants (a credential, a state with a live grant) whose refresh token was last
+/// used `touch_after` or longer ago, with no live job.
+pub async fn idle_grants(
+    pool: &SqlitePool,
+    now: DateTime<Utc>,
+    touch_after: Duration,
+    lease: Duration,
+) -> anyhow::Result<Vec<DueParticipant>> {
+    let before = |d: Duration| {
+        let d = TimeDelta::from_std(d).unwrap_or(TimeDelta::MAX);
+        UtcInstant::new(
+            now.checked_sub_signed(d)
+                .unwrap_or(DateTime::<Utc>::MIN_UTC),
+        )
+        .to_text()
+    };
+    let rows: Vec<(String, String)> = sqlx::query_as(
+        "SELECT p.participant_id, p.updated_at FROM participants p
+         JOIN credentials c ON c.participant_id = p.participant_id
+         WHERE p.state NOT IN ('withdrawn', 'invited', 'revoked', 'consent_expired', 'needs_reconsent')
+           AND (p.in_flight_job_id IS NULL OR p.in_flight_since IS NULL OR p.in_flight_since <= ?2)
+           AND coalesce(p.credential_used_at, p.last_success_at, p.consented_at, p.created_at) <= ?1
+         ORDER BY p.participant_id",
+    )
+    .bind(before(touch_after))
+    .bind(before(lease))
+    .fetch_all(pool)
+    .await?;
+    Ok(rows
+        .into_iter()
+        .filter_map(|(id, updated_at)| {
+            ParticipantId::new(id)
+                .ok()
+                .map(|participant_id| DueParticipant {
+                    participant_id,
+                    updated_at,
+                })
+        })
+        .collect())
 }
 
 /// A participant the schedule should ask a sync for.

@@ -200,6 +200,24 @@ fn request(command: WriterCommand) -> fitlink_shared::messages::SyncRequest {
     }
 }
 
+/// The dispatcher's settings as their defaults give them, with this broker and database, an
+/// hourly schedule and no portal.
+fn dispatcher_args(broker: BrokerArgs, database: DatabaseArgs) -> DispatcherArgs {
+    #[derive(clap::Parser)]
+    struct Cli {
+        #[command(flatten)]
+        args: DispatcherArgs,
+    }
+    let mut args =
+        <Cli as clap::Parser>::parse_from(["dispatcher", "--interval-secs", "3600"]).args;
+    args.broker = broker;
+    args.database = database;
+    args.ops = OpsArgs {
+        ops_addr: "127.0.0.1:0".parse().unwrap(),
+    };
+    args
+}
+
 fn sync_job(job_id: Uuid, participant: &str) -> SyncJob {
     SyncJob {
         job_id,
@@ -209,6 +227,7 @@ fn sync_job(job_id: Uuid, participant: &str) -> SyncJob {
         from: UtcInstant::parse("2026-01-01T00:00:00Z").unwrap(),
         sync_from: None,
         time_zone: None,
+        touch_only: false,
         granted_at: UtcInstant::parse("2026-01-01T00:00:00Z").unwrap(),
     }
 }
@@ -297,15 +316,7 @@ async fn the_schedule_requests_the_due_participants_and_stops_on_shutdown() {
         .await;
         let peek = Peek::open(&broker).await;
         let shutdown = CancellationToken::new();
-        let args = DispatcherArgs {
-            broker: broker.clone(),
-            database: db.args.clone(),
-            ops: OpsArgs {
-                ops_addr: "127.0.0.1:0".parse().unwrap(),
-            },
-            interval_secs: 3600,
-            job_lease_secs: 10800,
-        };
+        let args = dispatcher_args(broker.clone(), db.args.clone());
         let role = tokio::spawn(fitlink_dispatcher::run(args, shutdown.clone()));
         peek.wait_depth(&peek.topology.results, 1).await;
         shutdown.cancel();
@@ -324,17 +335,12 @@ async fn the_schedule_waits_for_a_database_that_does_not_exist_yet() {
     in_namespace(|broker| async move {
         let dir = tempfile::tempdir().unwrap();
         let shutdown = CancellationToken::new();
-        let args = DispatcherArgs {
+        let args = dispatcher_args(
             broker,
-            database: DatabaseArgs {
+            DatabaseArgs {
                 database_url: format!("sqlite://{}", dir.path().join("none.db").display()),
             },
-            ops: OpsArgs {
-                ops_addr: "127.0.0.1:0".parse().unwrap(),
-            },
-            interval_secs: 3600,
-            job_lease_secs: 10800,
-        };
+        );
         let role = tokio::spawn(fitlink_dispatcher::run(args, shutdown.clone()));
         tokio::time::sleep(Duration::from_millis(500)).await;
         assert!(

@@ -69,6 +69,20 @@ pub struct GoogleArgs {
         default_value = "https://oauth2.googleapis.com/token"
     )]
     pub token_url: String,
+    /// Where the consent portal sends a participant to grant access.
+    #[arg(
+        long = "google-authorize-url",
+        env = "FITLINK_GOOGLE_AUTHORIZE_URL",
+        default_value = "https://accounts.google.com/o/oauth2/v2/auth"
+    )]
+    pub authorize_url: String,
+    /// RFC 7009 revocation endpoint, called when a participant withdraws.
+    #[arg(
+        long = "google-revoke-url",
+        env = "FITLINK_GOOGLE_REVOKE_URL",
+        default_value = "https://oauth2.googleapis.com/revoke"
+    )]
+    pub revoke_url: String,
     #[arg(
         long = "google-client-id",
         env = "FITLINK_GOOGLE_CLIENT_ID",
@@ -102,6 +116,22 @@ pub struct FitbitArgs {
         default_value = "https://api.fitbit.com/oauth2/token"
     )]
     pub token_url: String,
+    /// Where the consent portal sends a participant to grant access.
+    #[arg(
+        long = "fitbit-authorize-url",
+        id = "fitbit_authorize_url",
+        env = "FITLINK_FITBIT_AUTHORIZE_URL",
+        default_value = "https://www.fitbit.com/oauth2/authorize"
+    )]
+    pub authorize_url: String,
+    /// RFC 7009 revocation endpoint, called when a participant withdraws.
+    #[arg(
+        long = "fitbit-revoke-url",
+        id = "fitbit_revoke_url",
+        env = "FITLINK_FITBIT_REVOKE_URL",
+        default_value = "https://api.fitbit.com/oauth2/revoke"
+    )]
+    pub revoke_url: String,
     #[arg(
         long = "fitbit-client-id",
         id = "fitbit_client_id",

@@ -141,10 +141,18 @@ pub enum ParticipantState {
     /// Synced, but the provider refuses intraday data for this participant or app (legacy
     /// Fitbit without intraday approval): daily summaries only.
     IntradayNotPermitted,
+    /// Invited (`fitlink invite`) but has not completed the consent flow yet: no credential.
+    Invited,
+    /// The grant ran out: a time-limited grant (Google's 7-day testing-mode tokens) passed its
+    /// expiry, or the provider refused a refresh token after its known expiry. Needs a new consent.
+    ConsentExpired,
+    /// The participant left the study (`fitlink participants withdraw`): the grant is revoked, the
+    /// credential deleted, nothing is synced again, and a new consent is refused.
+    Withdrawn,
 }
 
 impl ParticipantState {
-    pub const ALL: [ParticipantState; 7] = [
+    pub const ALL: [ParticipantState; 10] = [
         ParticipantState::Active,
         ParticipantState::Revoked,
         ParticipantState::ScopeMissing,
@@ -152,6 +160,19 @@ impl ParticipantState {
         ParticipantState::DeadLettered,
         ParticipantState::NeedsReconsent,
         ParticipantState::IntradayNotPermitted,
+        ParticipantState::Invited,
+        ParticipantState::ConsentExpired,
+        ParticipantState::Withdrawn,
+    ];
+
+    /// States whose participants need a (new) consent: `fitlink invite --needing-consent`
+    /// invites them.
+    pub const NEEDING_CONSENT: [ParticipantState; 5] = [
+        ParticipantState::Revoked,
+        ParticipantState::ScopeMissing,
+        ParticipantState::NeedsReconsent,
+        ParticipantState::Invited,
+        ParticipantState::ConsentExpired,
     ];
 
     /// States whose participants are dispatched on the schedule.
@@ -173,6 +194,9 @@ impl ParticipantState {
             ParticipantState::DeadLettered => "dead_lettered",
             ParticipantState::NeedsReconsent => "needs_reconsent",
             ParticipantState::IntradayNotPermitted => "intraday_not_permitted",
+            ParticipantState::Invited => "invited",
+            ParticipantState::ConsentExpired => "consent_expired",
+            ParticipantState::Withdrawn => "withdrawn",
         }
     }
 }

@@ -31,6 +31,10 @@ pub struct SyncJob {
     /// not even when re-reading recent summaries.
     #[serde(default)]
     pub sync_from: Option<UtcInstant>,
+    /// A keep-alive: refresh the token (storing a rotated one as usual) and nothing else, then
+    /// report [`Outcome::Touched`]. Keeps an idle participant's grant from expiring.
+    #[serde(default)]
+    pub touch_only: bool,
     /// The participant's IANA time zone if known (the worker asks the provider otherwise).
     #[serde(default)]
     pub time_zone: Option<String>,
@@ -49,6 +53,12 @@ pub enum SyncTrigger {
     /// The provider refused a refresh token that had since been rotated (a worker died between
     /// rotating it and finishing): the writer retries once with the stored token.
     CredentialRetry,
+    /// A participant completed the consent flow (first link or re-consent).
+    Consent,
+    /// A provider webhook said the participant's device synced (or data changed).
+    Webhook,
+    /// A token touch: keeps an idle participant's refresh token from expiring.
+    KeepAlive,
 }
 
 impl SyncTrigger {
@@ -59,6 +69,9 @@ impl SyncTrigger {
             SyncTrigger::Replay => "replay",
             SyncTrigger::Import => "import",
             SyncTrigger::CredentialRetry => "credential_retry",
+            SyncTrigger::Consent => "consent",
+            SyncTrigger::Webhook => "webhook",
+            SyncTrigger::KeepAlive => "keep_alive",
         }
     }
 }
@@ -72,6 +85,13 @@ pub enum WriterCommand {
     StoreSlice(SliceResult),
     RotateCredential(CredentialRotation),
     FinishJob(JobOutcome),
+    RecordInvitation(Invitation),
+    LinkParticipant(ConsentGrant),
+    RecordConsentProblem(ConsentProblem),
+    ProviderNotified(ProviderNotification),
+    DeleteProviderData(ProviderDeletion),
+    ConsentLost(ConsentLoss),
+    Withdraw(Withdrawal),
 }
 
 impl WriterCommand {
@@ -83,6 +103,13 @@ impl WriterCommand {
             WriterCommand::StoreSlice(s) => Some(&s.participant_id),
             WriterCommand::RotateCredential(c) => Some(&c.participant_id),
             WriterCommand::FinishJob(o) => Some(&o.participant_id),
+            WriterCommand::RecordInvitation(i) => Some(&i.participant_id),
+            WriterCommand::LinkParticipant(g) => Some(&g.participant_id),
+            WriterCommand::RecordConsentProblem(p) => Some(&p.participant_id),
+            WriterCommand::ProviderNotified(n) => Some(&n.participant_id),
+            WriterCommand::DeleteProviderData(d) => Some(&d.participant_id),
+            WriterCommand::ConsentLost(l) => Some(&l.participant_id),
+            WriterCommand::Withdraw(w) => Some(&w.participant_id),
         }
     }
 
@@ -93,6 +120,22 @@ impl WriterCommand {
             WriterCommand::StoreSlice(_) => "store_slice",
             WriterCommand::RotateCredential(_) => "rotate_credential",
             WriterCommand::FinishJob(_) => "finish_job",
+            WriterCommand::RecordInvitation(_) => "record_invitation",
+            WriterCommand::LinkParticipant(_) => "link_participant",
+            WriterCommand::RecordConsentProblem(_) => "record_consent_problem",
+            WriterCommand::ProviderNotified(_) => "provider_notified",
+            WriterCommand::DeleteProviderData(_) => "delete_provider_data",
+            WriterCommand::ConsentLost(_) => "consent_lost",
+            WriterCommand::Withdraw(_) => "withdraw",
+        }
+    }
+
+    /// The queue a process waits on for this command's [`WriterReply`], if it waits.
+    pub fn reply_to(&self) -> Option<&str> {
+        match self {
+            WriterCommand::LinkParticipant(g) => g.reply_to.as_deref(),
+            WriterCommand::Withdraw(w) => w.reply_to.as_deref(),
+            _ => None,
         }
     }
 }
@@ -281,6 +324,170 @@ pub enum Outcome {
     },
     /// Retries are exhausted; the job is in the dead-letter queue.
     DeadLettered { reason: String },
+    /// A keep-alive job ([`SyncJob::touch_only`]) refreshed the token and did nothing else. The
+    /// participant's state does not change; `credential_used_at` does.
+    Touched,
+}
+
+// ---------------------------------------------------------------------------------------------
+// Linkage: invitations, consent, provider webhooks, withdrawal.
+// ---------------------------------------------------------------------------------------------
+
+/// A consent invitation (`fitlink invite`). The same fields, signed, are the invitation link's
+/// token, so the portal can check an invitation without the database; the writer records it so
+/// `fitlink status` shows who was invited and so an invitation is used at most once.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Invitation {
+    pub invitation_id: Uuid,
+    pub participant_id: ParticipantId,
+    pub provider: Provider,
+    /// For a participant fitlink does not know yet: the first instant the program wants
+    /// (the new participant's cursor starts here). Ignored for known participants.
+    pub sync_from: UtcInstant,
+    pub issued_at: UtcInstant,
+    pub expires_at: UtcInstant,
+}
+
+/// A completed consent: the portal exchanged the code and checked the identity; the writer stores
+/// the credential (with `synchronous=FULL`), uses up the invitation, and grants a sync job.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ConsentGrant {
+    /// Correlates the writer's [`WriterReply`].
+    pub request_id: Uuid,
+    pub invitation: Invitation,
+    pub participant_id: ParticipantId,
+    pub provider: Provider,
+    pub sealed_refresh_token: SealedToken,
+    /// When the provider said the refresh token stops working (Google testing-mode grants:
+    /// `refresh_token_expires_in`, 7 days); `None` for grants that do not expire on a date.
+    #[serde(default)]
+    pub refresh_token_expires_at: Option<UtcInstant>,
+    /// The scopes the participant granted (all the program needs: a grant missing one is a
+    /// [`ConsentProblem`] instead).
+    pub granted_scopes: Vec<String>,
+    /// Google Health `users/me/identity`.
+    #[serde(default)]
+    pub identity: Option<ProviderIdentity>,
+    /// Legacy Fitbit: the token response's `user_id`.
+    #[serde(default)]
+    pub fitbit_user_id: Option<String>,
+    pub consented_at: UtcInstant,
+    /// Queue the portal waits on: the confirmation page is shown only after the commit.
+    #[serde(default)]
+    pub reply_to: Option<String>,
+}
+
+/// A consent flow that ended without a usable grant. Recorded so the coordinator sees it in
+/// `fitlink status`; the invitation stays usable, so the participant can try again.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ConsentProblem {
+    pub invitation_id: Uuid,
+    pub participant_id: ParticipantId,
+    pub provider: Provider,
+    pub problem: ConsentProblemKind,
+    pub at: UtcInstant,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "problem", rename_all = "snake_case")]
+pub enum ConsentProblemKind {
+    /// The participant pressed "deny" (`error=access_denied`) or the provider refused.
+    Declined { error: String },
+    /// The participant unticked scopes the program needs.
+    ScopeMissing { missing: Vec<String> },
+}
+
+/// A time interval a provider notification names, `[start, end)`.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct NotifiedInterval {
+    pub start: UtcInstant,
+    pub end: UtcInstant,
+}
+
+/// Provider webhooks said the participant has new or changed data (Google `UPSERT`, a legacy
+/// Fitbit collection notification). Many notifications are coalesced into one command by the
+/// dispatcher; the writer grants at most one job for them.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ProviderNotification {
+    /// A digest of each notification's content. The writer keeps them for a week (the
+    /// providers' redelivery horizon) and ignores one it has seen: duplicates create no work.
+    pub notification_ids: Vec<String>,
+    pub participant_id: ParticipantId,
+    pub provider: Provider,
+    /// Kebab-case data types (Google) or collection types (Fitbit), for the ledger.
+    pub data_types: Vec<String>,
+    /// What changed. The job re-reads from the earliest start if that is before the cursor
+    /// (never before `sync_from`).
+    pub intervals: Vec<NotifiedInterval>,
+    pub received_at: UtcInstant,
+}
+
+/// A Google `DELETE` notification: the provider removed these points (the participant deleted
+/// them, or revoked permission). The writer deletes exactly the stored points of `data_type` in
+/// the intervals and records the deletion.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ProviderDeletion {
+    pub notification_id: String,
+    pub participant_id: ParticipantId,
+    pub provider: Provider,
+    /// Kebab-case Google data type (`heart-rate`, `steps`, …).
+    pub data_type: String,
+    pub intervals: Vec<NotifiedInterval>,
+    pub received_at: UtcInstant,
+}
+
+/// The provider told us the participant took their consent back (legacy Fitbit
+/// `userRevokedAccess`). Their data stays; they need a new consent.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ConsentLoss {
+    pub participant_id: ParticipantId,
+    pub provider: Provider,
+    pub reason: String,
+    pub at: UtcInstant,
+}
+
+/// `fitlink participants withdraw`: the participant leaves the study. The grant has been
+/// revoked at the provider (or that was attempted: `provider_revocation` says how it went).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Withdrawal {
+    pub request_id: Uuid,
+    pub participant_id: ParticipantId,
+    /// Delete every stored row of the participant in the same transaction.
+    pub purge: bool,
+    /// Who asked (operator name), for the audit row.
+    pub requested_by: String,
+    /// `revoked`, `already_invalid`, `no_credential`, or the error that prevented revocation.
+    pub provider_revocation: String,
+    pub at: UtcInstant,
+    #[serde(default)]
+    pub reply_to: Option<String>,
+}
+
+/// The writer's answer, after commit, to a command that carried `reply_to`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct WriterReply {
+    pub request_id: Uuid,
+    pub reply: ReplyBody,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "status", rename_all = "snake_case")]
+pub enum ReplyBody {
+    /// The participant is linked; syncing continues from `cursor` (a re-consent keeps it).
+    Linked {
+        participant_id: ParticipantId,
+        cursor: UtcInstant,
+        new_participant: bool,
+    },
+    /// Nothing was stored, and why (invitation already used, participant withdrawn, a
+    /// different account than the one linked before, …). `code` is stable, `reason` is for people.
+    Refused { code: String, reason: String },
+    /// The participant is withdrawn; rows deleted per table (empty without purge).
+    Withdrawn {
+        participant_id: ParticipantId,
+        purged: bool,
+        rows_deleted: std::collections::BTreeMap<String, u64>,
+    },
 }
 
 /// The header that carries our own attempt counter (RabbitMQ 4 ignores client-set `x-` headers).

@@ -11,7 +11,9 @@ use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use chacha20poly1305::aead::{Aead, KeyInit, Payload};
 use chacha20poly1305::{XChaCha20Poly1305, XNonce};
+use hmac::{Hmac, Mac};
 use serde::{Deserialize, Serialize};
+use sha2::Sha256;
 
 use crate::domain::ParticipantId;
 
@@ -67,8 +69,14 @@ pub enum SealError {
 }
 
 /// The key that seals refresh tokens. Load it once per process from `FITLINK_TOKEN_KEY`.
+///
+/// It also keeps the raw key bytes (wrapped, so they cannot be printed) to [derive](Self::derive)
+/// the consent portal's keys from: one secret for the operator to manage, not three.
 #[derive(Clone)]
-pub struct TokenKey(XChaCha20Poly1305);
+pub struct TokenKey {
+    cipher: XChaCha20Poly1305,
+    raw: Secret<[u8; 32]>,
+}
 
 impl fmt::Debug for TokenKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -90,11 +98,24 @@ impl TokenKey {
         } else {
             BASE64.decode(text).map_err(|_| SealError::BadKey)?
         };
-        if bytes.len() != 32 {
-            return Err(SealError::BadKey);
-        }
-        let cipher = XChaCha20Poly1305::new_from_slice(&bytes).map_err(|_| SealError::BadKey)?;
-        Ok(Self(cipher))
+        let raw: [u8; 32] = bytes.try_into().map_err(|_| SealError::BadKey)?;
+        let cipher = XChaCha20Poly1305::new_from_slice(&raw).map_err(|_| SealError::BadKey)?;
+        Ok(Self {
+            cipher,
+            raw: Secret::new(raw),
+        })
+    }
+
+    /// A key for one `purpose` (`"invitation"`, `"consent-flow"`), derived from this key as
+    /// HMAC-SHA256(key, `"fitlink/" + purpose`): different purposes give independent keys, so a
+    /// value signed or sealed for one purpose is worthless for another, and a derived key
+    /// reveals nothing about the token key.
+    pub fn derive(&self, purpose: &str) -> Secret<[u8; 32]> {
+        let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(self.raw.expose())
+            .expect("HMAC takes a key of any length");
+        mac.update(b"fitlink/");
+        mac.update(purpose.as_bytes());
+        Secret::new(mac.finalize().into_bytes().into())
     }
 
     /// A fresh random key, base64, for `fitlink keygen`.
@@ -106,7 +127,7 @@ impl TokenKey {
     pub fn seal(&self, participant: &ParticipantId, token: &Secret<String>) -> SealedToken {
         let nonce_bytes: [u8; NONCE_LEN] = rand::random();
         let ciphertext = self
-            .0
+            .cipher
             .encrypt(
                 &XNonce::from(nonce_bytes),
                 Payload {
@@ -133,7 +154,7 @@ impl TokenKey {
         let (nonce, ciphertext) = bytes.split_at(NONCE_LEN);
         let nonce: [u8; NONCE_LEN] = nonce.try_into().map_err(|_| malformed())?;
         let plain = self
-            .0
+            .cipher
             .decrypt(
                 &XNonce::from(nonce),
                 Payload {
@@ -195,12 +216,40 @@ mod tests {
         ));
     }
 
+    const PINNED_INVITATION_KEY: &str =
+        "85702c18422f67e95eb3d7a44914514f16747a3fb7ccf211b5b6aac369dedda0";
+
     #[test]
     fn keys_parse_from_hex_or_base64_and_nothing_else() {
         let hex = Secret::new("ab".repeat(32));
         assert!(TokenKey::parse(&hex).is_ok());
         assert!(TokenKey::parse(&Secret::new("short".into())).is_err());
         assert!(TokenKey::parse(&Secret::new(BASE64.encode([1u8; 16]))).is_err());
+    }
+
+    #[test]
+    fn derived_keys_differ_by_purpose_and_are_stable() {
+        let text = TokenKey::generate();
+        let (a, b) = (
+            TokenKey::parse(&text).unwrap(),
+            TokenKey::parse(&text).unwrap(),
+        );
+        assert_eq!(a.derive("invitation"), b.derive("invitation"));
+        assert_ne!(a.derive("invitation"), a.derive("consent-flow"));
+        assert_ne!(a.derive("invitation"), key().derive("invitation"));
+        // Not the raw key either.
+        assert_ne!(a.derive("").expose(), a.raw.expose());
+        // Pinned: HMAC-SHA256(32 × 0xab, "fitlink/invitation"), so a change of the derivation
+        // (which would invalidate every outstanding invitation link) cannot go unnoticed.
+        let pinned = TokenKey::parse(&Secret::new("ab".repeat(32))).unwrap();
+        let hex: String = pinned
+            .derive("invitation")
+            .expose()
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        assert_eq!(hex, PINNED_INVITATION_KEY);
+        assert_eq!(format!("{:?}", a.derive("x")), "[redacted]");
     }
 
     #[test]

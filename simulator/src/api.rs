@@ -27,6 +27,7 @@ use sha2::{Digest, Sha256};
 
 use crate::catalog::{self, Bundle, DataType};
 use crate::clock::{ceil_secs, duration_secs, from_unix, local, offset_secs, rfc3339};
+use crate::config::IntradayType;
 use crate::faults::{self, RandomFault};
 use crate::filter::{self, Bounds};
 use crate::generator::{HrStats, ZONE_TYPES, battery_status, round2};
@@ -177,6 +178,7 @@ fn authenticate(
         latest_sync: state.latest_sync(index, rt.advance_minutes),
         restatements: rt.restatements[index].clone(),
         faults: participant_faults,
+        deletions: rt.deletions_of(&profile.id),
     };
     Ok(Caller {
         snapshot,
@@ -619,7 +621,9 @@ fn list(
             if let Some(c) = cursor {
                 hi = hi.min(c);
             }
-            let keep = |s: &crate::generator::HrSample| bounds.civil_ok(s.local);
+            let keep = |s: &crate::generator::HrSample| {
+                bounds.civil_ok(s.local) && !snap.deleted(IntradayType::HeartRate, s.t)
+            };
             let (samples, more) = profile.hr_desc(window, lo, hi, &keep, size);
             if more && let Some(last) = samples.last() {
                 response.next_page_token = next(last.t);
@@ -643,7 +647,9 @@ fn list(
             if let Some(c) = cursor {
                 hi = hi.min(c);
             }
-            let keep = |m: &crate::generator::Minute| bounds.civil_ok(m.local);
+            let keep = |m: &crate::generator::Minute| {
+                bounds.civil_ok(m.local) && !snap.deleted(IntradayType::Steps, m.index * 60)
+            };
             let (minutes, more) = profile.steps_desc(window, lo, hi, &keep, size);
             if more && let Some(last) = minutes.last() {
                 response.next_page_token = next(last.index * 60);
@@ -1004,8 +1010,12 @@ pub(crate) async fn method_not_allowed() -> Response {
 
 /// Classifies a request path for statistics (`by_endpoint`).
 pub(crate) fn endpoint_name(path: &str) -> String {
-    if path == "/token" {
-        return "token".to_owned();
+    match path {
+        "/token" => return "token".to_owned(),
+        "/revoke" => return "revoke".to_owned(),
+        "/o/oauth2/v2/auth" => return "authorize".to_owned(),
+        "/o/oauth2/v2/auth/decision" => return "authorize-decision".to_owned(),
+        _ => {}
     }
     let rest = path
         .strip_prefix("/v4/")

@@ -1,6 +1,47 @@
 //! The simulator's command-line / environment configuration.
 
 use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+/// The intraday data types a participant can delete at the provider
+/// (`POST /_sim/participants/{id}/delete-data`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum IntradayType {
+    HeartRate,
+    Steps,
+}
+
+impl IntradayType {
+    /// The Google Health data type id (`dataType` of a webhook notification).
+    pub fn kebab(self) -> &'static str {
+        match self {
+            IntradayType::HeartRate => "heart-rate",
+            IntradayType::Steps => "steps",
+        }
+    }
+}
+
+/// Points of one type a participant deleted at the provider: from then on neither the API
+/// nor [`crate::truth`] has them. `GET /_sim/deletions` returns the list in this shape, so a
+/// test can put it into [`SimConfig::deletions`] to compute the same truth.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Deletion {
+    pub participant: String,
+    pub data_type: IntradayType,
+    /// Inclusive start of the deleted interval.
+    pub start: DateTime<Utc>,
+    /// Exclusive end.
+    pub end: DateTime<Utc>,
+}
+
+impl Deletion {
+    /// Whether a point of `data_type` at Unix second `t` is deleted (a steps minute is
+    /// identified by its start).
+    pub(crate) fn covers(&self, data_type: IntradayType, t: i64) -> bool {
+        self.data_type == data_type && self.start.timestamp() <= t && t < self.end.timestamp()
+    }
+}
 
 /// Configuration of one simulator instance.
 ///
@@ -134,6 +175,64 @@ pub struct SimConfig {
         default_value_t = 3600
     )]
     pub legacy_rate_limit_window_secs: u64,
+    /// Google OAuth "Testing" publishing status: code exchanges add
+    /// `refresh_token_expires_in` (7 days) to the token response.
+    #[arg(long = "testing-mode", env = "FITLINK_SIM_TESTING_MODE")]
+    pub testing_mode: bool,
+    /// Google Health webhooks: the subscriber's `endpointUri` notifications are POSTed to
+    /// (none sent when unset).
+    #[arg(long = "google-webhook-url", env = "FITLINK_SIM_GOOGLE_WEBHOOK_URL")]
+    pub google_webhook_url: Option<String>,
+    /// Google Health webhooks: the subscriber's `endpointAuthorization.secret`, sent
+    /// verbatim as `Authorization` (the receiver compares it, so it must be configurable).
+    #[arg(
+        long = "google-webhook-secret",
+        env = "FITLINK_SIM_GOOGLE_WEBHOOK_SECRET",
+        default_value = "Bearer sim-webhook-secret"
+    )]
+    pub google_webhook_secret: String,
+    /// Google Health webhooks: the signature header's name. Discovery names
+    /// `X-HEALTHAPI-SIGNATURE`, the later guide `GOOGLE-HEALTH-API-SIGNATURE` (unverified
+    /// which is live, so receivers must accept both and tests can send either).
+    #[arg(
+        long = "google-signature-header",
+        env = "FITLINK_SIM_GOOGLE_SIGNATURE_HEADER",
+        default_value = "X-HEALTHAPI-SIGNATURE"
+    )]
+    pub google_signature_header: String,
+    /// Legacy Fitbit subscriptions: the subscriber URL notifications are POSTed to (none
+    /// sent when unset).
+    #[arg(long = "fitbit-webhook-url", env = "FITLINK_SIM_FITBIT_WEBHOOK_URL")]
+    pub fitbit_webhook_url: Option<String>,
+    /// Legacy Fitbit subscriptions: the verification code of the subscriber (`?verify=`).
+    #[arg(
+        long = "fitbit-verification-code",
+        env = "FITLINK_SIM_FITBIT_VERIFICATION_CODE",
+        default_value = "sim-verify-code"
+    )]
+    pub fitbit_verification_code: String,
+    /// Legacy Fitbit subscriptions: the subscriber id (`X-Fitbit-Subscriber-Id`) reported
+    /// by `GET /_sim/webhooks`; the simulator has no subscription API, every live grant is
+    /// subscribed.
+    #[arg(
+        long = "fitbit-subscriber-id",
+        env = "FITLINK_SIM_FITBIT_SUBSCRIBER_ID",
+        default_value = "1"
+    )]
+    pub fitbit_subscriber_id: String,
+    /// Devices sync on their own: every N real seconds the synthetic clock advances by
+    /// N/60 whole minutes (at least one) and notifications are sent as for
+    /// `POST /_sim/advance`; 0 = off.
+    #[arg(
+        long = "device-sync-every-secs",
+        env = "FITLINK_SIM_DEVICE_SYNC_EVERY_SECS",
+        default_value_t = 0
+    )]
+    pub device_sync_every_secs: u64,
+    /// Provider-side deletions already made (what `GET /_sim/deletions` reports): the
+    /// server starts with them and [`crate::truth`] excludes them.
+    #[arg(skip)]
+    pub deletions: Vec<Deletion>,
 }
 
 impl SimConfig {
@@ -180,6 +279,15 @@ impl Default for SimConfig {
             legacy_refresh_grace_secs: 0,
             legacy_rate_limit_per_hour: 150,
             legacy_rate_limit_window_secs: 3600,
+            testing_mode: false,
+            google_webhook_url: None,
+            google_webhook_secret: "Bearer sim-webhook-secret".to_owned(),
+            google_signature_header: "X-HEALTHAPI-SIGNATURE".to_owned(),
+            fitbit_webhook_url: None,
+            fitbit_verification_code: "sim-verify-code".to_owned(),
+            fitbit_subscriber_id: "1".to_owned(),
+            device_sync_every_secs: 0,
+            deletions: Vec::new(),
         }
     }
 }
@@ -200,6 +308,10 @@ impl SimConfig {
         anyhow::ensure!(
             (0.0..=1.0).contains(&self.error_rate) && (0.0..=1.0).contains(&self.rate_limit_rate),
             "error_rate and rate_limit_rate must be within 0..1"
+        );
+        anyhow::ensure!(
+            self.deletions.iter().all(|d| d.start < d.end),
+            "every deletion must have start < end"
         );
         Ok(())
     }
@@ -235,12 +347,24 @@ mod tests {
             "2",
             "--legacy-refresh-grace-secs",
             "120",
+            "--testing-mode",
+            "--google-webhook-url",
+            "http://127.0.0.1:9/hook",
+            "--device-sync-every-secs",
+            "60",
         ])
         .unwrap();
         assert_eq!(cli.sim.participants, 2);
         assert_eq!(cli.sim.legacy_refresh_grace_secs, 120);
         assert_eq!(cli.sim.legacy_rate_limit_per_hour, 150);
         assert_eq!(cli.sim.retry_after_secs, Some(3));
+        assert!(cli.sim.testing_mode);
+        assert_eq!(
+            cli.sim.google_webhook_url.as_deref(),
+            Some("http://127.0.0.1:9/hook")
+        );
+        assert_eq!(cli.sim.device_sync_every_secs, 60);
+        assert_eq!(cli.sim.google_signature_header, "X-HEALTHAPI-SIGNATURE");
         assert_eq!(cli.sim.until.to_rfc3339(), "2026-01-01T00:00:00+00:00");
     }
 }

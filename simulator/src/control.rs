@@ -1,6 +1,7 @@
-//! The control API under `/_sim/`: fault switches, grant revocation and scopes,
-//! restatements, the synthetic clock, statistics and the roster, plus the legacy Fitbit
-//! switches (turn-off, intraday permission, identity mapping, token expiry).
+//! The control API under `/_sim/`: fault switches, grant revocation, expiry and scopes,
+//! restatements, provider-side deletions, the synthetic clock, statistics and the roster,
+//! the legacy Fitbit switches (turn-off, intraday permission, identity mapping, token
+//! expiry) and the webhook calls (`crate::webhooks`).
 //!
 //! It is for tests and demos only; it is not rate limited, not delayed and not counted in
 //! the statistics. Errors use the same Google envelope as the API for uniform handling.
@@ -14,13 +15,14 @@ use axum::extract::{Path, Query, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use chrono::NaiveDate;
+use chrono::{DateTime, NaiveDate, Utc};
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 
 use crate::catalog::SCOPE_PREFIX;
 use crate::clock::rfc3339;
+use crate::config::{Deletion, IntradayType};
 use crate::faults::Faults;
 use crate::state::AppState;
 use crate::wire::{ApiError, json_response};
@@ -41,6 +43,10 @@ pub(crate) fn routes() -> Router<Arc<AppState>> {
         .route("/clock", get(clock))
         .route("/stats", get(stats))
         .route("/roster.csv", get(roster_csv))
+        .route("/participants/{id}/expire-grant", post(expire_grant))
+        .route("/participants/{id}/delete-data", post(delete_data))
+        .route("/deletions", get(deletions))
+        .merge(crate::webhooks::routes())
 }
 
 /// The value of a `Result`, or (returned at once) the error's response: what every control
@@ -53,16 +59,17 @@ macro_rules! or_respond {
         }
     };
 }
+pub(crate) use or_respond;
 
-fn ok(value: Value) -> Response {
+pub(crate) fn ok(value: Value) -> Response {
     json_response(StatusCode::OK, &value)
 }
 
-fn bad(message: impl Into<String>) -> Response {
+pub(crate) fn bad(message: impl Into<String>) -> Response {
     ApiError::invalid_argument("INVALID_ARGUMENT", message).into_response()
 }
 
-fn parse<T: DeserializeOwned + Default>(body: &[u8]) -> Result<T, ApiError> {
+pub(crate) fn parse<T: DeserializeOwned + Default>(body: &[u8]) -> Result<T, ApiError> {
     if body.iter().all(u8::is_ascii_whitespace) {
         return Ok(T::default());
     }
@@ -71,7 +78,7 @@ fn parse<T: DeserializeOwned + Default>(body: &[u8]) -> Result<T, ApiError> {
     })
 }
 
-fn participant(state: &AppState, id: &str) -> Result<usize, ApiError> {
+pub(crate) fn participant(state: &AppState, id: &str) -> Result<usize, ApiError> {
     state
         .participant_index(id)
         .ok_or_else(|| ApiError::not_found(format!("Unknown participant {id}.")))
@@ -144,8 +151,9 @@ fn providers(body: &[u8]) -> Result<(bool, bool), ApiError> {
 }
 
 /// `POST /_sim/participants/{id}/revoke` (optional `{"provider": "google-health"|"fitbit"}`,
-/// default both): the refresh token now yields `invalid_grant` and every access token
-/// issued so far is dropped (401).
+/// default both): every refresh token now yields `invalid_grant` and every access token
+/// issued so far is dropped (401). Revoking a live Fitbit grant sends a
+/// `userRevokedAccess` notification when a Fitbit receiver is configured.
 async fn revoke(
     State(state): State<Arc<AppState>>,
     Path(id): Path<String>,
@@ -153,23 +161,93 @@ async fn revoke(
 ) -> Response {
     let index = or_respond!(participant(&state, &id));
     let (google, fitbit) = or_respond!(providers(&body));
-    let mut rt = state.lock();
-    if google {
-        rt.revoked[index] = true;
-        rt.tokens.retain(|_, t| t.participant != index);
+    let (reply, fitbit_was_live) = {
+        let mut rt = state.lock();
+        if google {
+            rt.revoke_google(index);
+        }
+        let fitbit_was_live = fitbit && !rt.legacy.revoked[index];
+        if fitbit {
+            rt.legacy.revoke(index);
+        }
+        let reply = json!({
+            "participant": id,
+            "revoked": rt.revoked[index],
+            "legacy_revoked": rt.legacy.revoked[index],
+        });
+        (reply, fitbit_was_live)
+    };
+    if fitbit_was_live {
+        crate::webhooks::notify_revoked(&state, index);
     }
-    if fitbit {
-        rt.legacy.revoke(index);
-    }
-    ok(json!({
-        "participant": id,
-        "revoked": rt.revoked[index],
-        "legacy_revoked": rt.legacy.revoked[index],
-    }))
+    ok(reply)
 }
 
-/// `POST /_sim/participants/{id}/restore` (optional provider as for revoke): the Google
-/// refresh token works again (old access tokens stay invalid); a revoked Fitbit grant is
+/// `POST /_sim/participants/{id}/expire-grant`: the Google grant runs out (a Testing-mode
+/// consent after 7 days): refused exactly like a revocation until a new consent or
+/// `restore`.
+async fn expire_grant(State(state): State<Arc<AppState>>, Path(id): Path<String>) -> Response {
+    let index = or_respond!(participant(&state, &id));
+    let mut rt = state.lock();
+    rt.revoke_google(index);
+    ok(json!({ "participant": id, "revoked": true }))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DeleteDataBody {
+    data_type: IntradayType,
+    start: DateTime<Utc>,
+    end: DateTime<Utc>,
+}
+
+/// `POST /_sim/participants/{id}/delete-data {"data_type","start","end"}`: the participant
+/// deletes points at the provider. From now on the API (Google lists, legacy intraday) no
+/// longer serves them, and a Google `DELETE` notification is sent when a receiver is
+/// configured and the grant is live.
+async fn delete_data(
+    State(state): State<Arc<AppState>>,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> Response {
+    let index = or_respond!(participant(&state, &id));
+    let body: DeleteDataBody = match serde_json::from_slice(&body) {
+        Ok(b) => b,
+        Err(e) => return bad(format!("Invalid JSON body: {e}")),
+    };
+    if body.start >= body.end {
+        return bad("start must be before end.");
+    }
+    let deletion = Deletion {
+        participant: id,
+        data_type: body.data_type,
+        start: body.start,
+        end: body.end,
+    };
+    state.lock().deletions.push(deletion.clone());
+    let notified = crate::webhooks::notify_deleted(
+        &state,
+        &crate::webhooks::Change {
+            participant: index,
+            operation: "DELETE",
+            data_type: deletion.data_type.kebab(),
+            start: deletion.start,
+            end: deletion.end,
+        },
+    );
+    let mut reply = serde_json::to_value(&deletion).unwrap_or_default();
+    reply["notified"] = json!(notified);
+    ok(reply)
+}
+
+/// `GET /_sim/deletions`: every deletion so far, in the shape of `SimConfig::deletions`.
+async fn deletions(State(state): State<Arc<AppState>>) -> Response {
+    let list = state.lock().deletions.clone();
+    ok(serde_json::to_value(list).unwrap_or_default())
+}
+
+/// `POST /_sim/participants/{id}/restore` (optional provider as for revoke): the roster's
+/// Google refresh token works again (old access tokens stay invalid); a revoked Fitbit grant is
 /// re-issued with the roster's initial legacy refresh token (as after a re-consent), which
 /// the reply repeats.
 async fn restore(
@@ -181,7 +259,7 @@ async fn restore(
     let (google, fitbit) = or_respond!(providers(&body));
     let mut rt = state.lock();
     if google {
-        rt.revoked[index] = false;
+        rt.restore_google(index, &state.profiles[index].refresh_token);
     }
     if fitbit {
         rt.legacy
@@ -300,6 +378,7 @@ fn legacy_participant_json(legacy: &crate::state::LegacyRuntime, index: usize) -
         "intraday_permitted": legacy.intraday_permitted[index],
         "identity_legacy_user_id": legacy.identity_override[index],
         "refresh_token": legacy.refresh[index],
+        "granted_scopes": legacy.scopes[index],
     })
 }
 
@@ -394,17 +473,14 @@ fn clock_json(state: &AppState, advance_minutes: u64) -> Value {
     })
 }
 
-/// `POST /_sim/advance`: moves every participant's latest sync forward.
+/// `POST /_sim/advance`: moves every participant's latest sync forward (and notifies the
+/// configured webhook receivers of the newly synced data).
 async fn advance(State(state): State<Arc<AppState>>, body: Bytes) -> Response {
     let body: AdvanceBody = or_respond!(parse(&body));
     if body.minutes > 366 * 24 * 60 {
         return bad("minutes must be at most one year.");
     }
-    let total = {
-        let mut rt = state.lock();
-        rt.advance_minutes += body.minutes;
-        rt.advance_minutes
-    };
+    let total = crate::webhooks::advance(&state, body.minutes);
     ok(clock_json(&state, total))
 }
 

@@ -656,8 +656,15 @@ impl Profile {
 
     /// The legacy `1min` heart rate: for every minute whose start is in `[lo, hi)` and
     /// that has at least one sample inside the window, the minute and the rounded mean
-    /// bpm of those samples, oldest first.
-    pub(crate) fn hr_minute_means(&self, window: Window, lo: i64, hi: i64) -> Vec<(Minute, i64)> {
+    /// bpm of those samples, oldest first. Samples whose second `keep` refuses (deleted at
+    /// the provider) do not count.
+    pub(crate) fn hr_minute_means(
+        &self,
+        window: Window,
+        lo: i64,
+        hi: i64,
+        keep: &dyn Fn(i64) -> bool,
+    ) -> Vec<(Minute, i64)> {
         let first = lo.div_euclid(60) + i64::from(lo.rem_euclid(60) != 0);
         let end = hi.div_euclid(60) + i64::from(hi.rem_euclid(60) != 0);
         // Only minutes that overlap the window can have samples.
@@ -677,8 +684,10 @@ impl Profile {
             let (mut sum, mut n) = (0i64, 0i64);
             let mut t = (a + step - 1).div_euclid(step) * step;
             while t < b {
-                sum += self.sample(&minute, t).bpm;
-                n += 1;
+                if keep(t) {
+                    sum += self.sample(&minute, t).bpm;
+                    n += 1;
+                }
                 t += step;
             }
             if n > 0 {

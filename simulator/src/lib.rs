@@ -11,14 +11,17 @@
 //!
 //! Layout: [`config`](SimConfig) (CLI/env), `clock` (time-zone arithmetic), `generator`
 //! (deterministic data), `catalog` (data types, scopes), `filter` (AIP-160 subset),
-//! `wire` (JSON shapes and error envelopes), `oauth` (`/token`), `api` (`/v4`),
-//! `legacy` (Fitbit Web API and OAuth), `faults`, `control` (`/_sim/`), `state` and
-//! [`truth`] (with [`truth::legacy`]).
+//! `wire` (JSON shapes and error envelopes), `consent` (the consent pages and
+//! authorization codes of both providers), `oauth` (`/token`, `/revoke`), `api` (`/v4`),
+//! `legacy` (Fitbit Web API and OAuth), `webhooks` (notifications, signatures,
+//! handshakes), `faults`, `control` (`/_sim/`), `state` and [`truth`] (with
+//! [`truth::legacy`]).
 
 mod api;
 mod catalog;
 mod clock;
 mod config;
+mod consent;
 mod control;
 mod faults;
 mod filter;
@@ -27,8 +30,11 @@ mod legacy;
 mod oauth;
 mod state;
 pub mod truth;
+mod webhooks;
 mod wire;
 
+#[cfg(test)]
+mod linkage_tests;
 #[cfg(test)]
 mod tests;
 
@@ -43,11 +49,11 @@ use axum::extract::{Request, State};
 use axum::http::Uri;
 use axum::middleware::{self, Next};
 use axum::response::Response;
-use axum::routing::post;
+use axum::routing::{get, post};
 use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
 
-pub use config::SimConfig;
+pub use config::{Deletion, IntradayType, SimConfig};
 pub use faults::{Faults, ParticipantFaults};
 
 use crate::clock::rfc3339;
@@ -169,6 +175,9 @@ async fn method_not_allowed(uri: Uri) -> Response {
 fn router(state: Arc<AppState>) -> Router {
     Router::new()
         .route("/token", post(oauth::token))
+        .route("/revoke", post(oauth::revoke))
+        .route("/o/oauth2/v2/auth", get(consent::google_authorize))
+        .route("/o/oauth2/v2/auth/decision", post(consent::decision))
         .merge(legacy::routes())
         .nest("/v4", api::routes())
         .nest("/v4beta", api::routes())
@@ -202,12 +211,17 @@ pub async fn run(
         "the simulator only serves on loopback addresses unless --bind names another, not {addr}"
     );
     tracing::info!(%addr, participants = config.participants, days = config.days, until = %config.until, "simulator serving");
-    let app = router(Arc::new(AppState::new(config)));
-    axum::serve(listener, app)
+    let every = config.device_sync_every_secs;
+    let state = Arc::new(AppState::new(config));
+    let ticker = (every > 0).then(|| webhooks::spawn_device_sync(&state, every));
+    let served = axum::serve(listener, router(state))
         .with_graceful_shutdown(shutdown)
         .await
-        .context("simulator server")?;
-    Ok(())
+        .context("simulator server");
+    if let Some(ticker) = ticker {
+        ticker.abort();
+    }
+    served
 }
 
 /// Binds `bind:port` (127.0.0.1 by default), prints exactly one line `simulator listening on

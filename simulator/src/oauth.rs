@@ -1,24 +1,27 @@
-//! The Google OAuth 2.0 token endpoint (`POST /token`), refresh-token grant only.
+//! The Google OAuth 2.0 token endpoint (`POST /token`: refresh-token and
+//! authorization-code grants) and revocation (`POST /revoke`).
 //!
-//! Refresh tokens are the deterministic `simrt_…` strings from the roster; they stay
-//! valid after use (Google does not rotate them) until the participant is revoked.
-//! Access tokens are random `simat_…` strings valid for 3599 s of real time.
+//! Refresh tokens are the deterministic `simrt_…` strings from the roster plus one random
+//! `simrt_<participant>_<hex>` per offline consent; they stay valid after use (Google does
+//! not rotate them) until the grant is revoked, and a participant may have several live
+//! ones. Access tokens are random `simat_…` strings valid for 3599 s of real time.
 
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use axum::Form;
-use axum::extract::State;
 use axum::extract::rejection::FormRejection;
+use axum::extract::{Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use base64::Engine;
 use rand::Rng;
-use serde_json::json;
+use serde_json::{Value, json};
 
+use crate::consent::{GOOGLE_CODE_PREFIX, Provider, VerifierError};
 use crate::faults::RandomFault;
-use crate::state::{ACCESS_TOKEN_TTL_SECS, AccessToken, AppState, Attribution};
+use crate::state::{ACCESS_TOKEN_TTL_SECS, AccessToken, AppState, Attribution, Runtime};
 use crate::wire::{OAuthError, json_response};
 
 /// Client credentials from `Authorization: Basic` (client_secret_basic), if present.
@@ -34,6 +37,9 @@ pub(crate) fn basic_credentials(headers: &HeaderMap) -> Option<(String, String)>
     let (id, secret) = text.split_once(':')?;
     Some((id.to_owned(), secret.to_owned()))
 }
+
+/// `refresh_token_expires_in` of a consent in Testing publishing status (7 days).
+const TESTING_REFRESH_TOKEN_TTL_SECS: u64 = 604_799;
 
 fn new_access_token() -> String {
     format!("simat_{:032x}", rand::rng().random::<u128>())
@@ -107,32 +113,70 @@ pub(crate) async fn token(
     }
 
     match params.get("grant_type").map(String::as_str) {
-        Some("refresh_token") => {}
-        Some("authorization_code") => {
-            return OAuthError::new(
-                StatusCode::BAD_REQUEST,
-                "invalid_grant",
-                "Malformed auth code.",
-            )
-            .into_response();
-        }
-        Some(other) => {
-            return OAuthError::new(
-                StatusCode::BAD_REQUEST,
-                "unsupported_grant_type",
-                format!("Invalid grant_type: {other}"),
-            )
-            .into_response();
-        }
-        None => {
-            return OAuthError::new(
-                StatusCode::BAD_REQUEST,
-                "invalid_request",
-                "Missing required parameter: grant_type",
-            )
-            .into_response();
-        }
+        Some("refresh_token") => refresh_grant(&state, &params),
+        Some("authorization_code") => code_grant(&state, &client_id, &params),
+        Some(other) => OAuthError::new(
+            StatusCode::BAD_REQUEST,
+            "unsupported_grant_type",
+            format!("Invalid grant_type: {other}"),
+        )
+        .into_response(),
+        None => OAuthError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+            "Missing required parameter: grant_type",
+        )
+        .into_response(),
     }
+}
+
+fn revoked() -> Response {
+    OAuthError::new(
+        StatusCode::BAD_REQUEST,
+        "invalid_grant",
+        "Token has been expired or revoked.",
+    )
+    .into_response()
+}
+
+/// Issues an access token for `participant` with its current scopes.
+fn issue_access_token(rt: &mut Runtime, participant: usize) -> String {
+    rt.prune_tokens();
+    let access = new_access_token();
+    rt.tokens.insert(
+        access.clone(),
+        AccessToken {
+            participant,
+            scopes: rt.scopes[participant].clone(),
+            expires: Instant::now() + Duration::from_secs(ACCESS_TOKEN_TTL_SECS),
+        },
+    );
+    access
+}
+
+/// A successful token response: never cached, attributed to the participant.
+fn token_ok(body: &Value, participant: usize) -> Response {
+    let mut ok = json_response(StatusCode::OK, body);
+    ok.headers_mut().insert(
+        header::CACHE_CONTROL,
+        HeaderValue::from_static("no-cache, no-store, max-age=0, must-revalidate"),
+    );
+    ok.headers_mut()
+        .insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
+    attributed(ok, participant)
+}
+
+fn attributed(mut response: Response, participant: usize) -> Response {
+    response.extensions_mut().insert(Attribution {
+        participant,
+        data: false,
+        legacy: false,
+    });
+    response
+}
+
+/// `grant_type=refresh_token`: any live refresh token of the participant.
+fn refresh_grant(state: &AppState, params: &HashMap<String, String>) -> Response {
     let refresh = params
         .get("refresh_token")
         .map(String::as_str)
@@ -145,66 +189,122 @@ pub(crate) async fn token(
         )
         .into_response();
     }
-    let revoked = || {
-        OAuthError::new(
-            StatusCode::BAD_REQUEST,
-            "invalid_grant",
-            "Token has been expired or revoked.",
-        )
-        .into_response()
-    };
-    let Some(index) = state.refresh_index(refresh) else {
+    let mut rt = state.lock();
+    let Some(index) = rt.live_refresh_owner(refresh) else {
         return revoked();
     };
-    let attribution = Attribution {
-        participant: index,
-        data: false,
-        legacy: false,
-    };
+    if rt.revoked[index] {
+        return attributed(revoked(), index);
+    }
+    if rt.faults.participant(&state.profiles[index].id).fail_5xx {
+        return attributed(backend_error(), index);
+    }
+    let access = issue_access_token(&mut rt, index);
+    rt.stats.token_refreshes += 1;
+    let body = json!({
+        "access_token": access,
+        "expires_in": ACCESS_TOKEN_TTL_SECS,
+        "scope": rt.scopes[index].join(" "),
+        "token_type": "Bearer",
+    });
+    token_ok(&body, index)
+}
 
-    let mut response = {
-        let mut rt = state.lock();
-        if rt.revoked[index] {
-            revoked()
-        } else if rt.faults.participant(&state.profiles[index].id).fail_5xx {
-            OAuthError::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "temporarily_unavailable",
-                "Backend Error",
-            )
-            .into_response()
-        } else {
-            rt.prune_tokens();
-            let access = new_access_token();
-            let scopes = rt.scopes[index].clone();
-            let scope = scopes.join(" ");
-            rt.tokens.insert(
-                access.clone(),
-                AccessToken {
-                    participant: index,
-                    scopes,
-                    expires: Instant::now() + Duration::from_secs(ACCESS_TOKEN_TTL_SECS),
-                },
-            );
-            rt.stats.token_refreshes += 1;
-            let mut ok = json_response(
-                StatusCode::OK,
-                &json!({
-                    "access_token": access,
-                    "expires_in": ACCESS_TOKEN_TTL_SECS,
-                    "scope": scope,
-                    "token_type": "Bearer",
-                }),
-            );
-            ok.headers_mut().insert(
-                header::CACHE_CONTROL,
-                HeaderValue::from_static("no-cache, no-store, max-age=0, must-revalidate"),
-            );
-            ok.headers_mut()
-                .insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
-            ok
-        }
+fn backend_error() -> Response {
+    OAuthError::new(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "temporarily_unavailable",
+        "Backend Error",
+    )
+    .into_response()
+}
+
+/// `grant_type=authorization_code`: exchanges a code from the consent page. The code is
+/// consumed by this attempt whatever its outcome (the client passed authentication).
+fn code_grant(state: &AppState, client_id: &str, params: &HashMap<String, String>) -> Response {
+    let bad = |error: &'static str, description: &str| {
+        OAuthError::new(StatusCode::BAD_REQUEST, error, description).into_response()
     };
-    response.extensions_mut().insert(attribution);
-    response
+    let code = params.get("code").map(String::as_str).unwrap_or_default();
+    if code.is_empty() {
+        return bad("invalid_request", "Missing required parameter: code");
+    }
+    if !code.starts_with(GOOGLE_CODE_PREFIX) {
+        return bad("invalid_grant", "Malformed auth code.");
+    }
+    let mut rt = state.lock();
+    let Some(grant) = rt.consent.take_code(code, Provider::Google) else {
+        return bad("invalid_grant", "Bad Request");
+    };
+    let index = grant.participant;
+    if grant.client_id != client_id {
+        return attributed(bad("invalid_grant", "Bad Request"), index);
+    }
+    if params.get("redirect_uri").map(String::as_str) != Some(grant.redirect_uri.as_str()) {
+        return attributed(bad("redirect_uri_mismatch", "Bad Request"), index);
+    }
+    if let Err(e) = grant.verify(params.get("code_verifier").map(String::as_str)) {
+        let description = match e {
+            VerifierError::Missing => "Missing code verifier.",
+            VerifierError::Mismatch => "Invalid code verifier.",
+        };
+        return attributed(bad("invalid_grant", description), index);
+    }
+    let refresh = grant.offline.then(|| {
+        format!(
+            "simrt_{}_{:032x}",
+            state.profiles[index].id,
+            rand::rng().random::<u128>()
+        )
+    });
+    rt.consent_google(index, grant.scopes.clone(), refresh.clone());
+    let access = issue_access_token(&mut rt, index);
+    rt.stats.code_exchanges += 1;
+    let mut body = json!({
+        "access_token": access,
+        "expires_in": ACCESS_TOKEN_TTL_SECS,
+        "scope": grant.scopes.join(" "),
+        "token_type": "Bearer",
+    });
+    if let Some(refresh) = refresh {
+        body["refresh_token"] = json!(refresh);
+        if state.config.testing_mode {
+            body["refresh_token_expires_in"] = json!(TESTING_REFRESH_TOKEN_TTL_SECS);
+        }
+    }
+    token_ok(&body, index)
+}
+
+/// `POST /revoke` (form or query `token=`, an access or a refresh token): revokes the
+/// participant's whole Google grant. A token that is unknown or already dead is 400.
+pub(crate) async fn revoke(
+    State(state): State<Arc<AppState>>,
+    Query(query): Query<HashMap<String, String>>,
+    form: Result<Form<HashMap<String, String>>, FormRejection>,
+) -> Response {
+    let form = form.map(|Form(f)| f).unwrap_or_default();
+    let token = form
+        .get("token")
+        .or_else(|| query.get("token"))
+        .map(String::as_str)
+        .unwrap_or_default();
+    let mut rt = state.lock();
+    let owner = rt
+        .tokens
+        .get(token)
+        .map(|t| t.participant)
+        .or_else(|| rt.live_refresh_owner(token));
+    match owner {
+        Some(index) => {
+            rt.revoke_google(index);
+            rt.stats.revocations += 1;
+            attributed(json_response(StatusCode::OK, &json!({})), index)
+        }
+        None => OAuthError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_token",
+            "Token expired or revoked",
+        )
+        .into_response(),
+    }
 }

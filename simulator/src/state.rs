@@ -6,7 +6,7 @@
 //! (never across an `.await` or while generating data), so contention is negligible at
 //! the request rates a test fleet produces.
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -15,9 +15,12 @@ use serde::Serialize;
 use serde_json::Value;
 
 use crate::catalog::default_scopes;
-use crate::config::SimConfig;
+use crate::config::{Deletion, IntradayType, SimConfig};
+use crate::consent::ConsentState;
 use crate::faults::{Faults, ParticipantFaults};
 use crate::generator::{Profile, Window, profiles};
+use crate::legacy::LEGACY_SCOPE;
+use crate::webhooks::{Signer, Webhooks};
 
 /// Lifetime of an access token, as Google's `expires_in`.
 pub(crate) const ACCESS_TOKEN_TTL_SECS: u64 = 3599;
@@ -60,6 +63,18 @@ pub(crate) struct StatsSnapshot {
     /// quota window, see `--legacy-rate-limit-window-secs`): every attempt that reached
     /// authentication, 429s included.
     pub legacy_requests_by_participant_per_hour_max: u64,
+    /// Successful authorization-code exchanges (Google `/token`).
+    pub code_exchanges: u64,
+    /// Successful authorization-code exchanges (legacy `/oauth2/token`).
+    pub legacy_code_exchanges: u64,
+    /// Grants revoked through Google's `POST /revoke`.
+    pub revocations: u64,
+    /// Grants revoked through Fitbit's `POST /oauth2/revoke`.
+    pub legacy_revocations: u64,
+    /// Webhook delivery attempts the receiver answered with a 2xx.
+    pub webhook_deliveries: u64,
+    /// Webhook delivery attempts that failed (non-2xx status or no response).
+    pub webhook_failures: u64,
 }
 
 /// The pair a legacy refresh returned, kept for the grace window.
@@ -83,6 +98,9 @@ pub(crate) struct LegacyRuntime {
     pub identity_override: Vec<Option<String>>,
     /// The one active refresh token of each participant.
     pub refresh: Vec<String>,
+    /// Scopes (short names) of each participant's grant, as the token response reports
+    /// them; a consent replaces them.
+    pub scopes: Vec<String>,
     pub by_refresh: HashMap<String, usize>,
     /// The latest rotation of each participant (grace window).
     pub previous: Vec<Option<Rotation>>,
@@ -111,6 +129,7 @@ impl LegacyRuntime {
                 .map(|(i, t)| (t.clone(), i))
                 .collect(),
             refresh,
+            scopes: vec![LEGACY_SCOPE.to_owned(); n],
             previous: vec![None; n],
             tokens: HashMap::new(),
             quota: vec![(0, 0); n],
@@ -141,6 +160,15 @@ impl LegacyRuntime {
             self.previous[participant] = None;
             self.set_refresh(participant, initial.to_owned());
         }
+    }
+
+    /// A consent (an exchanged authorization code): the grant is live again with `scopes`
+    /// and `token` as its one active refresh token, so every older token stays dead.
+    pub(crate) fn consent(&mut self, participant: usize, token: String, scopes: String) {
+        self.revoked[participant] = false;
+        self.previous[participant] = None;
+        self.scopes[participant] = scopes;
+        self.set_refresh(participant, token);
     }
 
     /// Requests admitted for `participant` in clock hour `hour`.
@@ -182,7 +210,14 @@ pub(crate) fn quota_window(secs: u64) -> (i64, u64) {
 pub(crate) struct Runtime {
     pub faults: Faults,
     pub advance_minutes: u64,
+    /// The Google grant is revoked (or expired): access tokens are refused.
     pub revoked: Vec<bool>,
+    /// The Google refresh tokens that work, per participant: the roster's at start, plus
+    /// one per offline consent. Revoking clears the set, so a token from before a
+    /// revocation stays dead after a re-consent.
+    pub live_refresh: Vec<HashSet<String>>,
+    /// Owner of every Google refresh token ever issued (live or not).
+    refresh_owner: HashMap<String, usize>,
     pub scopes: Vec<Vec<String>>,
     pub restatements: Vec<BTreeMap<NaiveDate, u32>>,
     pub tokens: HashMap<String, AccessToken>,
@@ -192,6 +227,12 @@ pub(crate) struct Runtime {
     attempts: Vec<VecDeque<Instant>>,
     pub stats: StatsSnapshot,
     pub legacy: LegacyRuntime,
+    /// Pending consent pages and unexchanged authorization codes.
+    pub consent: ConsentState,
+    /// Provider-side deletions (initially [`SimConfig::deletions`]).
+    pub deletions: Vec<Deletion>,
+    /// Webhook receivers and the delivery log.
+    pub webhooks: Webhooks,
 }
 
 /// What a handler needs to know about one participant, copied out of the lock.
@@ -201,9 +242,16 @@ pub(crate) struct Snapshot {
     pub latest_sync: DateTime<Utc>,
     pub restatements: BTreeMap<NaiveDate, u32>,
     pub faults: ParticipantFaults,
+    /// This participant's provider-side deletions.
+    pub deletions: Vec<Deletion>,
 }
 
 impl Snapshot {
+    /// Whether the point of `data_type` at Unix second `t` was deleted at the provider.
+    pub(crate) fn deleted(&self, data_type: IntradayType, t: i64) -> bool {
+        self.deletions.iter().any(|d| d.covers(data_type, t))
+    }
+
     pub(crate) fn restate_version(&self, date: NaiveDate) -> u32 {
         self.restatements.get(&date).copied().unwrap_or(0)
     }
@@ -214,7 +262,10 @@ pub(crate) struct AppState {
     pub config: SimConfig,
     pub profiles: Vec<Profile>,
     by_id: HashMap<String, usize>,
-    by_refresh: HashMap<String, usize>,
+    /// Signs Google webhook notifications (its public half is the served keyset).
+    pub signer: Signer,
+    /// Sends webhook notifications (plain http to loopback receivers).
+    pub http: reqwest::Client,
     runtime: Mutex<Runtime>,
 }
 
@@ -236,7 +287,7 @@ impl AppState {
             .enumerate()
             .map(|(i, p)| (p.id.clone(), i))
             .collect();
-        let by_refresh = profiles
+        let refresh_owner = profiles
             .iter()
             .enumerate()
             .map(|(i, p)| (p.refresh_token.clone(), i))
@@ -245,6 +296,11 @@ impl AppState {
             faults: Faults::from_config(&config),
             advance_minutes: config.advance_minutes,
             revoked: vec![false; n],
+            live_refresh: profiles
+                .iter()
+                .map(|p| HashSet::from([p.refresh_token.clone()]))
+                .collect(),
+            refresh_owner,
             scopes: vec![default_scopes(); n],
             restatements: vec![BTreeMap::new(); n],
             tokens: HashMap::new(),
@@ -252,12 +308,16 @@ impl AppState {
             attempts: vec![VecDeque::new(); n],
             stats: StatsSnapshot::default(),
             legacy: LegacyRuntime::new(&profiles),
+            consent: ConsentState::default(),
+            deletions: config.deletions.clone(),
+            webhooks: Webhooks::from_config(&config),
         };
         AppState {
             config,
             profiles,
             by_id,
-            by_refresh,
+            signer: Signer::generate(),
+            http: crate::webhooks::client(),
             runtime: Mutex::new(runtime),
         }
     }
@@ -270,10 +330,6 @@ impl AppState {
 
     pub(crate) fn participant_index(&self, id: &str) -> Option<usize> {
         self.by_id.get(id).copied()
-    }
-
-    pub(crate) fn refresh_index(&self, token: &str) -> Option<usize> {
-        self.by_refresh.get(token).copied()
     }
 
     pub(crate) fn latest_sync(&self, index: usize, advance_minutes: u64) -> DateTime<Utc> {
@@ -314,6 +370,54 @@ impl AppState {
 }
 
 impl Runtime {
+    /// The participant whose live Google refresh token `token` is.
+    pub(crate) fn live_refresh_owner(&self, token: &str) -> Option<usize> {
+        self.refresh_owner
+            .get(token)
+            .copied()
+            .filter(|&i| self.live_refresh[i].contains(token))
+    }
+
+    /// Revokes (or expires) the participant's Google grant: every refresh token stops
+    /// working and every access token is dropped.
+    pub(crate) fn revoke_google(&mut self, participant: usize) {
+        self.revoked[participant] = true;
+        self.live_refresh[participant].clear();
+        self.tokens.retain(|_, t| t.participant != participant);
+    }
+
+    /// `POST /_sim/participants/{id}/restore`: the grant is live again with the roster's
+    /// refresh token (as a re-import after an out-of-band re-consent would deliver it).
+    pub(crate) fn restore_google(&mut self, participant: usize, roster_token: &str) {
+        self.revoked[participant] = false;
+        self.live_refresh[participant].insert(roster_token.to_owned());
+    }
+
+    /// A Google consent (an exchanged authorization code): the grant is live with `scopes`
+    /// for tokens issued from now on, and `refresh` (offline access) works from now on.
+    pub(crate) fn consent_google(
+        &mut self,
+        participant: usize,
+        scopes: Vec<String>,
+        refresh: Option<String>,
+    ) {
+        self.revoked[participant] = false;
+        self.scopes[participant] = scopes;
+        if let Some(token) = refresh {
+            self.refresh_owner.insert(token.clone(), participant);
+            self.live_refresh[participant].insert(token);
+        }
+    }
+
+    /// The deletions of participant `id`.
+    pub(crate) fn deletions_of(&self, id: &str) -> Vec<Deletion> {
+        self.deletions
+            .iter()
+            .filter(|d| d.participant == id)
+            .cloned()
+            .collect()
+    }
+
     /// Counts an authenticated legacy data request of `participant` in quota window
     /// `window` (the same window its admission is decided in) for the statistics.
     pub(crate) fn legacy_attempt(&mut self, participant: usize, window: i64) {

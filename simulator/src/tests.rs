@@ -142,7 +142,7 @@ impl Sim {
     }
 
     /// Every page of a `list`, concatenated.
-    async fn list_all(
+    pub(crate) async fn list_all(
         &self,
         token: &str,
         data_type: &str,

@@ -12,13 +12,18 @@
 //! `GET /_sim/clock` after calling `POST /_sim/advance`). Unknown participants yield
 //! empty results.
 //!
+//! Provider-side deletions ([`SimConfig::deletions`], from `GET /_sim/deletions`) remove
+//! intraday points only: [`heart_rate`], [`steps`] and [`legacy::heart_rate_minutes`]
+//! exclude them (the legacy steps intraday serves them as zero minutes); daily values are
+//! aggregated from the generator and do not change.
+//!
 //! The legacy Fitbit Web API serves the same participants; [`legacy`] has what differs
 //! there (1-minute heart rate, the legacy zone model).
 
 use chrono::{DateTime, NaiveDate, Utc};
 
 use crate::clock::{ceil_secs, from_unix, local_day_bounds};
-use crate::config::SimConfig;
+use crate::config::{IntradayType, SimConfig};
 use crate::generator::{DaySummary, Profile, Window};
 
 pub mod legacy;
@@ -83,6 +88,14 @@ fn profile(config: &SimConfig, participant_id: &str) -> Option<(Profile, Window)
     Some((p, window))
 }
 
+/// Whether the point of `data_type` at Unix second `t` is one of `config.deletions`.
+fn deleted(config: &SimConfig, participant_id: &str, data_type: IntradayType, t: i64) -> bool {
+    config
+        .deletions
+        .iter()
+        .any(|d| d.participant == participant_id && d.covers(data_type, t))
+}
+
 /// Heart-rate samples with `start <= time < end`, oldest first. Intraday data is never
 /// restated; `_restate_version` exists for a uniform signature.
 pub fn heart_rate(
@@ -95,13 +108,10 @@ pub fn heart_rate(
     let Some((p, window)) = profile(config, participant_id) else {
         return Vec::new();
     };
-    let (mut samples, _) = p.hr_desc(
-        window,
-        ceil_secs(start),
-        ceil_secs(end),
-        &|_| true,
-        usize::MAX,
-    );
+    let keep = |s: &crate::generator::HrSample| {
+        !deleted(config, participant_id, IntradayType::HeartRate, s.t)
+    };
+    let (mut samples, _) = p.hr_desc(window, ceil_secs(start), ceil_secs(end), &keep, usize::MAX);
     samples.reverse();
     samples
         .into_iter()
@@ -126,13 +136,11 @@ pub fn steps(
     let Some((p, window)) = profile(config, participant_id) else {
         return Vec::new();
     };
-    let (mut minutes, _) = p.steps_desc(
-        window,
-        ceil_secs(start),
-        ceil_secs(end),
-        &|_| true,
-        usize::MAX,
-    );
+    let keep = |m: &crate::generator::Minute| {
+        !deleted(config, participant_id, IntradayType::Steps, m.index * 60)
+    };
+    let (mut minutes, _) =
+        p.steps_desc(window, ceil_secs(start), ceil_secs(end), &keep, usize::MAX);
     minutes.reverse();
     minutes
         .into_iter()

@@ -32,6 +32,9 @@ pub struct Options {
     pub start_sync: bool,
     /// Which provider the roster is imported through: "google-health" or "fitbit".
     pub provider: &'static str,
+    /// Serve the participant portal and webhooks from the dispatcher, and point the simulator's
+    /// webhooks at it.
+    pub portal: bool,
 }
 
 impl Default for Options {
@@ -45,6 +48,7 @@ impl Default for Options {
             standby_writer: false,
             start_sync: true,
             provider: "google-health",
+            portal: false,
         }
     }
 }
@@ -59,7 +63,14 @@ pub struct TestFleet {
     pub http: reqwest::Client,
     pub key: TokenKey,
     pub topology: Topology,
+    /// The portal's base URL (`Options::portal`).
+    pub portal_url: Option<String>,
 }
+
+/// The Google webhook secret test fleets configure on both sides.
+pub const GOOGLE_WEBHOOK_SECRET: &str = "Bearer sim-webhook-secret";
+/// The legacy Fitbit subscriber verification code of test fleets.
+pub const FITBIT_VERIFICATION_CODE: &str = "sim-verify-code";
 
 impl TestFleet {
     pub async fn start(options: Options) -> Self {
@@ -98,6 +109,35 @@ impl TestFleet {
                 .iter()
                 .map(|(k, v)| ((*k).to_owned(), v.clone())),
         );
+        let portal_url = options.portal.then(|| {
+            let port = crate::webdriver::free_port();
+            let url = format!("http://127.0.0.1:{port}");
+            env.extra.extend(
+                [
+                    ("FITLINK_PORTAL_ADDR", format!("127.0.0.1:{port}")),
+                    ("FITLINK_PUBLIC_URL", url.clone()),
+                    (
+                        "FITLINK_PROGRAM_NAME",
+                        "the Example Health Study".to_owned(),
+                    ),
+                    (
+                        "FITLINK_GOOGLE_WEBHOOK_SECRET",
+                        GOOGLE_WEBHOOK_SECRET.to_owned(),
+                    ),
+                    (
+                        "FITLINK_GOOGLE_WEBHOOK_KEYSET",
+                        format!("{}/_sim/webhooks/keyset.json", sim.base_url),
+                    ),
+                    (
+                        "FITLINK_FITBIT_WEBHOOK_VERIFICATION_CODE",
+                        FITBIT_VERIFICATION_CODE.to_owned(),
+                    ),
+                    ("FITLINK_WEBHOOK_COALESCE_MS", "300".to_owned()),
+                ]
+                .map(|(k, v)| (k.to_owned(), v)),
+            );
+            url
+        });
         let token_key = env.token_key.clone();
         let mut fleet = Fleet::new(BIN.into(), env.clone(), &dir.path().join("logs")).unwrap();
         fleet.spawn("writer", &["writer"]).unwrap();
@@ -117,7 +157,20 @@ impl TestFleet {
             http: fitlink_shared::provider::http_client(),
             key: TokenKey::parse(&token_key).unwrap(),
             topology: Topology::new(&namespace),
+            portal_url,
         };
+        if let Some(portal) = &this.portal_url {
+            this.sim_control(
+                "/_sim/webhooks",
+                serde_json::json!({
+                    "google_webhook_url": format!("{portal}/webhooks/google"),
+                    "google_webhook_secret": GOOGLE_WEBHOOK_SECRET,
+                    "fitbit_webhook_url": format!("{portal}/webhooks/fitbit"),
+                    "fitbit_verification_code": FITBIT_VERIFICATION_CODE,
+                }),
+            )
+            .await;
+        }
         if options.start_sync {
             this.import_roster().await;
             this.start_workers(options.workers);

@@ -3,10 +3,13 @@
 //! simulator's ground truth.
 
 mod harness;
+mod webdriver;
 
 mod bad_input;
+mod browser;
 mod chaos;
 mod crashes;
 mod faults;
 mod legacy;
+mod linkage;
 mod sync;

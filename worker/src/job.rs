@@ -4,6 +4,10 @@
 //! Slices are published one at a time and confirmed, so memory stays bounded by one slice
 //! whatever the backfill's length, and a failure part-way keeps what was already published
 //! (the retry resumes after the last confirmed slice).
+//!
+//! A keep-alive job ([`SyncJob::touch_only`]) only refreshes the token — through the provider,
+//! never from the cache, and a rotated refresh token is made durable exactly as in a sync — so an
+//! idle participant's grant does not expire. It calls nothing else.
 
 use chrono::{DurationRound, NaiveDate, TimeDelta};
 
@@ -31,6 +35,14 @@ pub struct JobShape {
 }
 
 /// How a job that did not fail ended.
+#[derive(Debug)]
+pub enum Ran {
+    Synced(Synced),
+    /// A keep-alive: the provider accepted the refresh token (a rotated one is stored).
+    Touched,
+}
+
+/// How a sync job that did not fail ended.
 #[derive(Debug)]
 pub struct Synced {
     pub synced_to: UtcInstant,
@@ -76,15 +88,21 @@ pub struct JobContext<'a, P> {
 }
 
 impl<P: HealthProvider> JobContext<'_, P> {
-    pub async fn run(&self, job: &SyncJob) -> Result<Synced, Failed> {
+    pub async fn run(&self, job: &SyncJob) -> Result<Ran, Failed> {
         let mut progress = Progress {
             resume_from: job.from,
             token: job.sealed_refresh_token.clone(),
             rejected_token: None,
             provider_user_id: None,
         };
-        match self.sync(job, &mut progress).await {
-            Ok(synced) => Ok(Synced { progress, ..synced }),
+        let ran = if job.touch_only {
+            self.touch(job, &mut progress).await.map(|()| Ran::Touched)
+        } else {
+            self.sync(job, &mut progress).await.map(Ran::Synced)
+        };
+        match ran {
+            Ok(Ran::Synced(synced)) => Ok(Ran::Synced(Synced { progress, ..synced })),
+            Ok(Ran::Touched) => Ok(Ran::Touched),
             Err(error) => {
                 self.tokens.evict(&job.participant_id);
                 Err(Failed { error, progress })
@@ -173,6 +191,13 @@ impl<P: HealthProvider> JobContext<'_, P> {
             intraday_denied: session.intraday_denied().is_some(),
             progress: progress.clone(),
         })
+    }
+
+    /// A keep-alive: the refresh token must reach the provider (that is what keeps the grant
+    /// alive), so a cached access token does not count.
+    async fn touch(&self, job: &SyncJob, progress: &mut Progress) -> Result<(), SyncError> {
+        self.tokens.evict(&job.participant_id);
+        self.access_token(job, progress).await.map(drop)
     }
 
     /// A cached access token, or a fresh one. A rotated refresh token is made durable —
@@ -289,5 +314,294 @@ fn summaries_for(all: &DailySummaries, days: &std::ops::Range<NaiveDate>) -> Dai
             .filter(|d| days.contains(&d.date))
             .cloned()
             .collect(),
+    }
+}
+
+/// Keep-alive jobs against the real broker (RabbitMQ on 127.0.0.1:5672, or `FITLINK_AMQP_URL`)
+/// and a provider that counts what is asked of it. Each test uses its own namespace and deletes
+/// its queues at the end.
+#[cfg(test)]
+mod touch_tests {
+    use std::ops::Range;
+    use std::sync::atomic::{AtomicU32, Ordering};
+    use std::sync::{Arc, Mutex};
+
+    use chrono::{DateTime, Utc};
+    use fitlink_shared::broker::{self, queue_depth};
+    use fitlink_shared::config::BrokerArgs;
+    use fitlink_shared::domain::{ParticipantId, Provider};
+    use fitlink_shared::messages::CredentialStored;
+    use fitlink_shared::provider::{AccessGrant, Intraday, RequestBudget};
+    use futures_util::{FutureExt as _, StreamExt as _};
+    use lapin::options::{BasicAckOptions, BasicConsumeOptions, QueueDeleteOptions};
+    use lapin::types::FieldTable;
+    use uuid::Uuid;
+
+    use super::*;
+
+    /// What the fake provider's token endpoint does.
+    #[derive(Clone, Copy)]
+    enum Refresh {
+        Rotates,
+        Revoked,
+    }
+
+    struct CountingProvider {
+        refresh: Refresh,
+        refreshes: AtomicU32,
+        data_calls: AtomicU32,
+    }
+
+    impl CountingProvider {
+        fn new(refresh: Refresh) -> Self {
+            Self {
+                refresh,
+                refreshes: AtomicU32::new(0),
+                data_calls: AtomicU32::new(0),
+            }
+        }
+
+        fn data_call<T>(&self) -> Result<T, SyncError> {
+            self.data_calls.fetch_add(1, Ordering::SeqCst);
+            Err(SyncError::transient("a keep-alive must not ask for data"))
+        }
+    }
+
+    impl HealthProvider for CountingProvider {
+        fn request_budget(&self) -> RequestBudget {
+            RequestBudget::new(150, std::time::Duration::from_secs(3600))
+        }
+
+        async fn refresh(&self, _token: &Secret<String>) -> Result<AccessGrant, SyncError> {
+            self.refreshes.fetch_add(1, Ordering::SeqCst);
+            match self.refresh {
+                Refresh::Rotates => Ok(AccessGrant {
+                    access_token: Secret::new("access-new".into()),
+                    expires_at: Utc::now() + TimeDelta::hours(8),
+                    rotated_refresh_token: Some(Secret::new("refresh-rotated".into())),
+                    scopes: vec![],
+                    provider_user_id: None,
+                }),
+                Refresh::Revoked => Err(SyncError::permanent(
+                    ParticipantState::Revoked,
+                    "invalid_grant",
+                )),
+            }
+        }
+
+        async fn latest_device_sync(
+            &self,
+            _: &Session,
+        ) -> Result<Option<DateTime<Utc>>, SyncError> {
+            self.data_call()
+        }
+
+        async fn time_zone(&self, _: &Session) -> Result<Option<String>, SyncError> {
+            self.data_call()
+        }
+
+        async fn daily_summaries(
+            &self,
+            _: &Session,
+            _: Range<NaiveDate>,
+        ) -> Result<DailySummaries, SyncError> {
+            self.data_call()
+        }
+
+        async fn intraday(&self, _: &Session, _: Slice) -> Result<Intraday, SyncError> {
+            self.data_call()
+        }
+    }
+
+    struct Broker {
+        conn: lapin::Connection,
+        topology: Topology,
+        publisher: Publisher,
+        commits: RotationCommits,
+        _replies: lapin::Channel,
+    }
+
+    impl Broker {
+        async fn new() -> Broker {
+            let args = BrokerArgs {
+                amqp_url: Secret::new(
+                    std::env::var("FITLINK_AMQP_URL")
+                        .unwrap_or_else(|_| "amqp://guest:guest@127.0.0.1:5672/%2f".to_owned()),
+                ),
+                namespace: format!("t-touch-{}", Uuid::new_v4().simple()),
+            };
+            let conn = broker::connect(&args, "worker-touch-test")
+                .await
+                .expect("RabbitMQ must be running on 127.0.0.1:5672 (or set FITLINK_AMQP_URL)");
+            let topology = Topology::new(&args.namespace);
+            topology
+                .declare(&conn.create_channel().await.unwrap())
+                .await
+                .unwrap();
+            let publisher = Publisher::open(&conn).await.unwrap();
+            let (commits, replies) = RotationCommits::start(&conn).await.unwrap();
+            Broker {
+                conn,
+                topology,
+                publisher,
+                commits,
+                _replies: replies,
+            }
+        }
+
+        async fn delete_queues(&self) {
+            let channel = self.conn.create_channel().await.unwrap();
+            for queue in self.topology.all_queues() {
+                let _ = channel
+                    .queue_delete(queue.into(), QueueDeleteOptions::default())
+                    .await;
+            }
+            let _ = self.conn.close(200, "test done".into()).await;
+        }
+
+        /// Plays the writer: records every command's kind and confirms rotated credentials to
+        /// the waiting job, as the writer does after its commit.
+        async fn fake_writer(&self) -> Arc<Mutex<Vec<&'static str>>> {
+            let seen = Arc::new(Mutex::new(Vec::new()));
+            let channel = self.conn.create_channel().await.unwrap();
+            let mut results = channel
+                .basic_consume(
+                    self.topology.results.as_str().into(),
+                    "fake-writer".into(),
+                    BasicConsumeOptions::default(),
+                    FieldTable::default(),
+                )
+                .await
+                .unwrap();
+            let (publisher, record) = (self.publisher.clone(), seen.clone());
+            tokio::spawn(async move {
+                let _channel = channel;
+                while let Some(Ok(delivery)) = results.next().await {
+                    let command: WriterCommand = serde_json::from_slice(&delivery.data).unwrap();
+                    record.lock().unwrap().push(command.kind());
+                    if let WriterCommand::RotateCredential(rotation) = &command {
+                        let stored = CredentialStored {
+                            job_id: rotation.job_id,
+                            participant_id: rotation.participant_id.clone(),
+                        };
+                        let queue = rotation.reply_to.as_deref().unwrap();
+                        publisher
+                            .publish_json(queue, &stored, vec![])
+                            .await
+                            .unwrap();
+                    }
+                    delivery.ack(BasicAckOptions::default()).await.unwrap();
+                }
+            });
+            seen
+        }
+    }
+
+    fn touch_job(key: &TokenKey) -> SyncJob {
+        let participant = ParticipantId::new("p1").unwrap();
+        SyncJob {
+            job_id: Uuid::now_v7(),
+            sealed_refresh_token: key.seal(&participant, &Secret::new("refresh-old".into())),
+            participant_id: participant,
+            provider: Provider::Fitbit,
+            from: UtcInstant::parse("2026-10-01T00:00:00Z").unwrap(),
+            sync_from: None,
+            touch_only: true,
+            time_zone: None,
+            granted_at: UtcInstant::parse("2026-10-02T00:00:00Z").unwrap(),
+        }
+    }
+
+    fn context<'a>(
+        provider: &'a CountingProvider,
+        key: &'a TokenKey,
+        tokens: &'a AccessTokens,
+        broker: &'a Broker,
+    ) -> JobContext<'a, CountingProvider> {
+        JobContext {
+            provider,
+            key,
+            tokens,
+            commits: &broker.commits,
+            publisher: &broker.publisher,
+            topology: &broker.topology,
+            shape: JobShape {
+                slice: TimeDelta::hours(12),
+                summary_lookback_days: 2,
+                max_window: TimeDelta::days(7),
+            },
+            chaos: None,
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_keep_alive_refreshes_through_the_provider_stores_a_rotated_token_and_nothing_else() {
+        let broker = Broker::new().await;
+        let outcome = std::panic::AssertUnwindSafe(async {
+            let key = TokenKey::parse(&TokenKey::generate()).unwrap();
+            let provider = CountingProvider::new(Refresh::Rotates);
+            let tokens = AccessTokens::default();
+            let job = touch_job(&key);
+            // A cached access token does not count: the refresh token must reach the provider.
+            tokens.put(
+                job.participant_id.clone(),
+                Secret::new("access-cached".into()),
+                Utc::now() + TimeDelta::hours(8),
+            );
+            let seen = broker.fake_writer().await;
+
+            let ran = context(&provider, &key, &tokens, &broker).run(&job).await;
+            assert!(matches!(ran, Ok(Ran::Touched)), "{ran:?}");
+            assert_eq!(provider.refreshes.load(Ordering::SeqCst), 1);
+            assert_eq!(provider.data_calls.load(Ordering::SeqCst), 0);
+            // The rotation was published and confirmed by the (fake) writer before the job
+            // ended; nothing else was published.
+            assert_eq!(*seen.lock().unwrap(), ["rotate_credential"]);
+        })
+        .catch_unwind()
+        .await;
+        broker.delete_queues().await;
+        if let Err(panic) = outcome {
+            std::panic::resume_unwind(panic);
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_refused_keep_alive_fails_as_a_revocation_with_the_refused_token() {
+        let broker = Broker::new().await;
+        let outcome = std::panic::AssertUnwindSafe(async {
+            let key = TokenKey::parse(&TokenKey::generate()).unwrap();
+            let provider = CountingProvider::new(Refresh::Revoked);
+            let tokens = AccessTokens::default();
+            let job = touch_job(&key);
+
+            let failed = match context(&provider, &key, &tokens, &broker).run(&job).await {
+                Err(failed) => failed,
+                Ok(ran) => panic!("not failed: {ran:?}"),
+            };
+            assert!(matches!(
+                failed.error,
+                SyncError::Permanent {
+                    state: ParticipantState::Revoked,
+                    ..
+                }
+            ));
+            assert_eq!(
+                failed.progress.rejected_token,
+                Some(job.sealed_refresh_token.clone())
+            );
+            assert_eq!(provider.data_calls.load(Ordering::SeqCst), 0);
+            let channel = broker.conn.create_channel().await.unwrap();
+            assert_eq!(
+                queue_depth(&channel, &broker.topology.results).await,
+                Some(0)
+            );
+        })
+        .catch_unwind()
+        .await;
+        broker.delete_queues().await;
+        if let Err(panic) = outcome {
+            std::panic::resume_unwind(panic);
+        }
     }
 }

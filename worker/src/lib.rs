@@ -229,7 +229,12 @@ impl Worker {
         };
         metrics::histogram!("fitlink_worker_job_seconds").record(started.elapsed().as_secs_f64());
         match result {
-            Ok(synced) if synced.continues => {
+            Ok(job::Ran::Touched) => {
+                tracing::info!("token touched (keep-alive)");
+                metrics::counter!("fitlink_worker_jobs_total", "outcome" => "touched").increment(1);
+                self.outcome(&job, Outcome::Touched).await
+            }
+            Ok(job::Ran::Synced(synced)) if synced.continues => {
                 tracing::info!(synced_to = %synced.synced_to, "backfill continues in a follow-up job");
                 let next = SyncJob {
                     from: synced.synced_to,
@@ -252,7 +257,7 @@ impl Worker {
                     .increment(1);
                 Ok(())
             }
-            Ok(synced) => {
+            Ok(job::Ran::Synced(synced)) => {
                 tracing::info!(synced_to = %synced.synced_to, slices = synced.slices, "job completed");
                 metrics::counter!("fitlink_worker_jobs_total", "outcome" => "completed")
                     .increment(1);

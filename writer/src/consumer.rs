@@ -268,7 +268,7 @@ impl Writer {
         match self.store.apply(&commands).await {
             Ok(applied) => {
                 record(&commands, &applied);
-                fatal = self.publish(&applied, 0, &mut settles).await;
+                fatal = self.publish(&applied, &commands, 0, &mut settles).await;
             }
             Err(e) => {
                 tracing::warn!(error = %e, commands = commands.len(), "batch rolled back; applying its commands one by one");
@@ -334,7 +334,10 @@ impl Writer {
                         applied_any = true;
                         settles[i] = Settle::Ack;
                         record(std::slice::from_ref(command), &applied);
-                        if let Some(e) = self.publish(&applied, i, settles).await {
+                        if let Some(e) = self
+                            .publish(&applied, std::slice::from_ref(command), i, settles)
+                            .await
+                        {
                             fatal.get_or_insert(e);
                         }
                     }
@@ -384,6 +387,7 @@ impl Writer {
     async fn publish(
         &self,
         applied: &Applied,
+        commands: &[WriterCommand],
         offset: usize,
         settles: &mut [Settle],
     ) -> Option<anyhow::Error> {
@@ -393,13 +397,22 @@ impl Writer {
                 .publish_json(&self.topology.jobs, *job, job_headers(job))
         }))
         .await;
-        // Workers waiting for a rotated credential to be committed: tell them. Best effort: a
-        // worker that is gone has nobody to tell (its job is redelivered with the old token,
-        // and the writer retries it with the stored one).
+        // Processes waiting for a decision to be committed: tell them. Best effort: a waiter
+        // that is gone has nobody to tell (a worker's job is redelivered with the old token and
+        // the writer retries it with the stored one; a portal or CLI that gave up says so, and
+        // the decision stands).
         for (queue, stored) in applied.effects.iter().filter_map(|e| e.credential_reply()) {
-            if let Err(e) = self.publisher.publish_json(queue, stored, vec![]).await {
-                tracing::debug!(participant_id = %stored.participant_id, error = %e, "could not tell a worker its credential is stored");
-            }
+            self.reply(queue, stored, stored.participant_id.as_str())
+                .await;
+        }
+        for ((queue, reply), command) in applied
+            .effects
+            .iter()
+            .zip(commands)
+            .filter_map(|(e, c)| e.writer_reply().map(|r| (r, c)))
+        {
+            let participant = command.participant().map_or("-", |p| p.as_str());
+            self.reply(queue, reply, participant).await;
         }
         let mut fatal = None;
         for ((i, job), result) in jobs.into_iter().zip(results) {
@@ -415,6 +428,14 @@ impl Writer {
             }
         }
         fatal
+    }
+
+    /// Answers a process waiting on its own reply queue, after the commit. A reply that cannot
+    /// be routed (the waiter is gone and its exclusive queue with it) is not an error.
+    async fn reply<T: serde::Serialize>(&self, queue: &str, body: &T, participant: &str) {
+        if let Err(e) = self.publisher.publish_json(queue, body, vec![]).await {
+            tracing::debug!(participant_id = participant, queue, error = %e, "could not deliver a reply; the waiter is gone");
+        }
     }
 }
 
@@ -460,9 +481,13 @@ fn record(commands: &[WriterCommand], applied: &Applied) {
                     created,
                     updated,
                     reactivated,
+                    refused,
                 },
             ) => {
-                tracing::info!(import_id = %batch.import_id, source = %batch.source, created, updated, reactivated, "participants imported");
+                tracing::info!(import_id = %batch.import_id, source = %batch.source, created, updated, reactivated, refused, "participants imported");
+                if *refused > 0 {
+                    tracing::warn!(import_id = %batch.import_id, refused, "import rows of withdrawn participants were refused");
+                }
                 continue;
             }
             (WriterCommand::ImportParticipants(batch), Effect::ImportAlreadyApplied) => {
@@ -481,6 +506,39 @@ fn record(commands: &[WriterCommand], applied: &Applied) {
                 "republished"
             }
             (_, Effect::NotGranted(why)) => why.label(),
+            (command, Effect::Refused { reason }) => {
+                tracing::warn!(participant_id = command.participant().map_or("-", |p| p.as_str()), kind = command.kind(), %reason, "command refused");
+                continue;
+            }
+            (WriterCommand::StoreSlice(slice), Effect::SliceDropped { state }) => {
+                tracing::info!(participant_id = %slice.participant_id, job_id = %slice.job_id, %state, "slice for a withdrawn participant dropped");
+                continue;
+            }
+            (command, Effect::Replied { reply, .. }) => {
+                tracing::info!(participant_id = command.participant().map_or("-", |p| p.as_str()), kind = command.kind(), request_id = %reply.request_id, reply = ?reply.reply, "decided");
+                continue;
+            }
+            (WriterCommand::ConsentLost(loss), Effect::ConsentLost { previous_state }) => {
+                tracing::info!(participant_id = %loss.participant_id, %previous_state, reason = %loss.reason, "participant took their consent back");
+                continue;
+            }
+            (
+                WriterCommand::RecordConsentProblem(problem),
+                Effect::ConsentProblemRecorded { state },
+            ) => {
+                tracing::info!(participant_id = %problem.participant_id, invitation_id = %problem.invitation_id, problem = ?problem.problem, %state, "consent flow ended without a grant");
+                continue;
+            }
+            (
+                WriterCommand::DeleteProviderData(deletion),
+                Effect::ProviderDataDeleted { rows_deleted, .. },
+            ) => {
+                tracing::info!(participant_id = %deletion.participant_id, data_type = %deletion.data_type, rows_deleted, "provider deletion applied");
+                metrics::counter!("fitlink_writer_provider_rows_deleted_total")
+                    .increment(*rows_deleted);
+                continue;
+            }
+            (_, Effect::Notified(notified)) => notified.label(),
             _ => continue,
         };
         metrics::counter!("fitlink_writer_grants_total", "result" => result).increment(1);

@@ -24,7 +24,7 @@ mod consumer;
 pub mod store;
 
 pub use fitlink_shared::messages::WriterCommand;
-pub use store::{Applied, Effect, NotGranted, Rejection, Store, StoreError};
+pub use store::{Applied, Effect, NotGranted, Notified, Rejection, Store, StoreError};
 
 /// Settings of `fitlink writer`.
 #[derive(clap::Args, Clone, Debug)]

@@ -3,8 +3,12 @@
 //! Everything a command changes (data rows, the cursor that covers them, the job ledger, the
 //! in-flight claim) changes in the same transaction, so a crash leaves either all of a batch or
 //! none of it (invariant 3: the cursor never passes uncommitted data). What must happen outside
-//! the database after the commit (publishing granted jobs) is returned in [`Applied`] for the
-//! caller to do.
+//! the database after the commit (publishing granted jobs, answering a process that waits for a
+//! decision) is returned in [`Applied`] for the caller to do.
+//!
+//! One module per concern: `import`, `grant` (sync requests and keep-alives), `slices`,
+//! `credential`, `outcome` (job ends), `linkage` (invitations, consents, consent problems and
+//! losses), `notification` (provider webhooks: new data and deletions), `withdrawal`.
 //!
 //! This module knows nothing of the broker. It logs at debug level only: whatever it logs may
 //! still be rolled back; the caller reports what was committed.
@@ -14,8 +18,9 @@ use std::time::Duration;
 
 use fitlink_shared::db;
 use fitlink_shared::domain::{ParticipantId, UtcInstant};
-use fitlink_shared::messages::CredentialStored;
-use fitlink_shared::messages::{SyncJob, WriterCommand, now_instant};
+use fitlink_shared::messages::{
+    CredentialStored, SyncJob, WriterCommand, WriterReply, now_instant,
+};
 use sqlx::pool::PoolConnection;
 use sqlx::{Connection, Sqlite, SqliteConnection, SqlitePool};
 use uuid::Uuid;
@@ -23,10 +28,15 @@ use uuid::Uuid;
 mod credential;
 mod grant;
 mod import;
+mod linkage;
+mod notification;
 mod outcome;
 mod slices;
 mod sql;
+mod withdrawal;
 
+#[cfg(test)]
+mod linkage_tests;
 #[cfg(test)]
 mod tests;
 
@@ -38,6 +48,17 @@ pub struct Store {
     job_lease: Duration,
     /// Multi-row statements, built once per row count and reused (so SQLite prepares each once).
     sql: sql::Statements,
+    /// Chores done now and then, not in every transaction.
+    housekeeping: Housekeeping,
+}
+
+/// When the writer last did its periodic chores. Kept in memory: after a restart they are simply
+/// done once more, which is harmless.
+#[derive(Debug, Default)]
+struct Housekeeping {
+    /// Provider notification digests older than the redelivery horizon are pruned at most once
+    /// per [`notification::PRUNE_EVERY`].
+    notifications_pruned_at: Option<std::time::Instant>,
 }
 
 /// What one [`Store::apply`] did, command by command.
@@ -75,11 +96,13 @@ impl Applied {
 #[derive(Clone, Debug, PartialEq)]
 pub enum Effect {
     /// An import file applied: participants created, existing ones given new credentials (and
-    /// `reactivated` of those brought back to `active` by the new consent).
+    /// `reactivated` of those brought back to `active` by the new consent), and `refused` rows
+    /// skipped (withdrawn participants are never brought back by an import).
     Imported {
         created: u32,
         updated: u32,
         reactivated: u32,
+        refused: u32,
     },
     /// The import id was applied before (a redelivery or a second run of the same file).
     ImportAlreadyApplied,
@@ -100,13 +123,68 @@ pub enum Effect {
         reply_to: Option<String>,
         stored: CredentialStored,
     },
+    /// A slice for a withdrawn participant (its job was in flight when they withdrew): nothing
+    /// stored, so withdrawal is final.
+    SliceDropped { state: String },
     /// A job's outcome was recorded; `released` says whether it released the in-flight claim.
     JobFinished {
         released: bool,
-        /// The provider refused a refresh token that has been rotated since the job was
-        /// granted: a new job with the stored token, to publish.
-        retry: Option<SyncJob>,
+        /// A job that takes over, to publish: the provider refused a refresh token that has been
+        /// rotated since the grant (a retry with the stored token), or provider notifications
+        /// arrived while the job ran (one follow-up job covering all of them).
+        follow_up: Option<SyncJob>,
     },
+    /// An invitation recorded (`new` is false if it was recorded before); `created` says
+    /// whether it created the participant (in `invited`).
+    InvitationRecorded { new: bool, created: bool },
+    /// The command breaks a rule (an invitation for a withdrawn participant): nothing changed.
+    /// Acked, not dead-lettered: the message is fine, the request is not.
+    Refused { reason: String },
+    /// A command someone waits on was decided (a consent, a withdrawal): `reply` goes to
+    /// `reply_to` after the commit. A consent may grant a first sync job.
+    Replied {
+        reply_to: Option<String>,
+        reply: WriterReply,
+        job: Option<SyncJob>,
+    },
+    /// A consent flow that ended without a grant was recorded; `state` is the participant's state
+    /// after it.
+    ConsentProblemRecorded { state: String },
+    /// Provider notifications were recorded, and what came of them.
+    Notified(Notified),
+    /// A provider deletion was applied: `rows_deleted` stored rows removed (0 for a repeated
+    /// notification), then the re-read it calls for.
+    ProviderDataDeleted {
+        rows_deleted: u64,
+        notified: Notified,
+    },
+    /// The provider said the participant took their consent back; `previous_state` before it.
+    ConsentLost { previous_state: String },
+}
+
+/// What became of provider notifications (a webhook `UPSERT`, or the re-read after a `DELETE`).
+#[derive(Clone, Debug, PartialEq)]
+pub enum Notified {
+    /// Every notification was seen before: nothing to do (1,000 duplicates make one job).
+    Duplicate,
+    /// Recorded, but the participant is not syncing: no job.
+    NotSyncing { state: String },
+    /// A job is in flight: recorded, and that job's end grants one follow-up job for all of them.
+    Coalesced { in_flight: String },
+    /// A job to publish, granted now.
+    Job(SyncJob),
+}
+
+impl Notified {
+    /// A short stable label for metrics.
+    pub fn label(&self) -> &'static str {
+        match self {
+            Notified::Duplicate => "notification_duplicate",
+            Notified::NotSyncing { .. } => "notification_not_syncing",
+            Notified::Coalesced { .. } => "notification_coalesced",
+            Notified::Job(_) => "granted",
+        }
+    }
 }
 
 impl Effect {
@@ -114,8 +192,27 @@ impl Effect {
         match self {
             Effect::Granted(job) | Effect::Regranted(job) => Some(job),
             Effect::JobFinished {
-                retry: Some(job), ..
+                follow_up: Some(job),
+                ..
+            }
+            | Effect::Replied { job: Some(job), .. }
+            | Effect::Notified(Notified::Job(job))
+            | Effect::ProviderDataDeleted {
+                notified: Notified::Job(job),
+                ..
             } => Some(job),
+            _ => None,
+        }
+    }
+
+    /// A process waiting for this command's decision, and what to tell it.
+    pub fn writer_reply(&self) -> Option<(&str, &WriterReply)> {
+        match self {
+            Effect::Replied {
+                reply_to: Some(queue),
+                reply,
+                ..
+            } => Some((queue.as_str(), reply)),
             _ => None,
         }
     }
@@ -137,6 +234,10 @@ impl Effect {
 pub enum NotGranted {
     /// The participant's state is not `active` and the request did not force it.
     NotActive { state: String },
+    /// The participant has no live grant to sync with (withdrawn, only invited, no stored
+    /// credential, or — for a keep-alive — a grant the provider already refused): not even a
+    /// forced request is granted.
+    NoGrant { state: String, why: &'static str },
     /// Another job holds a live claim (invariant 6: one job in flight).
     InFlight { job_id: String },
     /// This job id was granted before and is no longer in flight (it finished or was replaced):
@@ -149,6 +250,7 @@ impl NotGranted {
     pub fn label(&self) -> &'static str {
         match self {
             NotGranted::NotActive { .. } => "not_active",
+            NotGranted::NoGrant { .. } => "no_grant",
             NotGranted::InFlight { .. } => "in_flight",
             NotGranted::AlreadyGranted => "already_granted",
         }
@@ -223,6 +325,7 @@ struct Tx<'a> {
     now_text: String,
     job_lease: Duration,
     sql: &'a sql::Statements,
+    housekeeping: &'a mut Housekeeping,
 }
 
 impl Store {
@@ -233,21 +336,26 @@ impl Store {
             pool,
             job_lease,
             sql: sql::Statements::new(),
+            housekeeping: Housekeeping::default(),
         })
     }
 
     /// Applies `commands` in ONE transaction (`BEGIN IMMEDIATE`), in order; on any error the
     /// whole transaction rolls back and nothing of it is visible.
     ///
-    /// A transaction that imports participants or rotates a credential commits with
-    /// `synchronous=FULL`: credentials must survive a power loss (invariant 4), while data may
-    /// roll back with its cursor and be fetched again.
+    /// A transaction that imports participants, rotates a credential, links a participant or
+    /// withdraws one commits with `synchronous=FULL`: credentials (and their deletion) must
+    /// survive a power loss (invariant 4), and so must a decision someone was told about, while
+    /// data may roll back with its cursor and be fetched again.
     pub async fn apply(&mut self, commands: &[WriterCommand]) -> Result<Applied, StoreError> {
         let mut conn = self.pool.acquire().await?;
         let durable = commands.iter().any(|c| {
             matches!(
                 c,
-                WriterCommand::ImportParticipants(_) | WriterCommand::RotateCredential(_)
+                WriterCommand::ImportParticipants(_)
+                    | WriterCommand::RotateCredential(_)
+                    | WriterCommand::LinkParticipant(_)
+                    | WriterCommand::Withdraw(_)
             )
         });
         if durable {
@@ -271,7 +379,7 @@ impl Store {
     }
 
     async fn apply_in_transaction(
-        &self,
+        &mut self,
         conn: &mut PoolConnection<Sqlite>,
         commands: &[WriterCommand],
     ) -> Result<Applied, StoreError> {
@@ -283,6 +391,7 @@ impl Store {
             now_text: now.to_text(),
             job_lease: self.job_lease,
             sql: &self.sql,
+            housekeeping: &mut self.housekeeping,
         };
         let mut applied = Applied {
             effects: Vec::with_capacity(commands.len()),
@@ -329,6 +438,19 @@ impl Tx<'_> {
             WriterCommand::StoreSlice(slice) => self.store_slice(slice, applied).await,
             WriterCommand::RotateCredential(rotation) => self.rotate_credential(rotation).await,
             WriterCommand::FinishJob(outcome) => self.finish_job(outcome).await,
+            WriterCommand::RecordInvitation(invitation) => self.record_invitation(invitation).await,
+            WriterCommand::LinkParticipant(grant) => self.link_participant(grant).await,
+            WriterCommand::RecordConsentProblem(problem) => {
+                self.record_consent_problem(problem).await
+            }
+            WriterCommand::ProviderNotified(notification) => {
+                self.provider_notified(notification).await
+            }
+            WriterCommand::DeleteProviderData(deletion) => {
+                self.delete_provider_data(deletion).await
+            }
+            WriterCommand::ConsentLost(loss) => self.consent_lost(loss).await,
+            WriterCommand::Withdraw(withdrawal) => self.withdraw(withdrawal).await,
         }
     }
 }
@@ -336,6 +458,11 @@ impl Tx<'_> {
 /// The text a job id is stored as (hyphenated lower case, as `Uuid` prints).
 fn job_text(id: &Uuid) -> String {
     id.hyphenated().to_string()
+}
+
+/// The UTC date of an instant, for reasons people read ("declined consent on 2026-10-02").
+fn date_of(at: UtcInstant) -> String {
+    at.get().date_naive().to_string()
 }
 
 /// Caps free text from outside (provider error bodies, reasons) before it goes in a row.

@@ -315,3 +315,145 @@ async fn shutdown_commits_and_acks_what_the_writer_holds() {
     .await;
     fleet.finish(outcome).await;
 }
+
+/// A consent and a withdrawal are answered on the waiter's own reply queue after the commit; a
+/// reply whose waiter is gone (its queue no longer exists) does not stop the writer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn consents_and_withdrawals_are_answered_after_the_commit() {
+    use lapin::options::{BasicConsumeOptions, QueueDeclareOptions};
+    use lapin::types::FieldTable;
+
+    let fleet = Fleet::new(16, 20).await;
+    let (args, topology, channel) = (&fleet.args, &fleet.topology, &fleet.channel);
+    let outcome = AssertUnwindSafe(async {
+        let publisher = Publisher::open(&fleet.conn).await.unwrap();
+        let replies = channel
+            .queue_declare(
+                "".into(),
+                QueueDeclareOptions {
+                    exclusive: true,
+                    auto_delete: true,
+                    ..Default::default()
+                },
+                FieldTable::default(),
+            )
+            .await
+            .unwrap();
+        let reply_queue = replies.name().as_str().to_owned();
+        let mut replies = channel
+            .basic_consume(
+                reply_queue.as_str().into(),
+                "reply-test".into(),
+                BasicConsumeOptions {
+                    no_ack: true,
+                    ..Default::default()
+                },
+                FieldTable::default(),
+            )
+            .await
+            .unwrap();
+        let shutdown = CancellationToken::new();
+        let writer = tokio::spawn(fitlink_writer::run(args.clone(), shutdown.clone()));
+
+        let p9 = ParticipantId::new("p9").unwrap();
+        let invitation = Invitation {
+            invitation_id: Uuid::new_v4(),
+            participant_id: p9.clone(),
+            provider: Provider::GoogleHealth,
+            sync_from: at("2026-09-01T00:00:00Z"),
+            issued_at: at("2026-10-05T00:00:00Z"),
+            expires_at: at("2026-10-12T00:00:00Z"),
+        };
+        let consent = ConsentGrant {
+            request_id: Uuid::new_v4(),
+            invitation: invitation.clone(),
+            participant_id: p9.clone(),
+            provider: Provider::GoogleHealth,
+            sealed_refresh_token: SealedToken::from_stored("sealed-p9".into()),
+            refresh_token_expires_at: None,
+            granted_scopes: vec!["activity".into()],
+            identity: None,
+            fitbit_user_id: None,
+            consented_at: at("2026-10-06T00:00:00Z"),
+            reply_to: Some(reply_queue.clone()),
+        };
+        // A waiter that gave up: its queue is gone. Then the consent that is waited for.
+        let gone = Withdrawal {
+            request_id: Uuid::new_v4(),
+            participant_id: ParticipantId::new("nobody").unwrap(),
+            purge: false,
+            requested_by: "test".into(),
+            provider_revocation: "no_credential".into(),
+            at: at("2026-10-06T00:00:00Z"),
+            reply_to: Some(format!("{}.gone", topology.results)),
+        };
+        for command in [
+            WriterCommand::Withdraw(gone),
+            WriterCommand::LinkParticipant(consent.clone()),
+        ] {
+            publisher
+                .publish_json(&topology.results, &command, vec![])
+                .await
+                .unwrap();
+        }
+        let reply = next_reply(&mut replies).await;
+        assert_eq!(reply.request_id, consent.request_id);
+        assert_eq!(
+            reply.reply,
+            ReplyBody::Linked {
+                participant_id: p9.clone(),
+                cursor: at("2026-09-01T00:00:00Z"),
+                new_participant: true,
+            }
+        );
+        wait_for_depth(channel, &topology.jobs, 1).await;
+
+        let withdrawal = Withdrawal {
+            request_id: Uuid::new_v4(),
+            participant_id: p9.clone(),
+            purge: true,
+            requested_by: "test".into(),
+            provider_revocation: "revoked".into(),
+            at: at("2026-10-07T00:00:00Z"),
+            reply_to: Some(reply_queue.clone()),
+        };
+        publisher
+            .publish_json(
+                &topology.results,
+                &WriterCommand::Withdraw(withdrawal.clone()),
+                vec![],
+            )
+            .await
+            .unwrap();
+        let reply = next_reply(&mut replies).await;
+        assert_eq!(reply.request_id, withdrawal.request_id);
+        assert!(
+            matches!(reply.reply, ReplyBody::Withdrawn { purged: true, .. }),
+            "{:?}",
+            reply.reply
+        );
+        wait_for_depth(channel, &topology.results, 0).await;
+        wait_for_depth(channel, &topology.results_dead, 0).await;
+
+        shutdown.cancel();
+        tokio::time::timeout(Duration::from_secs(30), writer)
+            .await
+            .expect("the writer stops on shutdown")
+            .unwrap()
+            .expect("the writer stops cleanly");
+    })
+    .catch_unwind()
+    .await;
+    fleet.finish(outcome).await;
+}
+
+/// The next reply on a waiter's queue (an event awaited, with a deadline).
+async fn next_reply(replies: &mut lapin::Consumer) -> WriterReply {
+    use futures_util::StreamExt as _;
+    let delivery = tokio::time::timeout(Duration::from_secs(30), replies.next())
+        .await
+        .expect("a reply within 30 s")
+        .unwrap()
+        .unwrap();
+    serde_json::from_slice(&delivery.data).unwrap()
+}

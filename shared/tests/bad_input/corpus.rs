@@ -18,15 +18,15 @@ use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
 use crate::messages::check_next_trip;
 
 /// One corpus file.
-struct Case {
+pub struct Case {
     /// The file name up to its first dot: which parser it is for.
-    parser: String,
-    name: String,
-    text: String,
+    pub parser: String,
+    pub name: String,
+    pub text: String,
 }
 
 /// The cases of one folder: (must fail, must be accepted).
-fn cases(folder: &str) -> (Vec<Case>, Vec<Case>) {
+pub fn cases(folder: &str) -> (Vec<Case>, Vec<Case>) {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("../tests/corpus")
         .join(folder);

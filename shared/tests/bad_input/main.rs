@@ -17,6 +17,7 @@ mod fitbit;
 mod google;
 mod messages;
 mod mutate;
+mod webhooks;
 
 use fitlink_shared::domain::ParticipantState;
 use fitlink_shared::errors::SyncError;

@@ -323,6 +323,7 @@ fn sync_job() -> impl Strategy<Value = SyncJob> {
                     from,
                     sync_from,
                     time_zone,
+                    touch_only: false,
                     granted_at,
                 }
             },

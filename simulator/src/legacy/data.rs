@@ -34,6 +34,7 @@ use super::path::{self, Clock, Range, Resource, Route};
 use super::wire::{self, FitbitError};
 use super::{Caller, attributed, authenticate, data_response};
 use crate::clock::{local, offset_secs};
+use crate::config::IntradayType;
 use crate::generator::{DaySummary, Profile, battery_status};
 use crate::state::AppState;
 
@@ -326,6 +327,7 @@ fn intraday(state: &AppState, caller: &Caller, resource: Resource, range: &Range
             let samples = profile.hr_asc(window, range.lo, range.hi);
             let points = samples
                 .iter()
+                .filter(|s| !caller.snapshot.deleted(IntradayType::HeartRate, s.t))
                 .map(|s| (clock.wall(s.t), s.bpm))
                 .filter(|(wall, _)| range.contains(*wall));
             if range.minutes == 0 {
@@ -341,7 +343,8 @@ fn intraday(state: &AppState, caller: &Caller, resource: Resource, range: &Range
             let points = profile
                 .minutes(range.lo.div_euclid(60), range.hi.div_euclid(60))
                 .map(|m| {
-                    let steps = if Profile::minute_complete(window, m.index) {
+                    let deleted = caller.snapshot.deleted(IntradayType::Steps, m.index * 60);
+                    let steps = if Profile::minute_complete(window, m.index) && !deleted {
                         m.steps
                     } else {
                         0

@@ -3,8 +3,9 @@
 //! legacy formats (`shared/reference/fitbit-web-api.md` part A).
 //!
 //! Routes (mounted next to the Google ones on the same server):
-//! * `POST /oauth2/token` (refresh grant, single-use rotating refresh tokens, optional grace
-//!   window) and `POST /oauth2/revoke` — [`oauth`];
+//! * `GET /oauth2/authorize` (the consent page, in `crate::consent`), `POST /oauth2/token`
+//!   (code and refresh grants, single-use rotating refresh tokens, optional grace window)
+//!   and `POST /oauth2/revoke` — [`oauth`];
 //! * `GET /1/user/{-|encodedId}/...`: `profile.json`, `devices.json`, the daily activity
 //!   summary, heart and steps daily time series and intraday — [`data`], paths in [`path`].
 //!
@@ -18,6 +19,7 @@
 
 mod data;
 mod oauth;
+pub(crate) use oauth::LEGACY_SCOPE;
 pub(crate) mod path;
 pub(crate) mod wire;
 
@@ -42,6 +44,8 @@ use wire::FitbitError;
 /// The legacy routes.
 pub(crate) fn routes() -> Router<Arc<AppState>> {
     Router::new()
+        .route("/oauth2/authorize", get(crate::consent::fitbit_authorize))
+        .route("/oauth2/authorize/decision", post(crate::consent::decision))
         .route("/oauth2/token", post(oauth::token))
         .route("/oauth2/revoke", post(oauth::revoke))
         .route("/1/user/{user}/{*rest}", get(data::get))
@@ -69,6 +73,8 @@ pub(crate) fn method_not_allowed() -> Response {
 pub(crate) fn endpoint_name(path: &str) -> String {
     let name = match path {
         "/oauth2/token" => "token",
+        "/oauth2/authorize" => "authorize",
+        "/oauth2/authorize/decision" => "authorize-decision",
         "/oauth2/revoke" => "revoke",
         _ => {
             let route = path
@@ -241,6 +247,7 @@ fn authenticate(state: &AppState, headers: &HeaderMap, user: &str) -> Result<Cal
         latest_sync: state.latest_sync(index, advance),
         restatements: rt.restatements[index].clone(),
         faults: participant_faults,
+        deletions: rt.deletions_of(&profile.id),
     };
     Ok(Caller {
         snapshot,

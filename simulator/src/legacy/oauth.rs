@@ -1,5 +1,5 @@
-//! Fitbit's OAuth 2.0 token endpoint (`POST /oauth2/token`, refresh grant) and
-//! revocation (`POST /oauth2/revoke`).
+//! Fitbit's OAuth 2.0 token endpoint (`POST /oauth2/token`: refresh and
+//! authorization-code grants) and revocation (`POST /oauth2/revoke`).
 //!
 //! Refresh tokens are single use: every successful refresh returns a new access token
 //! (`simfat_…`, 28 800 s of real time) and a new refresh token (`simfrt_<participant>_…`)
@@ -24,12 +24,13 @@ use serde_json::{Value, json};
 
 use super::wire::FitbitError;
 use super::{attributed, participant_failure};
+use crate::consent::Provider;
 use crate::faults::RandomFault;
 use crate::oauth::basic_credentials;
-use crate::state::{AccessToken, AppState, LEGACY_ACCESS_TOKEN_TTL_SECS, Rotation};
+use crate::state::{AccessToken, AppState, LEGACY_ACCESS_TOKEN_TTL_SECS, LegacyRuntime, Rotation};
 use crate::wire::json_response;
 
-/// The scopes every legacy grant has.
+/// The scopes a legacy grant has until a consent replaces them.
 pub(crate) const LEGACY_SCOPE: &str = "activity heartrate profile settings";
 
 fn random_hex() -> String {
@@ -107,15 +108,7 @@ pub(crate) async fn token(
     }
     match params.get("grant_type").map(String::as_str) {
         Some("refresh_token") => {}
-        Some("authorization_code") => {
-            let code = params.get("code").map(String::as_str).unwrap_or_default();
-            return FitbitError::new(
-                StatusCode::BAD_REQUEST,
-                "invalid_grant",
-                format!("Authorization code invalid: {code}"),
-            )
-            .into_response();
-        }
+        Some("authorization_code") => return code_grant(&state, &params),
         Some(other) => {
             return FitbitError::new(
                 StatusCode::BAD_REQUEST,
@@ -159,26 +152,9 @@ pub(crate) async fn token(
         return refuse(participant_failure(participant_faults.malformed_json));
     }
     let body = if current.is_some() {
-        let access = format!("simfat_{}", random_hex());
         let next = format!("simfrt_{}_{}", state.profiles[index].id, random_hex());
-        legacy.prune_tokens();
-        legacy.tokens.insert(
-            access.clone(),
-            AccessToken {
-                participant: index,
-                scopes: LEGACY_SCOPE.split(' ').map(str::to_owned).collect(),
-                expires: Instant::now() + Duration::from_secs(LEGACY_ACCESS_TOKEN_TTL_SECS),
-            },
-        );
         legacy.set_refresh(index, next.clone());
-        let body = json!({
-            "access_token": access,
-            "expires_in": LEGACY_ACCESS_TOKEN_TTL_SECS,
-            "refresh_token": next,
-            "scope": LEGACY_SCOPE,
-            "token_type": "Bearer",
-            "user_id": state.profiles[index].encoded_id,
-        });
+        let body = token_body(state.as_ref(), legacy, index, next);
         legacy.previous[index] = Some(Rotation {
             used: refresh.to_owned(),
             at: Instant::now(),
@@ -194,9 +170,71 @@ pub(crate) async fn token(
     attributed(no_store(json_response(StatusCode::OK, &body)), index, false)
 }
 
+/// Issues an access token for `index` and returns the token response with `refresh` as
+/// the (already stored) active refresh token.
+fn token_body(
+    state: &AppState,
+    legacy: &mut LegacyRuntime,
+    index: usize,
+    refresh: String,
+) -> Value {
+    let access = format!("simfat_{}", random_hex());
+    legacy.prune_tokens();
+    legacy.tokens.insert(
+        access.clone(),
+        AccessToken {
+            participant: index,
+            scopes: legacy.scopes[index].split(' ').map(str::to_owned).collect(),
+            expires: Instant::now() + Duration::from_secs(LEGACY_ACCESS_TOKEN_TTL_SECS),
+        },
+    );
+    json!({
+        "access_token": access,
+        "expires_in": LEGACY_ACCESS_TOKEN_TTL_SECS,
+        "refresh_token": refresh,
+        "scope": legacy.scopes[index],
+        "token_type": "Bearer",
+        "user_id": state.profiles[index].encoded_id,
+    })
+}
+
+/// `grant_type=authorization_code` (`code`, `redirect_uri`, `code_verifier`): the code is
+/// consumed by this attempt; success makes the grant live again with the ticked scopes and
+/// a new refresh token as its one active token (so every older token stays dead).
+fn code_grant(state: &AppState, params: &HashMap<String, String>) -> Response {
+    let code = params.get("code").map(String::as_str).unwrap_or_default();
+    if code.is_empty() {
+        return FitbitError::invalid_request("Missing parameters: code").into_response();
+    }
+    let mut rt = state.lock();
+    let rt = &mut *rt;
+    let Some(grant) = rt.consent.take_code(code, Provider::Fitbit) else {
+        return FitbitError::invalid_code(code).into_response();
+    };
+    let index = grant.participant;
+    let refuse = |e: FitbitError| attributed(e.into_response(), index, false);
+    if params.get("redirect_uri").map(String::as_str) != Some(grant.redirect_uri.as_str()) {
+        return refuse(FitbitError::invalid_request(
+            "Invalid redirect_uri parameter value",
+        ));
+    }
+    if grant
+        .verify(params.get("code_verifier").map(String::as_str))
+        .is_err()
+    {
+        return refuse(FitbitError::invalid_code(code));
+    }
+    let refresh = format!("simfrt_{}_{}", state.profiles[index].id, random_hex());
+    rt.legacy
+        .consent(index, refresh.clone(), grant.scopes.join(" "));
+    let body = token_body(state, &mut rt.legacy, index, refresh);
+    rt.stats.legacy_code_exchanges += 1;
+    attributed(no_store(json_response(StatusCode::OK, &body)), index, false)
+}
+
 /// `POST /oauth2/revoke` (`token=` an access or refresh token): revokes the participant's
-/// Fitbit grant (every token) until `POST /_sim/participants/{id}/restore`. Unknown
-/// tokens are answered 200 as RFC 7009 requires.
+/// Fitbit grant (every token) until a new consent or `POST /_sim/participants/{id}/restore`.
+/// A token that is unknown or already revoked is 400 `invalid_token`.
 pub(crate) async fn revoke(
     State(state): State<Arc<AppState>>,
     headers: HeaderMap,
@@ -218,13 +256,19 @@ pub(crate) async fn revoke(
         .tokens
         .get(token)
         .map(|t| t.participant)
-        .or_else(|| legacy.by_refresh.get(token).copied());
-    let response = json_response(StatusCode::OK, &json!({}));
+        .or_else(|| legacy.by_refresh.get(token).copied())
+        .filter(|&i| !legacy.revoked[i]);
     match index {
         Some(index) => {
             legacy.revoke(index);
-            attributed(response, index, false)
+            rt.stats.legacy_revocations += 1;
+            attributed(json_response(StatusCode::OK, &json!({})), index, false)
         }
-        None => response,
+        None => FitbitError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_token",
+            "Token invalid or already revoked.",
+        )
+        .into_response(),
     }
 }

@@ -71,6 +71,15 @@ impl FitbitError {
         )
     }
 
+    /// An authorization code that is unknown, used, expired or fails PKCE.
+    pub(crate) fn invalid_code(code: &str) -> Self {
+        Self::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_grant",
+            format!("Authorization code invalid: {code}. {VISIT}"),
+        )
+    }
+
     pub(crate) fn invalid_client(message: &str) -> Self {
         Self::new(
             StatusCode::UNAUTHORIZED,

@@ -17,7 +17,7 @@ use chrono::{DateTime, NaiveDate, Utc};
 
 use super::{HeartRateSample, HeartRateZoneDay, profile, restated_day};
 use crate::clock::{ceil_secs, from_unix};
-use crate::config::SimConfig;
+use crate::config::{IntradayType, SimConfig};
 use crate::legacy::wire::legacy_zone;
 
 /// The legacy `1min` heart rate for minutes whose start is in `[start, end)`, oldest
@@ -34,7 +34,8 @@ pub fn heart_rate_minutes(
     let Some((p, window)) = profile(config, participant_id) else {
         return Vec::new();
     };
-    p.hr_minute_means(window, ceil_secs(start), ceil_secs(end))
+    let keep = |t: i64| !super::deleted(config, participant_id, IntradayType::HeartRate, t);
+    p.hr_minute_means(window, ceil_secs(start), ceil_secs(end), &keep)
         .into_iter()
         .map(|(m, bpm)| HeartRateSample {
             time: from_unix(m.index * 60),

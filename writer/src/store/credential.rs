@@ -1,7 +1,12 @@
 //! `RotateCredential`: a refresh token the provider rotated (legacy Fitbit rotates on every
 //! refresh). The transaction that carries it commits with `synchronous=FULL` (see
 //! [`Store::apply`](super::Store::apply)): losing it would lock the participant out.
+//!
+//! A withdrawn participant's credential is never stored again (a job in flight at the
+//! withdrawal may still rotate the token): the rotation is refused and its worker is not told,
+//! so it stops using the token.
 
+use fitlink_shared::domain::ParticipantState;
 use fitlink_shared::messages::{CredentialRotation, CredentialStored};
 
 use super::{CommandResult, Effect, Rejection, Tx};
@@ -12,6 +17,18 @@ impl Tx<'_> {
         rotation: &CredentialRotation,
     ) -> CommandResult<Effect> {
         let participant = &rotation.participant_id;
+        let state: Option<String> =
+            sqlx::query_scalar("SELECT state FROM participants WHERE participant_id = ?1")
+                .bind(participant.as_str())
+                .fetch_optional(&mut *self.conn)
+                .await?;
+        if state.as_deref() == Some(ParticipantState::Withdrawn.as_str()) {
+            return Ok(Effect::Refused {
+                reason: format!(
+                    "participant {participant} has withdrawn: a rotated credential is not stored"
+                ),
+            });
+        }
         // Upsert from the participant row: a participant always has a credential, but if one
         // went missing, the rotated token is the one that works now.
         let written = sqlx::query(

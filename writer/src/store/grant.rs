@@ -4,10 +4,16 @@
 //! A grant is a row change (the participant's claim, a job-ledger row) committed before the job
 //! is published. If the writer crashes between the commit and the publish, the request comes back
 //! (it was never acked) and finds its own job holding the claim: it publishes the same job again.
+//!
+//! Nothing is granted to a participant without a live grant (withdrawn, only invited, or without
+//! a stored credential), not even when forced. A keep-alive ([`SyncTrigger::KeepAlive`]) is the
+//! other way round: it is granted in any state whose grant may still work — a participant parked
+//! in `dead_lettered` for months must not lose their grant too — and its job only touches the
+//! token ([`SyncJob::touch_only`]).
 
 use chrono::TimeDelta;
 use fitlink_shared::domain::{ParticipantState, Provider, UtcInstant};
-use fitlink_shared::messages::{SyncJob, SyncRequest};
+use fitlink_shared::messages::{SyncJob, SyncRequest, SyncTrigger};
 use fitlink_shared::secret::SealedToken;
 
 use super::{CommandResult, Effect, NotGranted, Rejection, Tx, job_text};
@@ -22,14 +28,29 @@ struct Claimable {
     time_zone: Option<String>,
     in_flight_job_id: Option<String>,
     in_flight_since: Option<String>,
+    has_credential: bool,
 }
+
+/// States with no grant to use: never granted, whatever the trigger.
+const WITHOUT_GRANT: [ParticipantState; 2] =
+    [ParticipantState::Withdrawn, ParticipantState::Invited];
+
+/// States whose grant the provider has already refused (or that ran out): a keep-alive would
+/// only be refused again.
+const GRANT_REFUSED: [ParticipantState; 3] = [
+    ParticipantState::Revoked,
+    ParticipantState::ConsentExpired,
+    ParticipantState::NeedsReconsent,
+];
 
 impl Tx<'_> {
     pub(super) async fn request_sync(&mut self, request: &SyncRequest) -> CommandResult<Effect> {
         let participant = &request.participant_id;
         let job_id = job_text(&request.job_id);
         let row: Option<Claimable> = sqlx::query_as(
-            "SELECT state, provider, sync_from, sync_cursor, time_zone, in_flight_job_id, in_flight_since \
+            "SELECT state, provider, sync_from, sync_cursor, time_zone, in_flight_job_id, \
+             in_flight_since, EXISTS (SELECT 1 FROM credentials c \
+                 WHERE c.participant_id = participants.participant_id) AS has_credential \
              FROM participants WHERE participant_id = ?1",
         )
         .bind(participant.as_str())
@@ -63,11 +84,28 @@ impl Tx<'_> {
             return Ok(Effect::NotGranted(NotGranted::AlreadyGranted));
         }
 
-        let syncing = row
-            .state
-            .parse::<ParticipantState>()
-            .is_ok_and(ParticipantState::is_syncing);
-        if !syncing && !request.force {
+        let state = row.state.parse::<ParticipantState>().ok();
+        let keep_alive = request.trigger == SyncTrigger::KeepAlive;
+        let no_grant = if state.is_some_and(|s| WITHOUT_GRANT.contains(&s)) {
+            Some("the participant has no grant (withdrawn, or invited and not consented yet)")
+        } else if !row.has_credential {
+            Some("no stored credential")
+        } else if keep_alive && state.is_some_and(|s| GRANT_REFUSED.contains(&s)) {
+            Some("the provider already refused this grant; a keep-alive cannot revive it")
+        } else {
+            None
+        };
+        if let Some(why) = no_grant {
+            tracing::debug!(participant_id = %participant, job_id = %request.job_id, state = %row.state, why, "participant has no live grant; not granted");
+            return Ok(Effect::NotGranted(NotGranted::NoGrant {
+                state: row.state,
+                why,
+            }));
+        }
+        // A keep-alive never changes the state, so it needs no force to pass a parked one.
+        let force = request.force && !keep_alive;
+        let syncing = state.is_some_and(ParticipantState::is_syncing);
+        if !syncing && !force && !keep_alive {
             tracing::debug!(participant_id = %participant, job_id = %request.job_id, state = %row.state, "participant is not active; not granted");
             return Ok(Effect::NotGranted(NotGranted::NotActive {
                 state: row.state,
@@ -104,7 +142,7 @@ impl Tx<'_> {
         .bind(participant.as_str())
         .bind(&job_id)
         .bind(&self.now_text)
-        .bind(request.force)
+        .bind(force)
         .execute(&mut *self.conn)
         .await?;
         sqlx::query(
@@ -179,6 +217,7 @@ impl Tx<'_> {
             from: request.from.unwrap_or(cursor),
             sync_from: UtcInstant::parse(&row.sync_from).ok(),
             time_zone: row.time_zone.clone(),
+            touch_only: request.trigger == SyncTrigger::KeepAlive,
             granted_at,
         })
     }

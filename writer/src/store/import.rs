@@ -2,7 +2,8 @@
 //!
 //! Idempotent by `import_id`, so a redelivered or re-run import does nothing. An existing
 //! participant gets the new credential (a new consent) but keeps their cursor and `sync_from`:
-//! re-importing must never make the fleet fetch history again or skip any.
+//! re-importing must never make the fleet fetch history again or skip any. A withdrawn
+//! participant is never brought back by an import: their row is skipped and counted as refused.
 
 use fitlink_shared::domain::ParticipantState;
 use fitlink_shared::messages::ImportBatch;
@@ -10,11 +11,13 @@ use fitlink_shared::messages::ImportBatch;
 use super::{CommandResult, Effect, Tx};
 
 /// States a new consent resolves: the participant is synced again.
-const RESOLVED_BY_CONSENT: [ParticipantState; 4] = [
+const RESOLVED_BY_CONSENT: [ParticipantState; 6] = [
     ParticipantState::Revoked,
     ParticipantState::ScopeMissing,
     ParticipantState::NeedsReconsent,
     ParticipantState::DeadLettered,
+    ParticipantState::Invited,
+    ParticipantState::ConsentExpired,
 ];
 
 impl Tx<'_> {
@@ -29,7 +32,7 @@ impl Tx<'_> {
             return Ok(Effect::ImportAlreadyApplied);
         }
 
-        let (mut created, mut updated, mut reactivated) = (0, 0, 0);
+        let (mut created, mut updated, mut reactivated, mut refused) = (0, 0, 0, 0);
         for p in &batch.participants {
             let id = p.participant_id.as_str();
             let state: Option<(String,)> =
@@ -52,6 +55,11 @@ impl Tx<'_> {
                     .execute(&mut *self.conn)
                     .await?;
                     created += 1;
+                }
+                Some((state,)) if state == ParticipantState::Withdrawn.as_str() => {
+                    tracing::debug!(participant_id = %p.participant_id, "participant withdrew; import row refused");
+                    refused += 1;
+                    continue;
                 }
                 Some((state,)) => {
                     let resolves = RESOLVED_BY_CONSENT.iter().any(|s| s.as_str() == state);
@@ -118,12 +126,14 @@ impl Tx<'_> {
             created,
             updated,
             reactivated,
+            refused,
             "participants imported"
         );
         Ok(Effect::Imported {
             created,
             updated,
             reactivated,
+            refused,
         })
     }
 }

@@ -3,8 +3,12 @@
 //! Only the job that holds the participant's in-flight claim releases it: a late outcome of a
 //! job whose claim was taken over (a replay, an expired lease) must not free the participant
 //! while its successor is still running.
+//!
+//! A job that releases the claim while provider notifications wait (`notified_at` later than
+//! its grant) is followed by ONE job covering all of them. A withdrawn participant's outcome is
+//! only written to the ledger.
 
-use fitlink_shared::domain::ParticipantState;
+use fitlink_shared::domain::{ParticipantState, UtcInstant};
 use fitlink_shared::messages::{JobOutcome, Outcome, SyncRequest, SyncTrigger};
 use fitlink_shared::secret::SealedToken;
 use uuid::Uuid;
@@ -18,12 +22,14 @@ impl Tx<'_> {
     pub(super) async fn finish_job(&mut self, outcome: &JobOutcome) -> CommandResult<Effect> {
         let participant = &outcome.participant_id;
         let job_id = job_text(&outcome.job_id);
-        let holder: Option<(Option<String>,)> =
-            sqlx::query_as("SELECT in_flight_job_id FROM participants WHERE participant_id = ?1")
-                .bind(participant.as_str())
-                .fetch_optional(&mut *self.conn)
-                .await?;
-        let Some((holder,)) = holder else {
+        let row: Option<(Option<String>, String, Option<String>)> = sqlx::query_as(
+            "SELECT in_flight_job_id, state, refresh_token_expires_at FROM participants \
+             WHERE participant_id = ?1",
+        )
+        .bind(participant.as_str())
+        .fetch_optional(&mut *self.conn)
+        .await?;
+        let Some((holder, state, grant_expires_at)) = row else {
             return Err(Rejection::UnknownParticipant(participant.clone()).into());
         };
         let holds_claim = holder.as_deref() == Some(job_id.as_str());
@@ -53,6 +59,7 @@ impl Tx<'_> {
             ),
             Outcome::Failed { state, reason, .. } => ("failed", format!("{state}: {reason}")),
             Outcome::DeadLettered { reason } => ("dead_lettered", reason.clone()),
+            Outcome::Touched => ("touched", "refresh token used (keep-alive)".to_owned()),
         };
         sqlx::query(
             "UPDATE sync_jobs SET finished_at = ?2, outcome = ?3, detail = ?4 WHERE job_id = ?1",
@@ -64,14 +71,24 @@ impl Tx<'_> {
         .execute(&mut *self.conn)
         .await?;
 
+        if state == ParticipantState::Withdrawn.as_str() {
+            // The participant left while this job ran: nothing about them changes any more.
+            tracing::debug!(participant_id = %participant, job_id = %outcome.job_id, outcome = label, "outcome of a withdrawn participant's job; ledger only");
+            return Ok(Effect::JobFinished {
+                released: false,
+                follow_up: None,
+            });
+        }
+
         if let Outcome::Failed {
             rejected_token: Some(rejected),
             ..
         } = &outcome.outcome
             && holds_claim
             && self.credential_rotated_since(outcome, rejected).await?
+            && let Some(retry) = self.retry_with_stored_credential(outcome, &detail).await?
         {
-            return self.retry_with_stored_credential(outcome, &detail).await;
+            return Ok(retry);
         }
 
         let released = match &outcome.outcome {
@@ -89,6 +106,7 @@ impl Tx<'_> {
                      in_flight_since = CASE WHEN ?2 THEN NULL ELSE in_flight_since END, \
                      last_success_at = ?3, latest_device_sync = coalesce(?4, latest_device_sync), \
                      time_zone = coalesce(?5, time_zone), retry_at = NULL, last_error = NULL, \
+                     credential_used_at = ?3, \
                      fitbit_user_id = CASE WHEN provider = 'fitbit' \
                          THEN coalesce(?7, fitbit_user_id) ELSE fitbit_user_id END, \
                      state = CASE WHEN state NOT IN ('active', 'intraday_not_permitted') THEN state \
@@ -140,7 +158,18 @@ impl Tx<'_> {
                 false
             }
             Outcome::Failed { state, reason, .. } => {
-                self.set_state(outcome, *state, reason, holds_claim).await?;
+                match expired_grant(*state, grant_expires_at.as_deref(), outcome.at) {
+                    Some(expired) => {
+                        self.set_state(
+                            outcome,
+                            ParticipantState::ConsentExpired,
+                            &expired,
+                            holds_claim,
+                        )
+                        .await?
+                    }
+                    None => self.set_state(outcome, *state, reason, holds_claim).await?,
+                }
                 holds_claim
             }
             Outcome::DeadLettered { reason } => {
@@ -148,6 +177,28 @@ impl Tx<'_> {
                     .await?;
                 holds_claim
             }
+            Outcome::Touched => {
+                // The provider accepted the refresh token: the idle-expiry clock restarts. The
+                // state is not touched (a parked participant stays parked, with its reason).
+                sqlx::query(
+                    "UPDATE participants SET credential_used_at = ?3, \
+                     in_flight_job_id = CASE WHEN ?2 THEN NULL ELSE in_flight_job_id END, \
+                     in_flight_since = CASE WHEN ?2 THEN NULL ELSE in_flight_since END, \
+                     updated_at = ?4 WHERE participant_id = ?1",
+                )
+                .bind(participant.as_str())
+                .bind(holds_claim)
+                .bind(&at)
+                .bind(&self.now_text)
+                .execute(&mut *self.conn)
+                .await?;
+                holds_claim
+            }
+        };
+        let follow_up = if released {
+            self.follow_up_notifications(outcome).await?
+        } else {
+            None
         };
         tracing::debug!(
             participant_id = %participant,
@@ -159,7 +210,7 @@ impl Tx<'_> {
         );
         Ok(Effect::JobFinished {
             released,
-            retry: None,
+            follow_up,
         })
     }
 
@@ -181,29 +232,41 @@ impl Tx<'_> {
 
     /// Grants a new job, taking over this one's claim, with the stored credential. Once only: the
     /// new job carries the stored token, so if that one is refused too the state is recorded.
+    /// A keep-alive is retried as a keep-alive (a parked participant's touch must not become a
+    /// sync). `None` if nothing was granted (the participant is not syncing): then the refusal
+    /// is recorded as usual and the claim released.
     async fn retry_with_stored_credential(
         &mut self,
         outcome: &JobOutcome,
         detail: &str,
-    ) -> CommandResult<Effect> {
+    ) -> CommandResult<Option<Effect>> {
+        let requested_by: Option<String> =
+            sqlx::query_scalar("SELECT requested_by FROM sync_jobs WHERE job_id = ?1")
+                .bind(job_text(&outcome.job_id))
+                .fetch_optional(&mut *self.conn)
+                .await?;
+        let trigger = if requested_by.as_deref() == Some(SyncTrigger::KeepAlive.as_str()) {
+            SyncTrigger::KeepAlive
+        } else {
+            SyncTrigger::CredentialRetry
+        };
         let request = SyncRequest {
             job_id: Uuid::now_v7(),
             participant_id: outcome.participant_id.clone(),
-            trigger: SyncTrigger::CredentialRetry,
+            trigger,
             force: false,
             from: None,
             replaces: Some(outcome.job_id),
             requested_at: self.now,
         };
-        let retry = match self.request_sync(&request).await? {
-            Effect::Granted(job) => Some(job),
-            _ => None,
+        let Effect::Granted(retry) = self.request_sync(&request).await? else {
+            return Ok(None);
         };
-        tracing::debug!(participant_id = %outcome.participant_id, job_id = %outcome.job_id, retry = retry.is_some(), %detail, "refresh token refused but rotated since the grant; retrying with the stored one");
-        Ok(Effect::JobFinished {
+        tracing::debug!(participant_id = %outcome.participant_id, job_id = %outcome.job_id, retry_job_id = %retry.job_id, %detail, "refresh token refused but rotated since the grant; retrying with the stored one");
+        Ok(Some(Effect::JobFinished {
             released: true,
-            retry,
-        })
+            follow_up: Some(retry),
+        }))
     }
 
     /// The participant cannot be synced until someone acts: record the state and why.
@@ -231,4 +294,24 @@ impl Tx<'_> {
         .await?;
         Ok(())
     }
+}
+
+/// The reason to store when a refused refresh token had a known expiry that has passed: the
+/// grant ran out (Google's 7-day testing-mode grants), it was not taken back, so it is
+/// `consent_expired` rather than `revoked`.
+fn expired_grant(
+    state: ParticipantState,
+    grant_expires_at: Option<&str>,
+    at: UtcInstant,
+) -> Option<String> {
+    if state != ParticipantState::Revoked {
+        return None;
+    }
+    let expires = UtcInstant::parse(grant_expires_at?).ok()?;
+    (expires <= at).then(|| {
+        format!(
+            "the time-limited grant expired on {}; needs a new consent",
+            super::date_of(expires)
+        )
+    })
 }

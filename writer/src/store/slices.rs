@@ -6,10 +6,12 @@
 //!   unchanged day writes nothing (its `updated_at` stays) and a changed day replaces the row.
 //! - The cursor moves only contiguously (invariant 3): a slice that starts after the cursor is
 //!   recorded in `sync_slices` and waits there until the gap before it is filled.
+//! - A slice for a withdrawn participant (a job in flight when they withdrew) is dropped: a
+//!   withdrawal, and a purge with it, is final.
 
 use std::sync::Arc;
 
-use fitlink_shared::domain::UtcInstant;
+use fitlink_shared::domain::{ParticipantState, UtcInstant};
 use fitlink_shared::messages::{
     ActivityDay, HeartRateZoneDay, IntradayPoint, RestingHeartRateDay, SliceResult,
 };
@@ -78,14 +80,18 @@ impl Tx<'_> {
             }
             .into());
         }
-        let cursor: Option<(String,)> =
-            sqlx::query_as("SELECT sync_cursor FROM participants WHERE participant_id = ?1")
+        let row: Option<(String, String)> =
+            sqlx::query_as("SELECT sync_cursor, state FROM participants WHERE participant_id = ?1")
                 .bind(participant.as_str())
                 .fetch_optional(&mut *self.conn)
                 .await?;
-        let Some((cursor,)) = cursor else {
+        let Some((cursor, state)) = row else {
             return Err(Rejection::UnknownParticipant(participant.clone()).into());
         };
+        if state == ParticipantState::Withdrawn.as_str() {
+            tracing::debug!(participant_id = %participant, job_id = %result.job_id, "slice for a withdrawn participant; dropped");
+            return Ok(Effect::SliceDropped { state });
+        }
 
         let mut rows = 0;
         for (table, points) in [

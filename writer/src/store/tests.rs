@@ -10,28 +10,28 @@ use uuid::Uuid;
 
 use super::*;
 
-const LEASE: Duration = Duration::from_secs(3 * 3600);
+pub(super) const LEASE: Duration = Duration::from_secs(3 * 3600);
 
-async fn open() -> (tempfile::TempDir, Store) {
+pub(super) async fn open() -> (tempfile::TempDir, Store) {
     let dir = tempfile::tempdir().unwrap();
     let url = format!("sqlite://{}", dir.path().join("fitlink.db").display());
     let store = Store::open(&url, LEASE).await.unwrap();
     (dir, store)
 }
 
-fn pid(id: &str) -> ParticipantId {
+pub(super) fn pid(id: &str) -> ParticipantId {
     ParticipantId::new(id).unwrap()
 }
 
-fn at(text: &str) -> UtcInstant {
+pub(super) fn at(text: &str) -> UtcInstant {
     UtcInstant::parse(text).unwrap()
 }
 
-fn sealed(text: &str) -> SealedToken {
+pub(super) fn sealed(text: &str) -> SealedToken {
     SealedToken::from_stored(text.to_owned())
 }
 
-fn import(import_id: Uuid, people: &[(&str, &str)]) -> WriterCommand {
+pub(super) fn import(import_id: Uuid, people: &[(&str, &str)]) -> WriterCommand {
     WriterCommand::ImportParticipants(ImportBatch {
         import_id,
         source: "participants.csv".into(),
@@ -48,7 +48,7 @@ fn import(import_id: Uuid, people: &[(&str, &str)]) -> WriterCommand {
     })
 }
 
-fn request(job_id: Uuid, participant: &str) -> SyncRequest {
+pub(super) fn request(job_id: Uuid, participant: &str) -> SyncRequest {
     SyncRequest {
         job_id,
         participant_id: pid(participant),
@@ -61,7 +61,7 @@ fn request(job_id: Uuid, participant: &str) -> SyncRequest {
 }
 
 /// A slice of `minutes` one-minute points of heart rate and steps from `start`.
-fn slice(job_id: Uuid, participant: &str, start: &str, minutes: i64) -> SliceResult {
+pub(super) fn slice(job_id: Uuid, participant: &str, start: &str, minutes: i64) -> SliceResult {
     let start = at(start);
     let end = UtcInstant::new(start.get() + TimeDelta::minutes(minutes));
     let points: Vec<IntradayPoint> = (0..minutes)
@@ -84,7 +84,7 @@ fn slice(job_id: Uuid, participant: &str, start: &str, minutes: i64) -> SliceRes
     }
 }
 
-fn finish(job_id: Uuid, participant: &str, outcome: Outcome) -> WriterCommand {
+pub(super) fn finish(job_id: Uuid, participant: &str, outcome: Outcome) -> WriterCommand {
     WriterCommand::FinishJob(JobOutcome {
         job_id,
         participant_id: pid(participant),
@@ -93,7 +93,7 @@ fn finish(job_id: Uuid, participant: &str, outcome: Outcome) -> WriterCommand {
     })
 }
 
-fn completed() -> Outcome {
+pub(super) fn completed() -> Outcome {
     Outcome::Completed {
         synced_to: at("2026-10-01T00:00:00Z"),
         latest_device_sync: Some(at("2026-10-02T00:30:00Z")),
@@ -105,7 +105,7 @@ fn completed() -> Outcome {
 }
 
 /// One participant `p1`, imported.
-async fn with_p1() -> (tempfile::TempDir, Store) {
+pub(super) async fn with_p1() -> (tempfile::TempDir, Store) {
     let (dir, mut store) = open().await;
     store
         .apply(&[import(Uuid::new_v4(), &[("p1", "sealed-1")])])
@@ -114,7 +114,7 @@ async fn with_p1() -> (tempfile::TempDir, Store) {
     (dir, store)
 }
 
-async fn grant(store: &mut Store, req: SyncRequest) -> Effect {
+pub(super) async fn grant(store: &mut Store, req: SyncRequest) -> Effect {
     let mut applied = store
         .apply(&[WriterCommand::RequestSync(req)])
         .await
@@ -122,14 +122,14 @@ async fn grant(store: &mut Store, req: SyncRequest) -> Effect {
     applied.effects.remove(0)
 }
 
-async fn count(store: &Store, table: &str) -> i64 {
+pub(super) async fn count(store: &Store, table: &str) -> i64 {
     sqlx::query_scalar(AssertSqlSafe(format!("SELECT count(*) FROM {table}")))
         .fetch_one(&store.pool)
         .await
         .unwrap()
 }
 
-async fn text(store: &Store, sql: &'static str, participant: &str) -> Option<String> {
+pub(super) async fn text(store: &Store, sql: &'static str, participant: &str) -> Option<String> {
     sqlx::query_scalar(sql)
         .bind(participant)
         .fetch_one(&store.pool)
@@ -137,7 +137,7 @@ async fn text(store: &Store, sql: &'static str, participant: &str) -> Option<Str
         .unwrap()
 }
 
-async fn column(store: &Store, column: &str, participant: &str) -> Option<String> {
+pub(super) async fn column(store: &Store, column: &str, participant: &str) -> Option<String> {
     sqlx::query_scalar(AssertSqlSafe(format!(
         "SELECT {column} FROM participants WHERE participant_id = ?1"
     )))
@@ -162,7 +162,8 @@ async fn import_is_idempotent_and_a_new_consent_reactivates_without_moving_the_c
         vec![Effect::Imported {
             created: 2,
             updated: 0,
-            reactivated: 0
+            reactivated: 0,
+            refused: 0
         }]
     );
     assert_eq!(
@@ -233,7 +234,8 @@ async fn import_is_idempotent_and_a_new_consent_reactivates_without_moving_the_c
         vec![Effect::Imported {
             created: 0,
             updated: 1,
-            reactivated: 1
+            reactivated: 1,
+            refused: 0
         }]
     );
     assert_eq!(
@@ -735,7 +737,7 @@ async fn a_completed_job_releases_the_claim_and_records_the_sync() {
         applied.effects,
         vec![Effect::JobFinished {
             released: true,
-            retry: None
+            follow_up: None
         }]
     );
     assert_eq!(column(&store, "in_flight_job_id", "p1").await, None);
@@ -793,7 +795,7 @@ async fn a_deferred_job_keeps_the_claim_and_says_until_when() {
         applied.effects,
         vec![Effect::JobFinished {
             released: false,
-            retry: None
+            follow_up: None
         }]
     );
     assert_eq!(
@@ -850,7 +852,7 @@ async fn failed_and_dead_lettered_jobs_set_the_reason_and_release_the_claim() {
             applied.effects,
             vec![Effect::JobFinished {
                 released: true,
-                retry: None
+                follow_up: None
             }]
         );
         assert_eq!(column(&store, "state", "p1").await.as_deref(), Some(state));
@@ -896,7 +898,7 @@ async fn a_late_outcome_of_a_replaced_job_does_not_release_its_successor() {
         applied.effects,
         vec![Effect::JobFinished {
             released: false,
-            retry: None
+            follow_up: None
         }]
     );
     assert_eq!(
@@ -1065,7 +1067,8 @@ async fn a_refused_token_that_was_rotated_since_is_retried_once_with_the_stored_
     };
     let applied = store.apply(&[refused(job, "sealed-1")]).await.unwrap();
     let Effect::JobFinished {
-        retry: Some(retry), ..
+        follow_up: Some(retry),
+        ..
     } = &applied.effects[0]
     else {
         panic!("no retry: {:?}", applied.effects)
@@ -1085,7 +1088,10 @@ async fn a_refused_token_that_was_rotated_since_is_retried_once_with_the_stored_
         .unwrap();
     assert!(matches!(
         applied.effects[..],
-        [Effect::JobFinished { retry: None, .. }]
+        [Effect::JobFinished {
+            follow_up: None,
+            ..
+        }]
     ));
     assert_eq!(
         column(&store, "state", "p1").await.as_deref(),

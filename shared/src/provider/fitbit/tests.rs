@@ -213,6 +213,8 @@ fn args(base: &str) -> FitbitArgs {
     FitbitArgs {
         api_base: base.to_owned(),
         token_url: format!("{base}/oauth2/token"),
+        authorize_url: format!("{base}/oauth2/authorize"),
+        revoke_url: format!("{base}/oauth2/revoke"),
         client_id: "23ABCD".to_owned(),
         client_secret: Secret::new("client-s3cret".to_owned()),
         heart_rate_detail: HeartRateDetail::OneMinute,

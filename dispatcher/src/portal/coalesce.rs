@@ -1,0 +1,217 @@
+//! Many notifications, one sync request.
+//!
+//! Providers notify per data type and per upload, and redeliver what was not answered fast
+//! enough, so one device sync arrives as a burst. Each webhook hands its notifications to the
+//! [`Coalescer`] and answers at once; every `window` the coalescer publishes one
+//! [`ProviderNotification`] per participant, carrying every notification digest it merged. The
+//! writer then grants at most one job for them, and ignores digests it has already seen (a
+//! redelivery a day later creates no work either).
+//!
+//! What is pending lives in memory for at most one window. A dispatcher that dies inside it
+//! loses only a hint: the schedule's polling still syncs the participant (the safety net).
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+use std::time::Duration;
+
+use fitlink_shared::domain::{ParticipantId, Provider, UtcInstant};
+use fitlink_shared::messages::{NotifiedInterval, ProviderNotification, WriterCommand};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use crate::outbox::Outbox;
+
+/// One notification about one participant.
+#[derive(Clone, Debug)]
+pub(crate) struct Hint {
+    pub participant_id: ParticipantId,
+    pub provider: Provider,
+    pub notification_id: String,
+    pub data_type: String,
+    pub intervals: Vec<NotifiedInterval>,
+    pub received_at: UtcInstant,
+}
+
+/// What is pending for one participant.
+#[derive(Debug)]
+struct Pending {
+    provider: Provider,
+    ids: BTreeSet<String>,
+    data_types: BTreeSet<String>,
+    intervals: BTreeSet<NotifiedInterval>,
+    received_at: UtcInstant,
+}
+
+impl Pending {
+    fn merge(&mut self, hint: Hint) {
+        self.ids.insert(hint.notification_id);
+        self.data_types.insert(hint.data_type);
+        self.intervals.extend(hint.intervals);
+        self.received_at = self.received_at.max(hint.received_at);
+    }
+
+    fn into_command(self, participant_id: ParticipantId) -> WriterCommand {
+        WriterCommand::ProviderNotified(ProviderNotification {
+            notification_ids: self.ids.into_iter().collect(),
+            participant_id,
+            provider: self.provider,
+            data_types: self.data_types.into_iter().collect(),
+            intervals: self.intervals.into_iter().collect(),
+            received_at: self.received_at,
+        })
+    }
+}
+
+/// Hands hints to the coalescing task.
+#[derive(Clone)]
+pub(crate) struct Coalescer {
+    hints: mpsc::Sender<Hint>,
+}
+
+/// Hints waiting to be merged; a webhook waits (back-pressure) when this many are queued.
+const HINT_QUEUE: usize = 10_000;
+
+impl Coalescer {
+    /// Starts the task that merges hints and publishes them every `window` (and once more when
+    /// `shutdown` is cancelled).
+    pub(crate) fn start(
+        outbox: Arc<Outbox>,
+        window: Duration,
+        shutdown: CancellationToken,
+    ) -> Self {
+        let (hints, receiver) = mpsc::channel(HINT_QUEUE);
+        tokio::spawn(run(receiver, outbox, window, shutdown));
+        Self { hints }
+    }
+
+    pub(crate) async fn add(&self, hint: Hint) {
+        if self.hints.send(hint).await.is_err() {
+            tracing::warn!("the coalescer has stopped; a notification is left to the schedule");
+        }
+    }
+}
+
+async fn run(
+    mut receiver: mpsc::Receiver<Hint>,
+    outbox: Arc<Outbox>,
+    window: Duration,
+    shutdown: CancellationToken,
+) {
+    let mut pending: BTreeMap<ParticipantId, Pending> = BTreeMap::new();
+    let mut ticker = tokio::time::interval(window);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            hint = receiver.recv() => match hint {
+                Some(hint) => add(&mut pending, hint),
+                None => break,
+            },
+            _ = ticker.tick() => flush(&mut pending, &outbox).await,
+            _ = shutdown.cancelled() => break,
+        }
+    }
+    while let Ok(hint) = receiver.try_recv() {
+        add(&mut pending, hint);
+    }
+    flush(&mut pending, &outbox).await;
+}
+
+fn add(pending: &mut BTreeMap<ParticipantId, Pending>, hint: Hint) {
+    match pending.get_mut(&hint.participant_id) {
+        Some(p) => p.merge(hint),
+        None => {
+            let participant_id = hint.participant_id.clone();
+            let mut p = Pending {
+                provider: hint.provider,
+                ids: BTreeSet::new(),
+                data_types: BTreeSet::new(),
+                intervals: BTreeSet::new(),
+                received_at: hint.received_at,
+            };
+            p.merge(hint);
+            pending.insert(participant_id, p);
+        }
+    }
+}
+
+/// Publishes one request per participant. One that fails to publish stays pending for the next
+/// window.
+async fn flush(pending: &mut BTreeMap<ParticipantId, Pending>, outbox: &Outbox) {
+    if pending.is_empty() {
+        return;
+    }
+    let batch = std::mem::take(pending);
+    let mut published = 0usize;
+    for (participant_id, p) in batch {
+        let merged = p.ids.len();
+        let command = p.into_command(participant_id.clone());
+        match outbox.send(&command).await {
+            Ok(()) => {
+                published += 1;
+                metrics::counter!("fitlink_webhook_sync_requests_total").increment(1);
+                tracing::debug!(%participant_id, merged, "asked the writer to sync after provider notifications");
+            }
+            Err(error) => {
+                tracing::warn!(%participant_id, error = %error, "cannot publish a notified sync; trying again next window");
+                if let WriterCommand::ProviderNotified(n) = command {
+                    pending.insert(
+                        participant_id,
+                        Pending {
+                            provider: n.provider,
+                            ids: n.notification_ids.into_iter().collect(),
+                            data_types: n.data_types.into_iter().collect(),
+                            intervals: n.intervals.into_iter().collect(),
+                            received_at: n.received_at,
+                        },
+                    );
+                }
+            }
+        }
+    }
+    if published > 0 {
+        tracing::info!(
+            participants = published,
+            "asked the writer to sync participants their providers notified"
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn hint(participant: &str, id: &str, start: &str) -> Hint {
+        Hint {
+            participant_id: ParticipantId::new(participant).unwrap(),
+            provider: Provider::GoogleHealth,
+            notification_id: id.into(),
+            data_type: "steps".into(),
+            intervals: vec![NotifiedInterval {
+                start: UtcInstant::parse(start).unwrap(),
+                end: UtcInstant::parse("2026-11-03T00:00:00Z").unwrap(),
+            }],
+            received_at: UtcInstant::parse("2026-11-03T00:00:00Z").unwrap(),
+        }
+    }
+
+    #[test]
+    fn duplicates_merge_into_one_request_per_participant() {
+        let mut pending = BTreeMap::new();
+        for _ in 0..1000 {
+            add(&mut pending, hint("p1", "digest-a", "2026-11-02T10:00:00Z"));
+        }
+        add(&mut pending, hint("p1", "digest-b", "2026-11-02T09:00:00Z"));
+        add(&mut pending, hint("p2", "digest-c", "2026-11-02T10:00:00Z"));
+        assert_eq!(pending.len(), 2);
+        let WriterCommand::ProviderNotified(n) = pending
+            .remove(&ParticipantId::new("p1").unwrap())
+            .unwrap()
+            .into_command(ParticipantId::new("p1").unwrap())
+        else {
+            panic!("not a notification");
+        };
+        assert_eq!(n.notification_ids, vec!["digest-a", "digest-b"]);
+        assert_eq!(n.intervals.len(), 2);
+        assert_eq!(n.intervals[0].start.to_text(), "2026-11-02T09:00:00Z");
+    }
+}

@@ -1,0 +1,336 @@
+//! Provider webhooks: `ProviderNotified` (new or changed data) and `DeleteProviderData` (the
+//! provider removed points).
+//!
+//! Notifications are coalesced: each one's digest is kept for a week (the providers' redelivery
+//! horizon) and a digest seen before does nothing, so a thousand redeliveries make one job. A
+//! notification for a participant whose job is in flight is noted on the participant
+//! (`notified_at`, `notified_from`), and that job's end grants ONE follow-up job for all of them
+//! (see [`Tx::follow_up_notifications`]). A job re-reads from the earliest notified start when it
+//! is before the cursor (never before `sync_from`); the cursor never moves back (slices behind
+//! it are stored without moving it, see `slices.rs`).
+
+use std::time::{Duration, Instant};
+
+use chrono::TimeDelta;
+use fitlink_shared::domain::{ParticipantId, ParticipantState, UtcInstant};
+use fitlink_shared::messages::{
+    JobOutcome, NotifiedInterval, ProviderDeletion, ProviderNotification, SyncRequest, SyncTrigger,
+};
+use sqlx::AssertSqlSafe;
+use uuid::Uuid;
+
+use super::sql::Intraday;
+use super::{CommandResult, Effect, NotGranted, Notified, Rejection, Tx, job_text};
+
+/// How long notification digests are kept: the providers redeliver for up to a week.
+const KEEP_NOTIFICATIONS: TimeDelta = TimeDelta::days(8);
+/// Pruning old digests is an indexed range delete; once an hour is plenty.
+pub(super) const PRUNE_EVERY: Duration = Duration::from_secs(3600);
+
+/// The participant's row as a notification needs it.
+#[derive(sqlx::FromRow)]
+struct Notifiable {
+    state: String,
+    sync_from: String,
+    sync_cursor: String,
+}
+
+impl Tx<'_> {
+    pub(super) async fn provider_notified(
+        &mut self,
+        notification: &ProviderNotification,
+    ) -> CommandResult<Effect> {
+        let notified = self
+            .notified(
+                &notification.participant_id,
+                &notification.notification_ids,
+                &notification.intervals,
+                notification.received_at,
+            )
+            .await?;
+        tracing::debug!(participant_id = %notification.participant_id, data_types = ?notification.data_types, ?notified, "provider notification recorded");
+        Ok(Effect::Notified(notified))
+    }
+
+    /// Records the notifications and decides what they call for: nothing (all seen before, or
+    /// the participant is not syncing), a note for the job in flight, or a job.
+    async fn notified(
+        &mut self,
+        participant: &ParticipantId,
+        notification_ids: &[String],
+        intervals: &[NotifiedInterval],
+        received_at: UtcInstant,
+    ) -> CommandResult<Notified> {
+        self.prune_notifications().await?;
+        let mut new = 0;
+        for id in notification_ids {
+            new += sqlx::query(
+                "INSERT INTO provider_notifications (notification_id, participant_id, received_at) \
+                 VALUES (?1, ?2, ?3) ON CONFLICT DO NOTHING",
+            )
+            .bind(id)
+            .bind(participant.as_str())
+            .bind(received_at.to_text())
+            .execute(&mut *self.conn)
+            .await?
+            .rows_affected();
+        }
+        let row: Option<Notifiable> = sqlx::query_as(
+            "SELECT state, sync_from, sync_cursor FROM participants \
+             WHERE participant_id = ?1",
+        )
+        .bind(participant.as_str())
+        .fetch_optional(&mut *self.conn)
+        .await?;
+        let Some(row) = row else {
+            return Err(Rejection::UnknownParticipant(participant.clone()).into());
+        };
+        // A duplicate is never acted on, not even to publish a job again: providers redeliver
+        // often, and a redelivered command looks the same. (If the writer dies between granting
+        // a job and publishing it, the claim's lease, or the next notification, recovers it.)
+        if new == 0 {
+            return Ok(Notified::Duplicate);
+        }
+        if !row
+            .state
+            .parse::<ParticipantState>()
+            .is_ok_and(ParticipantState::is_syncing)
+        {
+            return Ok(Notified::NotSyncing { state: row.state });
+        }
+
+        let corrupt = |what: &'static str, value: &str| Rejection::CorruptRow {
+            participant: participant.clone(),
+            what,
+            value: value.chars().take(40).collect(),
+        };
+        let sync_from =
+            UtcInstant::parse(&row.sync_from).map_err(|_| corrupt("sync_from", &row.sync_from))?;
+        let cursor = UtcInstant::parse(&row.sync_cursor)
+            .map_err(|_| corrupt("sync_cursor", &row.sync_cursor))?;
+        let want_from = intervals
+            .iter()
+            .map(|i| i.start)
+            .min()
+            .map(|start| start.max(sync_from));
+        let from = want_from.map_or(cursor, |want| want.min(cursor));
+
+        let request = self.webhook_request(participant, Some(from));
+        match self.request_sync(&request).await? {
+            Effect::Granted(job) | Effect::Regranted(job) => Ok(Notified::Job(job)),
+            Effect::NotGranted(NotGranted::InFlight { job_id: in_flight }) => {
+                // Text order is time order, so min/max over the canonical texts are time's.
+                sqlx::query(
+                    "UPDATE participants SET \
+                     notified_at = CASE WHEN notified_at IS NULL OR notified_at < ?2 \
+                         THEN ?2 ELSE notified_at END, \
+                     notified_from = CASE WHEN notified_from IS NULL OR notified_from > ?3 \
+                         THEN ?3 ELSE notified_from END, \
+                     updated_at = ?4 WHERE participant_id = ?1",
+                )
+                .bind(participant.as_str())
+                .bind(received_at.to_text())
+                .bind(from.to_text())
+                .bind(&self.now_text)
+                .execute(&mut *self.conn)
+                .await?;
+                Ok(Notified::Coalesced { in_flight })
+            }
+            Effect::NotGranted(
+                NotGranted::NotActive { state } | NotGranted::NoGrant { state, .. },
+            ) => Ok(Notified::NotSyncing { state }),
+            _ => Ok(Notified::Duplicate),
+        }
+    }
+
+    fn webhook_request(
+        &self,
+        participant: &ParticipantId,
+        from: Option<UtcInstant>,
+    ) -> SyncRequest {
+        SyncRequest {
+            job_id: Uuid::now_v7(),
+            participant_id: participant.clone(),
+            trigger: SyncTrigger::Webhook,
+            force: false,
+            from,
+            replaces: None,
+            requested_at: self.now,
+        }
+    }
+
+    /// Drops digests past the redelivery horizon, at most once per [`PRUNE_EVERY`].
+    async fn prune_notifications(&mut self) -> CommandResult<()> {
+        let due = self
+            .housekeeping
+            .notifications_pruned_at
+            .is_none_or(|at| at.elapsed() >= PRUNE_EVERY);
+        if !due {
+            return Ok(());
+        }
+        let horizon = UtcInstant::new(self.now.get() - KEEP_NOTIFICATIONS);
+        let pruned = sqlx::query("DELETE FROM provider_notifications WHERE received_at < ?1")
+            .bind(horizon.to_text())
+            .execute(&mut *self.conn)
+            .await?
+            .rows_affected();
+        self.housekeeping.notifications_pruned_at = Some(Instant::now());
+        tracing::debug!(pruned, horizon = %horizon, "old provider notification digests pruned");
+        Ok(())
+    }
+
+    /// A job that released its claim: if notifications arrived while it ran, grant one job for
+    /// all of them, from the earliest notified start if that is before the cursor. The note is
+    /// cleared either way (a job granted after the notification covered it).
+    pub(super) async fn follow_up_notifications(
+        &mut self,
+        outcome: &JobOutcome,
+    ) -> CommandResult<Option<fitlink_shared::messages::SyncJob>> {
+        let participant = &outcome.participant_id;
+        let noted: Option<(Option<String>, Option<String>, Option<String>)> = sqlx::query_as(
+            "SELECT p.notified_at, p.notified_from, j.granted_at FROM participants p \
+             LEFT JOIN sync_jobs j ON j.job_id = ?2 \
+             WHERE p.participant_id = ?1 AND p.notified_at IS NOT NULL",
+        )
+        .bind(participant.as_str())
+        .bind(job_text(&outcome.job_id))
+        .fetch_optional(&mut *self.conn)
+        .await?;
+        let Some((Some(notified_at), notified_from, granted_at)) = noted else {
+            return Ok(None);
+        };
+        sqlx::query(
+            "UPDATE participants SET notified_at = NULL, notified_from = NULL, updated_at = ?2 \
+             WHERE participant_id = ?1",
+        )
+        .bind(participant.as_str())
+        .bind(&self.now_text)
+        .execute(&mut *self.conn)
+        .await?;
+        // Whole seconds: a notification in the second of the grant may not be covered, so it
+        // gets its follow-up (an extra job costs less than a missed change).
+        if granted_at.is_some_and(|granted| notified_at < granted) {
+            return Ok(None);
+        }
+        let cursor: String =
+            sqlx::query_scalar("SELECT sync_cursor FROM participants WHERE participant_id = ?1")
+                .bind(participant.as_str())
+                .fetch_one(&mut *self.conn)
+                .await?;
+        let from = [Some(cursor), notified_from]
+            .into_iter()
+            .flatten()
+            .filter_map(|t| UtcInstant::parse(&t).ok())
+            .min();
+        let request = self.webhook_request(participant, from);
+        let job = match self.request_sync(&request).await? {
+            Effect::Granted(job) => Some(job),
+            _ => None,
+        };
+        tracing::debug!(participant_id = %participant, job_id = %outcome.job_id, follow_up = ?job.as_ref().map(|j| j.job_id), "notifications arrived while the job ran");
+        Ok(job)
+    }
+
+    pub(super) async fn delete_provider_data(
+        &mut self,
+        deletion: &ProviderDeletion,
+    ) -> CommandResult<Effect> {
+        let participant = &deletion.participant_id;
+        let state: Option<String> =
+            sqlx::query_scalar("SELECT state FROM participants WHERE participant_id = ?1")
+                .bind(participant.as_str())
+                .fetch_optional(&mut *self.conn)
+                .await?;
+        let Some(state) = state else {
+            return Err(Rejection::UnknownParticipant(participant.clone()).into());
+        };
+        let table = deleted_table(&deletion.data_type);
+        let mut rows_deleted = 0;
+        for interval in &deletion.intervals {
+            let (start, end) = (interval.start.to_text(), interval.end.to_text());
+            let seen: Option<i64> = sqlx::query_scalar(
+                "SELECT 1 FROM provider_deletions \
+                 WHERE notification_id = ?1 AND interval_start = ?2 AND interval_end = ?3",
+            )
+            .bind(&deletion.notification_id)
+            .bind(&start)
+            .bind(&end)
+            .fetch_optional(&mut *self.conn)
+            .await?;
+            if seen.is_some() {
+                continue;
+            }
+            let deleted = match table {
+                Some(table) => {
+                    // Text order is time order (one canonical instant form).
+                    sqlx::query(AssertSqlSafe(format!(
+                        "DELETE FROM {} WHERE participant_id = ?1 AND datetime >= ?2 \
+                         AND datetime < ?3",
+                        table.table()
+                    )))
+                    .bind(participant.as_str())
+                    .bind(&start)
+                    .bind(&end)
+                    .execute(&mut *self.conn)
+                    .await?
+                    .rows_affected()
+                }
+                None => 0,
+            };
+            sqlx::query(
+                "INSERT INTO provider_deletions (notification_id, participant_id, provider, \
+                 data_type, interval_start, interval_end, rows_deleted, received_at) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+            )
+            .bind(&deletion.notification_id)
+            .bind(participant.as_str())
+            .bind(deletion.provider.as_str())
+            .bind(&deletion.data_type)
+            .bind(&start)
+            .bind(&end)
+            .bind(deleted as i64)
+            .bind(deletion.received_at.to_text())
+            .execute(&mut *self.conn)
+            .await?;
+            rows_deleted += deleted;
+        }
+        // A re-read of the days the deletion touched restates their daily summaries; the
+        // provider no longer has the deleted points, so it does not bring them back.
+        let syncing = state
+            .parse::<ParticipantState>()
+            .is_ok_and(ParticipantState::is_syncing);
+        let notified = if syncing {
+            let earliest: Vec<NotifiedInterval> = deletion
+                .intervals
+                .iter()
+                .min_by_key(|i| i.start)
+                .cloned()
+                .into_iter()
+                .collect();
+            self.notified(
+                participant,
+                std::slice::from_ref(&deletion.notification_id),
+                &earliest,
+                deletion.received_at,
+            )
+            .await?
+        } else {
+            Notified::NotSyncing { state }
+        };
+        tracing::debug!(participant_id = %participant, data_type = %deletion.data_type, rows_deleted, ?notified, "provider deletion applied");
+        Ok(Effect::ProviderDataDeleted {
+            rows_deleted,
+            notified,
+        })
+    }
+}
+
+/// The intraday table a Google data type's points are stored in; other types have no stored
+/// points to delete (their deletion is recorded with 0 rows).
+fn deleted_table(data_type: &str) -> Option<Intraday> {
+    match data_type {
+        "heart-rate" => Some(Intraday::HeartRate),
+        "steps" => Some(Intraday::Steps),
+        _ => None,
+    }
+}
