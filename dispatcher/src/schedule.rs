@@ -297,14 +297,7 @@ pub async fn idle_grants(
     touch_after: Duration,
     lease: Duration,
 ) -> anyhow::Result<Vec<DueParticipant>> {
-    let before = |d: Duration| {
-        let d = TimeDelta::from_std(d).unwrap_or(TimeDelta::MAX);
-        UtcInstant::new(
-            now.checked_sub_signed(d)
-                .unwrap_or(DateTime::<Utc>::MIN_UTC),
-        )
-        .to_text()
-    };
+    let before = |d: Duration| instant_before(now, d);
     let rows: Vec<(String, String)> = sqlx::query_as(
         "SELECT p.participant_id, p.updated_at FROM participants p
          JOIN credentials c ON c.participant_id = p.participant_id
@@ -317,17 +310,7 @@ pub async fn idle_grants(
     .bind(before(lease))
     .fetch_all(pool)
     .await?;
-    Ok(rows
-        .into_iter()
-        .filter_map(|(id, updated_at)| {
-            ParticipantId::new(id)
-                .ok()
-                .map(|participant_id| DueParticipant {
-                    participant_id,
-                    updated_at,
-                })
-        })
-        .collect())
+    Ok(due_rows(rows))
 }
 
 /// A participant the schedule should ask a sync for.
@@ -351,14 +334,7 @@ pub async fn due_participants(
     interval: Duration,
     lease: Duration,
 ) -> anyhow::Result<Vec<DueParticipant>> {
-    let before = |d: Duration| {
-        let d = TimeDelta::from_std(d).unwrap_or(TimeDelta::MAX);
-        UtcInstant::new(
-            now.checked_sub_signed(d)
-                .unwrap_or(DateTime::<Utc>::MIN_UTC),
-        )
-        .to_text()
-    };
+    let before = |d: Duration| instant_before(now, d);
     let rows: Vec<(String, String)> = sqlx::query_as(
         "SELECT participant_id, updated_at FROM participants
          WHERE state IN (?1, ?5)
@@ -374,8 +350,23 @@ pub async fn due_participants(
     .bind(ParticipantState::IntradayNotPermitted.as_str())
     .fetch_all(pool)
     .await?;
-    Ok(rows
-        .into_iter()
+    Ok(due_rows(rows))
+}
+
+/// The instant `d` before `now`, as stored text (the earliest instant if that is before time).
+fn instant_before(now: DateTime<Utc>, d: Duration) -> String {
+    let d = TimeDelta::from_std(d).unwrap_or(TimeDelta::MAX);
+    UtcInstant::new(
+        now.checked_sub_signed(d)
+            .unwrap_or(DateTime::<Utc>::MIN_UTC),
+    )
+    .to_text()
+}
+
+/// `(participant_id, updated_at)` rows as [`DueParticipant`]s, skipping (and logging) an id that
+/// is not valid.
+fn due_rows(rows: Vec<(String, String)>) -> Vec<DueParticipant> {
+    rows.into_iter()
         .filter_map(|(id, updated_at)| match ParticipantId::new(id) {
             Ok(participant_id) => Some(DueParticipant {
                 participant_id,
@@ -386,5 +377,5 @@ pub async fn due_participants(
                 None
             }
         })
-        .collect())
+        .collect()
 }

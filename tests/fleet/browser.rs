@@ -30,14 +30,6 @@ async fn screenshot(browser: &Browser, dir: &std::path::Path, name: &str) {
     }
 }
 
-async fn state_of(db: &sqlx::SqlitePool, id: &str) -> (String, Option<String>) {
-    sqlx::query_as("SELECT state, state_reason FROM participants WHERE participant_id = ?1")
-        .bind(id)
-        .fetch_one(db)
-        .await
-        .unwrap()
-}
-
 async fn has_credential(db: &sqlx::SqlitePool, id: &str) -> bool {
     let (n,): (i64,) = sqlx::query_as("SELECT count(*) FROM credentials WHERE participant_id = ?1")
         .bind(id)
@@ -124,13 +116,7 @@ async fn a_participant_links_in_a_browser_and_their_data_arrives() {
     );
     screenshot(&browser, &shots, "scope-missing-page.png").await;
     assert!(!has_credential(&fleet.db, &bob).await);
-    let bob_for_wait = bob.clone();
-    fleet
-        .wait_until("the coordinator to see the missing scope", 30, move |db| {
-            let id = bob_for_wait.clone();
-            async move { state_of(&db, &id).await.0 == "scope_missing" }
-        })
-        .await;
+    fleet.wait_for_state(&bob, "scope_missing", None, 30).await;
     let status = fleet.cli(&["status", "--json"]);
     let status = String::from_utf8_lossy(&status.stdout);
     assert!(status.contains("scope_missing"), "{status}");

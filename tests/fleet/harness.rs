@@ -301,20 +301,9 @@ impl TestFleet {
             .unwrap()
     }
 
-    /// POSTs JSON to the simulator's control API.
+    /// POSTs JSON to the simulator's control API (fails the test on an error answer).
     pub async fn sim_control(&self, path: &str, body: serde_json::Value) {
-        let response = self
-            .http
-            .post(format!("{}{path}", self.sim.base_url))
-            .json(&body)
-            .send()
-            .await
-            .unwrap();
-        assert!(
-            response.status().is_success(),
-            "{path}: {}",
-            response.status()
-        );
+        self.sim_post(path, body).await;
     }
 
     pub async fn sim_stats(&self) -> serde_json::Value {

@@ -241,6 +241,32 @@ impl TestFleet {
         .await;
     }
 
+    /// Waits until the participant is in `state` (and its reason mentions `reason`, if given).
+    pub async fn wait_for_state(
+        &mut self,
+        participant: &str,
+        state: &'static str,
+        reason: Option<&'static str>,
+        secs: u64,
+    ) {
+        let id = participant.to_owned();
+        self.wait_until(&format!("{participant} to be {state}"), secs, move |db| {
+            let id = id.clone();
+            async move {
+                let (now, why): (String, Option<String>) = sqlx::query_as(
+                    "SELECT state, state_reason FROM participants WHERE participant_id = ?1",
+                )
+                .bind(&id)
+                .fetch_one(&db)
+                .await
+                .unwrap();
+                now == state && reason.is_none_or(|r| why.is_some_and(|w| w.contains(r)))
+            }
+        })
+        .await;
+    }
+
+    /// POSTs JSON to the simulator's control API; returns its JSON answer.
     pub async fn sim_post(&self, path: &str, body: Value) -> Value {
         let response = self
             .http
@@ -516,21 +542,7 @@ async fn reconsent_after_revocation_continues_from_the_cursor_without_a_gap() {
         .sim_post("/_sim/advance", json!({"minutes": 120}))
         .await;
     fleet.advance_truth(120);
-    let revoked_id = id.clone();
-    fleet
-        .wait_until("the revocation to be noticed", 60, move |db| {
-            let id = revoked_id.clone();
-            async move {
-                let (state,): (String,) =
-                    sqlx::query_as("SELECT state FROM participants WHERE participant_id = ?1")
-                        .bind(&id)
-                        .fetch_one(&db)
-                        .await
-                        .unwrap();
-                state == "revoked"
-            }
-        })
-        .await;
+    fleet.wait_for_state(&id, "revoked", None, 60).await;
     let cursor_before = fleet.participant(&id).await.sync_cursor;
 
     // The coordinator invites everyone who needs consent; the participant completes it.
@@ -716,21 +728,8 @@ async fn legacy_fitbit_consent_links_and_a_revocation_notice_stops_syncing() {
             json!({"provider": "fitbit"}),
         )
         .await;
-    let revoked = id.clone();
     fleet
-        .wait_until("the revocation notice to be applied", 30, move |db| {
-            let id = revoked.clone();
-            async move {
-                let (state, reason): (String, Option<String>) = sqlx::query_as(
-                    "SELECT state, state_reason FROM participants WHERE participant_id = ?1",
-                )
-                .bind(&id)
-                .fetch_one(&db)
-                .await
-                .unwrap();
-                state == "revoked" && reason.is_some_and(|r| r.contains("userRevokedAccess"))
-            }
-        })
+        .wait_for_state(&id, "revoked", Some("userRevokedAccess"), 30)
         .await;
     fleet.finish().await;
 }
@@ -758,20 +757,8 @@ async fn an_idle_grant_of_a_parked_participant_is_kept_alive_without_changing_it
             json!({"participants": {id.clone(): {"malformed_json": true}}}),
         )
         .await;
-    let parked = id.clone();
     fleet
-        .wait_until("the participant to be parked", 60, move |db| {
-            let id = parked.clone();
-            async move {
-                let (state,): (String,) =
-                    sqlx::query_as("SELECT state FROM participants WHERE participant_id = ?1")
-                        .bind(&id)
-                        .fetch_one(&db)
-                        .await
-                        .unwrap();
-                state == "provider_data_invalid"
-            }
-        })
+        .wait_for_state(&id, "provider_data_invalid", None, 60)
         .await;
     let refreshes_before = fleet.sim_stats().await["token_refreshes"].as_u64().unwrap();
     let touched = id.clone();
@@ -808,5 +795,97 @@ async fn an_idle_grant_of_a_parked_participant_is_kept_alive_without_changing_it
     .await
     .unwrap();
     assert!(used >= failed_at, "credential_used_at moved with the touch");
+    fleet.finish().await;
+}
+
+#[tokio::test]
+async fn forged_expired_and_cross_participant_links_are_refused_and_store_nothing() {
+    use fitlink_shared::linkage::invitation::InvitationSigner;
+    use fitlink_shared::messages::{Invitation, instant};
+
+    let fleet = start_linked_fleet(Options {
+        participants: 2,
+        ..linked_fleet_options()
+    })
+    .await;
+    let ids = fleet.participant_ids();
+    let driver = ConsentDriver::new();
+    let portal = fleet.portal_url.clone().unwrap();
+
+    // Forged: a changed character, or a link signed with another key.
+    let link = fleet.invite(&ids[0], &[]);
+    let token = link.rsplit('/').next().unwrap();
+    let mut forged = token.to_owned().into_bytes();
+    let i = forged.len() / 2;
+    forged[i] = if forged[i] == b'A' { b'B' } else { b'A' };
+    let forged = format!("{portal}/link/{}", String::from_utf8(forged).unwrap());
+    let other_key =
+        fitlink_shared::secret::TokenKey::parse(&fitlink_shared::secret::TokenKey::generate())
+            .unwrap();
+    let now = chrono::Utc::now();
+    let invitation = |expires: chrono::DateTime<chrono::Utc>| Invitation {
+        invitation_id: uuid::Uuid::new_v4(),
+        participant_id: fitlink_shared::domain::ParticipantId::new(ids[0].as_str()).unwrap(),
+        provider: fitlink_shared::domain::Provider::GoogleHealth,
+        sync_from: instant(now),
+        issued_at: instant(now - chrono::TimeDelta::days(8)),
+        expires_at: instant(expires),
+    };
+    let foreign = InvitationSigner::new(other_key.derive("invitation"))
+        .sign(&invitation(now + chrono::TimeDelta::days(1)));
+    // Expired: signed with the program's own key, a day past its expiry.
+    let expired = InvitationSigner::new(fleet.key.derive("invitation"))
+        .sign(&invitation(now - chrono::TimeDelta::days(1)));
+    for (url, status, says) in [
+        (forged, StatusCode::NOT_FOUND, "not valid"),
+        (
+            format!("{portal}/link/{foreign}"),
+            StatusCode::NOT_FOUND,
+            "not valid",
+        ),
+        (
+            format!("{portal}/link/{expired}"),
+            StatusCode::GONE,
+            "expired",
+        ),
+    ] {
+        let Err(refused) = driver.open(&url).await else {
+            panic!("{url} led to a consent page");
+        };
+        assert_eq!(refused.status, status, "{}", refused.page);
+        assert!(refused.page.contains(says), "{}", refused.page);
+    }
+
+    // Cross-participant: participant 2's browser (cookie) with participant 1's answer.
+    let first = driver
+        .open(&link)
+        .await
+        .unwrap_or_else(|_| panic!("consent page"));
+    let second_link = fleet.invite(&ids[1], &[]);
+    let second = driver
+        .open(&second_link)
+        .await
+        .unwrap_or_else(|_| panic!("consent page"));
+    let answer = driver.decide(&first, &ids[0], "allow", &first.scopes).await;
+    let crossed = driver.callback(&answer, Some(&second.cookie)).await;
+    assert_eq!(crossed.status, StatusCode::BAD_REQUEST, "{}", crossed.page);
+    assert!(
+        crossed.page.contains("started somewhere else"),
+        "{}",
+        crossed.page
+    );
+
+    let (credentials,): (i64,) = sqlx::query_as("SELECT count(*) FROM credentials")
+        .fetch_one(&fleet.db)
+        .await
+        .unwrap();
+    assert_eq!(credentials, 0, "no refused link stored anything");
+    // The genuine answer with its own cookie still works.
+    let finished = driver.callback(&answer, Some(&first.cookie)).await;
+    assert!(
+        finished.page.contains("your account is linked"),
+        "{}",
+        finished.page
+    );
     fleet.finish().await;
 }

@@ -7,19 +7,14 @@
 //! queue) is the new access token used.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 use std::time::Duration;
 
 use chrono::{DateTime, TimeDelta, Utc};
-use futures_util::StreamExt;
-use lapin::options::{BasicConsumeOptions, QueueDeclareOptions};
-use lapin::types::FieldTable;
-use lapin::{Channel, Connection};
-use tokio::sync::oneshot;
-use uuid::Uuid;
 
 use fitlink_shared::domain::ParticipantId;
 use fitlink_shared::messages::CredentialStored;
+use fitlink_shared::replies::ReplyQueue;
 use fitlink_shared::secret::Secret;
 
 /// Access tokens still valid, per participant, so a job soon after another does not refresh
@@ -59,80 +54,9 @@ impl AccessTokens {
 /// retried (the rotation stays queued for the writer; the retry carries the new token).
 pub const COMMIT_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// This worker's reply queue and the jobs waiting on it for [`CredentialStored`].
-#[derive(Clone)]
-pub struct RotationCommits {
-    queue: String,
-    waiting: Arc<Mutex<HashMap<Uuid, oneshot::Sender<()>>>>,
-}
-
-impl RotationCommits {
-    /// Declares a server-named, exclusive reply queue (it disappears with the worker: a reply
-    /// for a dead worker has nobody to wake) and starts routing replies to waiting jobs.
-    pub async fn start(conn: &Connection) -> lapin::Result<(Self, Channel)> {
-        let channel = conn.create_channel().await?;
-        let queue = channel
-            .queue_declare(
-                "".into(),
-                QueueDeclareOptions {
-                    exclusive: true,
-                    auto_delete: true,
-                    ..Default::default()
-                },
-                FieldTable::default(),
-            )
-            .await?;
-        let mut replies = channel
-            .basic_consume(
-                queue.name().clone(),
-                "".into(),
-                BasicConsumeOptions {
-                    no_ack: true,
-                    ..Default::default()
-                },
-                FieldTable::default(),
-            )
-            .await?;
-        let commits = Self {
-            queue: queue.name().as_str().to_owned(),
-            waiting: Arc::default(),
-        };
-        let waiting = commits.waiting.clone();
-        tokio::spawn(async move {
-            while let Some(Ok(delivery)) = replies.next().await {
-                match serde_json::from_slice::<CredentialStored>(&delivery.data) {
-                    Ok(stored) => {
-                        let waiter = waiting.lock().expect("waiters lock").remove(&stored.job_id);
-                        if let Some(waiter) = waiter {
-                            let _ = waiter.send(());
-                        }
-                    }
-                    Err(e) => tracing::warn!(error = %e, "unreadable credential reply ignored"),
-                }
-            }
-        });
-        Ok((commits, channel))
-    }
-
-    /// The queue the writer should answer on.
-    pub fn queue(&self) -> &str {
-        &self.queue
-    }
-
-    /// Registers interest in the commit of `job_id`'s rotation; call before publishing it.
-    pub fn expect(&self, job_id: Uuid) -> oneshot::Receiver<()> {
-        let (tx, rx) = oneshot::channel();
-        self.waiting
-            .lock()
-            .expect("waiters lock")
-            .insert(job_id, tx);
-        rx
-    }
-
-    pub fn forget(&self, job_id: Uuid) {
-        self.waiting.lock().expect("waiters lock").remove(&job_id);
-    }
-}
+/// This worker's reply queue, on which jobs wait for the writer's [`CredentialStored`]: the
+/// writer answers a rotation only after committing it.
+pub type RotationCommits = ReplyQueue<CredentialStored>;
 
 /// Where a test or a chaos run may kill the worker around a token rotation
 /// (`FITLINK_CHAOS_ABORT_AFTER_REFRESH`): `before-store` aborts right after the provider

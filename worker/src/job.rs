@@ -264,7 +264,7 @@ impl<P: HealthProvider> JobContext<'_, P> {
             return Err(e);
         }
         match tokio::time::timeout(COMMIT_TIMEOUT, committed).await {
-            Ok(Ok(())) => Ok(()),
+            Ok(Ok(_stored)) => Ok(()),
             _ => {
                 self.commits.forget(job.job_id);
                 Err(SyncError::transient(format!(
@@ -418,7 +418,6 @@ mod touch_tests {
         topology: Topology,
         publisher: Publisher,
         commits: RotationCommits,
-        _replies: lapin::Channel,
     }
 
     impl Broker {
@@ -439,13 +438,12 @@ mod touch_tests {
                 .await
                 .unwrap();
             let publisher = Publisher::open(&conn).await.unwrap();
-            let (commits, replies) = RotationCommits::start(&conn).await.unwrap();
+            let commits = RotationCommits::start(&conn).await.unwrap();
             Broker {
                 conn,
                 topology,
                 publisher,
                 commits,
-                _replies: replies,
             }
         }
 

@@ -109,7 +109,7 @@ pub async fn run(args: WorkerArgs, shutdown: CancellationToken) -> anyhow::Resul
     let channel = broker::consumer_channel(&consume_conn, args.concurrency).await?;
     topology.declare(&channel).await?;
     let publisher = Publisher::open(&publish_conn).await?;
-    let (commits, _replies_channel) = RotationCommits::start(&consume_conn).await?;
+    let commits = RotationCommits::start(&consume_conn).await?;
 
     let worker = Arc::new(Worker {
         google: GoogleHealthClient::new(&args.google),

@@ -427,6 +427,17 @@ impl Store {
 }
 
 impl Tx<'_> {
+    /// The participant's state as stored, `None` for a participant the database does not know.
+    async fn participant_state(
+        &mut self,
+        participant: &ParticipantId,
+    ) -> Result<Option<String>, sqlx::Error> {
+        sqlx::query_scalar("SELECT state FROM participants WHERE participant_id = ?1")
+            .bind(participant.as_str())
+            .fetch_optional(&mut *self.conn)
+            .await
+    }
+
     async fn apply_one(
         &mut self,
         command: &WriterCommand,

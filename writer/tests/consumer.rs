@@ -8,6 +8,7 @@ use fitlink_shared::broker::{self, Publisher, Topology, header_int, header_text,
 use fitlink_shared::config::{BrokerArgs, DatabaseArgs, OpsArgs};
 use fitlink_shared::domain::{ParticipantId, Provider, Slice, UtcInstant};
 use fitlink_shared::messages::*;
+use fitlink_shared::replies::ReplyQueue;
 use fitlink_shared::secret::{SealedToken, Secret};
 use fitlink_writer::WriterArgs;
 use futures_util::FutureExt as _;
@@ -320,38 +321,13 @@ async fn shutdown_commits_and_acks_what_the_writer_holds() {
 /// reply whose waiter is gone (its queue no longer exists) does not stop the writer.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn consents_and_withdrawals_are_answered_after_the_commit() {
-    use lapin::options::{BasicConsumeOptions, QueueDeclareOptions};
-    use lapin::types::FieldTable;
-
     let fleet = Fleet::new(16, 20).await;
     let (args, topology, channel) = (&fleet.args, &fleet.topology, &fleet.channel);
     let outcome = AssertUnwindSafe(async {
         let publisher = Publisher::open(&fleet.conn).await.unwrap();
-        let replies = channel
-            .queue_declare(
-                "".into(),
-                QueueDeclareOptions {
-                    exclusive: true,
-                    auto_delete: true,
-                    ..Default::default()
-                },
-                FieldTable::default(),
-            )
-            .await
-            .unwrap();
-        let reply_queue = replies.name().as_str().to_owned();
-        let mut replies = channel
-            .basic_consume(
-                reply_queue.as_str().into(),
-                "reply-test".into(),
-                BasicConsumeOptions {
-                    no_ack: true,
-                    ..Default::default()
-                },
-                FieldTable::default(),
-            )
-            .await
-            .unwrap();
+        // The waiter's side, as the portal and `fitlink participants withdraw` wait.
+        let replies = ReplyQueue::<WriterReply>::start(&fleet.conn).await.unwrap();
+        let reply_queue = replies.queue().to_owned();
         let shutdown = CancellationToken::new();
         let writer = tokio::spawn(fitlink_writer::run(args.clone(), shutdown.clone()));
 
@@ -387,6 +363,7 @@ async fn consents_and_withdrawals_are_answered_after_the_commit() {
             at: at("2026-10-06T00:00:00Z"),
             reply_to: Some(format!("{}.gone", topology.results)),
         };
+        let linked = replies.expect(consent.request_id);
         for command in [
             WriterCommand::Withdraw(gone),
             WriterCommand::LinkParticipant(consent.clone()),
@@ -396,7 +373,7 @@ async fn consents_and_withdrawals_are_answered_after_the_commit() {
                 .await
                 .unwrap();
         }
-        let reply = next_reply(&mut replies).await;
+        let reply = answered(linked).await;
         assert_eq!(reply.request_id, consent.request_id);
         assert_eq!(
             reply.reply,
@@ -417,6 +394,7 @@ async fn consents_and_withdrawals_are_answered_after_the_commit() {
             at: at("2026-10-07T00:00:00Z"),
             reply_to: Some(reply_queue.clone()),
         };
+        let withdrawn = replies.expect(withdrawal.request_id);
         publisher
             .publish_json(
                 &topology.results,
@@ -425,7 +403,7 @@ async fn consents_and_withdrawals_are_answered_after_the_commit() {
             )
             .await
             .unwrap();
-        let reply = next_reply(&mut replies).await;
+        let reply = answered(withdrawn).await;
         assert_eq!(reply.request_id, withdrawal.request_id);
         assert!(
             matches!(reply.reply, ReplyBody::Withdrawn { purged: true, .. }),
@@ -447,13 +425,10 @@ async fn consents_and_withdrawals_are_answered_after_the_commit() {
     fleet.finish(outcome).await;
 }
 
-/// The next reply on a waiter's queue (an event awaited, with a deadline).
-async fn next_reply(replies: &mut lapin::Consumer) -> WriterReply {
-    use futures_util::StreamExt as _;
-    let delivery = tokio::time::timeout(Duration::from_secs(30), replies.next())
+/// The writer's answer to one request (an event awaited, with a deadline).
+async fn answered(reply: tokio::sync::oneshot::Receiver<WriterReply>) -> WriterReply {
+    tokio::time::timeout(Duration::from_secs(30), reply)
         .await
         .expect("a reply within 30 s")
-        .unwrap()
-        .unwrap();
-    serde_json::from_slice(&delivery.data).unwrap()
+        .expect("the reply queue is open")
 }

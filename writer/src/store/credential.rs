@@ -17,11 +17,7 @@ impl Tx<'_> {
         rotation: &CredentialRotation,
     ) -> CommandResult<Effect> {
         let participant = &rotation.participant_id;
-        let state: Option<String> =
-            sqlx::query_scalar("SELECT state FROM participants WHERE participant_id = ?1")
-                .bind(participant.as_str())
-                .fetch_optional(&mut *self.conn)
-                .await?;
+        let state = self.participant_state(participant).await?;
         if state.as_deref() == Some(ParticipantState::Withdrawn.as_str()) {
             return Ok(Effect::Refused {
                 reason: format!(

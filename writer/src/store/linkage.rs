@@ -82,11 +82,7 @@ impl Tx<'_> {
         invitation: &Invitation,
     ) -> CommandResult<Effect> {
         let participant = &invitation.participant_id;
-        let state: Option<String> =
-            sqlx::query_scalar("SELECT state FROM participants WHERE participant_id = ?1")
-                .bind(participant.as_str())
-                .fetch_optional(&mut *self.conn)
-                .await?;
+        let state = self.participant_state(participant).await?;
         if state.as_deref() == Some(ParticipantState::Withdrawn.as_str()) {
             return Ok(Effect::Refused {
                 reason: format!(
@@ -376,11 +372,7 @@ impl Tx<'_> {
         .execute(&mut *self.conn)
         .await?;
 
-        let state: Option<String> =
-            sqlx::query_scalar("SELECT state FROM participants WHERE participant_id = ?1")
-                .bind(participant.as_str())
-                .fetch_optional(&mut *self.conn)
-                .await?;
+        let state = self.participant_state(participant).await?;
         let (new_state, reason) = match &problem.problem {
             ConsentProblemKind::ScopeMissing { missing } => (
                 ParticipantState::ScopeMissing,
@@ -442,11 +434,7 @@ impl Tx<'_> {
     /// new consent continues from there. A withdrawn participant stays withdrawn.
     pub(super) async fn consent_lost(&mut self, loss: &ConsentLoss) -> CommandResult<Effect> {
         let participant = &loss.participant_id;
-        let state: Option<String> =
-            sqlx::query_scalar("SELECT state FROM participants WHERE participant_id = ?1")
-                .bind(participant.as_str())
-                .fetch_optional(&mut *self.conn)
-                .await?;
+        let state = self.participant_state(participant).await?;
         let Some(previous_state) = state else {
             return Err(Rejection::UnknownParticipant(participant.clone()).into());
         };

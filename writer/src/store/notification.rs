@@ -236,11 +236,7 @@ impl Tx<'_> {
         deletion: &ProviderDeletion,
     ) -> CommandResult<Effect> {
         let participant = &deletion.participant_id;
-        let state: Option<String> =
-            sqlx::query_scalar("SELECT state FROM participants WHERE participant_id = ?1")
-                .bind(participant.as_str())
-                .fetch_optional(&mut *self.conn)
-                .await?;
+        let state = self.participant_state(participant).await?;
         let Some(state) = state else {
             return Err(Rejection::UnknownParticipant(participant.clone()).into());
         };

@@ -43,11 +43,7 @@ impl Tx<'_> {
             // This very withdrawal, redelivered after its commit: the same answer again.
             return Ok(self.withdrawal_reply(withdrawal, audit.purged, audit.rows_deleted()));
         }
-        let state: Option<String> =
-            sqlx::query_scalar("SELECT state FROM participants WHERE participant_id = ?1")
-                .bind(participant.as_str())
-                .fetch_optional(&mut *self.conn)
-                .await?;
+        let state = self.participant_state(participant).await?;
         let refusal = match state.as_deref() {
             None => Some((
                 "unknown_participant",
