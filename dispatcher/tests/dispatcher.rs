@@ -228,6 +228,7 @@ fn sync_job(job_id: Uuid, participant: &str) -> SyncJob {
         sync_from: None,
         time_zone: None,
         touch_only: false,
+        identity_unknown: false,
         granted_at: UtcInstant::parse("2026-01-01T00:00:00Z").unwrap(),
     }
 }

@@ -35,6 +35,10 @@ pub struct SyncJob {
     /// report [`Outcome::Touched`]. Keeps an idle participant's grant from expiring.
     #[serde(default)]
     pub touch_only: bool,
+    /// The participant's account identity is not on record (a Google participant imported from
+    /// a file): ask the provider once and report it, so its webhooks can name the participant.
+    #[serde(default)]
+    pub identity_unknown: bool,
     /// The participant's IANA time zone if known (the worker asks the provider otherwise).
     #[serde(default)]
     pub time_zone: Option<String>,
@@ -306,6 +310,10 @@ pub enum Outcome {
         /// The provider's own id for the participant (legacy Fitbit `user_id`), if it told us.
         #[serde(default)]
         provider_user_id: Option<String>,
+        /// The account's identity, when the job was asked to learn it
+        /// ([`SyncJob::identity_unknown`]).
+        #[serde(default)]
+        identity: Option<ProviderIdentity>,
     },
     /// A retry was scheduled; the participant stays in flight.
     Deferred {

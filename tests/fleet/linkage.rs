@@ -889,3 +889,47 @@ async fn forged_expired_and_cross_participant_links_are_refused_and_store_nothin
     );
     fleet.finish().await;
 }
+
+#[tokio::test]
+async fn imported_participants_learn_their_identity_once_and_then_sync_on_webhooks() {
+    let mut fleet = TestFleet::start(Options {
+        participants: 2,
+        days: 1,
+        portal: true,
+        env: vec![("FITLINK_SYNC_INTERVAL_SECS", "3600".to_owned())],
+        ..Options::default()
+    })
+    .await;
+    let ids = fleet.participant_ids();
+    fleet.wait_synced(&ids, 120).await;
+    for p in fitlink_simulator::roster(&fleet.sim_config) {
+        let (health_user_id,): (Option<String>,) =
+            sqlx::query_as("SELECT health_user_id FROM participants WHERE participant_id = ?1")
+                .bind(&p.participant_id)
+                .fetch_one(&fleet.db)
+                .await
+                .unwrap();
+        assert_eq!(health_user_id.as_deref(), Some(p.health_user_id.as_str()));
+    }
+
+    // A device sync: the notifications name the imported participants, so they sync now.
+    fleet
+        .sim_post("/_sim/advance", json!({"minutes": 60}))
+        .await;
+    fleet.advance_truth(60);
+    fleet.wait_cursors_at_latest_sync(&ids, 30).await;
+    fleet.wait_synced(&ids, 60).await;
+    for id in &ids {
+        assert!(fleet.jobs_by(id, "webhook").await >= 1);
+        fleet.assert_matches_truth(id, &Default::default()).await;
+    }
+    let asked = fleet.sim_stats().await["by_endpoint"]["identity"]
+        .as_u64()
+        .unwrap_or(0);
+    assert_eq!(
+        asked,
+        ids.len() as u64,
+        "the identity is asked once per participant"
+    );
+    fleet.finish().await;
+}

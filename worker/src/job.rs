@@ -15,7 +15,7 @@ use fitlink_shared::broker::{Publisher, Topology, long_string};
 use fitlink_shared::domain::{ParticipantState, Slice, UtcInstant, local_days};
 use fitlink_shared::errors::SyncError;
 use fitlink_shared::messages::{
-    CredentialRotation, PARTICIPANT_HEADER, SliceResult, SyncJob, WriterCommand,
+    CredentialRotation, PARTICIPANT_HEADER, ProviderIdentity, SliceResult, SyncJob, WriterCommand,
 };
 use fitlink_shared::provider::{DailySummaries, HealthProvider, Session};
 use fitlink_shared::secret::{SealedToken, Secret, TokenKey};
@@ -52,6 +52,8 @@ pub struct Synced {
     /// The backfill is longer than one job's window; a continuation must follow from `synced_to`.
     pub continues: bool,
     pub intraday_denied: bool,
+    /// The account's identity, when the job was asked to learn it.
+    pub identity: Option<ProviderIdentity>,
     pub progress: Progress,
 }
 
@@ -122,6 +124,7 @@ impl<P: HealthProvider> JobContext<'_, P> {
         };
         session.time_zone = time_zone.as_deref().and_then(|z| z.parse().ok());
         let latest = self.provider.latest_device_sync(&session).await?;
+        let identity = self.learn_identity(job, &session).await;
         let from = job.from.get();
         // Whole minutes only: the minute in progress at the device's sync may still grow.
         let device_end = latest
@@ -189,8 +192,24 @@ impl<P: HealthProvider> JobContext<'_, P> {
             slices: count,
             continues,
             intraday_denied: session.intraday_denied().is_some(),
+            identity,
             progress: progress.clone(),
         })
+    }
+
+    /// Asks who the account is when the writer does not know yet. Best effort: the sync does not
+    /// depend on it, so a failure is logged and asked again next job.
+    async fn learn_identity(&self, job: &SyncJob, session: &Session) -> Option<ProviderIdentity> {
+        if !job.identity_unknown {
+            return None;
+        }
+        match self.provider.account_identity(session).await {
+            Ok(identity) => identity,
+            Err(error) => {
+                tracing::warn!(error = %error, "cannot learn the account's identity; asking again next job");
+                None
+            }
+        }
     }
 
     /// A keep-alive: the refresh token must reach the provider (that is what keeps the grant
@@ -505,6 +524,7 @@ mod touch_tests {
             from: UtcInstant::parse("2026-10-01T00:00:00Z").unwrap(),
             sync_from: None,
             touch_only: true,
+            identity_unknown: false,
             time_zone: None,
             granted_at: UtcInstant::parse("2026-10-02T00:00:00Z").unwrap(),
         }

@@ -270,6 +270,7 @@ impl Worker {
                         slices: synced.slices,
                         intraday_denied: synced.intraday_denied,
                         provider_user_id: synced.progress.provider_user_id,
+                        identity: synced.identity,
                     },
                 )
                 .await

@@ -164,6 +164,17 @@ pub trait HealthProvider: Send + Sync {
         session: &Session,
     ) -> impl Future<Output = Result<Option<DateTime<Utc>>, SyncError>> + Send;
 
+    /// Who the account is (Google Health `users/me/identity`), for providers whose token
+    /// response does not say. `None` where the provider has no such call (legacy Fitbit names
+    /// the user in its token response: [`AccessGrant::provider_user_id`]).
+    fn account_identity(
+        &self,
+        _session: &Session,
+    ) -> impl Future<Output = Result<Option<crate::messages::ProviderIdentity>, SyncError>> + Send
+    {
+        async { Ok(None) }
+    }
+
     /// The participant's IANA time zone, `None` if the provider does not say.
     fn time_zone(
         &self,

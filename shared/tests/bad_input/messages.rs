@@ -186,6 +186,10 @@ fn outcome() -> impl Strategy<Value = Outcome> {
                     time_zone,
                     slices,
                     intraday_denied: denied,
+                    identity: user.clone().map(|health_user_id| ProviderIdentity {
+                        health_user_id,
+                        legacy_user_id: None,
+                    }),
                     provider_user_id: user,
                 }
             }),
@@ -324,6 +328,7 @@ fn sync_job() -> impl Strategy<Value = SyncJob> {
                     sync_from,
                     time_zone,
                     touch_only: false,
+                    identity_unknown: false,
                     granted_at,
                 }
             },

@@ -29,6 +29,8 @@ struct Claimable {
     in_flight_job_id: Option<String>,
     in_flight_since: Option<String>,
     has_credential: bool,
+    /// Google Health's id for the account (webhooks name participants by it).
+    health_user_id: Option<String>,
 }
 
 /// States with no grant to use: never granted, whatever the trigger.
@@ -50,7 +52,8 @@ impl Tx<'_> {
         let row: Option<Claimable> = sqlx::query_as(
             "SELECT state, provider, sync_from, sync_cursor, time_zone, in_flight_job_id, \
              in_flight_since, EXISTS (SELECT 1 FROM credentials c \
-                 WHERE c.participant_id = participants.participant_id) AS has_credential \
+                 WHERE c.participant_id = participants.participant_id) AS has_credential, \
+             health_user_id \
              FROM participants WHERE participant_id = ?1",
         )
         .bind(participant.as_str())
@@ -218,6 +221,7 @@ impl Tx<'_> {
             sync_from: UtcInstant::parse(&row.sync_from).ok(),
             time_zone: row.time_zone.clone(),
             touch_only: request.trigger == SyncTrigger::KeepAlive,
+            identity_unknown: provider == Provider::GoogleHealth && row.health_user_id.is_none(),
             granted_at,
         })
     }

@@ -98,6 +98,7 @@ impl Tx<'_> {
                 time_zone,
                 intraday_denied,
                 provider_user_id,
+                identity,
                 ..
             } => {
                 sqlx::query(
@@ -109,6 +110,8 @@ impl Tx<'_> {
                      credential_used_at = ?3, \
                      fitbit_user_id = CASE WHEN provider = 'fitbit' \
                          THEN coalesce(?7, fitbit_user_id) ELSE fitbit_user_id END, \
+                     health_user_id = coalesce(health_user_id, ?10), \
+                     legacy_user_id = coalesce(legacy_user_id, ?11), \
                      state = CASE WHEN state NOT IN ('active', 'intraday_not_permitted') THEN state \
                          WHEN ?8 THEN 'intraday_not_permitted' ELSE 'active' END, \
                      state_reason = CASE WHEN state NOT IN ('active', 'intraday_not_permitted') \
@@ -124,6 +127,8 @@ impl Tx<'_> {
                 .bind(provider_user_id.as_deref())
                 .bind(intraday_denied)
                 .bind(INTRADAY_DENIED_REASON)
+                .bind(identity.as_ref().map(|i| i.health_user_id.as_str()))
+                .bind(identity.as_ref().and_then(|i| i.legacy_user_id.as_deref()))
                 .execute(&mut *self.conn)
                 .await?;
                 let cursor: (String,) = sqlx::query_as(

@@ -101,6 +101,7 @@ pub(super) fn completed() -> Outcome {
         slices: 1,
         intraday_denied: false,
         provider_user_id: None,
+        identity: None,
     }
 }
 

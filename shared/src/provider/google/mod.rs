@@ -217,6 +217,13 @@ impl HealthProvider for GoogleHealthClient {
         RequestBudget::new(300, std::time::Duration::from_secs(60))
     }
 
+    async fn account_identity(
+        &self,
+        session: &Session,
+    ) -> Result<Option<ProviderIdentity>, SyncError> {
+        GoogleHealthClient::identity(self, session).await.map(Some)
+    }
+
     async fn refresh(&self, refresh_token: &Secret<String>) -> Result<AccessGrant, SyncError> {
         let what = "token refresh";
         let text = with_quick_retries(|| async {
