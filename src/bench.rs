@@ -1,6 +1,8 @@
 //! `fitlink bench`: throughput figures, measured on the real parts (RabbitMQ, SQLite, the
 //! simulator over HTTP), never asserted in tests.
 
+mod webhooks;
+
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
@@ -27,6 +29,8 @@ pub enum BenchCommand {
     Writer(WriterBench),
     /// Fleet throughput in participant-days/s against the simulator.
     Fleet(DemoArgs),
+    /// Push-driven sync: device sync → data stored, through the provider's webhooks.
+    Webhooks(webhooks::WebhookBench),
 }
 
 #[derive(Args, Debug)]
@@ -49,6 +53,7 @@ pub struct WriterBench {
 pub async fn run(command: BenchCommand) -> anyhow::Result<()> {
     match command {
         BenchCommand::Writer(args) => writer(args).await,
+        BenchCommand::Webhooks(args) => webhooks::run(args).await,
         BenchCommand::Fleet(args) => {
             let run = demo::run_fleet(&args).await?;
             println!(

@@ -157,7 +157,13 @@ pub enum DlqAction {
 
 impl Cli {
     pub async fn run(self) -> anyhow::Result<()> {
-        telemetry::init_logging(self.log_format);
+        // `status` probes queues that may not exist; the broker answers by closing the channel,
+        // which lapin logs as an error. The report says which queues are missing instead.
+        let default_filter = match self.command {
+            Command::Status { .. } => "info,lapin=off",
+            _ => "info",
+        };
+        telemetry::init_logging(self.log_format, default_filter);
         match self.command {
             Command::Dispatcher(args) => {
                 supervise("dispatcher", |shutdown| {

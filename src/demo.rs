@@ -93,9 +93,23 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Starts a simulator and a fleet, imports the simulator's roster, waits until every
-/// participant has synced, stops everything, and reports.
-pub async fn run_fleet(args: &DemoArgs) -> anyhow::Result<FleetRun> {
+/// A simulator and a fleet (writer, workers, dispatcher) running, the roster imported.
+pub struct RunningFleet {
+    pub sim: fleet::SimulatorProcess,
+    pub fleet: Fleet,
+    pub db: sqlx::SqlitePool,
+    /// The simulator's configuration, for its roster and ground truth.
+    pub sim_config: SimConfig,
+    /// When the workers and the dispatcher were started.
+    pub started: Instant,
+}
+
+/// Starts a simulator and a fleet, imports the simulator's roster, and starts the workers and
+/// the dispatcher. `extra_env(simulator base URL)` gives more settings for every role.
+pub async fn start_fleet(
+    args: &DemoArgs,
+    extra_env: impl FnOnce(&str) -> Vec<(String, String)>,
+) -> anyhow::Result<RunningFleet> {
     let bin = std::env::current_exe().context("locating the fitlink binary")?;
     std::fs::create_dir_all(&args.dir)?;
     let db_path = args.dir.join("fitlink.db");
@@ -123,15 +137,16 @@ pub async fn run_fleet(args: &DemoArgs) -> anyhow::Result<FleetRun> {
         "FITLINK_WORKER_CONCURRENCY".into(),
         args.concurrency.to_string(),
     ));
+    env.extra.extend(extra_env(&sim.base_url));
     let mut fleet = Fleet::new(bin, env.clone(), &args.dir.join("logs"))?;
     fleet.spawn("writer", &["writer"])?;
     let db = fleet::wait_for_database(&env.database_url, Duration::from_secs(30)).await?;
 
-    let roster_config = SimConfig::from_flags(&sim_args)?;
+    let sim_config = SimConfig::from_flags(&sim_args)?;
     let csv_path = args.dir.join("participants.csv");
     std::fs::write(
         &csv_path,
-        fitlink_simulator::roster_csv_for(&roster_config, &args.provider),
+        fitlink_simulator::roster_csv_for(&sim_config, &args.provider),
     )?;
     let report = env.import(&csv_path).await?;
     println!("{report}");
@@ -141,60 +156,92 @@ pub async fn run_fleet(args: &DemoArgs) -> anyhow::Result<FleetRun> {
         fleet.spawn(&format!("worker-{i}"), &["worker"])?;
     }
     fleet.spawn("dispatcher", &["dispatcher"])?;
+    Ok(RunningFleet {
+        sim,
+        fleet,
+        db,
+        sim_config,
+        started,
+    })
+}
 
-    let show_progress = std::io::stderr().is_terminal();
-    let total = args.participants as i64;
-    let deadline = started + Duration::from_secs(args.timeout_secs);
-    let wait: anyhow::Result<()> = loop {
-        if let Err(e) = fleet.check_alive() {
-            break Err(e);
-        }
-        let progress = fleet::progress(&db).await?;
+impl RunningFleet {
+    /// Waits until every participant has synced or stopped with a reason (progress on a
+    /// terminal), for at most `args.timeout_secs` from the start.
+    pub async fn wait_settled(&mut self, args: &DemoArgs) -> anyhow::Result<()> {
+        let show_progress = std::io::stderr().is_terminal();
+        let total = args.participants as i64;
+        let deadline = self.started + Duration::from_secs(args.timeout_secs);
+        let wait = loop {
+            if let Err(e) = self.fleet.check_alive() {
+                break Err(e);
+            }
+            let progress = fleet::progress(&self.db).await?;
+            if show_progress {
+                eprint!(
+                    "\rsynced {}/{total} participants ({} stopped with a reason)",
+                    progress.synced, progress.stopped
+                );
+            }
+            if progress.settled() && progress.total >= total {
+                break Ok(());
+            }
+            if Instant::now() >= deadline {
+                break Err(anyhow::anyhow!(
+                    "participants still syncing after {} s; logs are in {}",
+                    args.timeout_secs,
+                    args.dir.join("logs").display()
+                ));
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        };
         if show_progress {
-            eprint!(
-                "\rsynced {}/{total} participants ({} stopped with a reason)",
-                progress.synced, progress.stopped
-            );
+            eprintln!();
         }
-        if progress.settled() && progress.total >= total {
-            break Ok(());
-        }
-        if Instant::now() >= deadline {
-            break Err(anyhow::anyhow!(
-                "participants still syncing after {} s; logs are in {}",
-                args.timeout_secs,
-                args.dir.join("logs").display()
-            ));
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    };
-    if show_progress {
-        eprintln!();
+        wait
     }
-    let elapsed = started.elapsed();
-    let stopped = fleet::progress(&db).await?.stopped;
-    let table_counts = fleet::table_counts(&db).await?;
-    let worker_peak_rss_kib = fleet
+
+    /// The simulator's request statistics (`/_sim/stats`).
+    pub async fn sim_stats(&self) -> anyhow::Result<serde_json::Value> {
+        Ok(fitlink_shared::provider::http_client()
+            .get(format!("{}/_sim/stats", self.sim.base_url))
+            .send()
+            .await?
+            .json::<serde_json::Value>()
+            .await?)
+    }
+
+    /// Stops every process and removes the run's queues.
+    pub async fn stop(mut self) {
+        let unclean = self.fleet.terminate_all().await;
+        let _ = self.fleet.delete_queues().await;
+        if !unclean.is_empty() {
+            eprintln!("warning: these processes did not stop cleanly: {unclean:?}");
+        }
+    }
+}
+
+/// Starts a simulator and a fleet, imports the simulator's roster, waits until every
+/// participant has synced, stops everything, and reports.
+pub async fn run_fleet(args: &DemoArgs) -> anyhow::Result<FleetRun> {
+    let mut running = start_fleet(args, |_| Vec::new()).await?;
+    let wait = running.wait_settled(args).await;
+    let elapsed = running.started.elapsed();
+    let total = args.participants as i64;
+    let stopped = fleet::progress(&running.db).await?.stopped;
+    let table_counts = fleet::table_counts(&running.db).await?;
+    let worker_peak_rss_kib = running
+        .fleet
         .processes
         .iter()
         .filter(|p| p.name.starts_with("worker"))
         .filter_map(|p| p.peak_rss_kib())
         .collect();
-    let provider_requests = fitlink_shared::provider::http_client()
-        .get(format!("{}/_sim/stats", sim.base_url))
-        .send()
-        .await?
-        .json::<serde_json::Value>()
-        .await?["requests_total"]
+    let provider_requests = running.sim_stats().await?["requests_total"]
         .as_u64()
         .unwrap_or(0);
-    let unclean = fleet.terminate_all().await;
-    let _ = fleet.delete_queues().await;
-    drop(sim);
+    running.stop().await;
     wait?;
-    if !unclean.is_empty() {
-        eprintln!("warning: these processes did not stop cleanly: {unclean:?}");
-    }
     let participant_days = ((total - stopped) as f64) * f64::from(args.days);
     Ok(FleetRun {
         participants: total - stopped,

@@ -396,3 +396,10 @@ pub async fn table_counts(db: &SqlitePool) -> anyhow::Result<Vec<(&'static str, 
     }
     Ok(counts)
 }
+
+/// A loopback port nobody listens on right now (for a role that must be told its port).
+pub fn free_port() -> std::io::Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
+}

@@ -22,10 +22,11 @@ pub enum LogFormat {
     Json,
 }
 
-/// Installs the global subscriber. Log level from `RUST_LOG` (default `info`). Logs go to
-/// stderr so stdout stays machine-readable for commands that print results.
-pub fn init_logging(format: LogFormat) {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+/// Installs the global subscriber. Log level from `RUST_LOG` (default `default_filter`, e.g.
+/// `info`). Logs go to stderr so stdout stays machine-readable for commands that print results.
+pub fn init_logging(format: LogFormat, default_filter: &str) {
+    let filter =
+        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_filter));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))

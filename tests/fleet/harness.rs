@@ -110,7 +110,7 @@ impl TestFleet {
                 .map(|(k, v)| ((*k).to_owned(), v.clone())),
         );
         let portal_url = options.portal.then(|| {
-            let port = crate::webdriver::free_port();
+            let port = fleet::free_port().unwrap();
             let url = format!("http://127.0.0.1:{port}");
             env.extra.extend(
                 [

@@ -33,7 +33,7 @@ impl Browser {
             Path::new(CHROMIUM).exists() && Path::new(CHROMEDRIVER).exists(),
             "the browser test needs Debian's chromium and chromium-driver packages (.ci/run installs them: apt-get install chromium chromium-driver)"
         );
-        let port = free_port();
+        let port = fitlink::fleet::free_port().unwrap();
         let driver = Command::new(CHROMEDRIVER)
             .arg(format!("--port={port}"))
             .stdout(Stdio::null())
@@ -228,13 +228,4 @@ impl Browser {
             .await;
         let _ = self.driver.kill().await;
     }
-}
-
-/// A port nobody listens on right now.
-pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }

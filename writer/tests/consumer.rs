@@ -53,7 +53,7 @@ impl Fleet {
     async fn new(batch_messages: usize, linger_ms: u64) -> Fleet {
         // Logs go to stderr past the test harness's capture: only when asked for.
         if std::env::var_os("RUST_LOG").is_some() {
-            fitlink_shared::telemetry::init_logging(Default::default());
+            fitlink_shared::telemetry::init_logging(Default::default(), "info");
         }
         let namespace = format!("t-{}", Uuid::new_v4().simple());
         let dir = tempfile::tempdir().unwrap();
