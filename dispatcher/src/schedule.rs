@@ -76,6 +76,7 @@ pub async fn run(args: DispatcherArgs, shutdown: CancellationToken) -> anyhow::R
     let portal_shutdown = shutdown.child_token();
     portal::start(
         &args.portal,
+        &args.broker,
         &args.google,
         &args.fitbit,
         &args.database.database_url,

@@ -25,7 +25,8 @@ use std::time::Duration;
 use anyhow::Context as _;
 use axum::Router;
 use axum::routing::get;
-use fitlink_shared::config::{FitbitArgs, GoogleArgs};
+use fitlink_shared::broker;
+use fitlink_shared::config::{BrokerArgs, FitbitArgs, GoogleArgs};
 use fitlink_shared::db::{self, DbError};
 use fitlink_shared::linkage::invitation::InvitationSigner;
 use fitlink_shared::linkage::oauth::OAuthClient;
@@ -154,6 +155,8 @@ pub(crate) struct Portal {
     google_api: GoogleHealthClient,
     outbox: Arc<Outbox>,
     replies: ReplyQueue<WriterReply>,
+    /// The connection the replies arrive on (kept open as long as the portal serves).
+    _replies_conn: lapin::Connection,
     database: ReadOnlyDatabase,
     webhooks: webhooks::WebhookSettings,
     coalescer: coalesce::Coalescer,
@@ -166,6 +169,7 @@ const LINK_COMMIT_TIMEOUT: Duration = Duration::from_secs(30);
 /// Starts the portal on `args.portal_addr` (if set) until `shutdown`; returns the bound address.
 pub(crate) async fn start(
     args: &PortalArgs,
+    broker: &BrokerArgs,
     google: &GoogleArgs,
     fitbit: &FitbitArgs,
     database_url: &str,
@@ -177,7 +181,12 @@ pub(crate) async fn start(
     };
     let key = args.key()?;
     let public_base = args.public_base()?;
-    let replies = ReplyQueue::start(&outbox.conn)
+    // Replies are consumed on a connection of their own: a resource alarm blocks publishing
+    // connections, and the participant's page waits on this one.
+    let replies_conn = broker::connect(broker, "portal-replies")
+        .await
+        .context("cannot connect to the broker for the portal's replies")?;
+    let replies = ReplyQueue::start(&replies_conn)
         .await
         .context("cannot open the portal's reply queue")?;
     let coalescer = coalesce::Coalescer::start(
@@ -196,6 +205,7 @@ pub(crate) async fn start(
         public_base,
         outbox,
         replies,
+        _replies_conn: replies_conn,
         database: ReadOnlyDatabase::new(database_url),
         webhooks: webhooks::WebhookSettings::load(args, fitbit).await,
         coalescer,
