@@ -13,6 +13,10 @@ pub enum SyncError {
     Transient {
         reason: String,
         retry_after: Option<Duration>,
+        /// The provider refused the access token (HTTP 401): it expired or its grant ended
+        /// early. Worth one immediate try with a freshly refreshed token, whose refresh then
+        /// tells whether the grant itself is gone.
+        access_token_refused: bool,
     },
     /// The provider's quota for this participant is spent: retry at a time, without counting it
     /// as a failed attempt.
@@ -38,7 +42,28 @@ impl SyncError {
         SyncError::Transient {
             reason: reason.into(),
             retry_after: None,
+            access_token_refused: false,
         }
+    }
+
+    /// The provider refused the access token (HTTP 401 on a data call).
+    pub fn access_token_refused(reason: impl Into<String>) -> Self {
+        SyncError::Transient {
+            reason: reason.into(),
+            retry_after: None,
+            access_token_refused: true,
+        }
+    }
+
+    /// True for [`SyncError::access_token_refused`]: a fresh access token may succeed at once.
+    pub fn is_access_token_refused(&self) -> bool {
+        matches!(
+            self,
+            SyncError::Transient {
+                access_token_refused: true,
+                ..
+            }
+        )
     }
 
     pub fn permanent(state: ParticipantState, reason: impl Into<String>) -> Self {

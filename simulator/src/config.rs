@@ -179,6 +179,15 @@ pub struct SimConfig {
     /// `refresh_token_expires_in` (7 days) to the token response.
     #[arg(long = "testing-mode", env = "FITLINK_SIM_TESTING_MODE")]
     pub testing_mode: bool,
+    /// In testing mode, how long (real seconds) a consent's refresh token works: Google's is
+    /// 7 days; tests shorten it to see a grant run out. Afterwards the token is refused with
+    /// `invalid_grant` like a revoked one.
+    #[arg(
+        long = "testing-grant-secs",
+        env = "FITLINK_SIM_TESTING_GRANT_SECS",
+        default_value_t = 604_800
+    )]
+    pub testing_grant_secs: u64,
     /// Google Health webhooks: the subscriber's `endpointUri` notifications are POSTed to
     /// (none sent when unset).
     #[arg(long = "google-webhook-url", env = "FITLINK_SIM_GOOGLE_WEBHOOK_URL")]
@@ -280,6 +289,7 @@ impl Default for SimConfig {
             legacy_rate_limit_per_hour: 150,
             legacy_rate_limit_window_secs: 3600,
             testing_mode: false,
+            testing_grant_secs: 604_800,
             google_webhook_url: None,
             google_webhook_secret: "Bearer sim-webhook-secret".to_owned(),
             google_signature_header: "X-HEALTHAPI-SIGNATURE".to_owned(),

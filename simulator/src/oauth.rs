@@ -38,9 +38,6 @@ pub(crate) fn basic_credentials(headers: &HeaderMap) -> Option<(String, String)>
     Some((id.to_owned(), secret.to_owned()))
 }
 
-/// `refresh_token_expires_in` of a consent in Testing publishing status (7 days).
-const TESTING_REFRESH_TOKEN_TTL_SECS: u64 = 604_799;
-
 fn new_access_token() -> String {
     format!("simat_{:032x}", rand::rng().random::<u128>())
 }
@@ -139,16 +136,18 @@ fn revoked() -> Response {
     .into_response()
 }
 
-/// Issues an access token for `participant` with its current scopes.
-fn issue_access_token(rt: &mut Runtime, participant: usize) -> String {
+/// Issues an access token for `participant` with its current scopes. It works for an hour,
+/// or until `grant_ends` (a time-limited grant's end) if sooner: no token outlives its grant.
+fn issue_access_token(rt: &mut Runtime, participant: usize, grant_ends: Option<Instant>) -> String {
     rt.prune_tokens();
     let access = new_access_token();
+    let hour = Instant::now() + Duration::from_secs(ACCESS_TOKEN_TTL_SECS);
     rt.tokens.insert(
         access.clone(),
         AccessToken {
             participant,
             scopes: rt.scopes[participant].clone(),
-            expires: Instant::now() + Duration::from_secs(ACCESS_TOKEN_TTL_SECS),
+            expires: grant_ends.map_or(hour, |end| end.min(hour)),
         },
     );
     access
@@ -196,10 +195,19 @@ fn refresh_grant(state: &AppState, params: &HashMap<String, String>) -> Response
     if rt.revoked[index] {
         return attributed(revoked(), index);
     }
+    if rt
+        .refresh_expires
+        .get(refresh)
+        .is_some_and(|until| *until <= Instant::now())
+    {
+        // A testing-mode grant ran out: the same answer as a revocation.
+        return attributed(revoked(), index);
+    }
     if rt.faults.participant(&state.profiles[index].id).fail_5xx {
         return attributed(backend_error(), index);
     }
-    let access = issue_access_token(&mut rt, index);
+    let grant_ends = rt.refresh_expires.get(refresh).copied();
+    let access = issue_access_token(&mut rt, index, grant_ends);
     rt.stats.token_refreshes += 1;
     let body = json!({
         "access_token": access,
@@ -258,7 +266,10 @@ fn code_grant(state: &AppState, client_id: &str, params: &HashMap<String, String
         )
     });
     rt.consent_google(index, grant.scopes.clone(), refresh.clone());
-    let access = issue_access_token(&mut rt, index);
+    // Testing publishing status: the grant (refresh token and all) ends after a set time.
+    let grant_ends = (state.config.testing_mode && refresh.is_some())
+        .then(|| Instant::now() + Duration::from_secs(state.config.testing_grant_secs.max(1)));
+    let access = issue_access_token(&mut rt, index, grant_ends);
     rt.stats.code_exchanges += 1;
     let mut body = json!({
         "access_token": access,
@@ -268,8 +279,10 @@ fn code_grant(state: &AppState, client_id: &str, params: &HashMap<String, String
     });
     if let Some(refresh) = refresh {
         body["refresh_token"] = json!(refresh);
-        if state.config.testing_mode {
-            body["refresh_token_expires_in"] = json!(TESTING_REFRESH_TOKEN_TTL_SECS);
+        if let Some(ends) = grant_ends {
+            // Google answers one second short of the grant's lifetime (604799 for 7 days).
+            body["refresh_token_expires_in"] = json!(state.config.testing_grant_secs.max(1) - 1);
+            rt.refresh_expires.insert(refresh, ends);
         }
     }
     token_ok(&body, index)

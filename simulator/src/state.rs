@@ -218,6 +218,8 @@ pub(crate) struct Runtime {
     pub live_refresh: Vec<HashSet<String>>,
     /// Owner of every Google refresh token ever issued (live or not).
     refresh_owner: HashMap<String, usize>,
+    /// When a time-limited (testing-mode) refresh token stops working.
+    pub refresh_expires: HashMap<String, Instant>,
     pub scopes: Vec<Vec<String>>,
     pub restatements: Vec<BTreeMap<NaiveDate, u32>>,
     pub tokens: HashMap<String, AccessToken>,
@@ -301,6 +303,7 @@ impl AppState {
                 .map(|p| HashSet::from([p.refresh_token.clone()]))
                 .collect(),
             refresh_owner,
+            refresh_expires: HashMap::new(),
             scopes: vec![default_scopes(); n],
             restatements: vec![BTreeMap::new(); n],
             tokens: HashMap::new(),

@@ -933,3 +933,61 @@ async fn imported_participants_learn_their_identity_once_and_then_sync_on_webhoo
     );
     fleet.finish().await;
 }
+
+#[tokio::test]
+async fn a_time_limited_grant_that_runs_out_needs_consent_and_reconsent_continues_without_a_gap() {
+    // Google's "Testing" publishing status: a consent works for 7 days; here, for 6 seconds.
+    let mut fleet = start_linked_fleet(Options {
+        participants: 1,
+        sim_args: vec![
+            "--testing-mode".to_owned(),
+            "--testing-grant-secs".to_owned(),
+            "6".to_owned(),
+        ],
+        env: vec![("FITLINK_SYNC_INTERVAL_SECS", "1".to_owned())],
+        ..linked_fleet_options()
+    })
+    .await;
+    let id = fleet.participant_ids()[0].clone();
+    fleet.link_through_consent(std::slice::from_ref(&id)).await;
+    fleet.wait_synced(std::slice::from_ref(&id), 60).await;
+
+    // The coordinator sees the grant ending soon, and it is offered a new invitation already.
+    let status = fleet.cli(&["status", "--json"]);
+    let status: Value = serde_json::from_slice(&status.stdout).unwrap();
+    let expiring = status["expiring_grants"].as_array().unwrap();
+    assert!(
+        expiring.iter().any(|g| g["participant_id"] == id.as_str()),
+        "{status}"
+    );
+    let soon = fleet.cli(&["invite", "--needing-consent", "--csv"]);
+    let soon = String::from_utf8_lossy(&soon.stdout);
+    assert!(soon.contains(&format!("{id},")), "{soon}");
+    assert!(soon.contains("grant_expiring"), "{soon}");
+
+    // It runs out; the device keeps syncing at the provider meanwhile.
+    fleet.wait_for_state(&id, "consent_expired", None, 60).await;
+    let cursor_before = fleet.participant(&id).await.sync_cursor;
+    fleet
+        .sim_post("/_sim/advance", json!({"minutes": 60}))
+        .await;
+    fleet.advance_truth(60);
+
+    let output = fleet.cli(&["invite", "--needing-consent", "--csv"]);
+    let links = invitation_urls(&String::from_utf8_lossy(&output.stdout));
+    let (_, link) = links.iter().find(|(p, _)| *p == id).expect("invited again");
+    let finished = ConsentDriver::new().consent(link, &id).await;
+    assert!(
+        finished.page.contains("your account is linked"),
+        "{}",
+        finished.page
+    );
+    fleet
+        .wait_cursors_at_latest_sync(std::slice::from_ref(&id), 60)
+        .await;
+    fleet.wait_synced(std::slice::from_ref(&id), 60).await;
+    let row = fleet.participant(&id).await;
+    assert!(row.sync_cursor > cursor_before);
+    fleet.assert_matches_truth(&id, &Default::default()).await;
+    fleet.finish().await;
+}

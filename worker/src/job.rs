@@ -100,7 +100,18 @@ impl<P: HealthProvider> JobContext<'_, P> {
         let ran = if job.touch_only {
             self.touch(job, &mut progress).await.map(|()| Ran::Touched)
         } else {
-            self.sync(job, &mut progress).await.map(Ran::Synced)
+            match self.sync(job, &mut progress).await {
+                // A cached access token can stop working before its time (the grant was
+                // revoked or ran out). Before the job spends an attempt: once more, with a fresh
+                // token, whose refresh tells whether the grant itself is gone. Only when nothing
+                // was published yet, as the sync starts again from the job's start.
+                Err(e) if e.is_access_token_refused() && progress.resume_from == job.from => {
+                    self.tokens.evict(&job.participant_id);
+                    self.sync(job, &mut progress).await
+                }
+                other => other,
+            }
+            .map(Ran::Synced)
         };
         match ran {
             Ok(Ran::Synced(synced)) => Ok(Ran::Synced(Synced { progress, ..synced })),

@@ -51,6 +51,7 @@ impl RetryPolicy {
             SyncError::Transient {
                 reason,
                 retry_after,
+                ..
             } => {
                 if attempt >= self.max_attempts {
                     return Decision::DeadLetter {

@@ -91,6 +91,7 @@ pub fn common_status_error(
         return Some(SyncError::Transient {
             reason: format!("{what}: HTTP {} {excerpt}", status.as_u16()),
             retry_after: retry_after(headers),
+            access_token_refused: false,
         });
     }
     None

@@ -530,9 +530,9 @@ pub fn classify_data_error(
         StatusCode::UNAUTHORIZED if error_type == "invalid_token" => {
             SyncError::permanent(ParticipantState::Revoked, detail)
         }
-        // expired_token (and a 401 we cannot read): the worker refreshes on its retry; a revoked
-        // grant then shows up as invalid_grant at the refresh.
-        StatusCode::UNAUTHORIZED => SyncError::transient(detail),
+        // expired_token (and a 401 we cannot read): the worker refreshes and tries again; a
+        // revoked grant then shows up as invalid_grant at the refresh.
+        StatusCode::UNAUTHORIZED => SyncError::access_token_refused(detail),
         StatusCode::FORBIDDEN if kind == PathKind::Intraday => {
             return Refusal::IntradayDenied(format!("{INTRADAY_DENIED_REASON}: {detail}"));
         }

@@ -240,7 +240,7 @@ pub fn classify_api_error(what: &str, status: StatusCode, body: &str) -> SyncErr
     match status {
         // The access token expired or was revoked mid-job: retry with a fresh one; a revoked
         // grant then shows up as invalid_grant at the refresh.
-        StatusCode::UNAUTHORIZED => SyncError::transient(detail),
+        StatusCode::UNAUTHORIZED => SyncError::access_token_refused(detail),
         StatusCode::FORBIDDEN => SyncError::permanent(ParticipantState::ScopeMissing, detail),
         StatusCode::BAD_REQUEST if api_status == "FAILED_PRECONDITION" => {
             SyncError::permanent(ParticipantState::NeedsReconsent, detail)
