@@ -22,7 +22,7 @@ use sqlx::SqlitePool;
 use uuid::Uuid;
 
 use crate::outbox::Outbox;
-use crate::portal::invitation_url;
+use crate::portal::{invitation_url, public_base};
 
 /// Settings of `fitlink invite`.
 #[derive(clap::Args, Clone, Debug)]
@@ -35,7 +35,10 @@ pub struct InviteArgs {
     pub token_key: TokenKeyArgs,
     /// The portal's address as participants reach it (the dispatcher's FITLINK_PUBLIC_URL).
     #[arg(long, env = "FITLINK_PUBLIC_URL")]
-    pub public_url: String,
+    pub public_url: Option<String>,
+    /// Without FITLINK_PUBLIC_URL, links point at the portal directly: `http://<this>`.
+    #[arg(long, env = "FITLINK_PORTAL_ADDR")]
+    pub portal_addr: Option<std::net::SocketAddr>,
     /// Which provider's consent the link asks for.
     #[arg(long, default_value = "google-health")]
     pub provider: Provider,
@@ -124,11 +127,7 @@ struct Known {
 pub async fn invite(args: &InviteArgs) -> anyhow::Result<InviteReport> {
     let key = args.token_key.key().context("FITLINK_TOKEN_KEY")?;
     let signer = InvitationSigner::new(key.derive("invitation"));
-    let public_base = args.public_url.trim().trim_end_matches('/').to_owned();
-    anyhow::ensure!(
-        public_base.starts_with("https://") || public_base.starts_with("http://"),
-        "FITLINK_PUBLIC_URL must be an http(s) URL, got {public_base:?}"
-    );
+    let public_base = public_base(args.public_url.as_deref(), args.portal_addr)?;
     let pool = match db::open_for_reading(&args.database.database_url).await {
         Ok(pool) => Some(pool),
         Err(DbError::NotInitialised(_)) if !args.needing_consent => None,

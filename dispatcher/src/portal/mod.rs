@@ -106,20 +106,7 @@ pub struct PortalArgs {
 impl PortalArgs {
     /// The public base URL without a trailing slash.
     pub fn public_base(&self) -> anyhow::Result<String> {
-        match (&self.public_url, self.portal_addr) {
-            (Some(url), _) => {
-                let url = url.trim().trim_end_matches('/');
-                anyhow::ensure!(
-                    url.starts_with("https://") || url.starts_with("http://"),
-                    "FITLINK_PUBLIC_URL must be an http(s) URL, got {url:?}"
-                );
-                Ok(url.to_owned())
-            }
-            (None, Some(addr)) => Ok(format!("http://{addr}")),
-            (None, None) => anyhow::bail!(
-                "set FITLINK_PUBLIC_URL (the portal's address as participants reach it)"
-            ),
-        }
+        public_base(self.public_url.as_deref(), self.portal_addr)
     }
 
     pub fn key(&self) -> anyhow::Result<TokenKey> {
@@ -128,6 +115,28 @@ impl PortalArgs {
             .as_ref()
             .context("the portal needs FITLINK_TOKEN_KEY (it seals the tokens it receives)")?;
         TokenKey::parse(text).context("FITLINK_TOKEN_KEY")
+    }
+}
+
+/// The portal's base URL without a trailing slash: `public_url`, or `http://<portal_addr>`
+/// when the portal is reached directly (a laptop, a test).
+pub fn public_base(
+    public_url: Option<&str>,
+    portal_addr: Option<SocketAddr>,
+) -> anyhow::Result<String> {
+    match (public_url, portal_addr) {
+        (Some(url), _) => {
+            let url = url.trim().trim_end_matches('/');
+            anyhow::ensure!(
+                url.starts_with("https://") || url.starts_with("http://"),
+                "FITLINK_PUBLIC_URL must be an http(s) URL, got {url:?}"
+            );
+            Ok(url.to_owned())
+        }
+        (None, Some(addr)) => Ok(format!("http://{addr}")),
+        (None, None) => anyhow::bail!(
+            "set FITLINK_PUBLIC_URL (the portal's address as participants reach it) or FITLINK_PORTAL_ADDR"
+        ),
     }
 }
 
