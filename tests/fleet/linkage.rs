@@ -241,6 +241,27 @@ impl TestFleet {
         .await;
     }
 
+    /// Waits until a count of the participant's rows (`sql` binds the participant as `?1`)
+    /// exceeds `above`.
+    pub async fn wait_for_count(
+        &mut self,
+        what: &str,
+        sql: &'static str,
+        participant: &str,
+        above: i64,
+        secs: u64,
+    ) {
+        let id = participant.to_owned();
+        self.wait_until(what, secs, move |db| {
+            let id = id.clone();
+            async move {
+                let (n,): (i64,) = sqlx::query_as(sql).bind(&id).fetch_one(&db).await.unwrap();
+                n > above
+            }
+        })
+        .await;
+    }
+
     /// Waits until the participant is in `state` (and its reason mentions `reason`, if given).
     pub async fn wait_for_state(
         &mut self,
@@ -430,21 +451,15 @@ async fn webhooks_verify_sync_coalesce_refuse_and_delete() {
                    "data_type": "heart-rate", "start": "2026-11-03T04:00:00Z", "end": "2026-11-03T04:10:00Z"}),
         )
         .await;
-    let barrier_id = ids[0].clone();
     fleet
-        .wait_until("the barrier notification's job", 30, move |db| {
-            let id = barrier_id.clone();
-            async move {
-                let (n,): (i64,) = sqlx::query_as(
-                    "SELECT count(*) FROM sync_jobs WHERE participant_id = ?1 AND requested_by = 'webhook' AND finished_at IS NOT NULL",
-                )
-                .bind(&id)
-                .fetch_one(&db)
-                .await
-                .unwrap();
-                n > barrier_before
-            }
-        })
+        .wait_for_count(
+            "the barrier notification's job",
+            "SELECT count(*) FROM sync_jobs WHERE participant_id = ?1 \
+             AND requested_by = 'webhook' AND finished_at IS NOT NULL",
+            &ids[0],
+            barrier_before,
+            30,
+        )
         .await;
     fleet.wait_synced(&ids, 60).await;
     assert_eq!(
@@ -482,21 +497,14 @@ async fn webhooks_verify_sync_coalesce_refuse_and_delete() {
             json!({"data_type": "heart-rate", "start": start, "end": end}),
         )
         .await;
-    let deleted_for = victim.clone();
     fleet
-        .wait_until("the deletion to be recorded", 30, move |db| {
-            let id = deleted_for.clone();
-            async move {
-                let (n,): (i64,) = sqlx::query_as(
-                    "SELECT count(*) FROM provider_deletions WHERE participant_id = ?1",
-                )
-                .bind(&id)
-                .fetch_one(&db)
-                .await
-                .unwrap();
-                n > 0
-            }
-        })
+        .wait_for_count(
+            "the deletion to be recorded",
+            "SELECT count(*) FROM provider_deletions WHERE participant_id = ?1",
+            &victim,
+            0,
+            30,
+        )
         .await;
     fleet.wait_synced(&ids, 60).await;
     assert_eq!(
@@ -761,22 +769,15 @@ async fn an_idle_grant_of_a_parked_participant_is_kept_alive_without_changing_it
         .wait_for_state(&id, "provider_data_invalid", None, 60)
         .await;
     let refreshes_before = fleet.sim_stats().await["token_refreshes"].as_u64().unwrap();
-    let touched = id.clone();
     fleet
-        .wait_until("a keep-alive touch", 60, move |db| {
-            let id = touched.clone();
-            async move {
-                let (n,): (i64,) = sqlx::query_as(
-                    "SELECT count(*) FROM sync_jobs WHERE participant_id = ?1 \
-                     AND requested_by = 'keep_alive' AND outcome = 'touched'",
-                )
-                .bind(&id)
-                .fetch_one(&db)
-                .await
-                .unwrap();
-                n > 0
-            }
-        })
+        .wait_for_count(
+            "a keep-alive touch",
+            "SELECT count(*) FROM sync_jobs WHERE participant_id = ?1 \
+             AND requested_by = 'keep_alive' AND outcome = 'touched'",
+            &id,
+            0,
+            60,
+        )
         .await;
     let row = fleet.participant(&id).await;
     assert_eq!(

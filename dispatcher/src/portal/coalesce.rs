@@ -50,13 +50,13 @@ impl Pending {
         self.received_at = self.received_at.max(hint.received_at);
     }
 
-    fn into_command(self, participant_id: ParticipantId) -> WriterCommand {
+    fn command(&self, participant_id: &ParticipantId) -> WriterCommand {
         WriterCommand::ProviderNotified(ProviderNotification {
-            notification_ids: self.ids.into_iter().collect(),
-            participant_id,
+            notification_ids: self.ids.iter().cloned().collect(),
+            participant_id: participant_id.clone(),
             provider: self.provider,
-            data_types: self.data_types.into_iter().collect(),
-            intervals: self.intervals.into_iter().collect(),
+            data_types: self.data_types.iter().cloned().collect(),
+            intervals: self.intervals.iter().cloned().collect(),
             received_at: self.received_at,
         })
     }
@@ -143,28 +143,15 @@ async fn flush(pending: &mut BTreeMap<ParticipantId, Pending>, outbox: &Outbox) 
     let batch = std::mem::take(pending);
     let mut published = 0usize;
     for (participant_id, p) in batch {
-        let merged = p.ids.len();
-        let command = p.into_command(participant_id.clone());
-        match outbox.send(&command).await {
+        match outbox.send(&p.command(&participant_id)).await {
             Ok(()) => {
                 published += 1;
                 metrics::counter!("fitlink_webhook_sync_requests_total").increment(1);
-                tracing::debug!(%participant_id, merged, "asked the writer to sync after provider notifications");
+                tracing::debug!(%participant_id, merged = p.ids.len(), "asked the writer to sync after provider notifications");
             }
             Err(error) => {
                 tracing::warn!(%participant_id, error = %error, "cannot publish a notified sync; trying again next window");
-                if let WriterCommand::ProviderNotified(n) = command {
-                    pending.insert(
-                        participant_id,
-                        Pending {
-                            provider: n.provider,
-                            ids: n.notification_ids.into_iter().collect(),
-                            data_types: n.data_types.into_iter().collect(),
-                            intervals: n.intervals.into_iter().collect(),
-                            received_at: n.received_at,
-                        },
-                    );
-                }
+                pending.insert(participant_id, p);
             }
         }
     }
@@ -203,11 +190,8 @@ mod tests {
         add(&mut pending, hint("p1", "digest-b", "2026-11-02T09:00:00Z"));
         add(&mut pending, hint("p2", "digest-c", "2026-11-02T10:00:00Z"));
         assert_eq!(pending.len(), 2);
-        let WriterCommand::ProviderNotified(n) = pending
-            .remove(&ParticipantId::new("p1").unwrap())
-            .unwrap()
-            .into_command(ParticipantId::new("p1").unwrap())
-        else {
+        let p1 = ParticipantId::new("p1").unwrap();
+        let WriterCommand::ProviderNotified(n) = pending.remove(&p1).unwrap().command(&p1) else {
             panic!("not a notification");
         };
         assert_eq!(n.notification_ids, vec!["digest-a", "digest-b"]);

@@ -318,7 +318,7 @@ async fn revocation_revokes_or_reports_a_token_already_gone() {
     let (base, mock) = server().await;
     let google = OAuthClient::google(&google_args(&base));
     let fitbit = OAuthClient::fitbit(&fitbit_args(&base));
-    let token = Secret::new("1//05EuqRefreshTokenValue123456".to_owned());
+    let token = Secret::new("fake-refresh-token-for-a-test".to_owned());
 
     mock.answer(200, "");
     assert_eq!(google.revoke(&token).await.unwrap(), Revocation::Revoked);
