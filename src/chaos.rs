@@ -5,7 +5,9 @@
 //! workers) against the local RabbitMQ. A fault schedule drawn from the seed SIGKILLs and
 //! restarts workers, the active writer and the dispatcher, aborts a worker between a token
 //! refresh and its storage, optionally restarts the broker, and raises simulator storms (5xx,
-//! 429 with and without `Retry-After`, slow and truncated responses). Then it heals, replays the
+//! 429 with and without `Retry-After`, slow and truncated responses). Devices sync on the way,
+//! and the simulator's webhooks reach the dispatcher's portal: signed notifications (that drive
+//! syncs), floods of one notification, and forged ones. Then it heals, replays the
 //! dead-letter queue, waits until every participant is synced or stopped with a reason, and
 //! checks every row against the simulator's ground truth. The seed is printed so a failure can be
 //! replayed.
@@ -28,6 +30,9 @@ use fitlink_simulator::SimConfig;
 use crate::checker::{self, Diff, History};
 use crate::demo::run_namespace;
 use crate::fleet::{self, Fleet, FleetEnv};
+
+/// The Google webhook secret both sides of a chaos run use.
+const WEBHOOK_SECRET: &str = "Bearer chaos-webhook-secret";
 
 #[derive(Args, Debug, Clone)]
 pub struct ChaosArgs {
@@ -76,15 +81,25 @@ enum Fault {
     KillDispatcher,
     AbortWorkerAfterRefresh,
     Storm5xx,
-    Storm429 { retry_after: bool },
+    Storm429 {
+        retry_after: bool,
+    },
     SlowResponses,
     TruncatedBodies,
+    /// Every device syncs this many minutes of new data; the simulator notifies.
+    DeviceSync {
+        minutes: u64,
+    },
+    /// One notification delivered a hundred times.
+    NotificationFlood,
+    /// Notifications with a bad signature (they must create nothing).
+    ForgedNotifications,
     BrokerRestart,
 }
 
 impl Fault {
     fn draw(rng: &mut StdRng, broker_restart: bool) -> Fault {
-        let kinds = if broker_restart { 10 } else { 9 };
+        let kinds = if broker_restart { 13 } else { 12 };
         match rng.random_range(0..kinds) {
             0 | 1 => Fault::KillWorker,
             2 => Fault::KillActiveWriter,
@@ -96,6 +111,11 @@ impl Fault {
             },
             7 => Fault::SlowResponses,
             8 => Fault::TruncatedBodies,
+            9 => Fault::DeviceSync {
+                minutes: rng.random_range(5..=30),
+            },
+            10 => Fault::NotificationFlood,
+            11 => Fault::ForgedNotifications,
             _ => Fault::BrokerRestart,
         }
     }
@@ -190,7 +210,7 @@ async fn drive(args: &ChaosArgs, rng: &mut StdRng) -> anyhow::Result<Vec<String>
     .iter()
     .map(|s| s.to_string())
     .collect();
-    let sim_config = SimConfig::from_flags(&sim_args)?;
+    let mut sim_config = SimConfig::from_flags(&sim_args)?;
     let sim = fleet::start_simulator(&bin, &sim_args, &args.dir.join("simulator.log")).await?;
     let http = fitlink_shared::provider::http_client();
     let control = |path: &str, body: serde_json::Value| {
@@ -220,6 +240,33 @@ async fn drive(args: &ChaosArgs, rng: &mut StdRng) -> anyhow::Result<Vec<String>
         ]
         .map(|(k, v)| (k.to_owned(), v.to_owned())),
     );
+    // The dispatcher serves the webhooks; the simulator's devices notify it.
+    let portal_port = fleet::free_port()?;
+    let portal = format!("http://127.0.0.1:{portal_port}");
+    env.extra.extend([
+        (
+            "FITLINK_PORTAL_ADDR".to_owned(),
+            format!("127.0.0.1:{portal_port}"),
+        ),
+        (
+            "FITLINK_GOOGLE_WEBHOOK_SECRET".to_owned(),
+            WEBHOOK_SECRET.to_owned(),
+        ),
+        (
+            "FITLINK_GOOGLE_WEBHOOK_KEYSET".to_owned(),
+            format!("{}/_sim/webhooks/keyset.json", sim.base_url),
+        ),
+        ("FITLINK_WEBHOOK_COALESCE_MS".to_owned(), "300".to_owned()),
+    ]);
+    control(
+        "/_sim/webhooks",
+        json!({
+            "google_webhook_url": format!("{portal}/webhooks/google"),
+            "google_webhook_secret": WEBHOOK_SECRET,
+            "fitbit_webhook_url": format!("{portal}/webhooks/fitbit"),
+        }),
+    )
+    .await?;
     let token_key = env.token_key.clone();
     let mut cast = Cast {
         fleet: Fleet::new(bin, env.clone(), &args.dir.join("logs"))?,
@@ -326,6 +373,29 @@ async fn drive(args: &ChaosArgs, rng: &mut StdRng) -> anyhow::Result<Vec<String>
                     .collect();
                 control("/_sim/faults", json!({ "participants": victims })).await?;
             }
+            Fault::DeviceSync { minutes } => {
+                control("/_sim/advance", json!({ "minutes": minutes })).await?;
+                sim_config.advance_minutes += minutes;
+            }
+            Fault::NotificationFlood => {
+                let p = &roster[rng.random_range(0..roster.len())];
+                control(
+                    "/_sim/webhooks/send",
+                    json!({"participant": p.participant_id, "provider": "google-health",
+                           "operation": "UPSERT", "data_type": "steps", "copies": 100}),
+                )
+                .await?;
+            }
+            Fault::ForgedNotifications => {
+                let p = &roster[rng.random_range(0..roster.len())];
+                control(
+                    "/_sim/webhooks/send",
+                    json!({"participant": p.participant_id, "provider": "google-health",
+                           "operation": "UPSERT", "data_type": "heart-rate", "copies": 10,
+                           "bad_signature": true}),
+                )
+                .await?;
+            }
             Fault::BrokerRestart => {
                 restart_broker().await?;
             }
@@ -350,7 +420,8 @@ async fn drive(args: &ChaosArgs, rng: &mut StdRng) -> anyhow::Result<Vec<String>
         cast.workers.push(w);
     }
     let heal_deadline = Instant::now() + Duration::from_secs(args.timeout_secs);
-    let latest: BTreeMap<String, String> = roster
+    // The devices' latest syncs as the simulator's clock now has them.
+    let latest: BTreeMap<String, String> = fitlink_simulator::roster(&sim_config)
         .iter()
         .map(|p| {
             let minute = p.latest_sync.timestamp() / 60 * 60;
