@@ -206,6 +206,12 @@ async fn drive(args: &ChaosArgs, rng: &mut StdRng) -> anyhow::Result<Vec<String>
         &args.fine_hr_every.to_string(),
         "--legacy-refresh-grace-secs",
         "600",
+        // A legacy 429 defers the participant until the quota window resets (as Fitbit's
+        // `Fitbit-Rate-Limit-Reset` says). With the real clock hour as the window, a run's
+        // length would depend on the minute it starts; a one-minute window keeps the same
+        // mechanics and lets the run heal in minutes.
+        "--legacy-rate-limit-window-secs",
+        "60",
     ]
     .iter()
     .map(|s| s.to_string())
