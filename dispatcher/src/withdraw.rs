@@ -16,7 +16,7 @@ use anyhow::Context as _;
 use fitlink_shared::config::{BrokerArgs, DatabaseArgs, FitbitArgs, GoogleArgs, TokenKeyArgs};
 use fitlink_shared::db;
 use fitlink_shared::domain::{ParticipantId, ParticipantState, Provider};
-use fitlink_shared::linkage::oauth::{OAuthClient, Revocation};
+use fitlink_shared::linkage::oauth::OAuthClient;
 use fitlink_shared::messages::{ReplyBody, Withdrawal, WriterCommand, WriterReply, now_instant};
 use fitlink_shared::replies::ReplyQueue;
 use fitlink_shared::secret::SealedToken;
@@ -71,7 +71,14 @@ impl fmt::Display for WithdrawReport {
             "{} is withdrawn: no more syncing, credential deleted, audit row written",
             self.participant_id
         )?;
-        writeln!(f, "  provider grant: {}", self.provider_revocation)?;
+        let grant = match self.provider_revocation.as_str() {
+            "revoked" => "revoked at the provider",
+            "already_invalid" => "already invalid at the provider",
+            "no_credential" => "no credential was stored",
+            "not_attempted" => "not revoked (--no-revoke): revoke it by other means",
+            other => other,
+        };
+        writeln!(f, "  provider grant: {grant}")?;
         if self.purged {
             let total: u64 = self.rows_deleted.values().sum();
             writeln!(f, "  data purged: {total} row(s)")?;
@@ -111,10 +118,10 @@ pub async fn withdraw(args: &WithdrawArgs) -> anyhow::Result<WithdrawReport> {
         .map_err(|e| anyhow::anyhow!("participant {participant_id}: {e}"))?;
 
     let provider_revocation = if args.no_revoke {
-        "not attempted (--no-revoke)".to_owned()
+        "not_attempted".to_owned()
     } else {
         match sealed {
-            None => "no credential stored".to_owned(),
+            None => "no_credential".to_owned(),
             Some(sealed) => {
                 revoke(
                     args,
@@ -201,8 +208,7 @@ async fn revoke(
         "cannot open the stored credential with this FITLINK_TOKEN_KEY; nothing was changed",
     )?;
     match client.revoke(&token).await {
-        Ok(Revocation::Revoked) => Ok("revoked".to_owned()),
-        Ok(Revocation::AlreadyInvalid) => Ok("already invalid at the provider".to_owned()),
+        Ok(revocation) => Ok(revocation.as_str().to_owned()),
         Err(error) => Err(anyhow::anyhow!(
             "cannot revoke {participant_id}'s grant at {provider}: {error}; nothing was changed (try again, or pass --no-revoke)"
         )),

@@ -464,7 +464,7 @@ pub struct Withdrawal {
     pub purge: bool,
     /// Who asked (operator name), for the audit row.
     pub requested_by: String,
-    /// `revoked`, `already_invalid`, `no_credential`, or the error that prevented revocation.
+    /// `revoked`, `already_invalid`, `no_credential`, or `not_attempted` (`--no-revoke`).
     pub provider_revocation: String,
     pub at: UtcInstant,
     #[serde(default)]

@@ -634,7 +634,7 @@ async fn withdrawal_revokes_purges_and_leaves_an_audit_row() {
         String::from_utf8_lossy(&output.stderr)
     );
     assert!(stdout.contains("withdrawn"), "{stdout}");
-    assert!(stdout.contains("revoked"), "{stdout}");
+    assert!(stdout.contains("revoked at the provider"), "{stdout}");
 
     // Nothing of theirs is left but the participant row and the audit row; no token anywhere.
     for table in [
@@ -654,16 +654,17 @@ async fn withdrawal_revokes_purges_and_leaves_an_audit_row() {
         .unwrap();
         assert_eq!(n, 0, "{table} still holds rows of a purged participant");
     }
-    let (by, purged, hr_deleted): (String, i64, i64) = sqlx::query_as(
-        "SELECT withdrawn_by, purged, heart_rate_intraday_rows FROM withdrawals WHERE participant_id = ?1",
+    let (by, purged, hr_deleted, revocation): (String, i64, i64, String) = sqlx::query_as(
+        "SELECT withdrawn_by, purged, heart_rate_intraday_rows, provider_revocation \
+         FROM withdrawals WHERE participant_id = ?1",
     )
     .bind(&leaving)
     .fetch_one(&fleet.db)
     .await
     .unwrap();
     assert_eq!(
-        (by.as_str(), purged, hr_deleted),
-        ("coordinator-7", 1, hr_rows)
+        (by.as_str(), purged, hr_deleted, revocation.as_str()),
+        ("coordinator-7", 1, hr_rows, "revoked")
     );
     assert_eq!(fleet.participant(&leaving).await.state, "withdrawn");
     // The grant is revoked at the provider.

@@ -140,7 +140,7 @@ pub(super) async fn link(State(portal): State<Arc<Portal>>, Path(token): Path<St
         "{}={cookie}; Path=/oauth/callback; HttpOnly; SameSite=Lax; Max-Age={FLOW_COOKIE_MAX_AGE_SECS}{secure}",
         cookie_name(invitation.invitation_id)
     );
-    redirect(&url, Some(set_cookie))
+    redirect(&url, &set_cookie)
 }
 
 /// `GET /oauth/callback`: the provider sends the participant back here.
@@ -455,12 +455,12 @@ fn start_again_page() -> Response {
     )
 }
 
-fn redirect(location: &str, set_cookie: Option<String>) -> Response {
+fn redirect(location: &str, set_cookie: &str) -> Response {
     let mut response = StatusCode::SEE_OTHER.into_response();
     if let Ok(value) = HeaderValue::from_str(location) {
         response.headers_mut().insert(header::LOCATION, value);
     }
-    if let Some(cookie) = set_cookie.and_then(|c| HeaderValue::from_str(&c).ok()) {
+    if let Ok(cookie) = HeaderValue::from_str(set_cookie) {
         response.headers_mut().insert(header::SET_COOKIE, cookie);
     }
     response

@@ -83,7 +83,7 @@ pub struct PortalArgs {
     #[arg(
         long,
         env = "FITLINK_GOOGLE_WEBHOOK_KEYSET",
-        default_value = "https://www.gstatic.com/googlehealthapi/webhooks/webhooks_public_keyset.json"
+        default_value = fitlink_shared::linkage::webhook::google::PUBLIC_KEYSET_URL
     )]
     pub google_webhook_keyset: String,
     /// The legacy Fitbit subscriber's verification code (from the app's settings page).
