@@ -159,7 +159,7 @@ async fn writer(args: WriterBench) -> anyhow::Result<()> {
     let path = args.dir.join("store.db");
     remove_db(&path);
     let mut store = fitlink_writer::Store::open(
-        &format!("sqlite://{}", path.display()),
+        &fitlink_shared::config::DatabaseArgs::url(format!("sqlite://{}", path.display())),
         Duration::from_secs(3600),
     )
     .await?;
@@ -253,8 +253,12 @@ async fn raw_ceiling(
 ) -> anyhow::Result<Duration> {
     const ROWS_PER_STATEMENT: usize = 128;
     remove_db(path);
-    let pool =
-        fitlink_shared::db::open_for_writing(&format!("sqlite://{}", path.display())).await?;
+    let db = fitlink_shared::config::DatabaseArgs::url(format!("sqlite://{}", path.display()))
+        .open_for_writing()
+        .await?;
+    let fitlink_shared::store::ByBackend::Sqlite(pool) = db.exec() else {
+        anyhow::bail!("the SQLite ceiling needs a SQLite database");
+    };
     let started = Instant::now();
     for batch in commands.chunks(256) {
         let mut tx = pool.begin().await?;

@@ -23,8 +23,10 @@ use rand::{Rng, SeedableRng};
 use serde_json::json;
 
 use fitlink_shared::config::BrokerArgs;
-use fitlink_shared::domain::ParticipantId;
+use fitlink_shared::domain::{ParticipantId, UtcInstant};
+use fitlink_shared::on_backend;
 use fitlink_shared::secret::{SealedToken, TokenKey};
+use fitlink_shared::store::Database;
 use fitlink_simulator::SimConfig;
 
 use crate::checker::{self, Diff, History};
@@ -69,6 +71,10 @@ pub struct ChaosArgs {
     pub timeout_secs: u64,
     #[arg(long, default_value = "fitlink-chaos")]
     pub dir: PathBuf,
+    /// The database: a new SQLite file in `--dir` by default, or an empty (or not yet
+    /// existing) PostgreSQL database (`postgres://…`).
+    #[arg(long = "database-url")]
+    pub database_url: Option<String>,
     #[command(flatten)]
     pub broker: BrokerArgs,
 }
@@ -193,10 +199,7 @@ pub async fn run(args: ChaosArgs) -> anyhow::Result<()> {
 async fn drive(args: &ChaosArgs, rng: &mut StdRng) -> anyhow::Result<Vec<String>> {
     let bin = std::env::current_exe()?;
     std::fs::create_dir_all(&args.dir)?;
-    let db_path = args.dir.join("fitlink.db");
-    for suffix in ["", "-wal", "-shm"] {
-        let _ = std::fs::remove_file(format!("{}{suffix}", db_path.display()));
-    }
+    let database_url = crate::demo::fresh_database(&args.dir, args.database_url.as_deref()).await?;
     let sim_args: Vec<String> = [
         "--participants",
         &args.participants.to_string(),
@@ -235,7 +238,7 @@ async fn drive(args: &ChaosArgs, rng: &mut StdRng) -> anyhow::Result<Vec<String>
     let mut env = FleetEnv::simulated(
         args.broker.amqp_url.expose(),
         run_namespace(&args.broker, "chaos"),
-        format!("sqlite://{}", db_path.display()),
+        database_url,
         &sim.base_url,
     );
     env.extra.extend(
@@ -450,11 +453,19 @@ async fn drive(args: &ChaosArgs, rng: &mut StdRng) -> anyhow::Result<Vec<String>
             .context("replaying the dead letters")?;
             replayed_at = Instant::now();
         }
-        let rows: Vec<(String, String, String, Option<String>)> = sqlx::query_as(
-            "SELECT participant_id, state, sync_cursor, in_flight_job_id FROM participants",
-        )
-        .fetch_all(&db)
-        .await?;
+        let rows: Vec<(String, String, UtcInstant, Option<String>)> =
+            on_backend!(db.exec(), |e| {
+                sqlx::query_as(
+                    "SELECT participant_id, state, sync_cursor, in_flight_job_id FROM participants",
+                )
+                .fetch_all(e)
+                .await
+            })?;
+        // The simulator's latest syncs are canonical text, whose order is time order.
+        let rows: Vec<(String, String, String, Option<String>)> = rows
+            .into_iter()
+            .map(|(id, state, cursor, in_flight)| (id, state, cursor.to_text(), in_flight))
+            .collect();
         let pending = rows
             .iter()
             .filter(|(id, state, cursor, in_flight)| {
@@ -498,7 +509,7 @@ async fn drive(args: &ChaosArgs, rng: &mut StdRng) -> anyhow::Result<Vec<String>
 /// Compares the database with the truth and prints the per-table counts.
 #[allow(clippy::too_many_arguments)]
 async fn check(
-    db: &sqlx::SqlitePool,
+    db: &Database,
     sim_config: &SimConfig,
     http: &reqwest::Client,
     sim_base: &str,
@@ -509,11 +520,19 @@ async fn check(
 ) -> anyhow::Result<Vec<String>> {
     let mut problems = Vec::new();
     let mut totals: BTreeMap<&'static str, Diff> = BTreeMap::new();
-    let participants: Vec<(String, String, Option<String>, String)> = sqlx::query_as(
-        "SELECT participant_id, state, state_reason, sync_cursor FROM participants ORDER BY participant_id",
-    )
-    .fetch_all(db)
-    .await?;
+    let participants: Vec<(String, String, Option<String>, UtcInstant)> =
+        on_backend!(db.exec(), |e| {
+            sqlx::query_as(
+                "SELECT participant_id, state, state_reason, sync_cursor FROM participants \
+                 ORDER BY participant_id",
+            )
+            .fetch_all(e)
+            .await
+        })?;
+    let participants: Vec<(String, String, Option<String>, String)> = participants
+        .into_iter()
+        .map(|(id, state, reason, cursor)| (id, state, reason, cursor.to_text()))
+        .collect();
     let mut not_synced = Vec::new();
     for (id, state, reason, cursor) in &participants {
         let history = if fitbit_ids.contains(id) {
@@ -576,13 +595,14 @@ async fn check(
         if !fitbit_ids.iter().any(|f| f == id) || revoked.iter().any(|r| r == id) {
             continue;
         }
-        let (sealed,): (String,) =
-            sqlx::query_as("SELECT sealed_refresh_token FROM credentials WHERE participant_id = ?")
+        let (sealed,): (SealedToken,) = on_backend!(db.exec(), |e| {
+            sqlx::query_as("SELECT sealed_refresh_token FROM credentials WHERE participant_id = $1")
                 .bind(id)
-                .fetch_one(db)
-                .await?;
+                .fetch_one(e)
+                .await
+        })?;
         let stored = key
-            .open(&ParticipantId::new(id)?, &SealedToken::from_stored(sealed))
+            .open(&ParticipantId::new(id)?, &sealed)
             .map(|t| t.expose().clone())
             .unwrap_or_default();
         if p["legacy"]["refresh_token"].as_str() != Some(stored.as_str()) {

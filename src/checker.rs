@@ -6,9 +6,9 @@ use std::collections::BTreeMap;
 use std::fmt;
 
 use chrono::{DateTime, NaiveDate, Utc};
-use sqlx::SqlitePool;
-
-use fitlink_shared::domain::format_instant;
+use fitlink_shared::domain::{UtcInstant, format_instant};
+use fitlink_shared::on_backend;
+use fitlink_shared::store::Database;
 use fitlink_simulator::{SimConfig, truth};
 
 /// Which provider served a participant's data, which decides what the truth looks like.
@@ -125,19 +125,19 @@ impl fmt::Display for ParticipantCheck {
 /// Compares one participant's rows with the truth for `[sync_from, cursor)`. `restatements`
 /// are the restate versions the simulator was told about, per local date.
 pub async fn check_participant(
-    db: &SqlitePool,
+    db: &Database,
     sim: &SimConfig,
     id: &str,
     history: History,
     restatements: &BTreeMap<NaiveDate, u32>,
 ) -> anyhow::Result<ParticipantCheck> {
-    let (from, cursor): (String, String) =
-        sqlx::query_as("SELECT sync_from, sync_cursor FROM participants WHERE participant_id = ?")
+    let (from, cursor): (UtcInstant, UtcInstant) = on_backend!(db.exec(), |e| {
+        sqlx::query_as("SELECT sync_from, sync_cursor FROM participants WHERE participant_id = $1")
             .bind(id)
-            .fetch_one(db)
-            .await?;
-    let from: DateTime<Utc> = from.parse()?;
-    let cursor: DateTime<Utc> = cursor.parse()?;
+            .fetch_one(e)
+            .await
+    })?;
+    let (from, cursor) = (from.get(), cursor.get());
     let version = |d: &NaiveDate| restatements.get(d).copied().unwrap_or(0);
     let point =
         |t: DateTime<Utc>, offset: i32, v: i64| (format_instant(t), format!("{offset} {v}"));
@@ -228,34 +228,63 @@ pub async fn check_participant(
         .collect();
 
     let mut check = ParticipantCheck::default();
+    // Keys as the truth writes them: instants in their canonical text, dates as `YYYY-MM-DD`.
     let stored = |sql: &'static str| async move {
-        sqlx::query_as::<_, (String, String)>(sql)
-            .bind(id)
-            .fetch_all(db)
-            .await
+        on_backend!(db.exec(), |e| {
+            sqlx::query_as::<_, (String, String)>(sql)
+                .bind(id)
+                .fetch_all(e)
+                .await
+        })
+    };
+    let stored_at = |sql: &'static str| async move {
+        on_backend!(db.exec(), |e| {
+            sqlx::query_as::<_, (UtcInstant, String)>(sql)
+                .bind(id)
+                .fetch_all(e)
+                .await
+        })
+        .map(|rows| rows.into_iter().map(|(t, v)| (t.to_text(), v)).collect())
+    };
+    let stored_on = |sql: &'static str| async move {
+        on_backend!(db.exec(), |e| {
+            sqlx::query_as::<_, (NaiveDate, String)>(sql)
+                .bind(id)
+                .fetch_all(e)
+                .await
+        })
+        .map(|rows| rows.into_iter().map(|(d, v)| (d.to_string(), v)).collect())
     };
     check.tables.insert(
         "heart_rate_intraday",
         Diff::compare(
             heart_rate,
-            stored("SELECT datetime, utc_offset_seconds || ' ' || heart_rate_value FROM heart_rate_intraday WHERE participant_id = ?").await?,
+            stored_at("SELECT datetime, CAST(utc_offset_seconds AS TEXT) || ' ' || CAST(heart_rate_value AS TEXT) FROM heart_rate_intraday WHERE participant_id = $1").await?,
         ),
     );
     check.tables.insert(
         "steps_intraday",
         Diff::compare(
             steps,
-            stored("SELECT datetime, utc_offset_seconds || ' ' || steps FROM steps_intraday WHERE participant_id = ?").await?,
+            stored_at("SELECT datetime, CAST(utc_offset_seconds AS TEXT) || ' ' || CAST(steps AS TEXT) FROM steps_intraday WHERE participant_id = $1").await?,
         ),
     );
-    type ActivityRow = (String, Option<i64>, Option<f64>, Option<f64>, Option<f64>);
+    type ActivityRow = (
+        NaiveDate,
+        Option<i64>,
+        Option<f64>,
+        Option<f64>,
+        Option<f64>,
+    );
     let null = || "null".to_owned();
-    let stored_activity: Vec<(String, String)> = sqlx::query_as::<_, ActivityRow>(
-        "SELECT date, steps, distance, calories_out, very_active_minutes FROM activity_summary WHERE participant_id = ?",
-    )
-    .bind(id)
-    .fetch_all(db)
-    .await?
+    let stored_activity: Vec<(String, String)> = on_backend!(db.exec(), |e| {
+        sqlx::query_as::<_, ActivityRow>(
+            "SELECT date, steps, distance, calories_out, very_active_minutes FROM activity_summary WHERE participant_id = $1",
+        )
+        .bind(id)
+        .fetch_all(e)
+        .await
+    })?
     .into_iter()
     .map(|(date, steps, distance, calories, very)| {
         let text = format!(
@@ -265,7 +294,7 @@ pub async fn check_participant(
             calories.map_or_else(null, kcal),
             very.map_or_else(null, |v| format!("{v:.3}")),
         );
-        (date, text)
+        (date.to_string(), text)
     })
     .collect();
     check
@@ -276,7 +305,7 @@ pub async fn check_participant(
             "heart_rate_summary",
             Diff::compare(
                 zones,
-                stored("SELECT date || ' ' || zone_name, min_heart_rate || ' ' || minute_in_zone FROM heart_rate_summary WHERE participant_id = ?").await?,
+                stored("SELECT CAST(date AS TEXT) || ' ' || zone_name, CAST(min_heart_rate AS TEXT) || ' ' || CAST(minute_in_zone AS TEXT) FROM heart_rate_summary WHERE participant_id = $1").await?,
             ),
         );
     }
@@ -284,7 +313,7 @@ pub async fn check_participant(
         "resting_heart_rate",
         Diff::compare(
             resting,
-            stored("SELECT date, CAST(resting_heart_rate AS TEXT) FROM resting_heart_rate WHERE participant_id = ?").await?,
+            stored_on("SELECT date, CAST(resting_heart_rate AS TEXT) FROM resting_heart_rate WHERE participant_id = $1").await?,
         ),
     );
     Ok(check)

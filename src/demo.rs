@@ -45,6 +45,41 @@ pub struct DemoArgs {
     /// Give up if the fleet has not synced everyone within this many seconds.
     #[arg(long, default_value_t = 600)]
     pub timeout_secs: u64,
+    /// The database to fill: a new SQLite file in `--dir` by default, or a PostgreSQL database
+    /// (`postgres://…`) that must be empty or not exist yet (the writer creates it).
+    #[arg(long = "database-url")]
+    pub database_url: Option<String>,
+}
+
+impl DemoArgs {
+    /// The run's database URL.
+    pub fn database_url(&self) -> String {
+        self.database_url
+            .clone()
+            .unwrap_or_else(|| default_database(&self.dir))
+    }
+}
+
+fn default_database(dir: &std::path::Path) -> String {
+    format!("sqlite://{}", dir.join("fitlink.db").display())
+}
+
+/// The URL of an empty database for a run (demo, bench, chaos): the SQLite file in `dir`,
+/// removed first, or the given database once it is known to hold no participants.
+pub async fn fresh_database(dir: &std::path::Path, url: Option<&str>) -> anyhow::Result<String> {
+    match url {
+        None => {
+            let db_path = dir.join("fitlink.db");
+            for suffix in ["", "-wal", "-shm"] {
+                let _ = std::fs::remove_file(format!("{}{suffix}", db_path.display()));
+            }
+            Ok(default_database(dir))
+        }
+        Some(url) => {
+            refuse_a_used_database(url).await?;
+            Ok(url.to_owned())
+        }
+    }
 }
 
 /// What a demo (or a fleet benchmark) run measured.
@@ -84,12 +119,29 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     for (table, n) in &outcome.table_counts {
         println!("  {table:<22} {n:>10}");
     }
-    let db = args.dir.join("fitlink.db");
-    println!(
-        "\ndatabase: {}  (try: FITLINK_DATABASE_URL=sqlite://{} fitlink status)",
-        db.display(),
-        db.display()
-    );
+    let url = fitlink_shared::store::redact_url(&args.database_url());
+    println!("\ndatabase: {url}  (try: FITLINK_DATABASE_URL={url} fitlink status)");
+    Ok(())
+}
+
+/// A run counts and checks what it stored, so it needs a database nobody else filled.
+async fn refuse_a_used_database(url: &str) -> anyhow::Result<()> {
+    let Ok(db) = fitlink_shared::store::Database::reader(url, "demo").await else {
+        return Ok(()); // not created yet: the writer makes it
+    };
+    let participants: i64 = fitlink_shared::on_backend!(db.exec(), |e| {
+        sqlx::query_scalar("SELECT count(*) FROM participants")
+            .fetch_one(e)
+            .await
+    })?;
+    db.close().await;
+    if participants > 0 {
+        anyhow::bail!(
+            "database {} already holds {participants} participants: a demo, bench or chaos run \
+             needs an empty database (or one that does not exist yet)",
+            fitlink_shared::store::redact_url(url)
+        );
+    }
     Ok(())
 }
 
@@ -97,7 +149,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
 pub struct RunningFleet {
     pub sim: fleet::SimulatorProcess,
     pub fleet: Fleet,
-    pub db: sqlx::SqlitePool,
+    pub db: fitlink_shared::store::Database,
     /// The simulator's configuration, for its roster and ground truth.
     pub sim_config: SimConfig,
     /// When the workers and the dispatcher were started.
@@ -112,10 +164,7 @@ pub async fn start_fleet(
 ) -> anyhow::Result<RunningFleet> {
     let bin = std::env::current_exe().context("locating the fitlink binary")?;
     std::fs::create_dir_all(&args.dir)?;
-    let db_path = args.dir.join("fitlink.db");
-    for suffix in ["", "-wal", "-shm"] {
-        let _ = std::fs::remove_file(format!("{}{suffix}", db_path.display()));
-    }
+    let database_url = fresh_database(&args.dir, args.database_url.as_deref()).await?;
     let sim_args: Vec<String> = vec![
         "--participants".into(),
         args.participants.to_string(),
@@ -130,7 +179,7 @@ pub async fn start_fleet(
     let mut env = FleetEnv::simulated(
         args.broker.amqp_url.expose(),
         run_namespace(&args.broker, "demo"),
-        format!("sqlite://{}", db_path.display()),
+        database_url,
         &sim.base_url,
     );
     env.extra.push((

@@ -7,7 +7,8 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use anyhow::{Context as _, bail};
-use sqlx::SqlitePool;
+use fitlink_shared::on_backend;
+use fitlink_shared::store::Database;
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
 
@@ -96,9 +97,7 @@ impl FleetEnv {
     }
 
     pub fn database(&self) -> fitlink_shared::config::DatabaseArgs {
-        fitlink_shared::config::DatabaseArgs {
-            database_url: self.database_url.clone(),
-        }
+        fitlink_shared::config::DatabaseArgs::url(self.database_url.clone())
     }
 
     /// Imports a participants CSV as `fitlink participants import` does, waiting for the writer.
@@ -345,9 +344,9 @@ where
 }
 
 /// Opens the database read-only once the writer has created it.
-pub async fn wait_for_database(url: &str, timeout: Duration) -> anyhow::Result<SqlitePool> {
+pub async fn wait_for_database(url: &str, timeout: Duration) -> anyhow::Result<Database> {
     wait_for("the writer to create the database", timeout, || async {
-        Ok(fitlink_shared::db::open_for_reading(url).await.ok())
+        Ok(Database::reader(url, "fleet").await.ok())
     })
     .await
 }
@@ -367,15 +366,19 @@ impl Progress {
     }
 }
 
-pub async fn progress(db: &SqlitePool) -> anyhow::Result<Progress> {
-    let (synced, stopped, total): (i64, i64, i64) = sqlx::query_as(
-        "SELECT coalesce(sum(state IN ('active', 'intraday_not_permitted') AND last_success_at IS NOT NULL AND in_flight_job_id IS NULL), 0),
-                coalesce(sum(state NOT IN ('active', 'intraday_not_permitted') AND in_flight_job_id IS NULL), 0),
-                count(*)
-         FROM participants",
-    )
-    .fetch_one(db)
-    .await?;
+pub async fn progress(db: &Database) -> anyhow::Result<Progress> {
+    let (synced, stopped, total): (i64, i64, i64) = on_backend!(db.exec(), |e| {
+        sqlx::query_as(
+            "SELECT count(*) FILTER (WHERE state IN ('active', 'intraday_not_permitted')
+                        AND last_success_at IS NOT NULL AND in_flight_job_id IS NULL),
+                    count(*) FILTER (WHERE state NOT IN ('active', 'intraday_not_permitted')
+                        AND in_flight_job_id IS NULL),
+                    count(*)
+             FROM participants",
+        )
+        .fetch_one(e)
+        .await
+    })?;
     Ok(Progress {
         synced,
         stopped,
@@ -384,14 +387,15 @@ pub async fn progress(db: &SqlitePool) -> anyhow::Result<Progress> {
 }
 
 /// Rows per data table.
-pub async fn table_counts(db: &SqlitePool) -> anyhow::Result<Vec<(&'static str, i64)>> {
+pub async fn table_counts(db: &Database) -> anyhow::Result<Vec<(&'static str, i64)>> {
     let mut counts = Vec::new();
-    for table in fitlink_shared::db::DATA_TABLES {
+    for table in fitlink_shared::store::DATA_TABLES {
         // Table names come from a constant list, never from input.
-        let (n,): (i64,) =
+        let (n,): (i64,) = on_backend!(db.exec(), |e| {
             sqlx::query_as(sqlx::AssertSqlSafe(format!("SELECT count(*) FROM {table}")))
-                .fetch_one(db)
-                .await?;
+                .fetch_one(e)
+                .await
+        })?;
         counts.push((table, n));
     }
     Ok(counts)

@@ -92,11 +92,11 @@ use anyhow::Context as _;
 use chrono::TimeDelta;
 use fitlink_shared::broker::{self, Topology};
 use fitlink_shared::config::{BrokerArgs, DatabaseArgs};
-use fitlink_shared::db;
-use fitlink_shared::domain::{ParticipantState, Provider, UtcInstant, parse_instant};
+use fitlink_shared::domain::{ParticipantState, Provider, UtcInstant};
 use fitlink_shared::messages::now_instant;
+use fitlink_shared::on_backend;
+use fitlink_shared::store::Database;
 use serde::Serialize;
-use sqlx::SqlitePool;
 
 /// Bumped only when a field changes meaning or disappears; new fields do not bump it.
 pub const FORMAT_VERSION: u32 = 1;
@@ -167,7 +167,7 @@ pub struct WithdrawalCounts {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, sqlx::FromRow)]
 pub struct ExpiringGrant {
     pub participant_id: String,
-    pub refresh_token_expires_at: String,
+    pub refresh_token_expires_at: UtcInstant,
 }
 
 /// One participant: the `participants` row as an operator needs it, plus stored row counts.
@@ -177,27 +177,27 @@ pub struct ParticipantStatus {
     pub provider: String,
     pub state: String,
     pub state_reason: Option<String>,
-    pub sync_from: String,
+    pub sync_from: UtcInstant,
     /// `sync_cursor`: every point in `[sync_from, cursor)` is stored.
-    pub cursor: String,
-    pub latest_device_sync: Option<String>,
+    pub cursor: UtcInstant,
+    pub latest_device_sync: Option<UtcInstant>,
     /// `latest_device_sync - cursor` in seconds: how much the device holds that we do not.
     pub lag_seconds: Option<i64>,
-    pub last_success_at: Option<String>,
+    pub last_success_at: Option<UtcInstant>,
     pub last_error: Option<String>,
-    pub last_error_at: Option<String>,
+    pub last_error_at: Option<UtcInstant>,
     pub in_flight_job_id: Option<String>,
-    pub in_flight_since: Option<String>,
-    pub retry_at: Option<String>,
+    pub in_flight_since: Option<UtcInstant>,
+    pub retry_at: Option<UtcInstant>,
     pub time_zone: Option<String>,
     /// The scopes granted at the last consent; `None` if the participant never consented
     /// through fitlink (imported with a token, or only invited).
     pub granted_scopes: Option<Vec<String>>,
-    pub consented_at: Option<String>,
+    pub consented_at: Option<UtcInstant>,
     /// When the grant stops working, if the provider said (time-limited grants).
-    pub refresh_token_expires_at: Option<String>,
+    pub refresh_token_expires_at: Option<UtcInstant>,
     /// The last time the provider accepted the refresh token (a job or a keep-alive touch).
-    pub credential_used_at: Option<String>,
+    pub credential_used_at: Option<UtcInstant>,
     pub rows: TableRows,
 }
 
@@ -346,20 +346,20 @@ struct ParticipantRow {
     provider: String,
     state: String,
     state_reason: Option<String>,
-    sync_from: String,
-    sync_cursor: String,
-    latest_device_sync: Option<String>,
-    last_success_at: Option<String>,
+    sync_from: UtcInstant,
+    sync_cursor: UtcInstant,
+    latest_device_sync: Option<UtcInstant>,
+    last_success_at: Option<UtcInstant>,
     last_error: Option<String>,
-    last_error_at: Option<String>,
+    last_error_at: Option<UtcInstant>,
     in_flight_job_id: Option<String>,
-    in_flight_since: Option<String>,
-    retry_at: Option<String>,
+    in_flight_since: Option<UtcInstant>,
+    retry_at: Option<UtcInstant>,
     time_zone: Option<String>,
     granted_scopes: Option<String>,
-    consented_at: Option<String>,
-    refresh_token_expires_at: Option<String>,
-    credential_used_at: Option<String>,
+    consented_at: Option<UtcInstant>,
+    refresh_token_expires_at: Option<UtcInstant>,
+    credential_used_at: Option<UtcInstant>,
 }
 
 /// What the database part of the report holds.
@@ -378,31 +378,32 @@ struct Linkage {
 }
 
 async fn read_database(database: &DatabaseArgs) -> anyhow::Result<Tables> {
-    let pool = db::open_for_reading(&database.database_url).await?;
-    let result = read_tables(&pool).await;
-    pool.close().await;
+    let db = database.open_for_reading("status").await?;
+    let result = read_tables(&db).await;
+    db.close().await;
     result
 }
 
-async fn read_tables(pool: &SqlitePool) -> anyhow::Result<Tables> {
-    let rows: Vec<ParticipantRow> = sqlx::query_as(
-        "SELECT participant_id, provider, state, state_reason, sync_from, sync_cursor,
+async fn read_tables(db: &Database) -> anyhow::Result<Tables> {
+    let rows: Vec<ParticipantRow> = on_backend!(db.exec(), |e| {
+        sqlx::query_as(
+            "SELECT participant_id, provider, state, state_reason, sync_from, sync_cursor,
                 latest_device_sync, last_success_at, last_error, last_error_at,
                 in_flight_job_id, in_flight_since, retry_at, time_zone,
                 granted_scopes, consented_at, refresh_token_expires_at, credential_used_at
          FROM participants ORDER BY participant_id",
-    )
-    .fetch_all(pool)
-    .await
+        )
+        .fetch_all(e)
+        .await
+    })
     .context("cannot read participants")?;
 
     let mut counts: BTreeMap<String, TableRows> = BTreeMap::new();
     let mut table_totals = TableRows::default();
     for (table, query) in ROW_COUNTS {
-        let per_participant: Vec<(String, i64)> = sqlx::query_as(query)
-            .fetch_all(pool)
-            .await
-            .with_context(|| format!("cannot count rows of {table}"))?;
+        let per_participant: Vec<(String, i64)> =
+            on_backend!(db.exec(), |e| { sqlx::query_as(query).fetch_all(e).await })
+                .with_context(|| format!("cannot count rows of {table}"))?;
         for (participant, n) in per_participant {
             *counts.entry(participant).or_default().slot(table) += n;
             *table_totals.slot(table) += n;
@@ -448,11 +449,8 @@ async fn read_tables(pool: &SqlitePool) -> anyhow::Result<Tables> {
                     .or_default()
                     .entry(state.clone())
                     .or_default() += 1;
-                let lag_seconds = latest_device_sync.as_deref().and_then(|latest| {
-                    let latest = parse_instant(latest).ok()?;
-                    let cursor = parse_instant(&cursor).ok()?;
-                    Some((latest - cursor).num_seconds())
-                });
+                let lag_seconds =
+                    latest_device_sync.map(|latest| (latest.get() - cursor.get()).num_seconds());
                 ParticipantStatus {
                     rows: counts.get(&participant_id).copied().unwrap_or_default(),
                     participant_id,
@@ -486,7 +484,7 @@ async fn read_tables(pool: &SqlitePool) -> anyhow::Result<Tables> {
         by_provider_and_state,
         rows: table_totals,
     };
-    let linkage = read_linkage(pool, now_instant()).await?;
+    let linkage = read_linkage(db, now_instant()).await?;
     Ok(Tables {
         participants,
         totals,
@@ -494,55 +492,63 @@ async fn read_tables(pool: &SqlitePool) -> anyhow::Result<Tables> {
     })
 }
 
-/// The linkage part of the report, as of `now`. Instants are compared as text (one canonical
-/// form, so text order is time order).
-async fn read_linkage(pool: &SqlitePool, now: UtcInstant) -> anyhow::Result<Linkage> {
-    let now_text = now.to_text();
-    let invitations: InvitationCounts = sqlx::query_as(
-        "SELECT count(*) AS issued,
+/// The linkage part of the report, as of `now`.
+async fn read_linkage(db: &Database, now: UtcInstant) -> anyhow::Result<Linkage> {
+    let invitations: InvitationCounts = on_backend!(db.exec(), |e| {
+        sqlx::query_as(
+            "SELECT count(*) AS issued,
                 count(used_at) AS used,
-                coalesce(sum(used_at IS NULL AND (expires_at IS NULL OR expires_at > ?1)), 0)
+                count(*) FILTER (WHERE used_at IS NULL AND (expires_at IS NULL OR expires_at > $1))
                     AS pending,
-                coalesce(sum(used_at IS NULL AND expires_at <= ?1), 0) AS expired_unused,
-                coalesce(sum(used_at IS NULL AND last_problem IS NOT NULL), 0) AS with_problem
+                count(*) FILTER (WHERE used_at IS NULL AND expires_at <= $1) AS expired_unused,
+                count(*) FILTER (WHERE used_at IS NULL AND last_problem IS NOT NULL)
+                    AS with_problem
          FROM invitations",
-    )
-    .bind(&now_text)
-    .fetch_one(pool)
-    .await
+        )
+        .bind(now)
+        .fetch_one(e)
+        .await
+    })
     .context("cannot read invitations")?;
-    let since = UtcInstant::new(now.get() - NOTIFICATIONS_WINDOW).to_text();
-    let notifications_recorded_7d: i64 =
-        sqlx::query_scalar("SELECT count(*) FROM provider_notifications WHERE received_at >= ?1")
-            .bind(&since)
-            .fetch_one(pool)
+    let since = UtcInstant::new(now.get() - NOTIFICATIONS_WINDOW);
+    let notifications_recorded_7d: i64 = on_backend!(db.exec(), |e| {
+        sqlx::query_scalar("SELECT count(*) FROM provider_notifications WHERE received_at >= $1")
+            .bind(since)
+            .fetch_one(e)
             .await
-            .context("cannot read provider notifications")?;
-    let deletions: Deletions = sqlx::query_as(
-        "SELECT coalesce(sum(rows_deleted), 0) AS rows_deleted,
+    })
+    .context("cannot read provider notifications")?;
+    let deletions: Deletions = on_backend!(db.exec(), |e| {
+        sqlx::query_as(
+            "SELECT CAST(coalesce(sum(rows_deleted), 0) AS BIGINT) AS rows_deleted,
                 count(DISTINCT notification_id) AS notifications
          FROM provider_deletions",
-    )
-    .fetch_one(pool)
-    .await
+        )
+        .fetch_one(e)
+        .await
+    })
     .context("cannot read provider deletions")?;
-    let withdrawals: WithdrawalCounts = sqlx::query_as(
-        "SELECT count(*) AS count, coalesce(sum(purged != 0), 0) AS purged FROM withdrawals",
-    )
-    .fetch_one(pool)
-    .await
+    let withdrawals: WithdrawalCounts = on_backend!(db.exec(), |e| {
+        sqlx::query_as(
+            "SELECT count(*) AS count, count(*) FILTER (WHERE purged) AS purged FROM withdrawals",
+        )
+        .fetch_one(e)
+        .await
+    })
     .context("cannot read withdrawals")?;
-    let until = UtcInstant::new(now.get() + EXPIRING_WITHIN).to_text();
-    let expiring_grants: Vec<ExpiringGrant> = sqlx::query_as(
-        "SELECT participant_id, refresh_token_expires_at FROM participants
-         WHERE refresh_token_expires_at > ?1 AND refresh_token_expires_at <= ?2
+    let until = UtcInstant::new(now.get() + EXPIRING_WITHIN);
+    let expiring_grants: Vec<ExpiringGrant> = on_backend!(db.exec(), |e| {
+        sqlx::query_as(
+            "SELECT participant_id, refresh_token_expires_at FROM participants
+         WHERE refresh_token_expires_at > $1 AND refresh_token_expires_at <= $2
            AND state != 'withdrawn'
          ORDER BY refresh_token_expires_at, participant_id",
-    )
-    .bind(&now_text)
-    .bind(&until)
-    .fetch_all(pool)
-    .await
+        )
+        .bind(now)
+        .bind(until)
+        .fetch_all(e)
+        .await
+    })
     .context("cannot read expiring grants")?;
     Ok(Linkage {
         invitations,
@@ -630,7 +636,7 @@ pub fn render_text(report: &StatusReport) -> String {
                     p.participant_id.clone(),
                     p.provider.clone(),
                     p.state.clone(),
-                    p.cursor.clone(),
+                    p.cursor.to_text(),
                     p.lag_seconds.map_or_else(|| "-".into(), human_duration),
                     dash(&p.last_success_at),
                     p.in_flight_job_id
@@ -771,17 +777,13 @@ fn explanation(p: &ParticipantStatus) -> Option<String> {
             None => format!("{}: {reason}", p.state),
         });
     }
-    // Active: mention an error only if it is newer than the last success (text order is time
-    // order for stored instants).
+    // Active: mention an error only if it is newer than the last success.
     let unresolved = match (&p.last_error_at, &p.last_success_at) {
         (Some(error_at), Some(success_at)) => error_at > success_at,
         (_, None) => true,
         (None, Some(_)) => false,
     };
-    let retry = p
-        .retry_at
-        .as_deref()
-        .map(|at| format!("waiting until {at}"));
+    let retry = p.retry_at.map(|at| format!("waiting until {at}"));
     match (error.filter(|_| unresolved), retry) {
         (Some(error), Some(retry)) => Some(format!("{retry}; {error}")),
         (Some(error), None) => Some(error),
@@ -790,8 +792,8 @@ fn explanation(p: &ParticipantStatus) -> Option<String> {
     }
 }
 
-fn dash(value: &Option<String>) -> String {
-    value.clone().unwrap_or_else(|| "-".into())
+fn dash(value: &Option<UtcInstant>) -> String {
+    value.map_or_else(|| "-".into(), UtcInstant::to_text)
 }
 
 fn counts(map: &BTreeMap<String, i64>) -> String {
@@ -829,10 +831,24 @@ mod tests {
     use super::*;
     use fitlink_shared::secret::Secret;
 
+    fn at(text: &str) -> UtcInstant {
+        UtcInstant::parse(text).unwrap()
+    }
+
+    /// The report's own tests write rows as SQLite text; the report's queries run on both
+    /// backends in the fleet tests.
+    async fn sqlite_pool(url: &str) -> sqlx::SqlitePool {
+        let db = DatabaseArgs::url(url).open_for_writing().await.unwrap();
+        match db.exec() {
+            fitlink_shared::store::ByBackend::Sqlite(pool) => pool.clone(),
+            fitlink_shared::store::ByBackend::Postgres(_) => unreachable!("a sqlite:// URL"),
+        }
+    }
+
     async fn database() -> (tempfile::TempDir, DatabaseArgs) {
         let dir = tempfile::tempdir().unwrap();
         let url = format!("sqlite://{}", dir.path().join("fitlink.db").display());
-        let pool = db::open_for_writing(&url).await.unwrap();
+        let pool = sqlite_pool(&url).await;
         for (id, provider, state, reason, latest, error, error_at) in [
             (
                 "p1",
@@ -856,7 +872,7 @@ mod tests {
             sqlx::query(
                 "INSERT INTO participants (participant_id, provider, state, state_reason, sync_from,
                     sync_cursor, latest_device_sync, last_error, last_error_at, created_at, updated_at)
-                 VALUES (?1, ?2, ?3, ?4, '2026-10-01T00:00:00Z', '2026-11-01T10:00:00Z', ?5, ?6, ?7,
+                 VALUES ($1, $2, $3, $4, '2026-10-01T00:00:00Z', '2026-11-01T10:00:00Z', $5, $6, $7,
                     '2026-10-01T00:00:00Z', '2026-10-01T00:00:00Z')",
             )
             .bind(id)
@@ -871,7 +887,7 @@ mod tests {
             .unwrap();
         }
         for minute in 0..3 {
-            sqlx::query("INSERT INTO steps_intraday VALUES ('p1', ?1, 0, 10, 'google-health')")
+            sqlx::query("INSERT INTO steps_intraday VALUES ('p1', $1, 0, 10, 'google-health')")
                 .bind(format!("2026-11-01T10:0{minute}:00Z"))
                 .execute(&pool)
                 .await
@@ -885,7 +901,7 @@ mod tests {
         .await
         .unwrap();
         pool.close().await;
-        (dir, DatabaseArgs { database_url: url })
+        (dir, DatabaseArgs::url(url))
     }
 
     #[tokio::test]
@@ -935,14 +951,14 @@ mod tests {
     #[tokio::test]
     async fn reports_linkage_consents_webhooks_and_withdrawals() {
         let (_dir, database) = database().await;
-        let pool = db::open_for_writing(&database.database_url).await.unwrap();
+        let pool = sqlite_pool(&database.database_url).await;
         let now = chrono::Utc::now();
         let in_hours = |h: i64| UtcInstant::new(now + TimeDelta::hours(h)).to_text();
         let statements: Vec<(&str, Vec<String>)> = vec![
             // p1 consented through fitlink; its grant expires in 30 h.
             (
                 "UPDATE participants SET granted_scopes = 'activity heart_rate',
-                    consented_at = ?1, refresh_token_expires_at = ?2, credential_used_at = ?1
+                    consented_at = $1, refresh_token_expires_at = $2, credential_used_at = $1
                  WHERE participant_id = 'p1'",
                 vec![in_hours(-24), in_hours(30)],
             ),
@@ -950,36 +966,36 @@ mod tests {
             (
                 "INSERT INTO participants (participant_id, provider, state, sync_from, sync_cursor,
                     refresh_token_expires_at, created_at, updated_at)
-                 VALUES ('p3', 'google-health', 'active', ?1, ?1, ?2, ?1, ?1),
-                        ('p4', 'google-health', 'withdrawn', ?1, ?1, ?3, ?1, ?1)",
+                 VALUES ('p3', 'google-health', 'active', $1, $1, $2, $1, $1),
+                        ('p4', 'google-health', 'withdrawn', $1, $1, $3, $1, $1)",
                 vec![in_hours(-100), in_hours(72), in_hours(10)],
             ),
             // Used; pending; pending with a problem; expired; expired with a problem.
             (
                 "INSERT INTO invitations (invitation_id, participant_id, provider, issued_at,
                     expires_at, used_at, last_problem, last_problem_at) VALUES
-                    ('i1', 'p1', 'google-health', ?1, ?2, ?1, NULL, NULL),
-                    ('i2', 'p3', 'google-health', ?1, ?2, NULL, NULL, NULL),
-                    ('i3', 'p5', 'google-health', ?1, ?2, NULL, 'declined: access_denied', ?1),
-                    ('i4', 'p6', 'google-health', ?3, ?1, NULL, NULL, NULL),
-                    ('i5', 'p7', 'google-health', ?3, ?1, NULL, 'scope missing: sleep', ?3)",
+                    ('i1', 'p1', 'google-health', $1, $2, $1, NULL, NULL),
+                    ('i2', 'p3', 'google-health', $1, $2, NULL, NULL, NULL),
+                    ('i3', 'p5', 'google-health', $1, $2, NULL, 'declined: access_denied', $1),
+                    ('i4', 'p6', 'google-health', $3, $1, NULL, NULL, NULL),
+                    ('i5', 'p7', 'google-health', $3, $1, NULL, 'scope missing: sleep', $3)",
                 vec![in_hours(-24), in_hours(100), in_hours(-200)],
             ),
             (
                 "INSERT INTO provider_notifications (notification_id, participant_id, received_at)
-                 VALUES ('n1', 'p1', ?1), ('n2', 'p1', ?1), ('n-old', 'p1', ?2)",
+                 VALUES ('n1', 'p1', $1), ('n2', 'p1', $1), ('n-old', 'p1', $2)",
                 vec![in_hours(-1), in_hours(-8 * 24)],
             ),
             (
                 "INSERT INTO provider_deletions (notification_id, participant_id, provider,
                     data_type, interval_start, interval_end, rows_deleted, received_at) VALUES
-                    ('d1', 'p1', 'google-health', 'steps', 'a', 'b', 10, ?1),
-                    ('d1', 'p1', 'google-health', 'steps', 'c', 'd', 5, ?1)",
+                    ('d1', 'p1', 'google-health', 'steps', 'a', 'b', 10, $1),
+                    ('d1', 'p1', 'google-health', 'steps', 'c', 'd', 5, $1)",
                 vec![in_hours(-1)],
             ),
             (
                 "INSERT INTO withdrawals (participant_id, withdrawn_at, withdrawn_by, purged,
-                    provider_revocation) VALUES ('p4', ?1, 'ann', 1, 'revoked')",
+                    provider_revocation) VALUES ('p4', $1, 'ann', 1, 'revoked')",
                 vec![in_hours(-2)],
             ),
         ];
@@ -1026,7 +1042,7 @@ mod tests {
             report.expiring_grants,
             [ExpiringGrant {
                 participant_id: "p1".into(),
-                refresh_token_expires_at: in_hours(30),
+                refresh_token_expires_at: at(&in_hours(30)),
             }]
         );
         let p1 = &report.participants[0];
@@ -1034,7 +1050,7 @@ mod tests {
             p1.granted_scopes.as_deref(),
             Some(&["activity".to_owned(), "heart_rate".to_owned()][..])
         );
-        assert_eq!(p1.consented_at.as_deref(), Some(in_hours(-24).as_str()));
+        assert_eq!(p1.consented_at, Some(at(&in_hours(-24))));
         assert_eq!(report.participants[1].granted_scopes, None);
 
         let json = serde_json::to_value(&report).unwrap();

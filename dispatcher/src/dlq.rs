@@ -18,19 +18,19 @@ use anyhow::Context as _;
 use chrono::{DateTime, Utc};
 use fitlink_shared::broker::{header_int, header_text, queue_depth};
 use fitlink_shared::config::{BrokerArgs, DatabaseArgs};
-use fitlink_shared::db;
 use fitlink_shared::domain::{ParticipantId, UtcInstant};
 use fitlink_shared::messages::{
     ATTEMPT_HEADER, JOB_HEADER, PARTICIPANT_HEADER, REASON_HEADER, SyncJob, SyncTrigger,
     WriterCommand,
 };
+use fitlink_shared::on_backend;
+use fitlink_shared::store::Database;
 use indicatif::ProgressBar;
 use lapin::Channel;
 use lapin::message::{BasicGetMessage, Delivery};
 use lapin::options::{BasicAckOptions, BasicGetOptions, BasicNackOptions};
 use lapin::types::{AMQPValue, FieldTable};
 use serde::Serialize;
-use sqlx::SqlitePool;
 use uuid::Uuid;
 
 use crate::outbox::{Outbox, RequestShape};
@@ -213,7 +213,7 @@ pub async fn dlq_replay(
     database: &DatabaseArgs,
     selection: ReplaySelection,
 ) -> anyhow::Result<ReplayReport> {
-    let pool = db::open_for_reading(&database.database_url).await?;
+    let db = database.open_for_reading("dlq-replay").await?;
     let outbox = Outbox::open(broker, "dlq-replay").await?;
     let queue = outbox.topology.jobs_dead.clone();
     let channel = outbox
@@ -275,15 +275,7 @@ pub async fn dlq_replay(
 
     let bar = progress::bar(by_participant.len() as u64, "replaying", PROGRESS_MIN);
     let mut acked: HashSet<u64> = HashSet::new();
-    let outcome = replay_groups(
-        &outbox,
-        &pool,
-        by_participant,
-        &bar,
-        &mut report,
-        &mut acked,
-    )
-    .await;
+    let outcome = replay_groups(&outbox, &db, by_participant, &bar, &mut report, &mut acked).await;
     bar.finish_and_clear();
 
     // Everything not replayed goes back as it was, whatever happened above.
@@ -301,7 +293,7 @@ pub async fn dlq_replay(
     }
     let _ = channel.close(200, "OK".into()).await;
     outbox.close().await;
-    pool.close().await;
+    db.close().await;
     let replayed = report.replayed.len();
     outcome.map(|()| report).map_err(|error| {
         error.context(format!(
@@ -317,7 +309,7 @@ type Group<'a> = (ParticipantId, Vec<(Uuid, &'a BasicGetMessage)>);
 /// `acked`). Participants the database does not know are skipped (reported, left in place).
 async fn replay_groups(
     outbox: &Outbox,
-    pool: &SqlitePool,
+    db: &Database,
     groups: Vec<Group<'_>>,
     bar: &ProgressBar,
     report: &mut ReplayReport,
@@ -325,12 +317,13 @@ async fn replay_groups(
 ) -> anyhow::Result<()> {
     for (participant, jobs) in groups {
         bar.inc(1);
-        let row: Option<(Option<String>,)> =
-            sqlx::query_as("SELECT in_flight_job_id FROM participants WHERE participant_id = ?1")
+        let row: Option<(Option<String>,)> = on_backend!(db.exec(), |e| {
+            sqlx::query_as("SELECT in_flight_job_id FROM participants WHERE participant_id = $1")
                 .bind(participant.as_str().to_owned())
-                .fetch_optional(pool)
+                .fetch_optional(e)
                 .await
-                .context("cannot read participants")?;
+        })
+        .context("cannot read participants")?;
         let Some((in_flight,)) = row else {
             report
                 .skipped

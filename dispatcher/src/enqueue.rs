@@ -8,9 +8,9 @@ use std::fmt;
 use anyhow::Context as _;
 use chrono::{DateTime, Utc};
 use fitlink_shared::config::{BrokerArgs, DatabaseArgs};
-use fitlink_shared::db;
 use fitlink_shared::domain::{ParticipantId, UtcInstant};
 use fitlink_shared::messages::SyncTrigger;
+use fitlink_shared::on_backend;
 use serde::Serialize;
 use uuid::Uuid;
 
@@ -69,7 +69,7 @@ pub async fn enqueue(
         !participants.is_empty(),
         "name at least one participant to enqueue"
     );
-    let pool = db::open_for_reading(&database.database_url).await?;
+    let db = database.open_for_reading("enqueue").await?;
     let mut known = Vec::new();
     let mut unknown = Vec::new();
     for raw in participants {
@@ -77,19 +77,20 @@ pub async fn enqueue(
             unknown.push(raw.clone());
             continue;
         };
-        let exists: Option<(i64,)> =
-            sqlx::query_as("SELECT 1 FROM participants WHERE participant_id = ?1")
+        let exists: Option<(i32,)> = on_backend!(db.exec(), |e| {
+            sqlx::query_as("SELECT 1 FROM participants WHERE participant_id = $1")
                 .bind(id.as_str().to_owned())
-                .fetch_optional(&pool)
+                .fetch_optional(e)
                 .await
-                .context("cannot read participants")?;
+        })
+        .context("cannot read participants")?;
         if exists.is_none() {
             unknown.push(raw.clone());
         } else if !known.contains(&id) {
             known.push(id);
         }
     }
-    pool.close().await;
+    db.close().await;
     if !unknown.is_empty() {
         unknown.dedup();
         return Err(UnknownParticipants(unknown).into());

@@ -6,13 +6,13 @@
 
 use std::collections::HashMap;
 
-use sqlx::SqlitePool;
-
 use fitlink_shared::domain::Provider;
 use fitlink_shared::messages::ImportedParticipant;
+use fitlink_shared::on_backend;
 use fitlink_shared::provider::google::GoogleHealthClient;
 use fitlink_shared::provider::{HealthProvider, Session};
 use fitlink_shared::secret::TokenKey;
+use fitlink_shared::store::Database;
 
 /// What the database knows of a participant already linked through Fitbit.
 struct LinkedThroughFitbit {
@@ -23,17 +23,19 @@ struct LinkedThroughFitbit {
 /// account is, refuses a wrong account, and records the identity on the row. Returns one
 /// problem per refused row (nothing is imported if there is any).
 pub async fn check_migrations(
-    db: &SqlitePool,
+    db: &Database,
     rows: &mut [ImportedParticipant],
     google: Option<&GoogleHealthClient>,
     key: &TokenKey,
 ) -> Result<Vec<String>, sqlx::Error> {
-    let linked: HashMap<String, LinkedThroughFitbit> =
-        sqlx::query_as::<_, (String, Option<String>)>(
+    let fitbit_linked: Vec<(String, Option<String>)> = on_backend!(db.exec(), |e| {
+        sqlx::query_as(
             "SELECT participant_id, fitbit_user_id FROM participants WHERE provider = 'fitbit'",
         )
-        .fetch_all(db)
-        .await?
+        .fetch_all(e)
+        .await
+    })?;
+    let linked: HashMap<String, LinkedThroughFitbit> = fitbit_linked
         .into_iter()
         .map(|(id, fitbit_user_id)| (id, LinkedThroughFitbit { fitbit_user_id }))
         .collect();

@@ -14,14 +14,14 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use fitlink_shared::config::{BrokerArgs, DatabaseArgs};
-use fitlink_shared::db::{self, DbError};
 use fitlink_shared::domain::{ParticipantId, Provider, UtcInstant, parse_date_or_instant};
 use fitlink_shared::messages::{ImportBatch, ImportedParticipant, SyncTrigger, WriterCommand};
+use fitlink_shared::on_backend;
 use fitlink_shared::provider::google::GoogleHealthClient;
 use fitlink_shared::secret::{Secret, TokenKey};
+use fitlink_shared::store::{Database, DbError};
 use indicatif::ProgressBar;
 use serde::Serialize;
-use sqlx::SqlitePool;
 use uuid::Uuid;
 
 use crate::identity;
@@ -443,11 +443,10 @@ pub async fn import_participants(
             Err(join) => std::panic::resume_unwind(join.into_panic()),
         };
     // Participants moving from Fitbit to Google Health: the right Google account?
-    match db::open_for_reading(&database.database_url).await {
-        Ok(pool) => {
-            let problems =
-                identity::check_migrations(&pool, &mut participants, google, &key).await?;
-            pool.close().await;
+    match database.open_for_reading("import").await {
+        Ok(db) => {
+            let problems = identity::check_migrations(&db, &mut participants, google, &key).await?;
+            db.close().await;
             if !problems.is_empty() {
                 return Err(ImportError::WrongAccount(problems));
             }
@@ -535,15 +534,17 @@ pub async fn import_participants(
 async fn known_participants(
     database: &DatabaseArgs,
 ) -> Result<Option<HashSet<String>>, ImportError> {
-    let pool = match db::open_for_reading(&database.database_url).await {
-        Ok(pool) => pool,
+    let db = match database.open_for_reading("import").await {
+        Ok(db) => db,
         Err(DbError::NotInitialised(_)) => return Ok(None),
         Err(error) => return Err(error.into()),
     };
-    let ids: Vec<(String,)> = sqlx::query_as("SELECT participant_id FROM participants")
-        .fetch_all(&pool)
-        .await?;
-    pool.close().await;
+    let ids: Vec<(String,)> = on_backend!(db.exec(), |e| {
+        sqlx::query_as("SELECT participant_id FROM participants")
+            .fetch_all(e)
+            .await
+    })?;
+    db.close().await;
     Ok(Some(ids.into_iter().map(|(id,)| id).collect()))
 }
 
@@ -555,20 +556,22 @@ async fn wait_until_applied(
     wait: Duration,
 ) -> Result<bool, ImportError> {
     let deadline = tokio::time::Instant::now() + wait;
-    let mut pool: Option<SqlitePool> = None;
+    let mut db: Option<Database> = None;
     let applied = loop {
-        if pool.is_none() {
-            match db::open_for_reading(&database.database_url).await {
-                Ok(opened) => pool = Some(opened),
+        if db.is_none() {
+            match database.open_for_reading("import").await {
+                Ok(opened) => db = Some(opened),
                 Err(DbError::NotInitialised(_)) => {}
                 Err(error) => return Err(error.into()),
             }
         }
-        if let Some(pool) = &pool {
-            let row: Option<(i64,)> = sqlx::query_as("SELECT 1 FROM imports WHERE import_id = ?1")
-                .bind(import_id.to_string())
-                .fetch_optional(pool)
-                .await?;
+        if let Some(db) = &db {
+            let row: Option<(i32,)> = on_backend!(db.exec(), |e| {
+                sqlx::query_as("SELECT 1 FROM imports WHERE import_id = $1")
+                    .bind(import_id.to_string())
+                    .fetch_optional(e)
+                    .await
+            })?;
             if row.is_some() {
                 break true;
             }
@@ -579,8 +582,8 @@ async fn wait_until_applied(
         }
         tokio::time::sleep(WAIT_POLL.min(deadline - now)).await;
     };
-    if let Some(pool) = pool {
-        pool.close().await;
+    if let Some(db) = db {
+        db.close().await;
     }
     Ok(applied)
 }

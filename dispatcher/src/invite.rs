@@ -11,14 +11,14 @@ use std::fmt;
 use anyhow::Context as _;
 use chrono::{DateTime, TimeDelta, Utc};
 use fitlink_shared::config::{BrokerArgs, DatabaseArgs, TokenKeyArgs};
-use fitlink_shared::db::{self, DbError};
 use fitlink_shared::domain::{
     ParticipantId, ParticipantState, Provider, UtcInstant, parse_date_or_instant,
 };
 use fitlink_shared::linkage::invitation::InvitationSigner;
 use fitlink_shared::messages::{Invitation, WriterCommand, instant};
+use fitlink_shared::on_backend;
+use fitlink_shared::store::{Database, DbError};
 use serde::Serialize;
-use sqlx::SqlitePool;
 use uuid::Uuid;
 
 use crate::outbox::Outbox;
@@ -128,8 +128,8 @@ pub async fn invite(args: &InviteArgs) -> anyhow::Result<InviteReport> {
     let key = args.token_key.key().context("FITLINK_TOKEN_KEY")?;
     let signer = InvitationSigner::new(key.derive("invitation"));
     let public_base = public_base(args.public_url.as_deref(), args.portal_addr)?;
-    let pool = match db::open_for_reading(&args.database.database_url).await {
-        Ok(pool) => Some(pool),
+    let db = match args.database.open_for_reading("invite").await {
+        Ok(db) => Some(db),
         Err(DbError::NotInitialised(_)) if !args.needing_consent => None,
         Err(error) => return Err(error.into()),
     };
@@ -137,8 +137,8 @@ pub async fn invite(args: &InviteArgs) -> anyhow::Result<InviteReport> {
 
     let mut chosen: Vec<(ParticipantId, String)> = Vec::new();
     if args.needing_consent {
-        let pool = pool.as_ref().expect("opened above");
-        chosen = needing_consent(pool, now).await?;
+        let db = db.as_ref().expect("opened above");
+        chosen = needing_consent(db, now).await?;
     } else {
         let mut problems = Vec::new();
         for raw in &args.participants {
@@ -152,8 +152,8 @@ pub async fn invite(args: &InviteArgs) -> anyhow::Result<InviteReport> {
             if chosen.iter().any(|(c, _)| *c == id) {
                 continue;
             }
-            let known = match &pool {
-                Some(pool) => known(pool, &id).await?,
+            let known = match &db {
+                Some(db) => known(db, &id).await?,
                 None => None,
             };
             match known {
@@ -168,8 +168,8 @@ pub async fn invite(args: &InviteArgs) -> anyhow::Result<InviteReport> {
             anyhow::bail!("nothing was issued: {}", problems.join("; "));
         }
     }
-    if let Some(pool) = pool {
-        pool.close().await;
+    if let Some(db) = db {
+        db.close().await;
     }
 
     let ttl = TimeDelta::hours(i64::from(args.ttl_hours.max(1)));
@@ -217,47 +217,48 @@ pub async fn invite(args: &InviteArgs) -> anyhow::Result<InviteReport> {
     Ok(report)
 }
 
-async fn known(pool: &SqlitePool, id: &ParticipantId) -> anyhow::Result<Option<Known>> {
-    let row: Option<(String,)> =
-        sqlx::query_as("SELECT state FROM participants WHERE participant_id = ?1")
+async fn known(db: &Database, id: &ParticipantId) -> anyhow::Result<Option<Known>> {
+    let row: Option<(String,)> = on_backend!(db.exec(), |e| {
+        sqlx::query_as("SELECT state FROM participants WHERE participant_id = $1")
             .bind(id.as_str())
-            .fetch_optional(pool)
+            .fetch_optional(e)
             .await
-            .context("cannot read participants")?;
+    })
+    .context("cannot read participants")?;
     Ok(row.map(|(state,)| Known { state }))
 }
 
 /// Participants in a state that needs consent, and linked ones whose time-limited grant ends
 /// within two days (re-consent before it runs out keeps the data flowing without a gap).
 pub async fn needing_consent(
-    pool: &SqlitePool,
+    db: &Database,
     now: DateTime<Utc>,
 ) -> anyhow::Result<Vec<(ParticipantId, String)>> {
-    let soon = UtcInstant::new(now + TimeDelta::hours(48)).to_text();
+    let soon = UtcInstant::new(now + TimeDelta::hours(48));
     let states: Vec<&str> = ParticipantState::NEEDING_CONSENT
         .iter()
         .map(|s| s.as_str())
         .collect();
     let placeholders = (0..states.len())
-        .map(|i| format!("?{}", i + 2))
+        .map(|i| format!("${}", i + 2))
         .collect::<Vec<_>>()
         .join(", ");
     let sql = format!(
         "SELECT participant_id, CASE WHEN state IN ({placeholders}) THEN state ELSE 'grant_expiring' END
          FROM participants
          WHERE state IN ({placeholders})
-            OR (state <> 'withdrawn' AND refresh_token_expires_at IS NOT NULL AND refresh_token_expires_at <= ?1)
+            OR (state <> 'withdrawn' AND refresh_token_expires_at IS NOT NULL AND refresh_token_expires_at <= $1)
          ORDER BY participant_id"
     );
     // Only placeholders are interpolated; the states are bound.
-    let mut query = sqlx::query_as::<_, (String, String)>(sqlx::AssertSqlSafe(sql)).bind(soon);
-    for state in &states {
-        query = query.bind(*state);
-    }
-    let rows = query
-        .fetch_all(pool)
-        .await
-        .context("cannot read participants needing consent")?;
+    let rows: Vec<(String, String)> = on_backend!(db.exec(), |e| {
+        let mut query = sqlx::query_as(sqlx::AssertSqlSafe(sql)).bind(soon);
+        for state in &states {
+            query = query.bind(*state);
+        }
+        query.fetch_all(e).await
+    })
+    .context("cannot read participants needing consent")?;
     Ok(rows
         .into_iter()
         .filter_map(|(id, reason)| ParticipantId::new(id).ok().map(|id| (id, reason)))

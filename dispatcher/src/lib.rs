@@ -10,8 +10,8 @@
 //!   the provider webhooks; [`invite`] (`fitlink invite`) issues the links it accepts;
 //! - [`withdraw`] (`fitlink participants withdraw`): a participant leaves the study.
 //!
-//! What this crate must not do: write the database. It opens it read-only (`query_only`) and
-//! turns every change it wants into a [`WriterCommand`](fitlink_shared::messages::WriterCommand)
+//! What this crate must not do: write the database. It opens it read-only (SQLite `query_only`,
+//! PostgreSQL `default_transaction_read_only`) and turns every change it wants into a [`WriterCommand`](fitlink_shared::messages::WriterCommand)
 //! on the results queue. The writer alone applies changes, and it alone grants a sync
 //! (`RequestSync`), because only the process that owns the in-flight claims can keep "one job in
 //! flight per participant" true. A request the writer refuses costs one message; a second

@@ -13,13 +13,13 @@ use chrono::{DateTime, TimeDelta, Utc};
 use std::sync::Arc;
 
 use fitlink_shared::config::{BrokerArgs, DatabaseArgs, FitbitArgs, GoogleArgs, OpsArgs};
-use fitlink_shared::db::{self, DbError};
 use fitlink_shared::domain::{ParticipantId, ParticipantState, UtcInstant};
 use fitlink_shared::messages::SyncTrigger;
+use fitlink_shared::on_backend;
+use fitlink_shared::store::{Database, DbError};
 use fitlink_shared::telemetry::{self, Readiness};
 use futures_util::StreamExt as _;
 use futures_util::stream::FuturesUnordered;
-use sqlx::SqlitePool;
 use tokio_util::sync::CancellationToken;
 
 use crate::outbox::{Outbox, RequestShape};
@@ -79,7 +79,7 @@ pub async fn run(args: DispatcherArgs, shutdown: CancellationToken) -> anyhow::R
         &args.broker,
         &args.google,
         &args.fitbit,
-        &args.database.database_url,
+        &args.database,
         outbox.clone(),
         portal_shutdown.clone(),
     )
@@ -97,7 +97,7 @@ pub async fn run(args: DispatcherArgs, shutdown: CancellationToken) -> anyhow::R
     let mut ticker = tokio::time::interval(interval);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut schedule = Schedule {
-        database_url: args.database.database_url.clone(),
+        database: args.database.clone(),
         pool: None,
         requested: HashMap::new(),
         interval,
@@ -148,16 +148,16 @@ pub async fn run(args: DispatcherArgs, shutdown: CancellationToken) -> anyhow::R
 
 /// The state the schedule keeps between ticks.
 struct Schedule {
-    database_url: String,
+    database: DatabaseArgs,
     /// Opened on the first tick that finds the database (the writer creates it).
-    pool: Option<SqlitePool>,
+    pool: Option<Database>,
     /// What this process asked for in the last interval: participant → (the row's `updated_at`
     /// when asked, when asked). While the writer is down or behind, a participant stays due;
     /// asking every tick would pile duplicate requests onto the results queue. A participant is
     /// asked at most once per interval: a participant that synced is not due again before an
     /// interval anyway, and a lost request is retried one interval later. (Watching `updated_at`
     /// alone is not enough: it has one-second precision, so a fast sync can leave it unchanged.)
-    requested: HashMap<ParticipantId, (String, DateTime<Utc>)>,
+    requested: HashMap<ParticipantId, (UtcInstant, DateTime<Utc>)>,
     interval: Duration,
     lease: Duration,
     /// Touch a linked participant's token when it has not been used for this long.
@@ -177,9 +177,9 @@ impl Schedule {
 
         let lease = TimeDelta::from_std(self.lease).unwrap_or(TimeDelta::MAX);
         // Forget what is no longer due (the writer acted) or was asked for a lease ago.
-        let due_ids: HashMap<&ParticipantId, &str> = due
+        let due_ids: HashMap<&ParticipantId, UtcInstant> = due
             .iter()
-            .map(|d| (&d.participant_id, d.updated_at.as_str()))
+            .map(|d| (&d.participant_id, d.updated_at))
             .collect();
         let interval = TimeDelta::from_std(self.interval).unwrap_or(TimeDelta::MAX);
         self.requested
@@ -235,7 +235,7 @@ impl Schedule {
     /// from expiring unused. Each is asked at most once per interval, like syncs.
     async fn touch_idle_grants(
         &mut self,
-        pool: &SqlitePool,
+        pool: &Database,
         outbox: &Outbox,
         now: DateTime<Utc>,
     ) -> anyhow::Result<usize> {
@@ -268,11 +268,11 @@ impl Schedule {
     }
 
     /// The read-only pool, opened once the writer has created the database.
-    async fn pool(&mut self) -> anyhow::Result<Option<SqlitePool>> {
+    async fn pool(&mut self) -> anyhow::Result<Option<Database>> {
         if let Some(pool) = &self.pool {
             return Ok(Some(pool.clone()));
         }
-        match db::open_for_reading(&self.database_url).await {
+        match self.database.open_for_reading("dispatcher").await {
             Ok(pool) => {
                 self.pool = Some(pool.clone());
                 Ok(Some(pool))
@@ -293,24 +293,26 @@ impl Schedule {
 /// Linked participants (a credential, a state with a live grant) whose refresh token was last
 /// used `touch_after` or longer ago, with no live job.
 pub async fn idle_grants(
-    pool: &SqlitePool,
+    db: &Database,
     now: DateTime<Utc>,
     touch_after: Duration,
     lease: Duration,
 ) -> anyhow::Result<Vec<DueParticipant>> {
     let before = |d: Duration| instant_before(now, d);
-    let rows: Vec<(String, String)> = sqlx::query_as(
-        "SELECT p.participant_id, p.updated_at FROM participants p
-         JOIN credentials c ON c.participant_id = p.participant_id
-         WHERE p.state NOT IN ('withdrawn', 'invited', 'revoked', 'consent_expired', 'needs_reconsent')
-           AND (p.in_flight_job_id IS NULL OR p.in_flight_since IS NULL OR p.in_flight_since <= ?2)
-           AND coalesce(p.credential_used_at, p.last_success_at, p.consented_at, p.created_at) <= ?1
-         ORDER BY p.participant_id",
-    )
-    .bind(before(touch_after))
-    .bind(before(lease))
-    .fetch_all(pool)
-    .await?;
+    let rows: Vec<(String, UtcInstant)> = on_backend!(db.exec(), |e| {
+        sqlx::query_as(
+            "SELECT p.participant_id, p.updated_at FROM participants p
+             JOIN credentials c ON c.participant_id = p.participant_id
+             WHERE p.state NOT IN ('withdrawn', 'invited', 'revoked', 'consent_expired', 'needs_reconsent')
+               AND (p.in_flight_job_id IS NULL OR p.in_flight_since IS NULL OR p.in_flight_since <= $2)
+               AND coalesce(p.credential_used_at, p.last_success_at, p.consented_at, p.created_at) <= $1
+             ORDER BY p.participant_id",
+        )
+        .bind(before(touch_after))
+        .bind(before(lease))
+        .fetch_all(e)
+        .await
+    })?;
     Ok(due_rows(rows))
 }
 
@@ -319,7 +321,7 @@ pub async fn idle_grants(
 pub struct DueParticipant {
     pub participant_id: ParticipantId,
     /// The row's `updated_at`: when it changes, the writer has acted on the participant.
-    pub updated_at: String,
+    pub updated_at: UtcInstant,
 }
 
 /// The participants due for a scheduled sync at `now`, most overdue first:
@@ -328,45 +330,54 @@ pub struct DueParticipant {
 /// - not waiting out a rate limit or retry (`retry_at` passed or unset);
 /// - never synced, or last synced at least `interval` ago.
 ///
-/// All instants are stored as `YYYY-MM-DDTHH:MM:SSZ`, so comparing text compares time.
+/// Never-synced participants (no `last_success_at`) come first.
 pub async fn due_participants(
-    pool: &SqlitePool,
+    db: &Database,
     now: DateTime<Utc>,
     interval: Duration,
     lease: Duration,
 ) -> anyhow::Result<Vec<DueParticipant>> {
     let before = |d: Duration| instant_before(now, d);
-    let rows: Vec<(String, String)> = sqlx::query_as(
-        "SELECT participant_id, updated_at FROM participants
-         WHERE state IN (?1, ?5)
-           AND (in_flight_job_id IS NULL OR in_flight_since IS NULL OR in_flight_since <= ?2)
-           AND (retry_at IS NULL OR retry_at <= ?3)
-           AND (last_success_at IS NULL OR last_success_at <= ?4)
-         ORDER BY last_success_at, participant_id",
-    )
-    .bind(ParticipantState::Active.as_str())
-    .bind(before(lease))
-    .bind(UtcInstant::new(now).to_text())
-    .bind(before(interval))
-    .bind(ParticipantState::IntradayNotPermitted.as_str())
-    .fetch_all(pool)
-    .await?;
+    let rows: Vec<(String, UtcInstant)> = on_backend!(db.exec(), |e| {
+        sqlx::query_as(
+            "SELECT participant_id, updated_at FROM participants
+             WHERE state IN ($1, $5)
+               AND (in_flight_job_id IS NULL OR in_flight_since IS NULL OR in_flight_since <= $2)
+               AND (retry_at IS NULL OR retry_at <= $3)
+               AND (last_success_at IS NULL OR last_success_at <= $4)
+             ORDER BY last_success_at NULLS FIRST, participant_id",
+        )
+        .bind(ParticipantState::Active.as_str())
+        .bind(before(lease))
+        .bind(UtcInstant::new(now))
+        .bind(before(interval))
+        .bind(ParticipantState::IntradayNotPermitted.as_str())
+        .fetch_all(e)
+        .await
+    })?;
     Ok(due_rows(rows))
 }
 
-/// The instant `d` before `now`, as stored text (the earliest instant if that is before time).
-fn instant_before(now: DateTime<Utc>, d: Duration) -> String {
+/// The instant `d` before `now` (the earliest instant the database stores, the start of year
+/// 0000, if that is before it: every stored instant is at or after it).
+fn instant_before(now: DateTime<Utc>, d: Duration) -> UtcInstant {
     let d = TimeDelta::from_std(d).unwrap_or(TimeDelta::MAX);
-    UtcInstant::new(
-        now.checked_sub_signed(d)
-            .unwrap_or(DateTime::<Utc>::MIN_UTC),
-    )
-    .to_text()
+    now.checked_sub_signed(d)
+        .and_then(|at| UtcInstant::checked(at).ok())
+        .unwrap_or_else(earliest_instant)
+}
+
+/// The earliest instant with a canonical text ([`UtcInstant::checked`]): 0000-01-01T00:00:00Z.
+fn earliest_instant() -> UtcInstant {
+    let midnight = chrono::NaiveDate::from_ymd_opt(0, 1, 1)
+        .and_then(|day| day.and_hms_opt(0, 0, 0))
+        .expect("0000-01-01 is a date");
+    UtcInstant::new(midnight.and_utc())
 }
 
 /// `(participant_id, updated_at)` rows as [`DueParticipant`]s, skipping (and logging) an id that
 /// is not valid.
-fn due_rows(rows: Vec<(String, String)>) -> Vec<DueParticipant> {
+fn due_rows(rows: Vec<(String, UtcInstant)>) -> Vec<DueParticipant> {
     rows.into_iter()
         .filter_map(|(id, updated_at)| match ParticipantId::new(id) {
             Ok(participant_id) => Some(DueParticipant {

@@ -14,10 +14,10 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use fitlink_shared::config::{BrokerArgs, DatabaseArgs, FitbitArgs, GoogleArgs, TokenKeyArgs};
-use fitlink_shared::db;
 use fitlink_shared::domain::{ParticipantId, ParticipantState, Provider};
 use fitlink_shared::linkage::oauth::OAuthClient;
 use fitlink_shared::messages::{ReplyBody, Withdrawal, WriterCommand, WriterReply, now_instant};
+use fitlink_shared::on_backend;
 use fitlink_shared::replies::ReplyQueue;
 use fitlink_shared::secret::SealedToken;
 use serde::Serialize;
@@ -95,17 +95,19 @@ impl fmt::Display for WithdrawReport {
 pub async fn withdraw(args: &WithdrawArgs) -> anyhow::Result<WithdrawReport> {
     let participant_id = ParticipantId::new(args.participant.trim())
         .map_err(|e| anyhow::anyhow!("{:?} is not a participant id: {e}", args.participant))?;
-    let pool = db::open_for_reading(&args.database.database_url).await?;
-    let row: Option<(String, String, Option<String>)> = sqlx::query_as(
-        "SELECT p.provider, p.state, c.sealed_refresh_token
-         FROM participants p LEFT JOIN credentials c ON c.participant_id = p.participant_id
-         WHERE p.participant_id = ?1",
-    )
-    .bind(participant_id.as_str())
-    .fetch_optional(&pool)
-    .await
+    let db = args.database.open_for_reading("withdraw").await?;
+    let row: Option<(String, String, Option<SealedToken>)> = on_backend!(db.exec(), |e| {
+        sqlx::query_as(
+            "SELECT p.provider, p.state, c.sealed_refresh_token
+             FROM participants p LEFT JOIN credentials c ON c.participant_id = p.participant_id
+             WHERE p.participant_id = $1",
+        )
+        .bind(participant_id.as_str())
+        .fetch_optional(e)
+        .await
+    })
     .context("cannot read the participant")?;
-    pool.close().await;
+    db.close().await;
     let Some((provider, state, sealed)) = row else {
         anyhow::bail!("unknown participant {participant_id}; nothing was changed");
     };
@@ -122,15 +124,7 @@ pub async fn withdraw(args: &WithdrawArgs) -> anyhow::Result<WithdrawReport> {
     } else {
         match sealed {
             None => "no_credential".to_owned(),
-            Some(sealed) => {
-                revoke(
-                    args,
-                    &participant_id,
-                    provider,
-                    SealedToken::from_stored(sealed),
-                )
-                .await?
-            }
+            Some(sealed) => revoke(args, &participant_id, provider, sealed).await?,
         }
     };
 

@@ -14,19 +14,19 @@ use fitlink_dispatcher::{
 };
 use fitlink_shared::broker::{self, Headers, Publisher, Topology, long_string};
 use fitlink_shared::config::{BrokerArgs, DatabaseArgs, OpsArgs};
-use fitlink_shared::db;
 use fitlink_shared::domain::{ParticipantId, Provider, UtcInstant};
 use fitlink_shared::messages::{
     ATTEMPT_HEADER, JOB_HEADER, PARTICIPANT_HEADER, REASON_HEADER, SyncJob, SyncTrigger,
     WriterCommand,
 };
+use fitlink_shared::on_backend;
 use fitlink_shared::secret::{SealedToken, Secret, TokenKey};
+use fitlink_shared::store::{Database, StoreSettings};
 use futures_util::StreamExt as _;
 use lapin::options::{
     BasicAckOptions, BasicConsumeOptions, BasicGetOptions, BasicRejectOptions, QueueDeleteOptions,
 };
 use lapin::types::{AMQPValue, FieldTable};
-use sqlx::SqlitePool;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
@@ -43,37 +43,43 @@ fn broker_args(namespace: &str) -> BrokerArgs {
 struct TestDb {
     _dir: tempfile::TempDir,
     args: DatabaseArgs,
-    pool: SqlitePool,
+    db: Database,
 }
 
 impl TestDb {
     async fn new() -> Self {
         let dir = tempfile::tempdir().unwrap();
         let url = format!("sqlite://{}", dir.path().join("fitlink.db").display());
-        let pool = db::open_for_writing(&url).await.unwrap();
+        let db = Database::open_for_writing(&url, &StoreSettings::for_role("writer"))
+            .await
+            .unwrap();
         Self {
             _dir: dir,
-            args: DatabaseArgs { database_url: url },
-            pool,
+            args: DatabaseArgs::url(url),
+            db,
         }
     }
 
     async fn participant(&self, p: Row<'_>) {
-        let at = |d: Option<TimeDelta>| d.map(|d| UtcInstant::new(Utc::now() + d).to_text());
-        sqlx::query(
-            "INSERT INTO participants (participant_id, provider, state, sync_from, sync_cursor,
-                last_success_at, in_flight_job_id, in_flight_since, retry_at, created_at, updated_at)
-             VALUES (?1, 'google-health', ?2, '2026-01-01T00:00:00Z', '2026-01-01T00:00:00Z',
-                ?3, ?4, ?5, ?6, '2026-01-01T00:00:00Z', '2026-01-01T00:00:00Z')",
-        )
-        .bind(p.id.to_owned())
-        .bind(p.state.to_owned())
-        .bind(at(p.last_success))
-        .bind(p.in_flight.map(|j| j.to_string()))
-        .bind(at(p.in_flight_since))
-        .bind(at(p.retry_at))
-        .execute(&self.pool)
-        .await
+        let at = |d: Option<TimeDelta>| d.map(|d| UtcInstant::new(Utc::now() + d));
+        let start = UtcInstant::parse("2026-01-01T00:00:00Z").unwrap();
+        on_backend!(self.db.exec(), |e| {
+            sqlx::query(
+                "INSERT INTO participants (participant_id, provider, state, sync_from, sync_cursor,
+                    last_success_at, in_flight_job_id, in_flight_since, retry_at, created_at, updated_at)
+                 VALUES ($1, 'google-health', $2, $7, $7, $3, $4, $5, $6, $7, $7)",
+            )
+            .bind(p.id.to_owned())
+            .bind(p.state.to_owned())
+            .bind(at(p.last_success))
+            .bind(p.in_flight.map(|j| j.to_string()))
+            .bind(at(p.in_flight_since))
+            .bind(at(p.retry_at))
+            .bind(start)
+            .execute(e)
+            .await
+            .map(|done| done.rows_affected())
+        })
         .unwrap();
     }
 }
@@ -283,7 +289,7 @@ async fn the_due_query_picks_exactly_the_due_participants() {
     ] {
         db.participant(row).await;
     }
-    let reader = db::open_for_reading(&db.args.database_url).await.unwrap();
+    let reader = db.args.open_for_reading("dispatcher").await.unwrap();
     let due = due_participants(
         &reader,
         Utc::now(),
@@ -338,9 +344,7 @@ async fn the_schedule_waits_for_a_database_that_does_not_exist_yet() {
         let shutdown = CancellationToken::new();
         let args = dispatcher_args(
             broker,
-            DatabaseArgs {
-                database_url: format!("sqlite://{}", dir.path().join("none.db").display()),
-            },
+            DatabaseArgs::url(format!("sqlite://{}", dir.path().join("none.db").display())),
         );
         let role = tokio::spawn(fitlink_dispatcher::run(args, shutdown.clone()));
         tokio::time::sleep(Duration::from_millis(500)).await;
@@ -580,7 +584,7 @@ async fn an_import_is_one_message_and_wait_sees_the_writer_apply_it() {
         assert!(!json.contains("tok-1") && !json.contains("tok-2"), "{json}");
 
         // A "writer" that applies the import: --wait returns once the audit row exists.
-        let writer_pool = db.pool.clone();
+        let writer_db = db.db.clone();
         let writer_peek = Peek::open(&broker).await;
         let writer = tokio::spawn(async move {
             writer_peek
@@ -589,15 +593,20 @@ async fn an_import_is_one_message_and_wait_sees_the_writer_apply_it() {
             let WriterCommand::ImportParticipants(batch) = writer_peek.take_command().await else {
                 panic!("expected an import");
             };
-            sqlx::query(
-                "INSERT INTO imports (import_id, source, participants, imported_at)
-                 VALUES (?1, ?2, ?3, '2026-01-01T00:00:00Z')",
-            )
-            .bind(batch.import_id.to_string())
-            .bind(batch.source)
-            .bind(batch.participants.len() as i64)
-            .execute(&writer_pool)
-            .await
+            let imported_at = UtcInstant::parse("2026-01-01T00:00:00Z").unwrap();
+            on_backend!(writer_db.exec(), |e| {
+                sqlx::query(
+                    "INSERT INTO imports (import_id, source, participants, imported_at)
+                     VALUES ($1, $2, $3, $4)",
+                )
+                .bind(batch.import_id.to_string())
+                .bind(batch.source)
+                .bind(batch.participants.len() as i64)
+                .bind(imported_at)
+                .execute(e)
+                .await
+                .map(|done| done.rows_affected())
+            })
             .unwrap();
             batch.import_id
         });
@@ -638,10 +647,13 @@ async fn webhook_requests_failing_a_check_are_refused_counted_and_create_no_work
             ..active("p1")
         })
         .await;
-        sqlx::query("UPDATE participants SET health_user_id = 'hu-1', fitbit_user_id = 'FB1' WHERE participant_id = 'p1'")
-            .execute(&db.pool)
-            .await
-            .unwrap();
+        on_backend!(db.db.exec(), |e| {
+            sqlx::query("UPDATE participants SET health_user_id = 'hu-1', fitbit_user_id = 'FB1' WHERE participant_id = 'p1'")
+                .execute(e)
+                .await
+                .map(|done| done.rows_affected())
+        })
+        .unwrap();
         let dir = tempfile::tempdir().unwrap();
         let signing = p256::ecdsa::SigningKey::from_slice(&rand::random::<[u8; 32]>()).unwrap();
         let forger = p256::ecdsa::SigningKey::from_slice(&rand::random::<[u8; 32]>()).unwrap();

@@ -9,6 +9,7 @@ use clap::{Args, ValueEnum};
 
 use crate::domain::parse_date_or_instant;
 use crate::secret::{SealError, Secret, TokenKey};
+use crate::store::{Database, DbError, StoreSettings};
 
 /// Where the broker is and which names this fleet uses on it.
 #[derive(Args, Clone, Debug)]
@@ -27,16 +28,67 @@ pub struct BrokerArgs {
     pub namespace: String,
 }
 
-/// Where the research database is.
+/// Where the research database is, and how this role uses it.
 #[derive(Args, Clone, Debug)]
 pub struct DatabaseArgs {
-    /// Database URL; a SQLite file by default (`sqlite://PATH`).
+    /// Database URL: a SQLite file (`sqlite://PATH`, the default) or a PostgreSQL database
+    /// (`postgres://USER[:PASSWORD]@HOST[:PORT]/DATABASE`). A password in it is never logged.
     #[arg(
         long = "database-url",
         env = "FITLINK_DATABASE_URL",
-        default_value = "sqlite://fitlink.db"
+        default_value = "sqlite://fitlink.db",
+        hide_env_values = true
     )]
     pub database_url: String,
+    /// Connections in this role's pool (PostgreSQL).
+    #[arg(long, env = "FITLINK_DATABASE_POOL_SIZE", default_value_t = 4)]
+    pub database_pool_size: u32,
+    /// The server cancels a statement of this role that runs longer (PostgreSQL); 0: no limit.
+    #[arg(
+        long,
+        env = "FITLINK_DATABASE_STATEMENT_TIMEOUT_SECS",
+        default_value_t = 60
+    )]
+    pub database_statement_timeout_secs: u64,
+    /// What the server shows for this role's connections (`pg_stat_activity.application_name`);
+    /// `fitlink-<role>` when not set.
+    #[arg(long, env = "FITLINK_DATABASE_APPLICATION_NAME")]
+    pub database_application_name: Option<String>,
+}
+
+impl DatabaseArgs {
+    /// The URL alone, with the default settings (tests and tools that only know a URL).
+    pub fn url(url: impl Into<String>) -> DatabaseArgs {
+        DatabaseArgs {
+            database_url: url.into(),
+            database_pool_size: 4,
+            database_statement_timeout_secs: 60,
+            database_application_name: None,
+        }
+    }
+
+    /// The store settings of `role` (`writer`, `dispatcher`, `status`, …).
+    pub fn settings(&self, role: &str) -> StoreSettings {
+        StoreSettings {
+            pool_size: self.database_pool_size.max(1),
+            statement_timeout: (self.database_statement_timeout_secs > 0)
+                .then(|| std::time::Duration::from_secs(self.database_statement_timeout_secs)),
+            application_name: self
+                .database_application_name
+                .clone()
+                .unwrap_or_else(|| format!("fitlink-{role}")),
+        }
+    }
+
+    /// Opens the database read-only for `role`.
+    pub async fn open_for_reading(&self, role: &str) -> Result<Database, DbError> {
+        Database::open_for_reading(&self.database_url, &self.settings(role)).await
+    }
+
+    /// Opens (creating and migrating) the database for the writer.
+    pub async fn open_for_writing(&self) -> Result<Database, DbError> {
+        Database::open_for_writing(&self.database_url, &self.settings("writer")).await
+    }
 }
 
 /// The key that seals refresh tokens at rest and in messages.

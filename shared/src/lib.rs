@@ -5,7 +5,6 @@
 
 pub mod broker;
 pub mod config;
-pub mod db;
 pub mod domain;
 pub mod errors;
 pub mod linkage;
@@ -13,4 +12,5 @@ pub mod messages;
 pub mod provider;
 pub mod replies;
 pub mod secret;
+pub mod store;
 pub mod telemetry;

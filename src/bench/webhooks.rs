@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context as _;
 use clap::Args;
 use fitlink_shared::domain::UtcInstant;
+use fitlink_shared::on_backend;
 use serde_json::json;
 
 use crate::demo::{self, DemoArgs};
@@ -106,12 +107,14 @@ pub async fn run(args: WebhookBench) -> anyhow::Result<()> {
                 waiting.len(),
                 args.fleet.timeout_secs
             );
-            let cursors: Vec<(String, String)> =
+            let cursors: Vec<(String, UtcInstant)> = on_backend!(running.db.exec(), |e| {
                 sqlx::query_as("SELECT participant_id, sync_cursor FROM participants")
-                    .fetch_all(&running.db)
+                    .fetch_all(e)
                     .await
-                    .context("cannot read cursors")?;
+            })
+            .context("cannot read cursors")?;
             for (id, cursor) in cursors {
+                let cursor = cursor.to_text();
                 if waiting.get(&id).is_some_and(|target| cursor >= *target) {
                     waiting.remove(&id);
                     latencies.push(synced_at.elapsed());
@@ -144,11 +147,14 @@ pub async fn run(args: WebhookBench) -> anyhow::Result<()> {
     fitlink_dispatcher::enqueue(&env.broker(), &env.database(), &ids, None).await?;
     let deadline = Instant::now() + Duration::from_secs(args.fleet.timeout_secs);
     loop {
-        let (finished,): (i64,) = sqlx::query_as(
-            "SELECT count(*) FROM sync_jobs WHERE requested_by = 'manual' AND finished_at IS NOT NULL",
-        )
-        .fetch_one(&running.db)
-        .await?;
+        let (finished,): (i64,) = on_backend!(running.db.exec(), |e| {
+            sqlx::query_as(
+                "SELECT count(*) FROM sync_jobs \
+                 WHERE requested_by = 'manual' AND finished_at IS NOT NULL",
+            )
+            .fetch_one(e)
+            .await
+        })?;
         if finished >= ids.len() as i64 {
             break;
         }

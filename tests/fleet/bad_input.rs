@@ -4,6 +4,8 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+use fitlink_shared::on_backend;
+
 use crate::harness::{Options, TestFleet};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -34,10 +36,12 @@ async fn bad_input_is_refused_clearly_and_changes_nothing_else() {
         assert!(stderr.contains(line), "names {line}: {stderr}");
     }
     assert!(!stderr.contains("tok-"), "never echoes a token: {stderr}");
-    let (n,): (i64,) = sqlx::query_as("SELECT count(*) FROM participants")
-        .fetch_one(&t.db)
-        .await
-        .unwrap();
+    let (n,): (i64,) = on_backend!(t.db.exec(), |e| {
+        sqlx::query_as("SELECT count(*) FROM participants")
+            .fetch_one(e)
+            .await
+    })
+    .unwrap();
     assert_eq!(n, 0, "a file with a bad row imports nothing");
 
     // 2. An unknown participant on enqueue: named, nothing published. (The writer is stopped so
@@ -94,11 +98,12 @@ async fn bad_input_is_refused_clearly_and_changes_nothing_else() {
         "sim-0002 to be marked provider_data_invalid",
         60,
         |db| async move {
-            let (state,): (String,) =
+            let (state,): (String,) = on_backend!(db.exec(), |e| {
                 sqlx::query_as("SELECT state FROM participants WHERE participant_id = 'sim-0002'")
-                    .fetch_one(&db)
+                    .fetch_one(e)
                     .await
-                    .unwrap();
+            })
+            .unwrap();
             state == "provider_data_invalid"
         },
     )

@@ -9,6 +9,8 @@ use std::path::PathBuf;
 
 use reqwest::StatusCode;
 
+use fitlink_shared::on_backend;
+
 use crate::harness::Options;
 use crate::linkage::{ConsentDriver, linked_fleet_options, start_linked_fleet};
 use crate::webdriver::Browser;
@@ -30,12 +32,14 @@ async fn screenshot(browser: &Browser, dir: &std::path::Path, name: &str) {
     }
 }
 
-async fn has_credential(db: &sqlx::SqlitePool, id: &str) -> bool {
-    let (n,): (i64,) = sqlx::query_as("SELECT count(*) FROM credentials WHERE participant_id = ?1")
-        .bind(id)
-        .fetch_one(db)
-        .await
-        .unwrap();
+async fn has_credential(db: &fitlink_shared::store::Database, id: &str) -> bool {
+    let (n,): (i64,) = on_backend!(db.exec(), |e| {
+        sqlx::query_as("SELECT count(*) FROM credentials WHERE participant_id = $1")
+            .bind(id)
+            .fetch_one(e)
+            .await
+    })
+    .unwrap();
     n > 0
 }
 

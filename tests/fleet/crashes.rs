@@ -3,20 +3,26 @@
 
 use std::collections::BTreeMap;
 
+use fitlink_shared::on_backend;
+use fitlink_shared::store::Backend;
+
 use crate::harness::{Options, TestFleet};
 
-async fn intraday_rows(db: &sqlx::SqlitePool) -> i64 {
-    let (n,): (i64,) = sqlx::query_as(
+async fn intraday_rows(db: &fitlink_shared::store::Database) -> i64 {
+    let (n,): (i64,) = on_backend!(db.exec(), |e| {
+        sqlx::query_as(
         "SELECT (SELECT count(*) FROM heart_rate_intraday) + (SELECT count(*) FROM steps_intraday)",
     )
-    .fetch_one(db)
-    .await
+    .fetch_one(e)
+.await
+    })
     .unwrap();
     n
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn killing_a_worker_mid_job_and_the_writer_mid_batch_loses_and_duplicates_nothing() {
+async fn killing_a_worker_mid_job_and_the_writer_mid_batch_loses_and_duplicates_nothing(
+    backend: Backend,
+) {
     // Slow provider and 1-second heart rate for some: jobs are long, slices are big.
     let mut t = TestFleet::start(Options {
         participants: 6,
@@ -30,6 +36,7 @@ async fn killing_a_worker_mid_job_and_the_writer_mid_batch_loses_and_duplicates_
             "3".into(),
         ],
         env: vec![("FITLINK_SLICE_HOURS", "3".into())],
+        backend,
         ..Options::default()
     })
     .await;
@@ -60,3 +67,7 @@ async fn killing_a_worker_mid_job_and_the_writer_mid_batch_loses_and_duplicates_
     }
     t.finish().await;
 }
+
+fitlink_shared::on_both_backends!(
+    multi_thread: killing_a_worker_mid_job_and_the_writer_mid_batch_loses_and_duplicates_nothing
+);

@@ -1,5 +1,6 @@
 //! A fleet under test: the simulator, a writer, workers and a dispatcher as real processes of
-//! the `fitlink` binary, a real RabbitMQ (its own namespace per test) and a real SQLite file.
+//! the `fitlink` binary, a real RabbitMQ (its own namespace per test) and a real database: a
+//! SQLite file, or a PostgreSQL database of the test's own (`Options::backend`).
 //! Plus the checker that compares the database with the simulator's ground truth.
 
 use std::collections::BTreeMap;
@@ -7,7 +8,10 @@ use std::process::Output;
 use std::time::Duration;
 
 use chrono::{DateTime, NaiveDate, Utc};
-use sqlx::SqlitePool;
+use fitlink_shared::domain::UtcInstant;
+use fitlink_shared::on_backend;
+use fitlink_shared::store::testing::TestDatabase;
+use fitlink_shared::store::{Backend, Database};
 
 use fitlink::checker::{self, History};
 use fitlink::fleet::{self, Fleet, FleetEnv, SimulatorProcess};
@@ -35,6 +39,8 @@ pub struct Options {
     /// Serve the participant portal and webhooks from the dispatcher, and point the simulator's
     /// webhooks at it.
     pub portal: bool,
+    /// Which database the fleet writes.
+    pub backend: Backend,
 }
 
 impl Default for Options {
@@ -49,6 +55,7 @@ impl Default for Options {
             start_sync: true,
             provider: "google-health",
             portal: false,
+            backend: Backend::Sqlite,
         }
     }
 }
@@ -59,7 +66,9 @@ pub struct TestFleet {
     pub sim: SimulatorProcess,
     pub sim_config: SimConfig,
     pub fleet: Fleet,
-    pub db: SqlitePool,
+    pub db: Database,
+    /// The test's own database, kept for its `Drop`, which deletes it.
+    _database: TestDatabase,
     pub http: reqwest::Client,
     pub key: TokenKey,
     pub topology: Topology,
@@ -88,11 +97,12 @@ impl TestFleet {
                 .await
                 .unwrap();
         let namespace = format!("t-{}", &uuid::Uuid::new_v4().simple().to_string()[..12]);
+        let test_db = TestDatabase::new(options.backend).await;
         let mut env = FleetEnv::simulated(
             &std::env::var("FITLINK_AMQP_URL")
                 .unwrap_or_else(|_| "amqp://guest:guest@127.0.0.1:5672/%2f".into()),
             namespace.clone(),
-            format!("sqlite://{}", dir.path().join("fitlink.db").display()),
+            test_db.url().to_owned(),
             &sim.base_url,
         );
         env.extra.extend(
@@ -154,6 +164,7 @@ impl TestFleet {
             sim_config,
             fleet,
             db,
+            _database: test_db,
             http: fitlink_shared::provider::http_client(),
             key: TokenKey::parse(&token_key).unwrap(),
             topology: Topology::new(&namespace),
@@ -232,18 +243,16 @@ impl TestFleet {
 
     /// The participant's stored refresh token, unsealed.
     pub async fn stored_refresh_token(&self, id: &str) -> String {
-        let (sealed,): (String,) =
-            sqlx::query_as("SELECT sealed_refresh_token FROM credentials WHERE participant_id = ?")
+        let (sealed,): (fitlink_shared::secret::SealedToken,) = on_backend!(self.db.exec(), |e| {
+            sqlx::query_as("SELECT sealed_refresh_token FROM credentials WHERE participant_id = $1")
                 .bind(id)
-                .fetch_one(&self.db)
+                .fetch_one(e)
                 .await
-                .unwrap();
+        })
+        .unwrap();
         let participant = fitlink_shared::domain::ParticipantId::new(id).unwrap();
         self.key
-            .open(
-                &participant,
-                &fitlink_shared::secret::SealedToken::from_stored(sealed),
-            )
+            .open(&participant, &sealed)
             .unwrap()
             .expose()
             .clone()
@@ -321,7 +330,7 @@ impl TestFleet {
     /// fleet process died.
     pub async fn wait_until<F, Fut>(&mut self, what: &str, secs: u64, mut check: F)
     where
-        F: FnMut(SqlitePool) -> Fut,
+        F: FnMut(Database) -> Fut,
         Fut: Future<Output = bool>,
     {
         let deadline = tokio::time::Instant::now() + Duration::from_secs(secs);
@@ -354,13 +363,17 @@ impl TestFleet {
             async move {
                 let mut done = 0;
                 for id in &ids {
-                    let row: Option<(Option<String>, Option<String>)> = sqlx::query_as(
-                        "SELECT last_success_at, in_flight_job_id FROM participants WHERE participant_id = ?",
-                    )
-                    .bind(id)
-                    .fetch_optional(&db)
-                    .await
-                    .unwrap();
+                    let row: Option<(Option<UtcInstant>, Option<String>)> =
+                        on_backend!(db.exec(), |e| {
+                            sqlx::query_as(
+                                "SELECT last_success_at, in_flight_job_id FROM participants \
+                                 WHERE participant_id = $1",
+                            )
+                            .bind(id)
+                            .fetch_optional(e)
+                            .await
+                        })
+                        .unwrap();
                     if matches!(row, Some((Some(_), None))) {
                         done += 1;
                     }
@@ -372,13 +385,27 @@ impl TestFleet {
     }
 
     pub async fn participant(&self, id: &str) -> ParticipantRow {
-        sqlx::query_as(
-            "SELECT state, state_reason, sync_from, sync_cursor FROM participants WHERE participant_id = ?",
-        )
-        .bind(id)
-        .fetch_one(&self.db)
-        .await
-        .unwrap()
+        let (state, state_reason, sync_from, sync_cursor): (
+            String,
+            Option<String>,
+            UtcInstant,
+            UtcInstant,
+        ) = on_backend!(self.db.exec(), |e| {
+            sqlx::query_as(
+                "SELECT state, state_reason, sync_from, sync_cursor FROM participants \
+                 WHERE participant_id = $1",
+            )
+            .bind(id)
+            .fetch_one(e)
+            .await
+        })
+        .unwrap();
+        ParticipantRow {
+            state,
+            state_reason,
+            sync_from: sync_from.to_text(),
+            sync_cursor: sync_cursor.to_text(),
+        }
     }
 
     pub async fn queue_depth(&self, queue: &str) -> u32 {
@@ -409,16 +436,19 @@ impl TestFleet {
     pub async fn assert_migrated_matches_truth(&self, id: &str, switch: DateTime<Utc>) {
         self.assert_checked(id, History::Migrated { switch }, &BTreeMap::new())
             .await;
-        let switch_text = fitlink_shared::domain::format_instant(switch);
+        let switch = UtcInstant::new(switch);
         for table in ["heart_rate_intraday", "steps_intraday"] {
-            let (wrong,): (i64,) = sqlx::query_as(sqlx::AssertSqlSafe(format!(
-                "SELECT count(*) FROM {table} WHERE participant_id = ?1
-                   AND ((datetime < ?2 AND provider <> 'fitbit') OR (datetime >= ?2 AND provider <> 'google-health'))"
-            )))
-            .bind(id)
-            .bind(&switch_text)
-            .fetch_one(&self.db)
-            .await
+            let (wrong,): (i64,) = on_backend!(self.db.exec(), |e| {
+                sqlx::query_as(sqlx::AssertSqlSafe(format!(
+                    "SELECT count(*) FROM {table} WHERE participant_id = $1
+                       AND ((datetime < $2 AND provider <> 'fitbit')
+                         OR (datetime >= $2 AND provider <> 'google-health'))"
+                )))
+                .bind(id)
+                .bind(switch)
+                .fetch_one(e)
+                .await
+            })
             .unwrap();
             assert_eq!(
                 wrong, 0,
@@ -475,7 +505,8 @@ impl Drop for TestFleet {
     }
 }
 
-#[derive(sqlx::FromRow, Debug)]
+/// A participant's state and range, instants in their canonical text.
+#[derive(Debug)]
 pub struct ParticipantRow {
     pub state: String,
     pub state_reason: Option<String>,

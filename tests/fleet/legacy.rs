@@ -5,6 +5,8 @@ use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
 
+use fitlink_shared::on_backend;
+
 use crate::harness::{Options, TestFleet};
 
 fn legacy(participants: usize, days: u32) -> Options {
@@ -26,13 +28,15 @@ async fn fitbit_participants_sync_exactly_once_across_zones_dst_and_midnight() {
     for id in &ids {
         t.assert_matches_legacy_truth(id).await;
     }
-    let (not_fitbit,): (i64,) = sqlx::query_as(
-        "SELECT (SELECT count(*) FROM heart_rate_intraday WHERE provider <> 'fitbit')
+    let (not_fitbit,): (i64,) = on_backend!(t.db.exec(), |e| {
+        sqlx::query_as(
+            "SELECT (SELECT count(*) FROM heart_rate_intraday WHERE provider <> 'fitbit')
               + (SELECT count(*) FROM steps_intraday WHERE provider <> 'fitbit')
               + (SELECT count(*) FROM activity_summary WHERE provider <> 'fitbit')",
-    )
-    .fetch_one(&t.db)
-    .await
+        )
+        .fetch_one(e)
+        .await
+    })
     .unwrap();
     assert_eq!(not_fitbit, 0, "every row records its provider");
 
@@ -108,11 +112,12 @@ async fn a_worker_killed_after_storing_a_rotation_is_retried_with_the_stored_tok
     // the old one, which the provider refuses (no grace window); the writer sees a newer token
     // is stored and retries once with it.
     let t = crash_around_rotation("after-store", vec![]).await;
-    let (retries,): (i64,) =
+    let (retries,): (i64,) = on_backend!(t.db.exec(), |e| {
         sqlx::query_as("SELECT count(*) FROM sync_jobs WHERE requested_by = 'credential_retry'")
-            .fetch_one(&t.db)
+            .fetch_one(e)
             .await
-            .unwrap();
+    })
+    .unwrap();
     assert!(retries >= 1, "the writer retried with the stored token");
     t.finish().await;
 }
@@ -176,11 +181,13 @@ async fn the_turn_off_moves_everyone_to_reconsent_and_half_migrate_to_google_wit
     assert!(t.cli(&args).status.success());
     let n = ids.len() as i64;
     t.wait_until("everyone to need re-consent", 90, move |db| async move {
-        let (k,): (i64,) = sqlx::query_as(
+        let (k,): (i64,) = on_backend!(db.exec(), |e| {
+sqlx::query_as(
             "SELECT count(*) FROM participants WHERE state = 'needs_reconsent' AND in_flight_job_id IS NULL",
         )
-        .fetch_one(&db)
-        .await
+        .fetch_one(e)
+.await
+})
         .unwrap();
         k == n
     })
@@ -231,12 +238,14 @@ async fn the_turn_off_moves_everyone_to_reconsent_and_half_migrate_to_google_wit
         let (cursors, waiting) = (cursors.clone(), waiting.clone());
         async move {
             for id in &waiting {
-                let row: (String, String, Option<String>) = sqlx::query_as(
+                let row: (String, String, Option<String>) = on_backend!(db.exec(), |e| {
+sqlx::query_as(
                     "SELECT provider, sync_cursor, in_flight_job_id FROM participants WHERE participant_id = ?",
                 )
                 .bind(id)
-                .fetch_one(&db)
-                .await
+                .fetch_one(e)
+.await
+})
                 .unwrap();
                 if row.0 != "google-health" || row.1 <= cursors[id] || row.2.is_some() {
                     return false;
@@ -285,12 +294,14 @@ async fn bad_legacy_input_fails_the_job_clearly_and_keeps_the_cursor() {
     t.fleet.spawn("dispatcher", &["dispatcher"]).unwrap();
     t.wait_synced(&["sim-0004".into()], 90).await;
     t.wait_until("the three bad participants to stop with a reason", 120, |db| async move {
-        let (k,): (i64,) = sqlx::query_as(
+        let (k,): (i64,) = on_backend!(db.exec(), |e| {
+sqlx::query_as(
             "SELECT count(*) FROM participants WHERE participant_id IN ('sim-0001','sim-0002','sim-0003')
                AND state IN ('provider_data_invalid', 'dead_lettered') AND in_flight_job_id IS NULL",
         )
-        .fetch_one(&db)
-        .await
+        .fetch_one(e)
+.await
+})
         .unwrap();
         k == 3
     })
@@ -305,11 +316,13 @@ async fn bad_legacy_input_fails_the_job_clearly_and_keeps_the_cursor() {
         let reason = p.state_reason.unwrap_or_default();
         assert!(reason.contains(says), "{id}: {reason}");
     }
-    let (rows,): (i64,) = sqlx::query_as(
+    let (rows,): (i64,) = on_backend!(t.db.exec(), |e| {
+sqlx::query_as(
         "SELECT count(*) FROM heart_rate_intraday WHERE participant_id IN ('sim-0001','sim-0002','sim-0003')",
     )
-    .fetch_one(&t.db)
-    .await
+    .fetch_one(e)
+.await
+})
     .unwrap();
     assert_eq!(rows, 0, "nothing half-written");
     t.assert_matches_legacy_truth("sim-0004").await;

@@ -3,18 +3,24 @@
 
 use std::collections::BTreeMap;
 
+use fitlink_shared::domain::UtcInstant;
+use fitlink_shared::on_backend;
+use fitlink_shared::store::Backend;
+
 use chrono::NaiveDate;
 
 use crate::harness::{Options, TestFleet};
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn every_point_is_stored_once_and_a_second_sync_adds_nothing_but_restatements() {
+async fn every_point_is_stored_once_and_a_second_sync_adds_nothing_but_restatements(
+    backend: Backend,
+) {
     // 7 participants round-robin over 7 zones (New York's DST end on 2026-11-01 is inside the
     // default window), 4 days of history, one of them with 1-second heart rate.
     let mut t = TestFleet::start(Options {
         participants: 7,
         days: 4,
         sim_args: vec!["--fine-hr-every".into(), "7".into()],
+        backend,
         ..Options::default()
     })
     .await;
@@ -51,11 +57,12 @@ async fn every_point_is_stored_once_and_a_second_sync_adds_nothing_but_restateme
         "every participant's second job to complete",
         120,
         move |db| async move {
-            let (n,): (i64,) =
+            let (n,): (i64,) = on_backend!(db.exec(), |e| {
                 sqlx::query_as("SELECT count(*) FROM sync_jobs WHERE outcome = 'completed'")
-                    .fetch_one(&db)
+                    .fetch_one(e)
                     .await
-                    .unwrap();
+            })
+            .unwrap();
             n >= expected_jobs
         },
     )
@@ -127,9 +134,10 @@ async fn snapshot(t: &TestFleet) -> Snapshot {
             "resting",
         ),
     ] {
-        let rows: Vec<(String, String)> = sqlx::query_as(sql).fetch_all(&t.db).await.unwrap();
+        let rows: Vec<(String, UtcInstant)> =
+            on_backend!(t.db.exec(), |e| sqlx::query_as(sql).fetch_all(e).await).unwrap();
         for (k, v) in rows {
-            summary_versions.insert(format!("{k}|{label}"), v);
+            summary_versions.insert(format!("{k}|{label}"), v.to_text());
         }
     }
     Snapshot {
@@ -137,3 +145,7 @@ async fn snapshot(t: &TestFleet) -> Snapshot {
         summary_versions,
     }
 }
+
+fitlink_shared::on_both_backends!(
+    multi_thread: every_point_is_stored_once_and_a_second_sync_adds_nothing_but_restatements
+);

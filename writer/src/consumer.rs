@@ -48,7 +48,7 @@ pub(crate) async fn run(args: WriterArgs, shutdown: CancellationToken) -> anyhow
         .await
         .context("cannot serve the ops endpoints")?;
 
-    let store = Store::open(&args.database.database_url, args.job_lease())
+    let store = Store::open(&args.database, args.job_lease())
         .await
         .context("cannot open the database")?;
     let topology = Topology::new(&args.broker.namespace);

@@ -16,13 +16,13 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use fitlink_shared::db;
+use fitlink_shared::config::DatabaseArgs;
 use fitlink_shared::domain::{ParticipantId, UtcInstant};
 use fitlink_shared::messages::{
     CredentialStored, SyncJob, WriterCommand, WriterReply, now_instant,
 };
-use sqlx::pool::PoolConnection;
-use sqlx::{Connection, Sqlite, SqliteConnection, SqlitePool};
+use fitlink_shared::on_backend;
+use fitlink_shared::store::{Conn, Database, Durability, WriteConnection};
 use uuid::Uuid;
 
 mod credential;
@@ -32,7 +32,6 @@ mod linkage;
 mod notification;
 mod outcome;
 mod slices;
-mod sql;
 mod withdrawal;
 
 #[cfg(test)]
@@ -42,12 +41,10 @@ mod tests;
 
 /// The writer's handle on the database. One connection, one transaction at a time.
 pub struct Store {
-    pool: SqlitePool,
+    db: Database,
     /// An in-flight claim older than this is considered lost (the worker died and the jobs queue
     /// dead-lettered the job without telling us) and may be re-granted.
     job_lease: Duration,
-    /// Multi-row statements, built once per row count and reused (so SQLite prepares each once).
-    sql: sql::Statements,
     /// Chores done now and then, not in every transaction.
     housekeeping: Housekeeping,
 }
@@ -320,35 +317,40 @@ type CommandResult<T> = Result<T, CommandError>;
 
 /// The time and settings one transaction works with: every row it writes carries the same `now`.
 struct Tx<'a> {
-    conn: &'a mut SqliteConnection,
+    conn: Conn<'a>,
     now: UtcInstant,
-    now_text: String,
     job_lease: Duration,
-    sql: &'a sql::Statements,
     housekeeping: &'a mut Housekeeping,
 }
 
 impl Store {
     /// Opens (creating and migrating if needed) the database for writing.
-    pub async fn open(database_url: &str, job_lease: Duration) -> anyhow::Result<Store> {
-        let pool = db::open_for_writing(database_url).await?;
-        Ok(Store {
-            pool,
-            job_lease,
-            sql: sql::Statements::new(),
-            housekeeping: Housekeeping::default(),
-        })
+    pub async fn open(database: &DatabaseArgs, job_lease: Duration) -> anyhow::Result<Store> {
+        Ok(Store::new(database.open_for_writing().await?, job_lease))
     }
 
-    /// Applies `commands` in ONE transaction (`BEGIN IMMEDIATE`), in order; on any error the
-    /// whole transaction rolls back and nothing of it is visible.
+    /// A store on a database already opened for writing.
+    pub fn new(db: Database, job_lease: Duration) -> Store {
+        Store {
+            db,
+            job_lease,
+            housekeeping: Housekeeping::default(),
+        }
+    }
+
+    /// The database this store writes.
+    pub fn database(&self) -> &Database {
+        &self.db
+    }
+
+    /// Applies `commands` in ONE transaction, in order; on any error the whole transaction
+    /// rolls back and nothing of it is visible.
     ///
     /// A transaction that imports participants, rotates a credential, links a participant or
-    /// withdraws one commits with `synchronous=FULL`: credentials (and their deletion) must
-    /// survive a power loss (invariant 4), and so must a decision someone was told about, while
-    /// data may roll back with its cursor and be fetched again.
+    /// withdraws one commits durably ([`Durability::Durable`]): credentials (and their deletion)
+    /// must survive a power loss (invariant 4), and so must a decision someone was told about,
+    /// while data may roll back with its cursor and be fetched again.
     pub async fn apply(&mut self, commands: &[WriterCommand]) -> Result<Applied, StoreError> {
-        let mut conn = self.pool.acquire().await?;
         let durable = commands.iter().any(|c| {
             matches!(
                 c,
@@ -358,39 +360,35 @@ impl Store {
                     | WriterCommand::Withdraw(_)
             )
         });
-        if durable {
-            sqlx::query("PRAGMA synchronous = FULL")
-                .execute(&mut *conn)
-                .await?;
-        }
-        let result = self.apply_in_transaction(&mut conn, commands).await;
-        if durable {
-            let reset = sqlx::query("PRAGMA synchronous = NORMAL")
-                .execute(&mut *conn)
-                .await;
-            if let Err(e) = reset {
-                // The outcome stands (a commit is a commit); only the connection is suspect, so
-                // the pool replaces it with a fresh one, opened with `synchronous=NORMAL`.
-                tracing::warn!(error = %e, "cannot reset synchronous=NORMAL; reopening the connection");
-                conn.close_on_drop();
-            }
-        }
+        let durability = if durable {
+            Durability::Durable
+        } else {
+            Durability::Data
+        };
+        // Partitions the slices need are made before the data's transaction (PostgreSQL).
+        self.db
+            .prepare_intraday(commands.iter().flat_map(intraday_instants))
+            .await?;
+        let mut conn = self.db.acquire_for_writing().await?;
+        let result = self
+            .apply_in_transaction(&mut conn, durability, commands)
+            .await;
+        conn.finish(durability).await;
         result
     }
 
     async fn apply_in_transaction(
         &mut self,
-        conn: &mut PoolConnection<Sqlite>,
+        conn: &mut WriteConnection,
+        durability: Durability,
         commands: &[WriterCommand],
     ) -> Result<Applied, StoreError> {
-        let mut tx = Connection::begin_with(&mut **conn, "BEGIN IMMEDIATE").await?;
+        let mut tx = conn.begin(durability).await?;
         let now = now_instant();
         let mut t = Tx {
-            conn: &mut tx,
+            conn: tx.conn(),
             now,
-            now_text: now.to_text(),
             job_lease: self.job_lease,
-            sql: &self.sql,
             housekeeping: &mut self.housekeeping,
         };
         let mut applied = Applied {
@@ -420,10 +418,19 @@ impl Store {
         Ok(applied)
     }
 
-    /// Closes the database cleanly (checkpoints the WAL).
+    /// Closes the database cleanly (SQLite checkpoints the WAL).
     pub async fn close(self) {
-        self.pool.close().await;
+        self.db.close().await;
     }
+}
+
+/// The instants of a command's intraday points (what partitions it needs).
+fn intraday_instants(command: &WriterCommand) -> impl Iterator<Item = UtcInstant> + '_ {
+    let points = match command {
+        WriterCommand::StoreSlice(slice) => Some(slice.heart_rate.iter().chain(&slice.steps)),
+        _ => None,
+    };
+    points.into_iter().flatten().map(|p| p.datetime)
 }
 
 impl Tx<'_> {
@@ -432,10 +439,12 @@ impl Tx<'_> {
         &mut self,
         participant: &ParticipantId,
     ) -> Result<Option<String>, sqlx::Error> {
-        sqlx::query_scalar("SELECT state FROM participants WHERE participant_id = ?1")
-            .bind(participant.as_str())
-            .fetch_optional(&mut *self.conn)
-            .await
+        on_backend!(self.conn.exec(), c => {
+            sqlx::query_scalar("SELECT state FROM participants WHERE participant_id = $1")
+                .bind(participant.as_str())
+                .fetch_optional(c)
+                .await
+        })
     }
 
     async fn apply_one(

@@ -63,7 +63,7 @@ impl Fleet {
                 amqp_url: Secret::new(amqp_url()),
                 namespace: namespace.clone(),
             },
-            database: DatabaseArgs { database_url },
+            database: DatabaseArgs::url(database_url),
             ops: OpsArgs {
                 ops_addr: "127.0.0.1:0".parse().unwrap(),
             },
@@ -218,9 +218,13 @@ async fn poison_is_dead_lettered_while_good_results_are_applied_and_jobs_publish
             .unwrap()
             .expect("the writer stops cleanly");
 
-        let db = fitlink_shared::db::open_for_reading(database_url)
+        let db = fitlink_shared::store::Database::reader(database_url, "test")
             .await
             .unwrap();
+        let db = match db.exec() {
+            fitlink_shared::store::ByBackend::Sqlite(pool) => pool.clone(),
+            _ => unreachable!("this test's database is a SQLite file"),
+        };
         let (cursor, in_flight): (String, Option<String>) = sqlx::query_as(
             "SELECT sync_cursor, in_flight_job_id FROM participants WHERE participant_id = 'p1'",
         )
@@ -293,9 +297,13 @@ async fn shutdown_commits_and_acks_what_the_writer_holds() {
             .expect("the writer stops cleanly");
 
         let left = queue_depth(channel, &topology.results).await.unwrap();
-        let db = fitlink_shared::db::open_for_reading(&args.database.database_url)
+        let db = fitlink_shared::store::Database::reader(&args.database.database_url, "test")
             .await
             .unwrap();
+        let db = match db.exec() {
+            fitlink_shared::store::ByBackend::Sqlite(pool) => pool.clone(),
+            _ => unreachable!("this test's database is a SQLite file"),
+        };
         let stored: i64 = sqlx::query_scalar("SELECT count(*) FROM heart_rate_intraday")
             .fetch_one(&db)
             .await

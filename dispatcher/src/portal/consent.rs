@@ -20,7 +20,7 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use base64::Engine as _;
 use chrono::Utc;
-use fitlink_shared::domain::{ParticipantState, Provider};
+use fitlink_shared::domain::{ParticipantState, Provider, UtcInstant};
 use fitlink_shared::linkage::invitation::InvitationError;
 use fitlink_shared::linkage::oauth::{self, OAuthClient, OAuthError};
 use fitlink_shared::linkage::pkce::Pkce;
@@ -28,6 +28,7 @@ use fitlink_shared::messages::{
     ConsentGrant, ConsentProblem, ConsentProblemKind, Invitation, ReplyBody, WriterCommand,
     now_instant,
 };
+use fitlink_shared::on_backend;
 use fitlink_shared::provider::{HealthProvider as _, Session};
 use fitlink_shared::secret::Secret;
 use serde::{Deserialize, Serialize};
@@ -492,8 +493,8 @@ impl Portal {
     /// The page refusing this invitation if the database already says no (used, withdrawn);
     /// `None` to go on. The writer checks again when it stores the consent.
     async fn refusal_from_database(&self, invitation: &Invitation) -> Option<Response> {
-        let pool = match self.database.pool().await {
-            Ok(Some(pool)) => pool,
+        let db = match self.database.get().await {
+            Ok(Some(db)) => db,
             Ok(None) => return None,
             Err(error) => {
                 tracing::error!(error = %error, "the portal cannot read the database");
@@ -504,16 +505,18 @@ impl Portal {
                 ));
             }
         };
-        let used: Result<Option<(Option<String>,)>, _> =
-            sqlx::query_as("SELECT used_at FROM invitations WHERE invitation_id = ?1")
+        let used: Result<Option<(Option<UtcInstant>,)>, _> = on_backend!(db.exec(), |e| {
+            sqlx::query_as("SELECT used_at FROM invitations WHERE invitation_id = $1")
                 .bind(invitation.invitation_id.hyphenated().to_string())
-                .fetch_optional(&pool)
-                .await;
-        let state: Result<Option<(String,)>, _> =
-            sqlx::query_as("SELECT state FROM participants WHERE participant_id = ?1")
+                .fetch_optional(e)
+                .await
+        });
+        let state: Result<Option<(String,)>, _> = on_backend!(db.exec(), |e| {
+            sqlx::query_as("SELECT state FROM participants WHERE participant_id = $1")
                 .bind(invitation.participant_id.as_str())
-                .fetch_optional(&pool)
-                .await;
+                .fetch_optional(e)
+                .await
+        });
         match (used, state) {
             (Ok(Some((Some(_),))), _) => Some(used_page()),
             (_, Ok(Some((state,)))) if state == ParticipantState::Withdrawn.as_str() => {

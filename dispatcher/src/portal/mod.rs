@@ -26,8 +26,7 @@ use anyhow::Context as _;
 use axum::Router;
 use axum::routing::get;
 use fitlink_shared::broker;
-use fitlink_shared::config::{BrokerArgs, FitbitArgs, GoogleArgs};
-use fitlink_shared::db::{self, DbError};
+use fitlink_shared::config::{BrokerArgs, DatabaseArgs, FitbitArgs, GoogleArgs};
 use fitlink_shared::linkage::invitation::InvitationSigner;
 use fitlink_shared::linkage::oauth::OAuthClient;
 use fitlink_shared::linkage::sealed::FlowSealer;
@@ -35,7 +34,7 @@ use fitlink_shared::messages::WriterReply;
 use fitlink_shared::provider::google::GoogleHealthClient;
 use fitlink_shared::replies::ReplyQueue;
 use fitlink_shared::secret::{Secret, TokenKey};
-use sqlx::SqlitePool;
+use fitlink_shared::store::{Database, DbError};
 use tokio::sync::Mutex;
 use tokio_util::sync::CancellationToken;
 
@@ -181,7 +180,7 @@ pub(crate) async fn start(
     broker: &BrokerArgs,
     google: &GoogleArgs,
     fitbit: &FitbitArgs,
-    database_url: &str,
+    database: &DatabaseArgs,
     outbox: Arc<Outbox>,
     shutdown: CancellationToken,
 ) -> anyhow::Result<Option<SocketAddr>> {
@@ -215,7 +214,7 @@ pub(crate) async fn start(
         outbox,
         replies,
         _replies_conn: replies_conn,
-        database: ReadOnlyDatabase::new(database_url),
+        database: ReadOnlyDatabase::new(database),
         webhooks: webhooks::WebhookSettings::load(args, fitbit).await,
         coalescer,
     });
@@ -243,27 +242,27 @@ pub(crate) async fn start(
 
 /// The database, opened read-only once the writer has created it.
 pub(crate) struct ReadOnlyDatabase {
-    url: String,
-    pool: Mutex<Option<SqlitePool>>,
+    args: DatabaseArgs,
+    db: Mutex<Option<Database>>,
 }
 
 impl ReadOnlyDatabase {
-    pub(crate) fn new(url: &str) -> Self {
+    pub(crate) fn new(args: &DatabaseArgs) -> Self {
         Self {
-            url: url.to_owned(),
-            pool: Mutex::new(None),
+            args: args.clone(),
+            db: Mutex::new(None),
         }
     }
 
     /// `None` while no writer has created the database yet (nobody is known then).
-    pub(crate) async fn pool(&self) -> Result<Option<SqlitePool>, DbError> {
-        let mut pool = self.pool.lock().await;
-        if let Some(pool) = pool.as_ref() {
-            return Ok(Some(pool.clone()));
+    pub(crate) async fn get(&self) -> Result<Option<Database>, DbError> {
+        let mut db = self.db.lock().await;
+        if let Some(db) = db.as_ref() {
+            return Ok(Some(db.clone()));
         }
-        match db::open_for_reading(&self.url).await {
+        match self.args.open_for_reading("portal").await {
             Ok(opened) => {
-                *pool = Some(opened.clone());
+                *db = Some(opened.clone());
                 Ok(Some(opened))
             }
             Err(DbError::NotInitialised(_)) => Ok(None),

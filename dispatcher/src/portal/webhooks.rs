@@ -26,6 +26,7 @@ use fitlink_shared::linkage::webhook::SignatureError;
 use fitlink_shared::linkage::webhook::fitbit::{self as fitbit_hooks, Collection};
 use fitlink_shared::linkage::webhook::google::{self as google_hooks, Operation, PublicKeyset};
 use fitlink_shared::messages::{ConsentLoss, ProviderDeletion, WriterCommand, now_instant};
+use fitlink_shared::on_backend;
 use fitlink_shared::secret::Secret;
 use tokio::sync::RwLock;
 
@@ -410,28 +411,30 @@ impl Portal {
     ) -> Result<Option<ParticipantId>, Response> {
         let sql = match provider {
             Provider::GoogleHealth => {
-                "SELECT participant_id FROM participants WHERE health_user_id = ?1 ORDER BY participant_id LIMIT 1"
+                "SELECT participant_id FROM participants WHERE health_user_id = $1 ORDER BY participant_id LIMIT 1"
             }
             Provider::Fitbit => {
-                "SELECT participant_id FROM participants WHERE fitbit_user_id = ?1 ORDER BY participant_id LIMIT 1"
+                "SELECT participant_id FROM participants WHERE fitbit_user_id = $1 ORDER BY participant_id LIMIT 1"
             }
         };
-        let pool = match self.database.pool().await {
-            Ok(Some(pool)) => pool,
+        let db = match self.database.get().await {
+            Ok(Some(db)) => db,
             Ok(None) => return Ok(None),
             Err(error) => {
                 tracing::error!(error = %error, "webhooks cannot read the database");
                 return Err(StatusCode::SERVICE_UNAVAILABLE.into_response());
             }
         };
-        let row: Option<(String,)> = sqlx::query_as(sql)
-            .bind(provider_user_id)
-            .fetch_optional(&pool)
-            .await
-            .map_err(|error| {
-                tracing::error!(error = %error, "webhooks cannot read participants");
-                StatusCode::SERVICE_UNAVAILABLE.into_response()
-            })?;
+        let row: Option<(String,)> = on_backend!(db.exec(), |e| {
+            sqlx::query_as(sql)
+                .bind(provider_user_id)
+                .fetch_optional(e)
+                .await
+        })
+        .map_err(|error| {
+            tracing::error!(error = %error, "webhooks cannot read participants");
+            StatusCode::SERVICE_UNAVAILABLE.into_response()
+        })?;
         Ok(row.and_then(|(id,)| ParticipantId::new(id).ok()))
     }
 }

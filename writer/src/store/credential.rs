@@ -8,6 +8,7 @@
 
 use fitlink_shared::domain::ParticipantState;
 use fitlink_shared::messages::{CredentialRotation, CredentialStored};
+use fitlink_shared::on_backend;
 
 use super::{CommandResult, Effect, Rejection, Tx};
 
@@ -27,18 +28,20 @@ impl Tx<'_> {
         }
         // Upsert from the participant row: a participant always has a credential, but if one
         // went missing, the rotated token is the one that works now.
-        let written = sqlx::query(
+        let written = on_backend!(self.conn.exec(), |c| {
+            sqlx::query(
             "INSERT INTO credentials (participant_id, provider, sealed_refresh_token, updated_at) \
-             SELECT participant_id, provider, ?2, ?3 FROM participants WHERE participant_id = ?1 \
+             SELECT participant_id, provider, $2, $3 FROM participants WHERE participant_id = $1 \
              ON CONFLICT (participant_id) DO UPDATE SET \
              sealed_refresh_token = excluded.sealed_refresh_token, updated_at = excluded.updated_at",
         )
         .bind(participant.as_str())
-        .bind(rotation.sealed_refresh_token.as_str())
-        .bind(&self.now_text)
-        .execute(&mut *self.conn)
-        .await?
-        .rows_affected();
+        .bind(&rotation.sealed_refresh_token)
+        .bind(self.now)
+        .execute(c)
+.await
+.map(|r| r.rows_affected())
+        })?;
         if written == 0 {
             return Err(Rejection::UnknownParticipant(participant.clone()).into());
         }

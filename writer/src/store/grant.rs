@@ -14,6 +14,7 @@
 use chrono::TimeDelta;
 use fitlink_shared::domain::{ParticipantState, Provider, UtcInstant};
 use fitlink_shared::messages::{SyncJob, SyncRequest, SyncTrigger};
+use fitlink_shared::on_backend;
 use fitlink_shared::secret::SealedToken;
 
 use super::{CommandResult, Effect, NotGranted, Rejection, Tx, job_text};
@@ -23,11 +24,11 @@ use super::{CommandResult, Effect, NotGranted, Rejection, Tx, job_text};
 struct Claimable {
     state: String,
     provider: String,
-    sync_from: String,
-    sync_cursor: String,
+    sync_from: UtcInstant,
+    sync_cursor: UtcInstant,
     time_zone: Option<String>,
     in_flight_job_id: Option<String>,
-    in_flight_since: Option<String>,
+    in_flight_since: Option<UtcInstant>,
     has_credential: bool,
     /// Google Health's id for the account (webhooks name participants by it).
     health_user_id: Option<String>,
@@ -49,39 +50,42 @@ impl Tx<'_> {
     pub(super) async fn request_sync(&mut self, request: &SyncRequest) -> CommandResult<Effect> {
         let participant = &request.participant_id;
         let job_id = job_text(&request.job_id);
-        let row: Option<Claimable> = sqlx::query_as(
-            "SELECT state, provider, sync_from, sync_cursor, time_zone, in_flight_job_id, \
-             in_flight_since, EXISTS (SELECT 1 FROM credentials c \
-                 WHERE c.participant_id = participants.participant_id) AS has_credential, \
-             health_user_id \
-             FROM participants WHERE participant_id = ?1",
-        )
-        .bind(participant.as_str())
-        .fetch_optional(&mut *self.conn)
-        .await?;
+        let row: Option<Claimable> = on_backend!(self.conn.exec(), |c| {
+            sqlx::query_as(
+                "SELECT state, provider, sync_from, sync_cursor, time_zone, in_flight_job_id, \
+                     in_flight_since, EXISTS (SELECT 1 FROM credentials c \
+                         WHERE c.participant_id = participants.participant_id) AS has_credential, \
+                     health_user_id \
+                     FROM participants WHERE participant_id = $1",
+            )
+            .bind(participant.as_str())
+            .fetch_optional(c)
+            .await
+        })?;
         let Some(row) = row else {
             return Err(Rejection::UnknownParticipant(participant.clone()).into());
         };
 
         // Redelivered after its grant was committed: the same job, published again.
         if row.in_flight_job_id.as_deref() == Some(job_id.as_str()) {
-            let granted: Option<(String,)> =
-                sqlx::query_as("SELECT granted_at FROM sync_jobs WHERE job_id = ?1")
+            let granted: Option<(UtcInstant,)> = on_backend!(self.conn.exec(), |c| {
+                sqlx::query_as("SELECT granted_at FROM sync_jobs WHERE job_id = $1")
                     .bind(&job_id)
-                    .fetch_optional(&mut *self.conn)
-                    .await?;
-            let granted_at = granted
-                .and_then(|(g,)| UtcInstant::parse(&g).ok())
-                .unwrap_or(self.now);
+                    .fetch_optional(c)
+                    .await
+            })?;
+            let granted_at = granted.map(|(g,)| g).unwrap_or(self.now);
             let job = self.build_job(request, &row, granted_at).await?;
             tracing::debug!(participant_id = %participant, job_id = %request.job_id, "request redelivered after its grant; publishing the same job again");
             return Ok(Effect::Regranted(job));
         }
 
-        let seen: Option<(i64,)> = sqlx::query_as("SELECT 1 FROM sync_jobs WHERE job_id = ?1")
-            .bind(&job_id)
-            .fetch_optional(&mut *self.conn)
-            .await?;
+        let seen: Option<(i32,)> = on_backend!(self.conn.exec(), |c| {
+            sqlx::query_as("SELECT 1 FROM sync_jobs WHERE job_id = $1")
+                .bind(&job_id)
+                .fetch_optional(c)
+                .await
+        })?;
         if seen.is_some() {
             tracing::debug!(participant_id = %participant, job_id = %request.job_id, "job was granted before and is no longer in flight; not granted again");
             return Ok(Effect::NotGranted(NotGranted::AlreadyGranted));
@@ -118,7 +122,7 @@ impl Tx<'_> {
         let mut taken_over = None;
         if let Some(holder) = &row.in_flight_job_id {
             let replaced = request.replaces.map(|r| job_text(&r)).as_ref() == Some(holder);
-            let expired = self.lease_expired(row.in_flight_since.as_deref());
+            let expired = self.lease_expired(row.in_flight_since);
             if !replaced && !expired {
                 tracing::debug!(participant_id = %participant, job_id = %request.job_id, in_flight = %holder, "a job is already in flight; not granted");
                 return Ok(Effect::NotGranted(NotGranted::InFlight {
@@ -135,47 +139,56 @@ impl Tx<'_> {
         }
 
         let job = self.build_job(request, &row, self.now).await?;
-        sqlx::query(
-            "UPDATE participants SET in_flight_job_id = ?2, in_flight_since = ?3, retry_at = NULL, \
-             state = CASE WHEN ?4 THEN 'active' ELSE state END, \
-             state_reason = CASE WHEN ?4 THEN NULL ELSE state_reason END, \
-             updated_at = ?3 \
-             WHERE participant_id = ?1",
-        )
-        .bind(participant.as_str())
-        .bind(&job_id)
-        .bind(&self.now_text)
-        .bind(force)
-        .execute(&mut *self.conn)
-        .await?;
-        sqlx::query(
-            "INSERT INTO sync_jobs (job_id, participant_id, requested_by, granted_at) \
-             VALUES (?1, ?2, ?3, ?4)",
-        )
-        .bind(&job_id)
-        .bind(participant.as_str())
-        .bind(request.trigger.as_str())
-        .bind(&self.now_text)
-        .execute(&mut *self.conn)
-        .await?;
+        on_backend!(self.conn.exec(), |c| {
+            sqlx::query(
+                    "UPDATE participants SET in_flight_job_id = $2, in_flight_since = $3, retry_at = NULL, \
+                     state = CASE WHEN $4 THEN 'active' ELSE state END, \
+                     state_reason = CASE WHEN $4 THEN NULL ELSE state_reason END, \
+                     updated_at = $3 \
+                     WHERE participant_id = $1",
+                )
+                .bind(participant.as_str())
+                .bind(&job_id)
+                .bind(self.now)
+                .bind(force)
+                .execute(c)
+        .await
+        .map(|r| r.rows_affected())
+        })?;
+        on_backend!(self.conn.exec(), |c| {
+            sqlx::query(
+                "INSERT INTO sync_jobs (job_id, participant_id, requested_by, granted_at) \
+                     VALUES ($1, $2, $3, $4)",
+            )
+            .bind(&job_id)
+            .bind(participant.as_str())
+            .bind(request.trigger.as_str())
+            .bind(self.now)
+            .execute(c)
+            .await
+            .map(|r| r.rows_affected())
+        })?;
         if let Some((previous, why)) = taken_over {
             // The previous job's worker is gone (or its job is dead-lettered); say so in the
             // ledger for operators. If it reports after all, its outcome overwrites this.
-            sqlx::query(
-                "UPDATE sync_jobs SET detail = ?2 WHERE job_id = ?1 AND finished_at IS NULL",
-            )
-            .bind(&previous)
-            .bind(format!("claim taken over by job {job_id} ({why})"))
-            .execute(&mut *self.conn)
-            .await?;
+            on_backend!(self.conn.exec(), |c| {
+                sqlx::query(
+                    "UPDATE sync_jobs SET detail = $2 WHERE job_id = $1 AND finished_at IS NULL",
+                )
+                .bind(&previous)
+                .bind(format!("claim taken over by job {job_id} ({why})"))
+                .execute(c)
+                .await
+                .map(|r| r.rows_affected())
+            })?;
         }
         tracing::debug!(participant_id = %participant, job_id = %request.job_id, from = %job.from, "sync granted");
         Ok(Effect::Granted(job))
     }
 
     /// True if a claim taken at `since` is older than the lease (or has no readable time).
-    fn lease_expired(&self, since: Option<&str>) -> bool {
-        let Some(since) = since.and_then(|s| UtcInstant::parse(s).ok()) else {
+    fn lease_expired(&self, since: Option<UtcInstant>) -> bool {
+        let Some(since) = since else {
             return true;
         };
         let lease = TimeDelta::from_std(self.job_lease).unwrap_or(TimeDelta::MAX);
@@ -201,14 +214,13 @@ impl Tx<'_> {
             .provider
             .parse()
             .map_err(|_| corrupt("provider", &row.provider))?;
-        let cursor = UtcInstant::parse(&row.sync_cursor)
-            .map_err(|_| corrupt("sync_cursor", &row.sync_cursor))?;
-        let sealed: Option<(String,)> = sqlx::query_as(
-            "SELECT sealed_refresh_token FROM credentials WHERE participant_id = ?1",
-        )
-        .bind(participant.as_str())
-        .fetch_optional(&mut *self.conn)
-        .await?;
+        let cursor = row.sync_cursor;
+        let sealed: Option<(SealedToken,)> = on_backend!(self.conn.exec(), |c| {
+            sqlx::query_as("SELECT sealed_refresh_token FROM credentials WHERE participant_id = $1")
+                .bind(participant.as_str())
+                .fetch_optional(c)
+                .await
+        })?;
         let Some((sealed,)) = sealed else {
             return Err(Rejection::NoCredential(participant.clone()).into());
         };
@@ -216,9 +228,9 @@ impl Tx<'_> {
             job_id: request.job_id,
             participant_id: participant.clone(),
             provider,
-            sealed_refresh_token: SealedToken::from_stored(sealed),
+            sealed_refresh_token: sealed,
             from: request.from.unwrap_or(cursor),
-            sync_from: UtcInstant::parse(&row.sync_from).ok(),
+            sync_from: Some(row.sync_from),
             time_zone: row.time_zone.clone(),
             touch_only: request.trigger == SyncTrigger::KeepAlive,
             identity_unknown: provider == Provider::GoogleHealth && row.health_user_id.is_none(),

@@ -7,6 +7,7 @@
 
 use fitlink_shared::domain::ParticipantState;
 use fitlink_shared::messages::ImportBatch;
+use fitlink_shared::on_backend;
 
 use super::{CommandResult, Effect, Tx};
 
@@ -23,10 +24,12 @@ const RESOLVED_BY_CONSENT: [ParticipantState; 6] = [
 impl Tx<'_> {
     pub(super) async fn import(&mut self, batch: &ImportBatch) -> CommandResult<Effect> {
         let import_id = super::job_text(&batch.import_id);
-        let seen: Option<(i64,)> = sqlx::query_as("SELECT 1 FROM imports WHERE import_id = ?1")
-            .bind(&import_id)
-            .fetch_optional(&mut *self.conn)
-            .await?;
+        let seen: Option<(i32,)> = on_backend!(self.conn.exec(), |c| {
+            sqlx::query_as("SELECT 1 FROM imports WHERE import_id = $1")
+                .bind(&import_id)
+                .fetch_optional(c)
+                .await
+        })?;
         if seen.is_some() {
             tracing::debug!(import_id = %batch.import_id, source = %batch.source, "import already applied; nothing to do");
             return Ok(Effect::ImportAlreadyApplied);
@@ -35,25 +38,28 @@ impl Tx<'_> {
         let (mut created, mut updated, mut reactivated, mut refused) = (0, 0, 0, 0);
         for p in &batch.participants {
             let id = p.participant_id.as_str();
-            let state: Option<(String,)> =
-                sqlx::query_as("SELECT state FROM participants WHERE participant_id = ?1")
+            let state: Option<(String,)> = on_backend!(self.conn.exec(), |c| {
+                sqlx::query_as("SELECT state FROM participants WHERE participant_id = $1")
                     .bind(id)
-                    .fetch_optional(&mut *self.conn)
-                    .await?;
+                    .fetch_optional(c)
+                    .await
+            })?;
             match state {
                 None => {
-                    let from = p.sync_from.to_text();
-                    sqlx::query(
-                        "INSERT INTO participants (participant_id, provider, state, sync_from, \
-                         sync_cursor, created_at, updated_at) \
-                         VALUES (?1, ?2, 'active', ?3, ?3, ?4, ?4)",
-                    )
-                    .bind(id)
-                    .bind(p.provider.as_str())
-                    .bind(&from)
-                    .bind(&self.now_text)
-                    .execute(&mut *self.conn)
-                    .await?;
+                    on_backend!(self.conn.exec(), |c| {
+                        sqlx::query(
+                            "INSERT INTO participants (participant_id, provider, state, sync_from, \
+                                             sync_cursor, created_at, updated_at) \
+                                             VALUES ($1, $2, 'active', $3, $3, $4, $4)",
+                        )
+                        .bind(id)
+                        .bind(p.provider.as_str())
+                        .bind(p.sync_from)
+                        .bind(self.now)
+                        .execute(c)
+                        .await
+                        .map(|r| r.rows_affected())
+                    })?;
                     created += 1;
                 }
                 Some((state,)) if state == ParticipantState::Withdrawn.as_str() => {
@@ -65,18 +71,21 @@ impl Tx<'_> {
                     let resolves = RESOLVED_BY_CONSENT.iter().any(|s| s.as_str() == state);
                     // Cursor and sync_from stay as they are: the data already stored is still
                     // the participant's, and what is missing is still missing.
-                    sqlx::query(
-                        "UPDATE participants SET provider = ?2, updated_at = ?3, \
-                         state = CASE WHEN ?4 THEN 'active' ELSE state END, \
-                         state_reason = CASE WHEN ?4 THEN NULL ELSE state_reason END \
-                         WHERE participant_id = ?1",
-                    )
-                    .bind(id)
-                    .bind(p.provider.as_str())
-                    .bind(&self.now_text)
-                    .bind(resolves)
-                    .execute(&mut *self.conn)
-                    .await?;
+                    on_backend!(self.conn.exec(), |c| {
+                        sqlx::query(
+                                            "UPDATE participants SET provider = $2, updated_at = $3, \
+                                             state = CASE WHEN $4 THEN 'active' ELSE state END, \
+                                             state_reason = CASE WHEN $4 THEN NULL ELSE state_reason END \
+                                             WHERE participant_id = $1",
+                                        )
+                                        .bind(id)
+                                        .bind(p.provider.as_str())
+                                        .bind(self.now)
+                                        .bind(resolves)
+                                        .execute(c)
+                    .await
+                    .map(|r| r.rows_affected())
+                    })?;
                     updated += 1;
                     if resolves {
                         reactivated += 1;
@@ -87,39 +96,48 @@ impl Tx<'_> {
             if let Some(identity) = &p.identity {
                 // The Google account's identity, checked by the import against the Fitbit user
                 // the participant was linked through.
-                sqlx::query(
-                    "UPDATE participants SET health_user_id = ?2, \
-                     legacy_user_id = coalesce(?3, legacy_user_id) WHERE participant_id = ?1",
-                )
-                .bind(id)
-                .bind(&identity.health_user_id)
-                .bind(identity.legacy_user_id.as_deref())
-                .execute(&mut *self.conn)
-                .await?;
+                on_backend!(self.conn.exec(), |c| {
+                    sqlx::query(
+                                    "UPDATE participants SET health_user_id = $2, \
+                                     legacy_user_id = coalesce($3, legacy_user_id) WHERE participant_id = $1",
+                                )
+                                .bind(id)
+                                .bind(&identity.health_user_id)
+                                .bind(identity.legacy_user_id.as_deref())
+                                .execute(c)
+                .await
+                .map(|r| r.rows_affected())
+                })?;
             }
-            sqlx::query(
-                "INSERT INTO credentials (participant_id, provider, sealed_refresh_token, updated_at) \
-                 VALUES (?1, ?2, ?3, ?4) \
-                 ON CONFLICT (participant_id) DO UPDATE SET provider = excluded.provider, \
-                 sealed_refresh_token = excluded.sealed_refresh_token, updated_at = excluded.updated_at",
-            )
-            .bind(id)
-            .bind(p.provider.as_str())
-            .bind(p.sealed_refresh_token.as_str())
-            .bind(&self.now_text)
-            .execute(&mut *self.conn)
-            .await?;
+            on_backend!(self.conn.exec(), |c| {
+                sqlx::query(
+                            "INSERT INTO credentials (participant_id, provider, sealed_refresh_token, updated_at) \
+                             VALUES ($1, $2, $3, $4) \
+                             ON CONFLICT (participant_id) DO UPDATE SET provider = excluded.provider, \
+                             sealed_refresh_token = excluded.sealed_refresh_token, updated_at = excluded.updated_at",
+                        )
+                        .bind(id)
+                        .bind(p.provider.as_str())
+                        .bind(&p.sealed_refresh_token)
+                        .bind(self.now)
+                        .execute(c)
+            .await
+            .map(|r| r.rows_affected())
+            })?;
         }
 
-        sqlx::query(
-            "INSERT INTO imports (import_id, source, participants, imported_at) VALUES (?1, ?2, ?3, ?4)",
-        )
-        .bind(&import_id)
-        .bind(&batch.source)
-        .bind(batch.participants.len() as i64)
-        .bind(&self.now_text)
-        .execute(&mut *self.conn)
-        .await?;
+        on_backend!(self.conn.exec(), |c| {
+            sqlx::query(
+                    "INSERT INTO imports (import_id, source, participants, imported_at) VALUES ($1, $2, $3, $4)",
+                )
+                .bind(&import_id)
+                .bind(&batch.source)
+                .bind(batch.participants.len() as i64)
+                .bind(self.now)
+                .execute(c)
+        .await
+        .map(|r| r.rows_affected())
+        })?;
         tracing::debug!(
             import_id = %batch.import_id,
             source = %batch.source,

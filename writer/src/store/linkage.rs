@@ -14,6 +14,7 @@ use fitlink_shared::messages::{
     ConsentGrant, ConsentLoss, ConsentProblem, ConsentProblemKind, Invitation, ReplyBody,
     SyncRequest, SyncTrigger, WriterReply,
 };
+use fitlink_shared::on_backend;
 
 use super::{CommandResult, Effect, Rejection, Tx, capped, date_of, job_text};
 
@@ -21,9 +22,9 @@ use super::{CommandResult, Effect, Rejection, Tx, capped, date_of, job_text};
 #[derive(sqlx::FromRow)]
 struct Linked {
     state: String,
-    sync_from: String,
-    sync_cursor: String,
-    consented_at: Option<String>,
+    sync_from: UtcInstant,
+    sync_cursor: UtcInstant,
+    consented_at: Option<UtcInstant>,
     health_user_id: Option<String>,
     legacy_user_id: Option<String>,
     fitbit_user_id: Option<String>,
@@ -93,23 +94,25 @@ impl Tx<'_> {
         let new = self.insert_invitation(invitation).await?;
         let created = state.is_none();
         if created {
-            let from = invitation.sync_from.to_text();
-            sqlx::query(
-                "INSERT INTO participants (participant_id, provider, state, state_reason, \
-                 sync_from, sync_cursor, created_at, updated_at) \
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?5, ?6, ?6)",
-            )
-            .bind(participant.as_str())
-            .bind(invitation.provider.as_str())
-            .bind(ParticipantState::Invited.as_str())
-            .bind(format!(
-                "invited {}, waiting for consent",
-                date_of(invitation.issued_at)
-            ))
-            .bind(&from)
-            .bind(&self.now_text)
-            .execute(&mut *self.conn)
-            .await?;
+            on_backend!(self.conn.exec(), |c| {
+                sqlx::query(
+                    "INSERT INTO participants (participant_id, provider, state, state_reason, \
+                             sync_from, sync_cursor, created_at, updated_at) \
+                             VALUES ($1, $2, $3, $4, $5, $5, $6, $6)",
+                )
+                .bind(participant.as_str())
+                .bind(invitation.provider.as_str())
+                .bind(ParticipantState::Invited.as_str())
+                .bind(format!(
+                    "invited {}, waiting for consent",
+                    date_of(invitation.issued_at)
+                ))
+                .bind(invitation.sync_from)
+                .bind(self.now)
+                .execute(c)
+                .await
+                .map(|r| r.rows_affected())
+            })?;
         }
         tracing::debug!(participant_id = %participant, invitation_id = %invitation.invitation_id, new, created, "invitation recorded");
         Ok(Effect::InvitationRecorded { new, created })
@@ -119,25 +122,29 @@ impl Tx<'_> {
     /// know). Returns true if the invitation was not recorded before.
     async fn insert_invitation(&mut self, invitation: &Invitation) -> CommandResult<bool> {
         let id = job_text(&invitation.invitation_id);
-        let known: Option<i64> =
-            sqlx::query_scalar("SELECT 1 FROM invitations WHERE invitation_id = ?1")
+        let known: Option<i32> = on_backend!(self.conn.exec(), |c| {
+            sqlx::query_scalar("SELECT 1 FROM invitations WHERE invitation_id = $1")
                 .bind(&id)
-                .fetch_optional(&mut *self.conn)
-                .await?;
-        sqlx::query(
-            "INSERT INTO invitations (invitation_id, participant_id, provider, issued_at, \
-             expires_at) VALUES (?1, ?2, ?3, ?4, ?5) \
-             ON CONFLICT (invitation_id) DO UPDATE SET \
-             issued_at = coalesce(invitations.issued_at, excluded.issued_at), \
-             expires_at = coalesce(invitations.expires_at, excluded.expires_at)",
-        )
-        .bind(&id)
-        .bind(invitation.participant_id.as_str())
-        .bind(invitation.provider.as_str())
-        .bind(invitation.issued_at.to_text())
-        .bind(invitation.expires_at.to_text())
-        .execute(&mut *self.conn)
-        .await?;
+                .fetch_optional(c)
+                .await
+        })?;
+        on_backend!(self.conn.exec(), |c| {
+            sqlx::query(
+                "INSERT INTO invitations (invitation_id, participant_id, provider, issued_at, \
+                     expires_at) VALUES ($1, $2, $3, $4, $5) \
+                     ON CONFLICT (invitation_id) DO UPDATE SET \
+                     issued_at = coalesce(invitations.issued_at, excluded.issued_at), \
+                     expires_at = coalesce(invitations.expires_at, excluded.expires_at)",
+            )
+            .bind(&id)
+            .bind(invitation.participant_id.as_str())
+            .bind(invitation.provider.as_str())
+            .bind(invitation.issued_at)
+            .bind(invitation.expires_at)
+            .execute(c)
+            .await
+            .map(|r| r.rows_affected())
+        })?;
         Ok(known.is_none())
     }
 
@@ -156,14 +163,16 @@ impl Tx<'_> {
         self.insert_invitation(&grant.invitation).await?;
         let invitation_id = job_text(&grant.invitation.invitation_id);
         let request_id = job_text(&grant.request_id);
-        let (used_at, used_by, used_new): (Option<String>, Option<String>, Option<bool>) =
-            sqlx::query_as(
-                "SELECT used_at, used_by_request, used_new_participant FROM invitations \
-                 WHERE invitation_id = ?1",
-            )
-            .bind(&invitation_id)
-            .fetch_one(&mut *self.conn)
-            .await?;
+        let (used_at, used_by, used_new): (Option<UtcInstant>, Option<String>, Option<bool>) =
+            on_backend!(self.conn.exec(), |c| {
+                sqlx::query_as(
+                    "SELECT used_at, used_by_request, used_new_participant FROM invitations \
+                         WHERE invitation_id = $1",
+                )
+                .bind(&invitation_id)
+                .fetch_one(c)
+                .await
+            })?;
         if used_by.as_deref() == Some(request_id.as_str()) {
             // This very consent, redelivered after its commit: the same answer, and its job
             // published again if it still holds the claim.
@@ -179,15 +188,17 @@ impl Tx<'_> {
             ));
         }
 
-        let row: Option<Linked> = sqlx::query_as(
-            "SELECT state, sync_from, sync_cursor, consented_at, health_user_id, legacy_user_id, \
-             fitbit_user_id, EXISTS (SELECT 1 FROM credentials c \
-                 WHERE c.participant_id = participants.participant_id) AS has_credential \
-             FROM participants WHERE participant_id = ?1",
-        )
-        .bind(participant.as_str())
-        .fetch_optional(&mut *self.conn)
-        .await?;
+        let row: Option<Linked> = on_backend!(self.conn.exec(), |c| {
+            sqlx::query_as(
+                    "SELECT state, sync_from, sync_cursor, consented_at, health_user_id, legacy_user_id, \
+                     fitbit_user_id, EXISTS (SELECT 1 FROM credentials c \
+                         WHERE c.participant_id = participants.participant_id) AS has_credential \
+                     FROM participants WHERE participant_id = $1",
+                )
+                .bind(participant.as_str())
+                .fetch_optional(c)
+        .await
+        })?;
         if let Some(row) = &row {
             if row.state == ParticipantState::Withdrawn.as_str() {
                 return Ok(self.refused(
@@ -202,73 +213,85 @@ impl Tx<'_> {
         }
 
         let new_participant = row.as_ref().is_none_or(Linked::never_linked);
-        let sync_from = grant.invitation.sync_from.to_text();
+        let sync_from = grant.invitation.sync_from;
         if row.is_none() {
-            sqlx::query(
-                "INSERT INTO participants (participant_id, provider, sync_from, sync_cursor, \
-                 created_at, updated_at) VALUES (?1, ?2, ?3, ?3, ?4, ?4)",
-            )
-            .bind(participant.as_str())
-            .bind(grant.provider.as_str())
-            .bind(&sync_from)
-            .bind(&self.now_text)
-            .execute(&mut *self.conn)
-            .await?;
+            on_backend!(self.conn.exec(), |c| {
+                sqlx::query(
+                    "INSERT INTO participants (participant_id, provider, sync_from, sync_cursor, \
+                             created_at, updated_at) VALUES ($1, $2, $3, $3, $4, $4)",
+                )
+                .bind(participant.as_str())
+                .bind(grant.provider.as_str())
+                .bind(sync_from)
+                .bind(self.now)
+                .execute(c)
+                .await
+                .map(|r| r.rows_affected())
+            })?;
         }
         let identity = grant.identity.as_ref();
-        let consented_at = grant.consented_at.to_text();
+        let consented_at = grant.consented_at;
         // An existing participant keeps sync_from and the cursor (a re-consent continues where
         // it stopped); one never linked starts where this invitation says. Provider ids are
         // filled in, never overwritten with NULL.
-        sqlx::query(
-            "UPDATE participants SET provider = ?2, state = 'active', state_reason = NULL, \
-             last_error = NULL, last_error_at = NULL, retry_at = NULL, \
-             sync_from = CASE WHEN ?3 THEN ?4 ELSE sync_from END, \
-             sync_cursor = CASE WHEN ?3 THEN ?4 ELSE sync_cursor END, \
-             health_user_id = coalesce(?5, health_user_id), \
-             legacy_user_id = coalesce(?6, legacy_user_id), \
-             fitbit_user_id = coalesce(?7, fitbit_user_id), \
-             granted_scopes = ?8, consented_at = ?9, refresh_token_expires_at = ?10, \
-             credential_used_at = ?9, updated_at = ?11 WHERE participant_id = ?1",
-        )
-        .bind(participant.as_str())
-        .bind(grant.provider.as_str())
-        .bind(new_participant)
-        .bind(&sync_from)
-        .bind(identity.map(|i| i.health_user_id.as_str()))
-        .bind(identity.and_then(|i| i.legacy_user_id.as_deref()))
-        .bind(match grant.provider {
-            Provider::Fitbit => grant.fitbit_user_id.as_deref(),
-            Provider::GoogleHealth => None,
-        })
-        .bind(grant.granted_scopes.join(" "))
-        .bind(&consented_at)
-        .bind(grant.refresh_token_expires_at.map(UtcInstant::to_text))
-        .bind(&self.now_text)
-        .execute(&mut *self.conn)
-        .await?;
-        sqlx::query(
-            "INSERT INTO credentials (participant_id, provider, sealed_refresh_token, updated_at) \
-             VALUES (?1, ?2, ?3, ?4) \
-             ON CONFLICT (participant_id) DO UPDATE SET provider = excluded.provider, \
-             sealed_refresh_token = excluded.sealed_refresh_token, updated_at = excluded.updated_at",
-        )
-        .bind(participant.as_str())
-        .bind(grant.provider.as_str())
-        .bind(grant.sealed_refresh_token.as_str())
-        .bind(&self.now_text)
-        .execute(&mut *self.conn)
-        .await?;
-        sqlx::query(
-            "UPDATE invitations SET used_at = ?2, used_by_request = ?3, used_new_participant = ?4 \
-             WHERE invitation_id = ?1",
-        )
-        .bind(&invitation_id)
-        .bind(&consented_at)
-        .bind(&request_id)
-        .bind(new_participant)
-        .execute(&mut *self.conn)
-        .await?;
+        on_backend!(self.conn.exec(), |c| {
+            sqlx::query(
+                "UPDATE participants SET provider = $2, state = 'active', state_reason = NULL, \
+                     last_error = NULL, last_error_at = NULL, retry_at = NULL, \
+                     sync_from = CASE WHEN $3 THEN $4 ELSE sync_from END, \
+                     sync_cursor = CASE WHEN $3 THEN $4 ELSE sync_cursor END, \
+                     health_user_id = coalesce($5, health_user_id), \
+                     legacy_user_id = coalesce($6, legacy_user_id), \
+                     fitbit_user_id = coalesce($7, fitbit_user_id), \
+                     granted_scopes = $8, consented_at = $9, refresh_token_expires_at = $10, \
+                     credential_used_at = $9, updated_at = $11 WHERE participant_id = $1",
+            )
+            .bind(participant.as_str())
+            .bind(grant.provider.as_str())
+            .bind(new_participant)
+            .bind(sync_from)
+            .bind(identity.map(|i| i.health_user_id.as_str()))
+            .bind(identity.and_then(|i| i.legacy_user_id.as_deref()))
+            .bind(match grant.provider {
+                Provider::Fitbit => grant.fitbit_user_id.as_deref(),
+                Provider::GoogleHealth => None,
+            })
+            .bind(grant.granted_scopes.join(" "))
+            .bind(consented_at)
+            .bind(grant.refresh_token_expires_at)
+            .bind(self.now)
+            .execute(c)
+            .await
+            .map(|r| r.rows_affected())
+        })?;
+        on_backend!(self.conn.exec(), |c| {
+            sqlx::query(
+                    "INSERT INTO credentials (participant_id, provider, sealed_refresh_token, updated_at) \
+                     VALUES ($1, $2, $3, $4) \
+                     ON CONFLICT (participant_id) DO UPDATE SET provider = excluded.provider, \
+                     sealed_refresh_token = excluded.sealed_refresh_token, updated_at = excluded.updated_at",
+                )
+                .bind(participant.as_str())
+                .bind(grant.provider.as_str())
+                .bind(&grant.sealed_refresh_token)
+                .bind(self.now)
+                .execute(c)
+        .await
+        .map(|r| r.rows_affected())
+        })?;
+        on_backend!(self.conn.exec(), |c| {
+            sqlx::query(
+                    "UPDATE invitations SET used_at = $2, used_by_request = $3, used_new_participant = $4 \
+                     WHERE invitation_id = $1",
+                )
+                .bind(&invitation_id)
+                .bind(consented_at)
+                .bind(&request_id)
+                .bind(new_participant)
+                .execute(c)
+        .await
+        .map(|r| r.rows_affected())
+        })?;
         self.linked(grant, new_participant, "participant linked")
             .await
     }
@@ -296,15 +319,11 @@ impl Tx<'_> {
             Effect::Granted(job) | Effect::Regranted(job) => Some(job),
             _ => None,
         };
-        let cursor: String =
-            sqlx::query_scalar("SELECT sync_cursor FROM participants WHERE participant_id = ?1")
+        let cursor: UtcInstant = on_backend!(self.conn.exec(), |c| {
+            sqlx::query_scalar("SELECT sync_cursor FROM participants WHERE participant_id = $1")
                 .bind(participant.as_str())
-                .fetch_one(&mut *self.conn)
-                .await?;
-        let cursor = UtcInstant::parse(&cursor).map_err(|_| Rejection::CorruptRow {
-            participant: participant.clone(),
-            what: "sync_cursor",
-            value: cursor.chars().take(40).collect(),
+                .fetch_one(c)
+                .await
         })?;
         tracing::debug!(participant_id = %participant, provider = %grant.provider, new_participant, %cursor, job = job.is_some(), "{what}");
         Ok(Effect::Replied {
@@ -350,7 +369,7 @@ impl Tx<'_> {
         problem: &ConsentProblem,
     ) -> CommandResult<Effect> {
         let participant = &problem.participant_id;
-        let at = problem.at.to_text();
+        let at = problem.at;
         let text = match &problem.problem {
             ConsentProblemKind::Declined { error } => format!("declined: {}", capped(error)),
             ConsentProblemKind::ScopeMissing { missing } => {
@@ -358,19 +377,22 @@ impl Tx<'_> {
             }
         };
         // Issued/expires stay unknown (NULL) until the invitation itself is recorded.
-        sqlx::query(
-            "INSERT INTO invitations (invitation_id, participant_id, provider, last_problem, \
-             last_problem_at) VALUES (?1, ?2, ?3, ?4, ?5) \
-             ON CONFLICT (invitation_id) DO UPDATE SET last_problem = excluded.last_problem, \
-             last_problem_at = excluded.last_problem_at",
-        )
-        .bind(job_text(&problem.invitation_id))
-        .bind(participant.as_str())
-        .bind(problem.provider.as_str())
-        .bind(capped(&text))
-        .bind(&at)
-        .execute(&mut *self.conn)
-        .await?;
+        on_backend!(self.conn.exec(), |c| {
+            sqlx::query(
+                    "INSERT INTO invitations (invitation_id, participant_id, provider, last_problem, \
+                     last_problem_at) VALUES ($1, $2, $3, $4, $5) \
+                     ON CONFLICT (invitation_id) DO UPDATE SET last_problem = excluded.last_problem, \
+                     last_problem_at = excluded.last_problem_at",
+                )
+                .bind(job_text(&problem.invitation_id))
+                .bind(participant.as_str())
+                .bind(problem.provider.as_str())
+                .bind(capped(&text))
+                .bind(at)
+                .execute(c)
+        .await
+        .map(|r| r.rows_affected())
+        })?;
 
         let state = self.participant_state(participant).await?;
         let (new_state, reason) = match &problem.problem {
@@ -384,19 +406,22 @@ impl Tx<'_> {
             ),
         };
         let Some(state) = state else {
-            sqlx::query(
-                "INSERT INTO participants (participant_id, provider, state, state_reason, \
-                 sync_from, sync_cursor, created_at, updated_at) \
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?5, ?6, ?6)",
-            )
-            .bind(participant.as_str())
-            .bind(problem.provider.as_str())
-            .bind(new_state.as_str())
-            .bind(capped(&reason))
-            .bind(&at)
-            .bind(&self.now_text)
-            .execute(&mut *self.conn)
-            .await?;
+            on_backend!(self.conn.exec(), |c| {
+                sqlx::query(
+                    "INSERT INTO participants (participant_id, provider, state, state_reason, \
+                             sync_from, sync_cursor, created_at, updated_at) \
+                             VALUES ($1, $2, $3, $4, $5, $5, $6, $6)",
+                )
+                .bind(participant.as_str())
+                .bind(problem.provider.as_str())
+                .bind(new_state.as_str())
+                .bind(capped(&reason))
+                .bind(at)
+                .bind(self.now)
+                .execute(c)
+                .await
+                .map(|r| r.rows_affected())
+            })?;
             return Ok(Effect::ConsentProblemRecorded {
                 state: new_state.as_str().to_owned(),
             });
@@ -413,16 +438,19 @@ impl Tx<'_> {
         if !changes {
             return Ok(Effect::ConsentProblemRecorded { state });
         }
-        sqlx::query(
-            "UPDATE participants SET state = ?2, state_reason = ?3, updated_at = ?4 \
-             WHERE participant_id = ?1",
-        )
-        .bind(participant.as_str())
-        .bind(new_state.as_str())
-        .bind(capped(&reason))
-        .bind(&self.now_text)
-        .execute(&mut *self.conn)
-        .await?;
+        on_backend!(self.conn.exec(), |c| {
+            sqlx::query(
+                "UPDATE participants SET state = $2, state_reason = $3, updated_at = $4 \
+                     WHERE participant_id = $1",
+            )
+            .bind(participant.as_str())
+            .bind(new_state.as_str())
+            .bind(capped(&reason))
+            .bind(self.now)
+            .execute(c)
+            .await
+            .map(|r| r.rows_affected())
+        })?;
         tracing::debug!(participant_id = %participant, previous_state = %state, state = %new_state, "consent problem recorded");
         Ok(Effect::ConsentProblemRecorded {
             state: new_state.as_str().to_owned(),
@@ -439,17 +467,20 @@ impl Tx<'_> {
             return Err(Rejection::UnknownParticipant(participant.clone()).into());
         };
         if previous_state != ParticipantState::Withdrawn.as_str() {
-            sqlx::query(
-                "UPDATE participants SET state = ?2, state_reason = ?3, last_error = ?3, \
-                 last_error_at = ?4, updated_at = ?5 WHERE participant_id = ?1",
-            )
-            .bind(participant.as_str())
-            .bind(ParticipantState::Revoked.as_str())
-            .bind(capped(&loss.reason))
-            .bind(loss.at.to_text())
-            .bind(&self.now_text)
-            .execute(&mut *self.conn)
-            .await?;
+            on_backend!(self.conn.exec(), |c| {
+                sqlx::query(
+                    "UPDATE participants SET state = $2, state_reason = $3, last_error = $3, \
+                             last_error_at = $4, updated_at = $5 WHERE participant_id = $1",
+                )
+                .bind(participant.as_str())
+                .bind(ParticipantState::Revoked.as_str())
+                .bind(capped(&loss.reason))
+                .bind(loss.at)
+                .bind(self.now)
+                .execute(c)
+                .await
+                .map(|r| r.rows_affected())
+            })?;
         }
         tracing::debug!(participant_id = %participant, %previous_state, "consent lost");
         Ok(Effect::ConsentLost { previous_state })

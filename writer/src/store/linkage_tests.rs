@@ -1,5 +1,5 @@
-//! Linkage, webhooks, withdrawal and keep-alive against a real SQLite file: each test proves
-//! one rule of the writer.
+//! Linkage, webhooks, withdrawal and keep-alive against a real SQLite file and a real
+//! PostgreSQL database (one test body, two stores): each test proves one rule of the writer.
 
 use std::collections::BTreeMap;
 
@@ -7,9 +7,12 @@ use fitlink_shared::domain::{ParticipantState, Provider};
 use fitlink_shared::messages::*;
 use uuid::Uuid;
 
+use fitlink_shared::store::Backend;
+use fitlink_shared::store::testing::TestDatabase;
+
 use super::tests::{
-    at, column, completed, count, finish, grant, import, open, pid, request, sealed, slice, text,
-    with_p1,
+    at, column, completed, count, finish, grant, import, open, pid, request, sealed, slice,
+    stored_token, with_p1,
 };
 use super::*;
 
@@ -111,18 +114,20 @@ async fn state(store: &Store, participant: &str) -> String {
 }
 
 async fn rows(store: &Store, table: &str, participant: &str) -> i64 {
-    sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
-        "SELECT count(*) FROM {table} WHERE participant_id = ?1"
-    )))
-    .bind(participant)
-    .fetch_one(&store.pool)
-    .await
+    on_backend!(store.database().exec(), |e| {
+        sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+            "SELECT count(*) FROM {table} WHERE participant_id = $1"
+        )))
+        .bind(participant)
+        .fetch_one(e)
+        .await
+    })
     .unwrap()
 }
 
 /// `p1` imported, with one hour stored (cursor 01:00) and no job in flight.
-async fn p1_with_an_hour() -> (tempfile::TempDir, Store) {
-    let (dir, mut store) = with_p1().await;
+async fn p1_with_an_hour(backend: Backend) -> (TestDatabase, Store) {
+    let (dir, mut store) = with_p1(backend).await;
     let job = Uuid::new_v4();
     grant(&mut store, request(job, "p1")).await;
     store
@@ -135,9 +140,10 @@ async fn p1_with_an_hour() -> (tempfile::TempDir, Store) {
     (dir, store)
 }
 
-#[tokio::test]
-async fn an_invitation_creates_an_invited_participant_once_and_never_reinvites_a_withdrawn_one() {
-    let (_dir, mut store) = open().await;
+async fn an_invitation_creates_an_invited_participant_once_and_never_reinvites_a_withdrawn_one(
+    backend: Backend,
+) {
+    let (_dir, mut store) = open(backend).await;
     let id = Uuid::new_v4();
     let effect = apply_one(
         &mut store,
@@ -185,7 +191,7 @@ async fn an_invitation_creates_an_invited_participant_once_and_never_reinvites_a
     assert_eq!(count(&store, "invitations").await, 1);
 
     // A known participant (a re-consent invitation) is left as it is.
-    let (_dir, mut store) = with_p1().await;
+    let (_dir, mut store) = with_p1(backend).await;
     let mut inv = invitation("p1", Uuid::new_v4());
     inv.sync_from = at("2027-01-01T00:00:00Z");
     apply_one(&mut store, WriterCommand::RecordInvitation(inv)).await;
@@ -207,9 +213,8 @@ async fn an_invitation_creates_an_invited_participant_once_and_never_reinvites_a
     assert_eq!(state(&store, "p1").await, "withdrawn");
 }
 
-#[tokio::test]
-async fn a_consent_links_a_new_participant_and_grants_their_first_job() {
-    let (_dir, mut store) = open().await;
+async fn a_consent_links_a_new_participant_and_grants_their_first_job(backend: Backend) {
+    let (_dir, mut store) = open(backend).await;
     let inv = Uuid::new_v4();
     apply_one(
         &mut store,
@@ -249,35 +254,33 @@ async fn a_consent_links_a_new_participant_and_grants_their_first_job() {
         );
     }
     assert_eq!(
-        text(
-            &store,
-            "SELECT sealed_refresh_token FROM credentials WHERE participant_id = ?1",
-            "p9"
-        )
-        .await
-        .as_deref(),
+        stored_token(&store, "p9").await.as_deref(),
         Some("sealed-consent")
     );
-    let requested_by: String =
-        sqlx::query_scalar("SELECT requested_by FROM sync_jobs WHERE job_id = ?1")
+    let requested_by: String = on_backend!(store.database().exec(), |e| {
+        sqlx::query_scalar("SELECT requested_by FROM sync_jobs WHERE job_id = $1")
             .bind(job.job_id.to_string())
-            .fetch_one(&store.pool)
+            .fetch_one(e)
             .await
-            .unwrap();
+    })
+    .unwrap();
     assert_eq!(requested_by, "consent");
-    let used: Option<String> =
-        sqlx::query_scalar("SELECT used_at FROM invitations WHERE invitation_id = ?1")
+    let used: Option<UtcInstant> = on_backend!(store.database().exec(), |e| {
+        sqlx::query_scalar("SELECT used_at FROM invitations WHERE invitation_id = $1")
             .bind(inv.to_string())
-            .fetch_one(&store.pool)
+            .fetch_one(e)
+            .await
+    })
+    .unwrap();
+    assert_eq!(used, Some(at("2026-10-06T10:00:00Z")));
+    // SQLite: committed with synchronous=FULL, and the connection is back to NORMAL after.
+    if let fitlink_shared::store::ByBackend::Sqlite(pool) = store.database().exec() {
+        let synchronous: i64 = sqlx::query_scalar("PRAGMA synchronous")
+            .fetch_one(pool)
             .await
             .unwrap();
-    assert_eq!(used.as_deref(), Some("2026-10-06T10:00:00Z"));
-    // Committed with synchronous=FULL, and the connection is back to NORMAL after.
-    let synchronous: i64 = sqlx::query_scalar("PRAGMA synchronous")
-        .fetch_one(&store.pool)
-        .await
-        .unwrap();
-    assert_eq!(synchronous, 1);
+        assert_eq!(synchronous, 1);
+    }
 
     // The same consent redelivered (the writer died before acking): the same answer, the same
     // job published again, nothing stored twice.
@@ -293,20 +296,13 @@ async fn a_consent_links_a_new_participant_and_grants_their_first_job() {
     assert_eq!(refused_code(&reply), "invitation_used");
     assert_eq!(job, None);
     assert_eq!(
-        text(
-            &store,
-            "SELECT sealed_refresh_token FROM credentials WHERE participant_id = ?1",
-            "p9"
-        )
-        .await
-        .as_deref(),
+        stored_token(&store, "p9").await.as_deref(),
         Some("sealed-consent")
     );
 }
 
-#[tokio::test]
-async fn a_consent_whose_invitation_was_never_recorded_records_it_and_links() {
-    let (_dir, mut store) = open().await;
+async fn a_consent_whose_invitation_was_never_recorded_records_it_and_links(backend: Backend) {
+    let (_dir, mut store) = open(backend).await;
     let inv = Uuid::new_v4();
     let (reply, job) = link(&mut store, consent("p9", inv, "health-9")).await;
     assert!(matches!(
@@ -324,9 +320,10 @@ async fn a_consent_whose_invitation_was_never_recorded_records_it_and_links() {
     );
 }
 
-#[tokio::test]
-async fn a_re_consent_continues_from_the_cursor_and_a_different_account_is_refused() {
-    let (_dir, mut store) = p1_with_an_hour().await;
+async fn a_re_consent_continues_from_the_cursor_and_a_different_account_is_refused(
+    backend: Backend,
+) {
+    let (_dir, mut store) = p1_with_an_hour(backend).await;
     let job = Uuid::new_v4();
     grant(&mut store, request(job, "p1")).await;
     store
@@ -382,15 +379,19 @@ async fn a_re_consent_continues_from_the_cursor_and_a_different_account_is_refus
     );
 }
 
-#[tokio::test]
-async fn a_fitbit_participant_moving_to_google_keeps_their_cursor_and_must_bring_their_account() {
-    let (_dir, mut store) = p1_with_an_hour().await;
-    sqlx::query(
-        "UPDATE participants SET provider = 'fitbit', fitbit_user_id = 'FB1', \
+async fn a_fitbit_participant_moving_to_google_keeps_their_cursor_and_must_bring_their_account(
+    backend: Backend,
+) {
+    let (_dir, mut store) = p1_with_an_hour(backend).await;
+    on_backend!(store.database().exec(), |e| {
+        sqlx::query(
+            "UPDATE participants SET provider = 'fitbit', fitbit_user_id = 'FB1', \
          state = 'needs_reconsent'",
-    )
-    .execute(&store.pool)
-    .await
+        )
+        .execute(e)
+        .await
+        .map(|r| r.rows_affected())
+    })
     .unwrap();
 
     // A Google account that maps to another Fitbit user: refused.
@@ -427,9 +428,8 @@ async fn a_fitbit_participant_moving_to_google_keeps_their_cursor_and_must_bring
     );
 }
 
-#[tokio::test]
-async fn a_consent_while_a_job_is_in_flight_grants_no_second_job() {
-    let (_dir, mut store) = with_p1().await;
+async fn a_consent_while_a_job_is_in_flight_grants_no_second_job(backend: Backend) {
+    let (_dir, mut store) = with_p1(backend).await;
     let running = Uuid::new_v4();
     grant(&mut store, request(running, "p1")).await;
     let (reply, job) = link(&mut store, consent("p1", Uuid::new_v4(), "health-1")).await;
@@ -441,9 +441,8 @@ async fn a_consent_while_a_job_is_in_flight_grants_no_second_job() {
     );
 }
 
-#[tokio::test]
-async fn a_withdrawn_participant_cannot_consent_again() {
-    let (_dir, mut store) = with_p1().await;
+async fn a_withdrawn_participant_cannot_consent_again(backend: Backend) {
+    let (_dir, mut store) = with_p1(backend).await;
     withdraw(&mut store, withdrawal("p1", false)).await;
     let (reply, job) = link(&mut store, consent("p1", Uuid::new_v4(), "health-1")).await;
     assert_eq!(refused_code(&reply), "withdrawn");
@@ -452,9 +451,10 @@ async fn a_withdrawn_participant_cannot_consent_again() {
     assert_eq!(count(&store, "credentials").await, 0);
 }
 
-#[tokio::test]
-async fn consent_problems_show_on_the_invitation_and_on_participants_without_a_grant() {
-    let (_dir, mut store) = open().await;
+async fn consent_problems_show_on_the_invitation_and_on_participants_without_a_grant(
+    backend: Backend,
+) {
+    let (_dir, mut store) = open(backend).await;
     let inv = Uuid::new_v4();
     apply_one(
         &mut store,
@@ -484,11 +484,13 @@ async fn consent_problems_show_on_the_invitation_and_on_participants_without_a_g
         Some("declined consent on 2026-10-06")
     );
     let (last, used): (Option<String>, Option<String>) =
-        sqlx::query_as("SELECT last_problem, used_at FROM invitations WHERE invitation_id = ?1")
-            .bind(inv.to_string())
-            .fetch_one(&store.pool)
-            .await
-            .unwrap();
+        on_backend!(store.database().exec(), |e| {
+            sqlx::query_as("SELECT last_problem, used_at FROM invitations WHERE invitation_id = $1")
+                .bind(inv.to_string())
+                .fetch_one(e)
+                .await
+        })
+        .unwrap();
     assert_eq!(last.as_deref(), Some("declined: access_denied"));
     assert_eq!(used, None, "the invitation stays usable");
 
@@ -500,16 +502,17 @@ async fn consent_problems_show_on_the_invitation_and_on_participants_without_a_g
     );
 
     // An active participant re-consenting with fewer scopes keeps syncing with the old grant.
-    let (_dir, mut store) = with_p1().await;
+    let (_dir, mut store) = with_p1(backend).await;
     let inv = Uuid::new_v4();
     apply_one(&mut store, problem(scope(), "p1", inv)).await;
     assert_eq!(state(&store, "p1").await, "active");
-    let last: Option<String> =
-        sqlx::query_scalar("SELECT last_problem FROM invitations WHERE invitation_id = ?1")
+    let last: Option<String> = on_backend!(store.database().exec(), |e| {
+        sqlx::query_scalar("SELECT last_problem FROM invitations WHERE invitation_id = $1")
             .bind(inv.to_string())
-            .fetch_one(&store.pool)
+            .fetch_one(e)
             .await
-            .unwrap();
+    })
+    .unwrap();
     assert_eq!(last.as_deref(), Some("scope missing: heart_rate sleep"));
 
     // An unknown participant (the invitation's record was lost) is created with what is known;
@@ -517,12 +520,13 @@ async fn consent_problems_show_on_the_invitation_and_on_participants_without_a_g
     let inv = Uuid::new_v4();
     apply_one(&mut store, problem(scope(), "p7", inv)).await;
     assert_eq!(state(&store, "p7").await, "scope_missing");
-    let issued: Option<String> =
-        sqlx::query_scalar("SELECT issued_at FROM invitations WHERE invitation_id = ?1")
+    let issued: Option<String> = on_backend!(store.database().exec(), |e| {
+        sqlx::query_scalar("SELECT issued_at FROM invitations WHERE invitation_id = $1")
             .bind(inv.to_string())
-            .fetch_one(&store.pool)
+            .fetch_one(e)
             .await
-            .unwrap();
+    })
+    .unwrap();
     assert_eq!(issued, None);
     let (reply, job) = link(&mut store, consent("p7", inv, "health-7")).await;
     assert!(matches!(
@@ -539,9 +543,8 @@ async fn consent_problems_show_on_the_invitation_and_on_participants_without_a_g
     );
 }
 
-#[tokio::test]
-async fn a_thousand_duplicate_notifications_make_one_job() {
-    let (_dir, mut store) = p1_with_an_hour().await;
+async fn a_thousand_duplicate_notifications_make_one_job(backend: Backend) {
+    let (_dir, mut store) = p1_with_an_hour(backend).await;
     let commands: Vec<WriterCommand> = (0..1000)
         .map(|_| notification("p1", &["n-1"], "2026-10-01T02:00:00Z"))
         .collect();
@@ -569,9 +572,10 @@ async fn a_thousand_duplicate_notifications_make_one_job() {
     assert_eq!(count(&store, "sync_jobs").await, 2);
 }
 
-#[tokio::test]
-async fn notifications_during_a_job_make_one_follow_up_from_the_earliest_notified_start() {
-    let (_dir, mut store) = p1_with_an_hour().await;
+async fn notifications_during_a_job_make_one_follow_up_from_the_earliest_notified_start(
+    backend: Backend,
+) {
+    let (_dir, mut store) = p1_with_an_hour(backend).await;
     let running = Uuid::new_v4();
     let Effect::Granted(_) = grant(&mut store, request(running, "p1")).await else {
         panic!("not granted")
@@ -614,12 +618,13 @@ async fn notifications_during_a_job_make_one_follow_up_from_the_earliest_notifie
     assert_eq!(follow_up.from, at("2026-10-01T00:00:00Z"));
     assert_eq!(column(&store, "notified_at", "p1").await, None);
     assert_eq!(column(&store, "notified_from", "p1").await, None);
-    let requested_by: String =
-        sqlx::query_scalar("SELECT requested_by FROM sync_jobs WHERE job_id = ?1")
+    let requested_by: String = on_backend!(store.database().exec(), |e| {
+        sqlx::query_scalar("SELECT requested_by FROM sync_jobs WHERE job_id = $1")
             .bind(follow_up.job_id.to_string())
-            .fetch_one(&store.pool)
+            .fetch_one(e)
             .await
-            .unwrap();
+    })
+    .unwrap();
     assert_eq!(requested_by, "webhook");
 
     // The follow-up ends with nothing new noted: no further job.
@@ -630,9 +635,10 @@ async fn notifications_during_a_job_make_one_follow_up_from_the_earliest_notifie
     assert_eq!(applied.jobs().count(), 0);
 }
 
-#[tokio::test]
-async fn a_re_read_behind_the_cursor_stores_without_moving_it_and_an_overlap_moves_it_on() {
-    let (_dir, mut store) = p1_with_an_hour().await;
+async fn a_re_read_behind_the_cursor_stores_without_moving_it_and_an_overlap_moves_it_on(
+    backend: Backend,
+) {
+    let (_dir, mut store) = p1_with_an_hour(backend).await;
     let job = Uuid::new_v4();
     grant(&mut store, request(job, "p1")).await;
     // Entirely behind the cursor (a notified restatement): stored, cursor stays.
@@ -671,13 +677,15 @@ async fn a_re_read_behind_the_cursor_stores_without_moving_it_and_an_overlap_mov
     assert_eq!(count(&store, "sync_slices").await, 0);
 }
 
-#[tokio::test]
-async fn notifications_for_a_participant_not_syncing_are_recorded_only() {
-    let (_dir, mut store) = with_p1().await;
-    sqlx::query("UPDATE participants SET state = 'revoked'")
-        .execute(&store.pool)
-        .await
-        .unwrap();
+async fn notifications_for_a_participant_not_syncing_are_recorded_only(backend: Backend) {
+    let (_dir, mut store) = with_p1(backend).await;
+    on_backend!(store.database().exec(), |e| {
+        sqlx::query("UPDATE participants SET state = 'revoked'")
+            .execute(e)
+            .await
+            .map(|r| r.rows_affected())
+    })
+    .unwrap();
     let effect = apply_one(
         &mut store,
         notification("p1", &["x"], "2026-10-01T00:00:00Z"),
@@ -701,20 +709,22 @@ async fn notifications_for_a_participant_not_syncing_are_recorded_only() {
     assert_eq!(count(&store, "provider_notifications").await, 1);
 }
 
-#[tokio::test]
-async fn old_notification_digests_are_pruned() {
-    let (_dir, mut store) = with_p1().await;
-    let old = UtcInstant::new(chrono::Utc::now() - chrono::TimeDelta::days(9)).to_text();
-    let recent = UtcInstant::new(chrono::Utc::now() - chrono::TimeDelta::days(6)).to_text();
+async fn old_notification_digests_are_pruned(backend: Backend) {
+    let (_dir, mut store) = with_p1(backend).await;
+    let old = UtcInstant::new(chrono::Utc::now() - chrono::TimeDelta::days(9));
+    let recent = UtcInstant::new(chrono::Utc::now() - chrono::TimeDelta::days(6));
     for (id, received) in [("old", &old), ("recent", &recent)] {
-        sqlx::query(
-            "INSERT INTO provider_notifications (notification_id, participant_id, received_at) \
-             VALUES (?1, 'p1', ?2)",
-        )
-        .bind(id)
-        .bind(received)
-        .execute(&store.pool)
-        .await
+        on_backend!(store.database().exec(), |e| {
+            sqlx::query(
+                "INSERT INTO provider_notifications (notification_id, participant_id, received_at) \
+             VALUES ($1, 'p1', $2)",
+            )
+            .bind(id)
+            .bind(received)
+            .execute(e)
+            .await
+            .map(|r| r.rows_affected())
+        })
         .unwrap();
     }
     apply_one(
@@ -722,17 +732,19 @@ async fn old_notification_digests_are_pruned() {
         notification("p1", &["new"], "2026-10-01T00:00:00Z"),
     )
     .await;
-    let left: Vec<String> =
+    let left: Vec<String> = on_backend!(store.database().exec(), |e| {
         sqlx::query_scalar("SELECT notification_id FROM provider_notifications ORDER BY 1")
-            .fetch_all(&store.pool)
+            .fetch_all(e)
             .await
-            .unwrap();
+    })
+    .unwrap();
     assert_eq!(left, ["new", "recent"]);
 }
 
-#[tokio::test]
-async fn a_provider_deletion_removes_exactly_the_notified_points_once_and_re_reads() {
-    let (_dir, mut store) = p1_with_an_hour().await;
+async fn a_provider_deletion_removes_exactly_the_notified_points_once_and_re_reads(
+    backend: Backend,
+) {
+    let (_dir, mut store) = p1_with_an_hour(backend).await;
     let deletion = |id: &str, data_type: &str| {
         WriterCommand::DeleteProviderData(ProviderDeletion {
             notification_id: id.into(),
@@ -764,25 +776,32 @@ async fn a_provider_deletion_removes_exactly_the_notified_points_once_and_re_rea
     assert_eq!(job.from, at("2026-10-01T00:10:00Z"));
     assert_eq!(rows(&store, "heart_rate_intraday", "p1").await, 45);
     assert_eq!(rows(&store, "steps_intraday", "p1").await, 60);
-    let remaining: Vec<String> = sqlx::query_scalar(
-        "SELECT datetime FROM heart_rate_intraday WHERE datetime >= '2026-10-01T00:09:00Z' \
+    let remaining: Vec<UtcInstant> = on_backend!(store.database().exec(), |e| {
+        sqlx::query_scalar(
+            "SELECT datetime FROM heart_rate_intraday WHERE datetime >= '2026-10-01T00:09:00Z' \
          AND datetime <= '2026-10-01T00:20:00Z' ORDER BY 1",
-    )
-    .fetch_all(&store.pool)
-    .await
+        )
+        .fetch_all(e)
+        .await
+    })
     .unwrap();
-    assert_eq!(remaining, ["2026-10-01T00:09:00Z", "2026-10-01T00:20:00Z"]);
-    let recorded: Vec<(String, i64)> = sqlx::query_as(
-        "SELECT interval_start, rows_deleted FROM provider_deletions ORDER BY interval_start",
-    )
-    .fetch_all(&store.pool)
-    .await
+    assert_eq!(
+        remaining,
+        [at("2026-10-01T00:09:00Z"), at("2026-10-01T00:20:00Z")]
+    );
+    let recorded: Vec<(UtcInstant, i64)> = on_backend!(store.database().exec(), |e| {
+        sqlx::query_as(
+            "SELECT interval_start, rows_deleted FROM provider_deletions ORDER BY interval_start",
+        )
+        .fetch_all(e)
+        .await
+    })
     .unwrap();
     assert_eq!(
         recorded,
         [
-            ("2026-10-01T00:10:00Z".to_owned(), 10),
-            ("2026-10-01T00:50:00Z".to_owned(), 5)
+            (at("2026-10-01T00:10:00Z"), 10),
+            (at("2026-10-01T00:50:00Z"), 5)
         ]
     );
 
@@ -811,9 +830,8 @@ async fn a_provider_deletion_removes_exactly_the_notified_points_once_and_re_rea
     assert_eq!(rows(&store, "steps_intraday", "p1").await, 60);
 }
 
-#[tokio::test]
-async fn consent_lost_revokes_and_keeps_the_data_and_cursor() {
-    let (_dir, mut store) = p1_with_an_hour().await;
+async fn consent_lost_revokes_and_keeps_the_data_and_cursor(backend: Backend) {
+    let (_dir, mut store) = p1_with_an_hour(backend).await;
     let effect = apply_one(
         &mut store,
         WriterCommand::ConsentLost(ConsentLoss {
@@ -853,9 +871,10 @@ async fn consent_lost_revokes_and_keeps_the_data_and_cursor() {
     assert!(err.is_dead_letter());
 }
 
-#[tokio::test]
-async fn a_purging_withdrawal_deletes_everything_in_one_go_and_leaves_an_audit_row() {
-    let (_dir, mut store) = p1_with_an_hour().await;
+async fn a_purging_withdrawal_deletes_everything_in_one_go_and_leaves_an_audit_row(
+    backend: Backend,
+) {
+    let (_dir, mut store) = p1_with_an_hour(backend).await;
     store
         .apply(&[import(Uuid::new_v4(), &[("p2", "sealed-2")])])
         .await
@@ -924,16 +943,18 @@ async fn a_purging_withdrawal_deletes_everything_in_one_go_and_leaves_an_audit_r
     // Someone else's data is untouched.
     assert_eq!(rows(&store, "steps_intraday", "p2").await, 10);
     assert_eq!(rows(&store, "credentials", "p2").await, 1);
-    let audit: (String, i64, String, i64, i64) = sqlx::query_as(
-        "SELECT withdrawn_by, purged, provider_revocation, heart_rate_intraday_rows, \
+    let audit: (String, bool, String, i64, i64) = on_backend!(store.database().exec(), |e| {
+        sqlx::query_as(
+            "SELECT withdrawn_by, purged, provider_revocation, heart_rate_intraday_rows, \
          steps_intraday_rows FROM withdrawals WHERE participant_id = 'p1'",
-    )
-    .fetch_one(&store.pool)
-    .await
+        )
+        .fetch_one(e)
+        .await
+    })
     .unwrap();
     assert_eq!(
         audit,
-        ("coordinator-ann".into(), 1, "revoked".into(), 70, 70)
+        ("coordinator-ann".into(), true, "revoked".into(), 70, 70)
     );
 
     // Redelivered: the same answer, from the audit row. A second withdrawal is refused.
@@ -979,12 +1000,13 @@ async fn a_purging_withdrawal_deletes_everything_in_one_go_and_leaves_an_audit_r
     .await;
     assert!(matches!(rotated, Effect::Refused { .. }), "{rotated:?}");
     assert_eq!(rows(&store, "credentials", "p1").await, 0);
-    let outcome: Option<String> =
-        sqlx::query_scalar("SELECT outcome FROM sync_jobs WHERE job_id = ?1")
+    let outcome: Option<String> = on_backend!(store.database().exec(), |e| {
+        sqlx::query_scalar("SELECT outcome FROM sync_jobs WHERE job_id = $1")
             .bind(running.to_string())
-            .fetch_one(&store.pool)
+            .fetch_one(e)
             .await
-            .unwrap();
+    })
+    .unwrap();
     assert_eq!(outcome.as_deref(), Some("completed"));
 
     // Nothing brings them back: not a forced sync, a keep-alive, or an import.
@@ -1017,9 +1039,8 @@ async fn a_purging_withdrawal_deletes_everything_in_one_go_and_leaves_an_audit_r
     assert_eq!(rows(&store, "credentials", "p1").await, 0);
 }
 
-#[tokio::test]
-async fn a_withdrawal_without_purge_keeps_the_data() {
-    let (_dir, mut store) = p1_with_an_hour().await;
+async fn a_withdrawal_without_purge_keeps_the_data(backend: Backend) {
+    let (_dir, mut store) = p1_with_an_hour(backend).await;
     let reply = withdraw(&mut store, withdrawal("p1", false)).await;
     assert_eq!(
         reply,
@@ -1031,16 +1052,19 @@ async fn a_withdrawal_without_purge_keeps_the_data() {
     );
     assert_eq!(rows(&store, "steps_intraday", "p1").await, 60);
     assert_eq!(rows(&store, "credentials", "p1").await, 0);
-    let purged: i64 = sqlx::query_scalar("SELECT purged FROM withdrawals")
-        .fetch_one(&store.pool)
-        .await
-        .unwrap();
-    assert_eq!(purged, 0);
+    let purged: bool = on_backend!(store.database().exec(), |e| {
+        sqlx::query_scalar("SELECT purged FROM withdrawals")
+            .fetch_one(e)
+            .await
+    })
+    .unwrap();
+    assert!(!purged);
 }
 
-#[tokio::test]
-async fn a_keep_alive_touches_a_parked_participants_grant_without_changing_their_state() {
-    let (_dir, mut store) = with_p1().await;
+async fn a_keep_alive_touches_a_parked_participants_grant_without_changing_their_state(
+    backend: Backend,
+) {
+    let (_dir, mut store) = with_p1(backend).await;
     let job = Uuid::new_v4();
     grant(&mut store, request(job, "p1")).await;
     store
@@ -1088,21 +1112,25 @@ async fn a_keep_alive_touches_a_parked_participants_grant_without_changing_their
         column(&store, "state_reason", "p1").await.as_deref(),
         Some("HTTP 500 six times")
     );
-    let outcome: Option<String> =
-        sqlx::query_scalar("SELECT outcome FROM sync_jobs WHERE job_id = ?1")
+    let outcome: Option<String> = on_backend!(store.database().exec(), |e| {
+        sqlx::query_scalar("SELECT outcome FROM sync_jobs WHERE job_id = $1")
             .bind(job.job_id.to_string())
-            .fetch_one(&store.pool)
+            .fetch_one(e)
             .await
-            .unwrap();
+    })
+    .unwrap();
     assert_eq!(outcome.as_deref(), Some("touched"));
 
     // No keep-alive for a grant the provider already refused, or without a credential.
     for state in ["revoked", "consent_expired", "needs_reconsent"] {
-        sqlx::query("UPDATE participants SET state = ?1")
-            .bind(state)
-            .execute(&store.pool)
-            .await
-            .unwrap();
+        on_backend!(store.database().exec(), |e| {
+            sqlx::query("UPDATE participants SET state = $1")
+                .bind(state)
+                .execute(e)
+                .await
+                .map(|r| r.rows_affected())
+        })
+        .unwrap();
         let mut touch = request(Uuid::new_v4(), "p1");
         touch.trigger = SyncTrigger::KeepAlive;
         assert!(
@@ -1113,10 +1141,15 @@ async fn a_keep_alive_touches_a_parked_participants_grant_without_changing_their
             "{state}"
         );
     }
-    sqlx::query("UPDATE participants SET state = 'active'; DELETE FROM credentials")
-        .execute(&store.pool)
-        .await
+    for statement in [
+        "UPDATE participants SET state = 'active'",
+        "DELETE FROM credentials",
+    ] {
+        on_backend!(store.database().exec(), |e| {
+            sqlx::query(statement).execute(e).await.map(|_| ())
+        })
         .unwrap();
+    }
     let mut forced = request(Uuid::new_v4(), "p1");
     forced.force = true;
     assert_eq!(
@@ -1128,9 +1161,10 @@ async fn a_keep_alive_touches_a_parked_participants_grant_without_changing_their
     );
 }
 
-#[tokio::test]
-async fn a_completed_job_records_the_credential_use_and_an_expired_grant_is_consent_expired() {
-    let (_dir, mut store) = with_p1().await;
+async fn a_completed_job_records_the_credential_use_and_an_expired_grant_is_consent_expired(
+    backend: Backend,
+) {
+    let (_dir, mut store) = with_p1(backend).await;
     let job = Uuid::new_v4();
     grant(&mut store, request(job, "p1")).await;
     store
@@ -1148,10 +1182,13 @@ async fn a_completed_job_records_the_credential_use_and_an_expired_grant_is_cons
         rejected_token: None,
     };
     // The grant's known expiry has passed (finish() reports at 2026-10-02T01:00:00Z).
-    sqlx::query("UPDATE participants SET refresh_token_expires_at = '2026-10-02T00:00:00Z'")
-        .execute(&store.pool)
-        .await
-        .unwrap();
+    on_backend!(store.database().exec(), |e| {
+        sqlx::query("UPDATE participants SET refresh_token_expires_at = '2026-10-02T00:00:00Z'")
+            .execute(e)
+            .await
+            .map(|r| r.rows_affected())
+    })
+    .unwrap();
     let job = Uuid::new_v4();
     grant(&mut store, request(job, "p1")).await;
     store.apply(&[finish(job, "p1", revoked())]).await.unwrap();
@@ -1162,11 +1199,13 @@ async fn a_completed_job_records_the_credential_use_and_an_expired_grant_is_cons
     );
 
     // Before the expiry, a refusal is a revocation.
-    sqlx::query(
+    on_backend!(store.database().exec(), |e| {
+sqlx::query(
         "UPDATE participants SET state = 'active', refresh_token_expires_at = '2026-10-09T00:00:00Z'",
     )
-    .execute(&store.pool)
-    .await
+    .execute(e)
+.await.map(|r| r.rows_affected())
+})
     .unwrap();
     let job = Uuid::new_v4();
     grant(&mut store, request(job, "p1")).await;
@@ -1176,13 +1215,17 @@ async fn a_completed_job_records_the_credential_use_and_an_expired_grant_is_cons
 
 /// A keep-alive whose token was rotated since its grant (its worker died after storing the new
 /// one) is retried as a keep-alive: a parked participant's touch never turns into a sync.
-#[tokio::test]
-async fn a_refused_keep_alive_with_a_newer_stored_token_is_retried_as_a_keep_alive() {
-    let (_dir, mut store) = with_p1().await;
-    sqlx::query("UPDATE participants SET state = 'dead_lettered', state_reason = 'parked'")
-        .execute(&store.pool)
-        .await
-        .unwrap();
+async fn a_refused_keep_alive_with_a_newer_stored_token_is_retried_as_a_keep_alive(
+    backend: Backend,
+) {
+    let (_dir, mut store) = with_p1(backend).await;
+    on_backend!(store.database().exec(), |e| {
+        sqlx::query("UPDATE participants SET state = 'dead_lettered', state_reason = 'parked'")
+            .execute(e)
+            .await
+            .map(|r| r.rows_affected())
+    })
+    .unwrap();
     let mut touch = request(Uuid::new_v4(), "p1");
     touch.trigger = SyncTrigger::KeepAlive;
     let Effect::Granted(job) = grant(&mut store, touch).await else {
@@ -1224,17 +1267,19 @@ async fn a_refused_keep_alive_with_a_newer_stored_token_is_retried_as_a_keep_ali
 }
 
 /// A note older than the finishing job's grant was covered by that job: cleared, no follow-up.
-#[tokio::test]
-async fn a_note_older_than_the_job_that_finishes_makes_no_follow_up() {
-    let (_dir, mut store) = with_p1().await;
+async fn a_note_older_than_the_job_that_finishes_makes_no_follow_up(backend: Backend) {
+    let (_dir, mut store) = with_p1(backend).await;
     let job = Uuid::new_v4();
     grant(&mut store, request(job, "p1")).await;
-    sqlx::query(
-        "UPDATE participants SET notified_at = '2026-01-01T00:00:00Z', \
+    on_backend!(store.database().exec(), |e| {
+        sqlx::query(
+            "UPDATE participants SET notified_at = '2026-01-01T00:00:00Z', \
          notified_from = '2026-10-01T00:00:00Z'",
-    )
-    .execute(&store.pool)
-    .await
+        )
+        .execute(e)
+        .await
+        .map(|r| r.rows_affected())
+    })
     .unwrap();
     let applied = store
         .apply(&[finish(job, "p1", completed())])
@@ -1249,3 +1294,27 @@ async fn a_note_older_than_the_job_that_finishes_makes_no_follow_up() {
     );
     assert_eq!(column(&store, "notified_at", "p1").await, None);
 }
+
+fitlink_shared::on_both_backends!(
+    an_invitation_creates_an_invited_participant_once_and_never_reinvites_a_withdrawn_one,
+    a_consent_links_a_new_participant_and_grants_their_first_job,
+    a_consent_whose_invitation_was_never_recorded_records_it_and_links,
+    a_re_consent_continues_from_the_cursor_and_a_different_account_is_refused,
+    a_fitbit_participant_moving_to_google_keeps_their_cursor_and_must_bring_their_account,
+    a_consent_while_a_job_is_in_flight_grants_no_second_job,
+    a_withdrawn_participant_cannot_consent_again,
+    consent_problems_show_on_the_invitation_and_on_participants_without_a_grant,
+    a_thousand_duplicate_notifications_make_one_job,
+    notifications_during_a_job_make_one_follow_up_from_the_earliest_notified_start,
+    a_re_read_behind_the_cursor_stores_without_moving_it_and_an_overlap_moves_it_on,
+    notifications_for_a_participant_not_syncing_are_recorded_only,
+    old_notification_digests_are_pruned,
+    a_provider_deletion_removes_exactly_the_notified_points_once_and_re_reads,
+    consent_lost_revokes_and_keeps_the_data_and_cursor,
+    a_purging_withdrawal_deletes_everything_in_one_go_and_leaves_an_audit_row,
+    a_withdrawal_without_purge_keeps_the_data,
+    a_keep_alive_touches_a_parked_participants_grant_without_changing_their_state,
+    a_completed_job_records_the_credential_use_and_an_expired_grant_is_consent_expired,
+    a_refused_keep_alive_with_a_newer_stored_token_is_retried_as_a_keep_alive,
+    a_note_older_than_the_job_that_finishes_makes_no_follow_up,
+);

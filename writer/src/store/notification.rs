@@ -9,6 +9,7 @@
 //! is before the cursor (never before `sync_from`); the cursor never moves back (slices behind
 //! it are stored without moving it, see `slices.rs`).
 
+use fitlink_shared::on_backend;
 use std::time::{Duration, Instant};
 
 use chrono::TimeDelta;
@@ -19,8 +20,8 @@ use fitlink_shared::messages::{
 use sqlx::AssertSqlSafe;
 use uuid::Uuid;
 
-use super::sql::Intraday;
 use super::{CommandResult, Effect, NotGranted, Notified, Rejection, Tx, job_text};
+use fitlink_shared::store::IntradayTable as Intraday;
 
 /// How long notification digests are kept: the providers redeliver for up to a week.
 const KEEP_NOTIFICATIONS: TimeDelta = TimeDelta::days(8);
@@ -31,8 +32,8 @@ pub(super) const PRUNE_EVERY: Duration = Duration::from_secs(3600);
 #[derive(sqlx::FromRow)]
 struct Notifiable {
     state: String,
-    sync_from: String,
-    sync_cursor: String,
+    sync_from: UtcInstant,
+    sync_cursor: UtcInstant,
 }
 
 impl Tx<'_> {
@@ -64,24 +65,28 @@ impl Tx<'_> {
         self.prune_notifications().await?;
         let mut new = 0;
         for id in notification_ids {
-            new += sqlx::query(
+            new += on_backend!(self.conn.exec(), |c| {
+                sqlx::query(
                 "INSERT INTO provider_notifications (notification_id, participant_id, received_at) \
-                 VALUES (?1, ?2, ?3) ON CONFLICT DO NOTHING",
+                 VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
             )
             .bind(id)
             .bind(participant.as_str())
-            .bind(received_at.to_text())
-            .execute(&mut *self.conn)
-            .await?
-            .rows_affected();
+            .bind(received_at)
+            .execute(c)
+.await
+.map(|r| r.rows_affected())
+            })?;
         }
-        let row: Option<Notifiable> = sqlx::query_as(
-            "SELECT state, sync_from, sync_cursor FROM participants \
-             WHERE participant_id = ?1",
-        )
-        .bind(participant.as_str())
-        .fetch_optional(&mut *self.conn)
-        .await?;
+        let row: Option<Notifiable> = on_backend!(self.conn.exec(), |c| {
+            sqlx::query_as(
+                "SELECT state, sync_from, sync_cursor FROM participants \
+                     WHERE participant_id = $1",
+            )
+            .bind(participant.as_str())
+            .fetch_optional(c)
+            .await
+        })?;
         let Some(row) = row else {
             return Err(Rejection::UnknownParticipant(participant.clone()).into());
         };
@@ -99,15 +104,7 @@ impl Tx<'_> {
             return Ok(Notified::NotSyncing { state: row.state });
         }
 
-        let corrupt = |what: &'static str, value: &str| Rejection::CorruptRow {
-            participant: participant.clone(),
-            what,
-            value: value.chars().take(40).collect(),
-        };
-        let sync_from =
-            UtcInstant::parse(&row.sync_from).map_err(|_| corrupt("sync_from", &row.sync_from))?;
-        let cursor = UtcInstant::parse(&row.sync_cursor)
-            .map_err(|_| corrupt("sync_cursor", &row.sync_cursor))?;
+        let (sync_from, cursor) = (row.sync_from, row.sync_cursor);
         let want_from = intervals
             .iter()
             .map(|i| i.start)
@@ -120,20 +117,23 @@ impl Tx<'_> {
             Effect::Granted(job) | Effect::Regranted(job) => Ok(Notified::Job(job)),
             Effect::NotGranted(NotGranted::InFlight { job_id: in_flight }) => {
                 // Text order is time order, so min/max over the canonical texts are time's.
-                sqlx::query(
-                    "UPDATE participants SET \
-                     notified_at = CASE WHEN notified_at IS NULL OR notified_at < ?2 \
-                         THEN ?2 ELSE notified_at END, \
-                     notified_from = CASE WHEN notified_from IS NULL OR notified_from > ?3 \
-                         THEN ?3 ELSE notified_from END, \
-                     updated_at = ?4 WHERE participant_id = ?1",
-                )
-                .bind(participant.as_str())
-                .bind(received_at.to_text())
-                .bind(from.to_text())
-                .bind(&self.now_text)
-                .execute(&mut *self.conn)
-                .await?;
+                on_backend!(self.conn.exec(), |c| {
+                    sqlx::query(
+                                    "UPDATE participants SET \
+                                     notified_at = CASE WHEN notified_at IS NULL OR notified_at < $2 \
+                                         THEN $2 ELSE notified_at END, \
+                                     notified_from = CASE WHEN notified_from IS NULL OR notified_from > $3 \
+                                         THEN $3 ELSE notified_from END, \
+                                     updated_at = $4 WHERE participant_id = $1",
+                                )
+                                .bind(participant.as_str())
+                                .bind(received_at)
+                                .bind(from)
+                                .bind(self.now)
+                                .execute(c)
+                .await
+                .map(|r| r.rows_affected())
+                })?;
                 Ok(Notified::Coalesced { in_flight })
             }
             Effect::NotGranted(
@@ -169,11 +169,13 @@ impl Tx<'_> {
             return Ok(());
         }
         let horizon = UtcInstant::new(self.now.get() - KEEP_NOTIFICATIONS);
-        let pruned = sqlx::query("DELETE FROM provider_notifications WHERE received_at < ?1")
-            .bind(horizon.to_text())
-            .execute(&mut *self.conn)
-            .await?
-            .rows_affected();
+        let pruned = on_backend!(self.conn.exec(), |c| {
+            sqlx::query("DELETE FROM provider_notifications WHERE received_at < $1")
+                .bind(horizon)
+                .execute(c)
+                .await
+                .map(|r| r.rows_affected())
+        })?;
         self.housekeeping.notifications_pruned_at = Some(Instant::now());
         tracing::debug!(pruned, horizon = %horizon, "old provider notification digests pruned");
         Ok(())
@@ -187,41 +189,44 @@ impl Tx<'_> {
         outcome: &JobOutcome,
     ) -> CommandResult<Option<fitlink_shared::messages::SyncJob>> {
         let participant = &outcome.participant_id;
-        let noted: Option<(Option<String>, Option<String>, Option<String>)> = sqlx::query_as(
-            "SELECT p.notified_at, p.notified_from, j.granted_at FROM participants p \
-             LEFT JOIN sync_jobs j ON j.job_id = ?2 \
-             WHERE p.participant_id = ?1 AND p.notified_at IS NOT NULL",
-        )
-        .bind(participant.as_str())
-        .bind(job_text(&outcome.job_id))
-        .fetch_optional(&mut *self.conn)
-        .await?;
+        let noted: Option<(Option<UtcInstant>, Option<UtcInstant>, Option<UtcInstant>)> =
+            on_backend!(self.conn.exec(), |c| {
+                sqlx::query_as(
+                    "SELECT p.notified_at, p.notified_from, j.granted_at FROM participants p \
+                     LEFT JOIN sync_jobs j ON j.job_id = $2 \
+                     WHERE p.participant_id = $1 AND p.notified_at IS NOT NULL",
+                )
+                .bind(participant.as_str())
+                .bind(job_text(&outcome.job_id))
+                .fetch_optional(c)
+                .await
+            })?;
         let Some((Some(notified_at), notified_from, granted_at)) = noted else {
             return Ok(None);
         };
-        sqlx::query(
-            "UPDATE participants SET notified_at = NULL, notified_from = NULL, updated_at = ?2 \
-             WHERE participant_id = ?1",
-        )
-        .bind(participant.as_str())
-        .bind(&self.now_text)
-        .execute(&mut *self.conn)
-        .await?;
+        on_backend!(self.conn.exec(), |c| {
+            sqlx::query(
+                "UPDATE participants SET notified_at = NULL, notified_from = NULL, updated_at = $2 \
+                     WHERE participant_id = $1",
+            )
+            .bind(participant.as_str())
+            .bind(self.now)
+            .execute(c)
+            .await
+            .map(|r| r.rows_affected())
+        })?;
         // Whole seconds: a notification in the second of the grant may not be covered, so it
         // gets its follow-up (an extra job costs less than a missed change).
         if granted_at.is_some_and(|granted| notified_at < granted) {
             return Ok(None);
         }
-        let cursor: String =
-            sqlx::query_scalar("SELECT sync_cursor FROM participants WHERE participant_id = ?1")
+        let cursor: UtcInstant = on_backend!(self.conn.exec(), |c| {
+            sqlx::query_scalar("SELECT sync_cursor FROM participants WHERE participant_id = $1")
                 .bind(participant.as_str())
-                .fetch_one(&mut *self.conn)
-                .await?;
-        let from = [Some(cursor), notified_from]
-            .into_iter()
-            .flatten()
-            .filter_map(|t| UtcInstant::parse(&t).ok())
-            .min();
+                .fetch_one(c)
+                .await
+        })?;
+        let from = [Some(cursor), notified_from].into_iter().flatten().min();
         let request = self.webhook_request(participant, from);
         let job = match self.request_sync(&request).await? {
             Effect::Granted(job) => Some(job),
@@ -243,51 +248,55 @@ impl Tx<'_> {
         let table = deleted_table(&deletion.data_type);
         let mut rows_deleted = 0;
         for interval in &deletion.intervals {
-            let (start, end) = (interval.start.to_text(), interval.end.to_text());
-            let seen: Option<i64> = sqlx::query_scalar(
-                "SELECT 1 FROM provider_deletions \
-                 WHERE notification_id = ?1 AND interval_start = ?2 AND interval_end = ?3",
-            )
-            .bind(&deletion.notification_id)
-            .bind(&start)
-            .bind(&end)
-            .fetch_optional(&mut *self.conn)
-            .await?;
+            let (start, end) = (interval.start, interval.end);
+            let seen: Option<i32> = on_backend!(self.conn.exec(), |c| {
+                sqlx::query_scalar(
+                            "SELECT 1 FROM provider_deletions \
+                             WHERE notification_id = $1 AND interval_start = $2 AND interval_end = $3",
+                        )
+                        .bind(&deletion.notification_id)
+                        .bind(start)
+                        .bind(end)
+                        .fetch_optional(c)
+            .await
+            })?;
             if seen.is_some() {
                 continue;
             }
             let deleted = match table {
-                Some(table) => {
-                    // Text order is time order (one canonical instant form).
+                Some(table) => on_backend!(self.conn.exec(), |c| {
                     sqlx::query(AssertSqlSafe(format!(
-                        "DELETE FROM {} WHERE participant_id = ?1 AND datetime >= ?2 \
-                         AND datetime < ?3",
+                        "DELETE FROM {} WHERE participant_id = $1 AND datetime >= $2 \
+                         AND datetime < $3",
                         table.table()
                     )))
                     .bind(participant.as_str())
-                    .bind(&start)
-                    .bind(&end)
-                    .execute(&mut *self.conn)
-                    .await?
-                    .rows_affected()
-                }
+                    .bind(start)
+                    .bind(end)
+                    .execute(c)
+                    .await
+                    .map(|r| r.rows_affected())
+                })?,
                 None => 0,
             };
-            sqlx::query(
-                "INSERT INTO provider_deletions (notification_id, participant_id, provider, \
-                 data_type, interval_start, interval_end, rows_deleted, received_at) \
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-            )
-            .bind(&deletion.notification_id)
-            .bind(participant.as_str())
-            .bind(deletion.provider.as_str())
-            .bind(&deletion.data_type)
-            .bind(&start)
-            .bind(&end)
-            .bind(deleted as i64)
-            .bind(deletion.received_at.to_text())
-            .execute(&mut *self.conn)
-            .await?;
+            on_backend!(self.conn.exec(), |c| {
+                sqlx::query(
+                    "INSERT INTO provider_deletions (notification_id, participant_id, provider, \
+                             data_type, interval_start, interval_end, rows_deleted, received_at) \
+                             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+                )
+                .bind(&deletion.notification_id)
+                .bind(participant.as_str())
+                .bind(deletion.provider.as_str())
+                .bind(&deletion.data_type)
+                .bind(start)
+                .bind(end)
+                .bind(deleted as i64)
+                .bind(deletion.received_at)
+                .execute(c)
+                .await
+                .map(|r| r.rows_affected())
+            })?;
             rows_deleted += deleted;
         }
         // A re-read of the days the deletion touched restates their daily summaries; the

@@ -10,6 +10,7 @@
 
 use fitlink_shared::domain::{ParticipantState, UtcInstant};
 use fitlink_shared::messages::{JobOutcome, Outcome, SyncRequest, SyncTrigger};
+use fitlink_shared::on_backend;
 use fitlink_shared::secret::SealedToken;
 use uuid::Uuid;
 
@@ -22,18 +23,21 @@ impl Tx<'_> {
     pub(super) async fn finish_job(&mut self, outcome: &JobOutcome) -> CommandResult<Effect> {
         let participant = &outcome.participant_id;
         let job_id = job_text(&outcome.job_id);
-        let row: Option<(Option<String>, String, Option<String>)> = sqlx::query_as(
-            "SELECT in_flight_job_id, state, refresh_token_expires_at FROM participants \
-             WHERE participant_id = ?1",
-        )
-        .bind(participant.as_str())
-        .fetch_optional(&mut *self.conn)
-        .await?;
+        let row: Option<(Option<String>, String, Option<UtcInstant>)> =
+            on_backend!(self.conn.exec(), |c| {
+                sqlx::query_as(
+                    "SELECT in_flight_job_id, state, refresh_token_expires_at FROM participants \
+                     WHERE participant_id = $1",
+                )
+                .bind(participant.as_str())
+                .fetch_optional(c)
+                .await
+            })?;
         let Some((holder, state, grant_expires_at)) = row else {
             return Err(Rejection::UnknownParticipant(participant.clone()).into());
         };
         let holds_claim = holder.as_deref() == Some(job_id.as_str());
-        let at = outcome.at.to_text();
+        let at = outcome.at;
 
         let (label, detail) = match &outcome.outcome {
             Outcome::Completed {
@@ -61,15 +65,18 @@ impl Tx<'_> {
             Outcome::DeadLettered { reason } => ("dead_lettered", reason.clone()),
             Outcome::Touched => ("touched", "refresh token used (keep-alive)".to_owned()),
         };
-        sqlx::query(
-            "UPDATE sync_jobs SET finished_at = ?2, outcome = ?3, detail = ?4 WHERE job_id = ?1",
-        )
-        .bind(&job_id)
-        .bind(&at)
-        .bind(label)
-        .bind(capped(&detail))
-        .execute(&mut *self.conn)
-        .await?;
+        on_backend!(self.conn.exec(), |c| {
+            sqlx::query(
+                    "UPDATE sync_jobs SET finished_at = $2, outcome = $3, detail = $4 WHERE job_id = $1",
+                )
+                .bind(&job_id)
+                .bind(at)
+                .bind(label)
+                .bind(capped(&detail))
+                .execute(c)
+        .await
+        .map(|r| r.rows_affected())
+        })?;
 
         if state == ParticipantState::Withdrawn.as_str() {
             // The participant left while this job ran: nothing about them changes any more.
@@ -101,43 +108,46 @@ impl Tx<'_> {
                 identity,
                 ..
             } => {
-                sqlx::query(
-                    "UPDATE participants SET \
-                     in_flight_job_id = CASE WHEN ?2 THEN NULL ELSE in_flight_job_id END, \
-                     in_flight_since = CASE WHEN ?2 THEN NULL ELSE in_flight_since END, \
-                     last_success_at = ?3, latest_device_sync = coalesce(?4, latest_device_sync), \
-                     time_zone = coalesce(?5, time_zone), retry_at = NULL, last_error = NULL, \
-                     credential_used_at = ?3, \
-                     fitbit_user_id = CASE WHEN provider = 'fitbit' \
-                         THEN coalesce(?7, fitbit_user_id) ELSE fitbit_user_id END, \
-                     health_user_id = coalesce(health_user_id, ?10), \
-                     legacy_user_id = coalesce(legacy_user_id, ?11), \
-                     state = CASE WHEN state NOT IN ('active', 'intraday_not_permitted') THEN state \
-                         WHEN ?8 THEN 'intraday_not_permitted' ELSE 'active' END, \
-                     state_reason = CASE WHEN state NOT IN ('active', 'intraday_not_permitted') \
-                         THEN state_reason WHEN ?8 THEN ?9 ELSE NULL END, \
-                     updated_at = ?6 WHERE participant_id = ?1",
-                )
-                .bind(participant.as_str())
-                .bind(holds_claim)
-                .bind(&at)
-                .bind(latest_device_sync.map(|t| t.to_text()))
-                .bind(time_zone.as_deref())
-                .bind(&self.now_text)
-                .bind(provider_user_id.as_deref())
-                .bind(intraday_denied)
-                .bind(INTRADAY_DENIED_REASON)
-                .bind(identity.as_ref().map(|i| i.health_user_id.as_str()))
-                .bind(identity.as_ref().and_then(|i| i.legacy_user_id.as_deref()))
-                .execute(&mut *self.conn)
-                .await?;
-                let cursor: (String,) = sqlx::query_as(
-                    "SELECT sync_cursor FROM participants WHERE participant_id = ?1",
-                )
-                .bind(participant.as_str())
-                .fetch_one(&mut *self.conn)
-                .await?;
-                if cursor.0 < synced_to.to_text() {
+                on_backend!(self.conn.exec(), |c| {
+                    sqlx::query(
+                                    "UPDATE participants SET \
+                                     in_flight_job_id = CASE WHEN $2 THEN NULL ELSE in_flight_job_id END, \
+                                     in_flight_since = CASE WHEN $2 THEN NULL ELSE in_flight_since END, \
+                                     last_success_at = $3, latest_device_sync = coalesce($4, latest_device_sync), \
+                                     time_zone = coalesce($5, time_zone), retry_at = NULL, last_error = NULL, \
+                                     credential_used_at = $3, \
+                                     fitbit_user_id = CASE WHEN provider = 'fitbit' \
+                                         THEN coalesce($7, fitbit_user_id) ELSE fitbit_user_id END, \
+                                     health_user_id = coalesce(health_user_id, $10), \
+                                     legacy_user_id = coalesce(legacy_user_id, $11), \
+                                     state = CASE WHEN state NOT IN ('active', 'intraday_not_permitted') THEN state \
+                                         WHEN $8 THEN 'intraday_not_permitted' ELSE 'active' END, \
+                                     state_reason = CASE WHEN state NOT IN ('active', 'intraday_not_permitted') \
+                                         THEN state_reason WHEN $8 THEN $9 ELSE NULL END, \
+                                     updated_at = $6 WHERE participant_id = $1",
+                                )
+                                .bind(participant.as_str())
+                                .bind(holds_claim)
+                                .bind(at)
+                                .bind(latest_device_sync)
+                                .bind(time_zone.as_deref())
+                                .bind(self.now)
+                                .bind(provider_user_id.as_deref())
+                                .bind(intraday_denied)
+                                .bind(INTRADAY_DENIED_REASON)
+                                .bind(identity.as_ref().map(|i| i.health_user_id.as_str()))
+                                .bind(identity.as_ref().and_then(|i| i.legacy_user_id.as_deref()))
+                                .execute(c)
+                .await
+                .map(|r| r.rows_affected())
+                })?;
+                let cursor: (UtcInstant,) = on_backend!(self.conn.exec(), |c| {
+                    sqlx::query_as("SELECT sync_cursor FROM participants WHERE participant_id = $1")
+                        .bind(participant.as_str())
+                        .fetch_one(c)
+                        .await
+                })?;
+                if cursor.0 < *synced_to {
                     // A slice of this job is missing (dead-lettered, or still queued behind):
                     // the cursor stays before the gap and the next sync fetches it again.
                     tracing::warn!(participant_id = %participant, job_id = %outcome.job_id, cursor = %cursor.0, synced_to = %synced_to, "job completed but the cursor is behind what it synced");
@@ -147,23 +157,26 @@ impl Tx<'_> {
             Outcome::Deferred { until, reason, .. } => {
                 // The claim stays (a retry copy of the job is on its way). A deferral is a sign
                 // of life, so it renews the lease: a job waiting out long retry delays is not lost.
-                sqlx::query(
-                    "UPDATE participants SET retry_at = ?3, last_error = ?4, last_error_at = ?5, \
-                     in_flight_since = CASE WHEN ?2 THEN ?6 ELSE in_flight_since END, \
-                     updated_at = ?6 WHERE participant_id = ?1",
-                )
-                .bind(participant.as_str())
-                .bind(holds_claim)
-                .bind(until.to_text())
-                .bind(capped(reason))
-                .bind(&at)
-                .bind(&self.now_text)
-                .execute(&mut *self.conn)
-                .await?;
+                on_backend!(self.conn.exec(), |c| {
+                    sqlx::query(
+                                    "UPDATE participants SET retry_at = $3, last_error = $4, last_error_at = $5, \
+                                     in_flight_since = CASE WHEN $2 THEN $6 ELSE in_flight_since END, \
+                                     updated_at = $6 WHERE participant_id = $1",
+                                )
+                                .bind(participant.as_str())
+                                .bind(holds_claim)
+                                .bind(until)
+                                .bind(capped(reason))
+                                .bind(at)
+                                .bind(self.now)
+                                .execute(c)
+                .await
+                .map(|r| r.rows_affected())
+                })?;
                 false
             }
             Outcome::Failed { state, reason, .. } => {
-                match expired_grant(*state, grant_expires_at.as_deref(), outcome.at) {
+                match expired_grant(*state, grant_expires_at, outcome.at) {
                     Some(expired) => {
                         self.set_state(
                             outcome,
@@ -185,18 +198,21 @@ impl Tx<'_> {
             Outcome::Touched => {
                 // The provider accepted the refresh token: the idle-expiry clock restarts. The
                 // state is not touched (a parked participant stays parked, with its reason).
-                sqlx::query(
-                    "UPDATE participants SET credential_used_at = ?3, \
-                     in_flight_job_id = CASE WHEN ?2 THEN NULL ELSE in_flight_job_id END, \
-                     in_flight_since = CASE WHEN ?2 THEN NULL ELSE in_flight_since END, \
-                     updated_at = ?4 WHERE participant_id = ?1",
-                )
-                .bind(participant.as_str())
-                .bind(holds_claim)
-                .bind(&at)
-                .bind(&self.now_text)
-                .execute(&mut *self.conn)
-                .await?;
+                on_backend!(self.conn.exec(), |c| {
+                    sqlx::query(
+                                    "UPDATE participants SET credential_used_at = $3, \
+                                     in_flight_job_id = CASE WHEN $2 THEN NULL ELSE in_flight_job_id END, \
+                                     in_flight_since = CASE WHEN $2 THEN NULL ELSE in_flight_since END, \
+                                     updated_at = $4 WHERE participant_id = $1",
+                                )
+                                .bind(participant.as_str())
+                                .bind(holds_claim)
+                                .bind(at)
+                                .bind(self.now)
+                                .execute(c)
+                .await
+                .map(|r| r.rows_affected())
+                })?;
                 holds_claim
             }
         };
@@ -226,13 +242,13 @@ impl Tx<'_> {
         outcome: &JobOutcome,
         rejected: &SealedToken,
     ) -> CommandResult<bool> {
-        let stored: Option<(String,)> = sqlx::query_as(
-            "SELECT sealed_refresh_token FROM credentials WHERE participant_id = ?1",
-        )
-        .bind(outcome.participant_id.as_str())
-        .fetch_optional(&mut *self.conn)
-        .await?;
-        Ok(stored.is_some_and(|(s,)| s != rejected.as_str()))
+        let stored: Option<(SealedToken,)> = on_backend!(self.conn.exec(), |c| {
+            sqlx::query_as("SELECT sealed_refresh_token FROM credentials WHERE participant_id = $1")
+                .bind(outcome.participant_id.as_str())
+                .fetch_optional(c)
+                .await
+        })?;
+        Ok(stored.is_some_and(|(s,)| s != *rejected))
     }
 
     /// Grants a new job, taking over this one's claim, with the stored credential. Once only: the
@@ -245,11 +261,12 @@ impl Tx<'_> {
         outcome: &JobOutcome,
         detail: &str,
     ) -> CommandResult<Option<Effect>> {
-        let requested_by: Option<String> =
-            sqlx::query_scalar("SELECT requested_by FROM sync_jobs WHERE job_id = ?1")
+        let requested_by: Option<String> = on_backend!(self.conn.exec(), |c| {
+            sqlx::query_scalar("SELECT requested_by FROM sync_jobs WHERE job_id = $1")
                 .bind(job_text(&outcome.job_id))
-                .fetch_optional(&mut *self.conn)
-                .await?;
+                .fetch_optional(c)
+                .await
+        })?;
         let trigger = if requested_by.as_deref() == Some(SyncTrigger::KeepAlive.as_str()) {
             SyncTrigger::KeepAlive
         } else {
@@ -282,21 +299,24 @@ impl Tx<'_> {
         reason: &str,
         holds_claim: bool,
     ) -> CommandResult<()> {
-        sqlx::query(
-            "UPDATE participants SET state = ?2, state_reason = ?3, last_error = ?3, \
-             last_error_at = ?4, \
-             in_flight_job_id = CASE WHEN ?5 THEN NULL ELSE in_flight_job_id END, \
-             in_flight_since = CASE WHEN ?5 THEN NULL ELSE in_flight_since END, \
-             updated_at = ?6 WHERE participant_id = ?1",
-        )
-        .bind(outcome.participant_id.as_str())
-        .bind(state.as_str())
-        .bind(capped(reason))
-        .bind(outcome.at.to_text())
-        .bind(holds_claim)
-        .bind(&self.now_text)
-        .execute(&mut *self.conn)
-        .await?;
+        on_backend!(self.conn.exec(), |c| {
+            sqlx::query(
+                "UPDATE participants SET state = $2, state_reason = $3, last_error = $3, \
+                     last_error_at = $4, \
+                     in_flight_job_id = CASE WHEN $5 THEN NULL ELSE in_flight_job_id END, \
+                     in_flight_since = CASE WHEN $5 THEN NULL ELSE in_flight_since END, \
+                     updated_at = $6 WHERE participant_id = $1",
+            )
+            .bind(outcome.participant_id.as_str())
+            .bind(state.as_str())
+            .bind(capped(reason))
+            .bind(outcome.at)
+            .bind(holds_claim)
+            .bind(self.now)
+            .execute(c)
+            .await
+            .map(|r| r.rows_affected())
+        })?;
         Ok(())
     }
 }
@@ -306,13 +326,13 @@ impl Tx<'_> {
 /// `consent_expired` rather than `revoked`.
 fn expired_grant(
     state: ParticipantState,
-    grant_expires_at: Option<&str>,
+    grant_expires_at: Option<UtcInstant>,
     at: UtcInstant,
 ) -> Option<String> {
     if state != ParticipantState::Revoked {
         return None;
     }
-    let expires = UtcInstant::parse(grant_expires_at?).ok()?;
+    let expires = grant_expires_at?;
     (expires <= at).then(|| {
         format!(
             "the time-limited grant expired on {}; needs a new consent",

@@ -9,21 +9,17 @@
 //! - A slice for a withdrawn participant (a job in flight when they withdrew) is dropped: a
 //!   withdrawal, and a purge with it, is final.
 
-use std::sync::Arc;
-
 use fitlink_shared::domain::{ParticipantState, UtcInstant};
-use fitlink_shared::messages::{
-    ActivityDay, HeartRateZoneDay, IntradayPoint, RestingHeartRateDay, SliceResult,
-};
-use sqlx::AssertSqlSafe;
+use fitlink_shared::messages::{ActivityDay, HeartRateZoneDay, RestingHeartRateDay, SliceResult};
+use fitlink_shared::on_backend;
+use fitlink_shared::store::IntradayTable;
 
-use super::sql::{Intraday, chunk_sizes};
 use super::{Applied, CommandResult, Effect, Rejection, Tx, job_text};
 
 const UPSERT_ACTIVITY: &str = "INSERT INTO activity_summary (participant_id, date, steps, \
      distance, floors, elevation, calories_out, activity_calories, sedentary_minutes, \
      lightly_active_minutes, fairly_active_minutes, very_active_minutes, provider, updated_at) \
-     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14) \
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14) \
      ON CONFLICT (participant_id, date) DO UPDATE SET steps = excluded.steps, \
      distance = excluded.distance, floors = excluded.floors, elevation = excluded.elevation, \
      calories_out = excluded.calories_out, activity_calories = excluded.activity_calories, \
@@ -32,38 +28,38 @@ const UPSERT_ACTIVITY: &str = "INSERT INTO activity_summary (participant_id, dat
      fairly_active_minutes = excluded.fairly_active_minutes, \
      very_active_minutes = excluded.very_active_minutes, provider = excluded.provider, \
      updated_at = excluded.updated_at \
-     WHERE activity_summary.steps IS NOT excluded.steps \
-     OR activity_summary.distance IS NOT excluded.distance \
-     OR activity_summary.floors IS NOT excluded.floors \
-     OR activity_summary.elevation IS NOT excluded.elevation \
-     OR activity_summary.calories_out IS NOT excluded.calories_out \
-     OR activity_summary.activity_calories IS NOT excluded.activity_calories \
-     OR activity_summary.sedentary_minutes IS NOT excluded.sedentary_minutes \
-     OR activity_summary.lightly_active_minutes IS NOT excluded.lightly_active_minutes \
-     OR activity_summary.fairly_active_minutes IS NOT excluded.fairly_active_minutes \
-     OR activity_summary.very_active_minutes IS NOT excluded.very_active_minutes \
-     OR activity_summary.provider IS NOT excluded.provider";
+     WHERE activity_summary.steps IS DISTINCT FROM excluded.steps \
+     OR activity_summary.distance IS DISTINCT FROM excluded.distance \
+     OR activity_summary.floors IS DISTINCT FROM excluded.floors \
+     OR activity_summary.elevation IS DISTINCT FROM excluded.elevation \
+     OR activity_summary.calories_out IS DISTINCT FROM excluded.calories_out \
+     OR activity_summary.activity_calories IS DISTINCT FROM excluded.activity_calories \
+     OR activity_summary.sedentary_minutes IS DISTINCT FROM excluded.sedentary_minutes \
+     OR activity_summary.lightly_active_minutes IS DISTINCT FROM excluded.lightly_active_minutes \
+     OR activity_summary.fairly_active_minutes IS DISTINCT FROM excluded.fairly_active_minutes \
+     OR activity_summary.very_active_minutes IS DISTINCT FROM excluded.very_active_minutes \
+     OR activity_summary.provider IS DISTINCT FROM excluded.provider";
 
 const UPSERT_HEART_RATE_ZONE: &str = "INSERT INTO heart_rate_summary (participant_id, date, \
      zone_name, min_heart_rate, max_heart_rate, minute_in_zone, calorie_count, provider, \
-     updated_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9) \
+     updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) \
      ON CONFLICT (participant_id, date, zone_name) DO UPDATE SET \
      min_heart_rate = excluded.min_heart_rate, max_heart_rate = excluded.max_heart_rate, \
      minute_in_zone = excluded.minute_in_zone, calorie_count = excluded.calorie_count, \
      provider = excluded.provider, updated_at = excluded.updated_at \
-     WHERE heart_rate_summary.min_heart_rate IS NOT excluded.min_heart_rate \
-     OR heart_rate_summary.max_heart_rate IS NOT excluded.max_heart_rate \
-     OR heart_rate_summary.minute_in_zone IS NOT excluded.minute_in_zone \
-     OR heart_rate_summary.calorie_count IS NOT excluded.calorie_count \
-     OR heart_rate_summary.provider IS NOT excluded.provider";
+     WHERE heart_rate_summary.min_heart_rate IS DISTINCT FROM excluded.min_heart_rate \
+     OR heart_rate_summary.max_heart_rate IS DISTINCT FROM excluded.max_heart_rate \
+     OR heart_rate_summary.minute_in_zone IS DISTINCT FROM excluded.minute_in_zone \
+     OR heart_rate_summary.calorie_count IS DISTINCT FROM excluded.calorie_count \
+     OR heart_rate_summary.provider IS DISTINCT FROM excluded.provider";
 
 const UPSERT_RESTING: &str = "INSERT INTO resting_heart_rate (participant_id, date, \
-     resting_heart_rate, provider, updated_at) VALUES (?1, ?2, ?3, ?4, ?5) \
+     resting_heart_rate, provider, updated_at) VALUES ($1, $2, $3, $4, $5) \
      ON CONFLICT (participant_id, date) DO UPDATE SET \
      resting_heart_rate = excluded.resting_heart_rate, provider = excluded.provider, \
      updated_at = excluded.updated_at \
-     WHERE resting_heart_rate.resting_heart_rate IS NOT excluded.resting_heart_rate \
-     OR resting_heart_rate.provider IS NOT excluded.provider";
+     WHERE resting_heart_rate.resting_heart_rate IS DISTINCT FROM excluded.resting_heart_rate \
+     OR resting_heart_rate.provider IS DISTINCT FROM excluded.provider";
 
 impl Tx<'_> {
     pub(super) async fn store_slice(
@@ -80,11 +76,12 @@ impl Tx<'_> {
             }
             .into());
         }
-        let row: Option<(String, String)> =
-            sqlx::query_as("SELECT sync_cursor, state FROM participants WHERE participant_id = ?1")
+        let row: Option<(UtcInstant, String)> = on_backend!(self.conn.exec(), |c| {
+            sqlx::query_as("SELECT sync_cursor, state FROM participants WHERE participant_id = $1")
                 .bind(participant.as_str())
-                .fetch_optional(&mut *self.conn)
-                .await?;
+                .fetch_optional(c)
+                .await
+        })?;
         let Some((cursor, state)) = row else {
             return Err(Rejection::UnknownParticipant(participant.clone()).into());
         };
@@ -95,10 +92,18 @@ impl Tx<'_> {
 
         let mut rows = 0;
         for (table, points) in [
-            (Intraday::HeartRate, &result.heart_rate),
-            (Intraday::Steps, &result.steps),
+            (IntradayTable::HeartRate, &result.heart_rate),
+            (IntradayTable::Steps, &result.steps),
         ] {
-            let written = self.insert_intraday(result, table, points).await?;
+            let written = self
+                .conn
+                .insert_intraday(
+                    table,
+                    result.participant_id.as_str(),
+                    result.provider.as_str(),
+                    points,
+                )
+                .await?;
             applied.add_rows(table.table(), written);
             rows += written;
         }
@@ -122,14 +127,17 @@ impl Tx<'_> {
         let cursor = self.advance_cursor(result, cursor).await?;
 
         // Counts rows actually written, so a redelivered slice does not inflate the ledger.
-        sqlx::query(
-            "UPDATE sync_jobs SET slices_stored = slices_stored + 1, \
-             rows_stored = rows_stored + ?2 WHERE job_id = ?1",
-        )
-        .bind(job_text(&result.job_id))
-        .bind(rows as i64)
-        .execute(&mut *self.conn)
-        .await?;
+        on_backend!(self.conn.exec(), |c| {
+            sqlx::query(
+                "UPDATE sync_jobs SET slices_stored = slices_stored + 1, \
+                 rows_stored = rows_stored + $2 WHERE job_id = $1",
+            )
+            .bind(job_text(&result.job_id))
+            .bind(rows as i64)
+            .execute(c)
+            .await
+            .map(|r| r.rows_affected())
+        })?;
         tracing::debug!(
             participant_id = %participant,
             job_id = %result.job_id,
@@ -145,35 +153,6 @@ impl Tx<'_> {
         })
     }
 
-    /// Inserts the points with cached multi-row statements; returns the rows actually inserted.
-    async fn insert_intraday(
-        &mut self,
-        result: &SliceResult,
-        table: Intraday,
-        points: &[IntradayPoint],
-    ) -> CommandResult<u64> {
-        let mut written = 0;
-        let mut rest = points;
-        // Shared, so binding them on every row copies a pointer, not the text.
-        let participant: Arc<str> = Arc::from(result.participant_id.as_str());
-        let provider: Arc<str> = Arc::from(result.provider.as_str());
-        for size in chunk_sizes(points.len()) {
-            let (chunk, tail) = rest.split_at(size);
-            rest = tail;
-            let mut query = sqlx::query(AssertSqlSafe(self.sql.intraday(table, size)));
-            for point in chunk {
-                query = query
-                    .bind(participant.clone())
-                    .bind(point.datetime.to_text())
-                    .bind(point.utc_offset_seconds)
-                    .bind(point.value)
-                    .bind(provider.clone());
-            }
-            written += query.execute(&mut *self.conn).await?.rows_affected();
-        }
-        Ok(written)
-    }
-
     async fn upsert_activity(
         &mut self,
         result: &SliceResult,
@@ -182,24 +161,26 @@ impl Tx<'_> {
     ) -> CommandResult<u64> {
         let mut written = 0;
         for day in days {
-            written += sqlx::query(UPSERT_ACTIVITY)
-                .bind(result.participant_id.as_str())
-                .bind(day.date.to_string())
-                .bind(day.steps)
-                .bind(day.distance)
-                .bind(day.floors)
-                .bind(day.elevation)
-                .bind(day.calories_out)
-                .bind(day.activity_calories)
-                .bind(day.sedentary_minutes)
-                .bind(day.lightly_active_minutes)
-                .bind(day.fairly_active_minutes)
-                .bind(day.very_active_minutes)
-                .bind(provider)
-                .bind(&self.now_text)
-                .execute(&mut *self.conn)
-                .await?
-                .rows_affected();
+            written += on_backend!(self.conn.exec(), |c| {
+                sqlx::query(UPSERT_ACTIVITY)
+                    .bind(result.participant_id.as_str())
+                    .bind(day.date)
+                    .bind(day.steps)
+                    .bind(day.distance)
+                    .bind(day.floors)
+                    .bind(day.elevation)
+                    .bind(day.calories_out)
+                    .bind(day.activity_calories)
+                    .bind(day.sedentary_minutes)
+                    .bind(day.lightly_active_minutes)
+                    .bind(day.fairly_active_minutes)
+                    .bind(day.very_active_minutes)
+                    .bind(provider)
+                    .bind(self.now)
+                    .execute(c)
+                    .await
+                    .map(|r| r.rows_affected())
+            })?;
         }
         Ok(written)
     }
@@ -212,19 +193,21 @@ impl Tx<'_> {
     ) -> CommandResult<u64> {
         let mut written = 0;
         for zone in zones {
-            written += sqlx::query(UPSERT_HEART_RATE_ZONE)
-                .bind(result.participant_id.as_str())
-                .bind(zone.date.to_string())
-                .bind(&zone.zone_name)
-                .bind(zone.min_heart_rate)
-                .bind(zone.max_heart_rate)
-                .bind(zone.minute_in_zone)
-                .bind(zone.calorie_count)
-                .bind(provider)
-                .bind(&self.now_text)
-                .execute(&mut *self.conn)
-                .await?
-                .rows_affected();
+            written += on_backend!(self.conn.exec(), |c| {
+                sqlx::query(UPSERT_HEART_RATE_ZONE)
+                    .bind(result.participant_id.as_str())
+                    .bind(zone.date)
+                    .bind(&zone.zone_name)
+                    .bind(zone.min_heart_rate)
+                    .bind(zone.max_heart_rate)
+                    .bind(zone.minute_in_zone)
+                    .bind(zone.calorie_count)
+                    .bind(provider)
+                    .bind(self.now)
+                    .execute(c)
+                    .await
+                    .map(|r| r.rows_affected())
+            })?;
         }
         Ok(written)
     }
@@ -237,15 +220,17 @@ impl Tx<'_> {
     ) -> CommandResult<u64> {
         let mut written = 0;
         for day in days {
-            written += sqlx::query(UPSERT_RESTING)
-                .bind(result.participant_id.as_str())
-                .bind(day.date.to_string())
-                .bind(day.resting_heart_rate)
-                .bind(provider)
-                .bind(&self.now_text)
-                .execute(&mut *self.conn)
-                .await?
-                .rows_affected();
+            written += on_backend!(self.conn.exec(), |c| {
+                sqlx::query(UPSERT_RESTING)
+                    .bind(result.participant_id.as_str())
+                    .bind(day.date)
+                    .bind(day.resting_heart_rate)
+                    .bind(provider)
+                    .bind(self.now)
+                    .execute(c)
+                    .await
+                    .map(|r| r.rows_affected())
+            })?;
         }
         Ok(written)
     }
@@ -255,74 +240,75 @@ impl Tx<'_> {
     async fn advance_cursor(
         &mut self,
         result: &SliceResult,
-        cursor_text: String,
+        before: UtcInstant,
     ) -> CommandResult<UtcInstant> {
         let participant = result.participant_id.as_str();
         let slice = result.slice;
-        let parsed = UtcInstant::parse(&cursor_text).map_err(|_| Rejection::CorruptRow {
-            participant: result.participant_id.clone(),
-            what: "sync_cursor",
-            value: cursor_text.chars().take(40).collect(),
-        })?;
-        if slice.end <= parsed {
+        if slice.end <= before {
             // Entirely behind the cursor (a re-sync): the data is stored, the cursor stays.
-            return Ok(parsed);
+            return Ok(before);
         }
-        sqlx::query(
-            "INSERT INTO sync_slices (participant_id, slice_start, slice_end, job_id) \
-             VALUES (?1, ?2, ?3, ?4) ON CONFLICT DO NOTHING",
-        )
-        .bind(participant)
-        .bind(slice.start.to_text())
-        .bind(slice.end.to_text())
-        .bind(job_text(&result.job_id))
-        .execute(&mut *self.conn)
-        .await?;
-
-        // Text order is time order (one canonical form), so SQL compares instants as text.
-        let mut cursor = cursor_text;
-        loop {
-            let next: Option<String> = sqlx::query_scalar(
-                "SELECT max(slice_end) FROM sync_slices \
-                 WHERE participant_id = ?1 AND slice_start <= ?2 AND slice_end > ?2",
+        on_backend!(self.conn.exec(), |c| {
+            sqlx::query(
+                "INSERT INTO sync_slices (participant_id, slice_start, slice_end, job_id) \
+                 VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING",
             )
             .bind(participant)
-            .bind(&cursor)
-            .fetch_one(&mut *self.conn)
-            .await?;
+            .bind(slice.start)
+            .bind(slice.end)
+            .bind(job_text(&result.job_id))
+            .execute(c)
+            .await
+            .map(|r| r.rows_affected())
+        })?;
+
+        let mut cursor = before;
+        loop {
+            let next: Option<UtcInstant> = on_backend!(self.conn.exec(), |c| {
+                sqlx::query_scalar(
+                    "SELECT max(slice_end) FROM sync_slices \
+                     WHERE participant_id = $1 AND slice_start <= $2 AND slice_end > $2",
+                )
+                .bind(participant)
+                .bind(cursor)
+                .fetch_one(c)
+                .await
+            })?;
             match next {
                 Some(next) => cursor = next,
                 None => break,
             }
         }
-        let moved = UtcInstant::parse(&cursor).map_err(|_| Rejection::CorruptRow {
-            participant: result.participant_id.clone(),
-            what: "sync_slices.slice_end",
-            value: cursor.chars().take(40).collect(),
-        })?;
-        if moved != parsed {
-            sqlx::query(
-                "UPDATE participants SET sync_cursor = ?2, updated_at = ?3 WHERE participant_id = ?1",
-            )
-            .bind(participant)
-            .bind(&cursor)
-            .bind(&self.now_text)
-            .execute(&mut *self.conn)
-            .await?;
-            sqlx::query("DELETE FROM sync_slices WHERE participant_id = ?1 AND slice_end <= ?2")
+        if cursor != before {
+            on_backend!(self.conn.exec(), |c| {
+                sqlx::query(
+                    "UPDATE participants SET sync_cursor = $2, updated_at = $3 \
+                     WHERE participant_id = $1",
+                )
                 .bind(participant)
-                .bind(&cursor)
-                .execute(&mut *self.conn)
-                .await?;
-        } else if slice.start > parsed {
+                .bind(cursor)
+                .bind(self.now)
+                .execute(c)
+                .await
+                .map(|r| r.rows_affected())
+            })?;
+            on_backend!(self.conn.exec(), |c| {
+                sqlx::query("DELETE FROM sync_slices WHERE participant_id = $1 AND slice_end <= $2")
+                    .bind(participant)
+                    .bind(cursor)
+                    .execute(c)
+                    .await
+                    .map(|r| r.rows_affected())
+            })?;
+        } else if slice.start > before {
             tracing::debug!(
                 participant_id = %result.participant_id,
                 job_id = %result.job_id,
-                cursor = %parsed,
+                cursor = %before,
                 slice_start = %slice.start,
                 "slice arrived ahead of a gap; stored, cursor waits"
             );
         }
-        Ok(moved)
+        Ok(cursor)
     }
 }

@@ -1,22 +1,29 @@
-//! The store against a real SQLite file: each test proves one rule of the writer.
+//! The store's contract, against a real SQLite file and a real PostgreSQL database (one test
+//! body, two stores): each test proves one rule of the writer.
 
 use std::time::{Duration, Instant};
 
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD as BASE64;
 use chrono::{NaiveDate, TimeDelta};
+use fitlink_shared::config::DatabaseArgs;
 use fitlink_shared::domain::{ParticipantId, ParticipantState, Provider, Slice, UtcInstant};
 use fitlink_shared::messages::*;
 use fitlink_shared::secret::SealedToken;
+use fitlink_shared::store::testing::TestDatabase;
+use fitlink_shared::store::{Backend, ByBackend};
 use uuid::Uuid;
 
 use super::*;
 
 pub(super) const LEASE: Duration = Duration::from_secs(3 * 3600);
 
-pub(super) async fn open() -> (tempfile::TempDir, Store) {
-    let dir = tempfile::tempdir().unwrap();
-    let url = format!("sqlite://{}", dir.path().join("fitlink.db").display());
-    let store = Store::open(&url, LEASE).await.unwrap();
-    (dir, store)
+pub(super) async fn open(backend: Backend) -> (TestDatabase, Store) {
+    let db = TestDatabase::new(backend).await;
+    let store = Store::open(&DatabaseArgs::url(db.url()), LEASE)
+        .await
+        .unwrap();
+    (db, store)
 }
 
 pub(super) fn pid(id: &str) -> ParticipantId {
@@ -27,8 +34,22 @@ pub(super) fn at(text: &str) -> UtcInstant {
     UtcInstant::parse(text).unwrap()
 }
 
+/// A stand-in sealed token: base64 like a real one (PostgreSQL stores the bytes), and tests
+/// tell them apart by their text.
 pub(super) fn sealed(text: &str) -> SealedToken {
-    SealedToken::from_stored(text.to_owned())
+    SealedToken::from_stored(BASE64.encode(text))
+}
+
+/// The participant's stored credential, as the text [`sealed`] was given.
+pub(super) async fn stored_token(store: &Store, participant: &str) -> Option<String> {
+    let token: Option<SealedToken> = on_backend!(store.database().exec(), |e| {
+        sqlx::query_scalar("SELECT sealed_refresh_token FROM credentials WHERE participant_id = $1")
+            .bind(participant)
+            .fetch_optional(e)
+            .await
+    })
+    .unwrap();
+    token.map(|t| String::from_utf8(BASE64.decode(t.as_str()).unwrap()).unwrap())
 }
 
 pub(super) fn import(import_id: Uuid, people: &[(&str, &str)]) -> WriterCommand {
@@ -106,8 +127,8 @@ pub(super) fn completed() -> Outcome {
 }
 
 /// One participant `p1`, imported.
-pub(super) async fn with_p1() -> (tempfile::TempDir, Store) {
-    let (dir, mut store) = open().await;
+pub(super) async fn with_p1(backend: Backend) -> (TestDatabase, Store) {
+    let (dir, mut store) = open(backend).await;
     store
         .apply(&[import(Uuid::new_v4(), &[("p1", "sealed-1")])])
         .await
@@ -124,35 +145,34 @@ pub(super) async fn grant(store: &mut Store, req: SyncRequest) -> Effect {
 }
 
 pub(super) async fn count(store: &Store, table: &str) -> i64 {
-    sqlx::query_scalar(AssertSqlSafe(format!("SELECT count(*) FROM {table}")))
-        .fetch_one(&store.pool)
-        .await
-        .unwrap()
-}
-
-pub(super) async fn text(store: &Store, sql: &'static str, participant: &str) -> Option<String> {
-    sqlx::query_scalar(sql)
-        .bind(participant)
-        .fetch_one(&store.pool)
-        .await
-        .unwrap()
-}
-
-pub(super) async fn column(store: &Store, column: &str, participant: &str) -> Option<String> {
-    sqlx::query_scalar(AssertSqlSafe(format!(
-        "SELECT {column} FROM participants WHERE participant_id = ?1"
-    )))
-    .bind(participant)
-    .fetch_one(&store.pool)
-    .await
+    on_backend!(store.database().exec(), |e| {
+        sqlx::query_scalar(AssertSqlSafe(format!("SELECT count(*) FROM {table}")))
+            .fetch_one(e)
+            .await
+    })
     .unwrap()
+}
+
+/// A column of the participant's row, as SQLite text (instants in their canonical form).
+pub(super) async fn column(store: &Store, column: &str, participant: &str) -> Option<String> {
+    on_backend!(store.database().exec(), |e| {
+        let row = sqlx::query(AssertSqlSafe(format!(
+            "SELECT {column} FROM participants WHERE participant_id = $1"
+        )))
+        .bind(participant)
+        .fetch_one(e)
+        .await
+        .unwrap();
+        fitlink_shared::column_text!(row, 0)
+    })
 }
 
 use sqlx::AssertSqlSafe;
 
-#[tokio::test]
-async fn import_is_idempotent_and_a_new_consent_reactivates_without_moving_the_cursor() {
-    let (_dir, mut store) = open().await;
+async fn import_is_idempotent_and_a_new_consent_reactivates_without_moving_the_cursor(
+    backend: Backend,
+) {
+    let (_dir, mut store) = open(backend).await;
     let first = Uuid::new_v4();
     let applied = store
         .apply(&[import(first, &[("p1", "sealed-1"), ("p2", "sealed-2")])])
@@ -185,13 +205,7 @@ async fn import_is_idempotent_and_a_new_consent_reactivates_without_moving_the_c
     assert_eq!(count(&store, "participants").await, 2);
     assert_eq!(count(&store, "imports").await, 1);
     assert_eq!(
-        text(
-            &store,
-            "SELECT sealed_refresh_token FROM credentials WHERE participant_id = ?1",
-            "p1"
-        )
-        .await
-        .as_deref(),
+        stored_token(&store, "p1").await.as_deref(),
         Some("sealed-1")
     );
 
@@ -253,28 +267,24 @@ async fn import_is_idempotent_and_a_new_consent_reactivates_without_moving_the_c
         Some("2026-10-01T00:00:00Z")
     );
     assert_eq!(
-        text(
-            &store,
-            "SELECT sealed_refresh_token FROM credentials WHERE participant_id = ?1",
-            "p1"
-        )
-        .await
-        .as_deref(),
+        stored_token(&store, "p1").await.as_deref(),
         Some("sealed-1-new")
     );
     assert_eq!(count(&store, "imports").await, 2);
 
-    // Credentials are committed with synchronous=FULL; the connection is back to NORMAL after.
-    let synchronous: i64 = sqlx::query_scalar("PRAGMA synchronous")
-        .fetch_one(&store.pool)
-        .await
-        .unwrap();
-    assert_eq!(synchronous, 1, "synchronous=NORMAL");
+    // SQLite: credentials are committed with synchronous=FULL; the connection is back to
+    // NORMAL after.
+    if let ByBackend::Sqlite(pool) = store.database().exec() {
+        let synchronous: i64 = sqlx::query_scalar("PRAGMA synchronous")
+            .fetch_one(pool)
+            .await
+            .unwrap();
+        assert_eq!(synchronous, 1, "synchronous=NORMAL");
+    }
 }
 
-#[tokio::test]
-async fn a_grant_claims_the_participant_and_carries_what_the_worker_needs() {
-    let (_dir, mut store) = with_p1().await;
+async fn a_grant_claims_the_participant_and_carries_what_the_worker_needs(backend: Backend) {
+    let (_dir, mut store) = with_p1(backend).await;
     let job_id = Uuid::new_v4();
     let Effect::Granted(job) = grant(&mut store, request(job_id, "p1")).await else {
         panic!("not granted")
@@ -293,19 +303,20 @@ async fn a_grant_claims_the_participant_and_carries_what_the_worker_needs() {
         column(&store, "in_flight_since", "p1").await,
         Some(job.granted_at.to_text())
     );
-    let (requested_by, granted_at): (String, String) =
-        sqlx::query_as("SELECT requested_by, granted_at FROM sync_jobs WHERE job_id = ?1")
-            .bind(job_id.to_string())
-            .fetch_one(&store.pool)
-            .await
-            .unwrap();
+    let (requested_by, granted_at): (String, UtcInstant) =
+        on_backend!(store.database().exec(), |e| {
+            sqlx::query_as("SELECT requested_by, granted_at FROM sync_jobs WHERE job_id = $1")
+                .bind(job_id.to_string())
+                .fetch_one(e)
+                .await
+        })
+        .unwrap();
     assert_eq!(requested_by, "schedule");
-    assert_eq!(granted_at, job.granted_at.to_text());
+    assert_eq!(granted_at, job.granted_at);
 }
 
-#[tokio::test]
-async fn a_second_request_while_one_is_in_flight_is_not_granted() {
-    let (_dir, mut store) = with_p1().await;
+async fn a_second_request_while_one_is_in_flight_is_not_granted(backend: Backend) {
+    let (_dir, mut store) = with_p1(backend).await;
     let first = Uuid::new_v4();
     assert!(matches!(
         grant(&mut store, request(first, "p1")).await,
@@ -335,7 +346,7 @@ async fn a_second_request_while_one_is_in_flight_is_not_granted() {
     );
 
     // Two fresh requests in one batch for an idle participant: the first wins.
-    let (_dir, mut store) = with_p1().await;
+    let (_dir, mut store) = with_p1(backend).await;
     let applied = store
         .apply(&[
             WriterCommand::RequestSync(request(Uuid::new_v4(), "p1")),
@@ -351,9 +362,8 @@ async fn a_second_request_while_one_is_in_flight_is_not_granted() {
     assert_eq!(applied.jobs().count(), 1);
 }
 
-#[tokio::test]
-async fn a_replay_that_names_the_job_in_flight_takes_over_its_claim() {
-    let (_dir, mut store) = with_p1().await;
+async fn a_replay_that_names_the_job_in_flight_takes_over_its_claim(backend: Backend) {
+    let (_dir, mut store) = with_p1(backend).await;
     let lost = Uuid::new_v4();
     grant(&mut store, request(lost, "p1")).await;
     let replay = Uuid::new_v4();
@@ -365,12 +375,13 @@ async fn a_replay_that_names_the_job_in_flight_takes_over_its_claim() {
         column(&store, "in_flight_job_id", "p1").await,
         Some(replay.to_string())
     );
-    let detail: Option<String> =
-        sqlx::query_scalar("SELECT detail FROM sync_jobs WHERE job_id = ?1")
+    let detail: Option<String> = on_backend!(store.database().exec(), |e| {
+        sqlx::query_scalar("SELECT detail FROM sync_jobs WHERE job_id = $1")
             .bind(lost.to_string())
-            .fetch_one(&store.pool)
+            .fetch_one(e)
             .await
-            .unwrap();
+    })
+    .unwrap();
     assert!(detail.unwrap().contains(&replay.to_string()));
 
     // A replay naming some other job does not.
@@ -382,17 +393,19 @@ async fn a_replay_that_names_the_job_in_flight_takes_over_its_claim() {
     ));
 }
 
-#[tokio::test]
-async fn an_expired_lease_is_granted_again() {
-    let (_dir, mut store) = with_p1().await;
+async fn an_expired_lease_is_granted_again(backend: Backend) {
+    let (_dir, mut store) = with_p1(backend).await;
     let old = Uuid::new_v4();
     grant(&mut store, request(old, "p1")).await;
-    let four_hours_ago = UtcInstant::new(chrono::Utc::now() - TimeDelta::hours(4)).to_text();
-    sqlx::query("UPDATE participants SET in_flight_since = ?1")
-        .bind(&four_hours_ago)
-        .execute(&store.pool)
-        .await
-        .unwrap();
+    let four_hours_ago = UtcInstant::new(chrono::Utc::now() - TimeDelta::hours(4));
+    on_backend!(store.database().exec(), |e| {
+        sqlx::query("UPDATE participants SET in_flight_since = $1")
+            .bind(four_hours_ago)
+            .execute(e)
+            .await
+            .map(|r| r.rows_affected())
+    })
+    .unwrap();
     let new = Uuid::new_v4();
     assert!(matches!(
         grant(&mut store, request(new, "p1")).await,
@@ -404,21 +417,23 @@ async fn an_expired_lease_is_granted_again() {
     );
 
     // Within the lease (2 h old), it is still held.
-    let two_hours_ago = UtcInstant::new(chrono::Utc::now() - TimeDelta::hours(2)).to_text();
-    sqlx::query("UPDATE participants SET in_flight_since = ?1")
-        .bind(&two_hours_ago)
-        .execute(&store.pool)
-        .await
-        .unwrap();
+    let two_hours_ago = UtcInstant::new(chrono::Utc::now() - TimeDelta::hours(2));
+    on_backend!(store.database().exec(), |e| {
+        sqlx::query("UPDATE participants SET in_flight_since = $1")
+            .bind(two_hours_ago)
+            .execute(e)
+            .await
+            .map(|r| r.rows_affected())
+    })
+    .unwrap();
     assert!(matches!(
         grant(&mut store, request(Uuid::new_v4(), "p1")).await,
         Effect::NotGranted(NotGranted::InFlight { .. })
     ));
 }
 
-#[tokio::test]
-async fn a_redelivered_granted_request_publishes_the_same_job_again() {
-    let (_dir, mut store) = with_p1().await;
+async fn a_redelivered_granted_request_publishes_the_same_job_again(backend: Backend) {
+    let (_dir, mut store) = with_p1(backend).await;
     let job_id = Uuid::new_v4();
     let Effect::Granted(job) = grant(&mut store, request(job_id, "p1")).await else {
         panic!("not granted")
@@ -441,9 +456,8 @@ async fn a_redelivered_granted_request_publishes_the_same_job_again() {
     assert_eq!(column(&store, "in_flight_job_id", "p1").await, None);
 }
 
-#[tokio::test]
-async fn a_participant_who_is_not_active_is_granted_only_when_forced() {
-    let (_dir, mut store) = with_p1().await;
+async fn a_participant_who_is_not_active_is_granted_only_when_forced(backend: Backend) {
+    let (_dir, mut store) = with_p1(backend).await;
     let job = Uuid::new_v4();
     grant(&mut store, request(job, "p1")).await;
     store
@@ -484,9 +498,8 @@ async fn a_participant_who_is_not_active_is_granted_only_when_forced() {
     );
 }
 
-#[tokio::test]
-async fn a_slice_stored_twice_is_stored_once() {
-    let (_dir, mut store) = with_p1().await;
+async fn a_slice_stored_twice_is_stored_once(backend: Backend) {
+    let (_dir, mut store) = with_p1(backend).await;
     let job = Uuid::new_v4();
     grant(&mut store, request(job, "p1")).await;
     let s = WriterCommand::StoreSlice(slice(job, "p1", "2026-10-01T00:00:00Z", 300));
@@ -497,27 +510,31 @@ async fn a_slice_stored_twice_is_stored_once() {
     assert_eq!(second.rows_written(), 0);
     assert_eq!(count(&store, "heart_rate_intraday").await, 300);
     assert_eq!(count(&store, "steps_intraday").await, 300);
-    let (slices, rows): (i64, i64) =
-        sqlx::query_as("SELECT slices_stored, rows_stored FROM sync_jobs WHERE job_id = ?1")
+    let (slices, rows): (i64, i64) = on_backend!(store.database().exec(), |e| {
+        sqlx::query_as("SELECT slices_stored, rows_stored FROM sync_jobs WHERE job_id = $1")
             .bind(job.to_string())
-            .fetch_one(&store.pool)
+            .fetch_one(e)
             .await
-            .unwrap();
+    })
+    .unwrap();
     assert_eq!((slices, rows), (3, 600));
 
     // Every row carries its participant, provider, UTC instant and offset.
-    let row: (String, String, i64, i64, String) = sqlx::query_as(
-        "SELECT participant_id, datetime, utc_offset_seconds, heart_rate_value, provider \
+    let row: (String, UtcInstant, i64, i64, String) = on_backend!(store.database().exec(), |e| {
+        sqlx::query_as(
+            "SELECT participant_id, datetime, CAST(utc_offset_seconds AS BIGINT), \
+             CAST(heart_rate_value AS BIGINT), provider \
          FROM heart_rate_intraday ORDER BY datetime LIMIT 1",
-    )
-    .fetch_one(&store.pool)
-    .await
+        )
+        .fetch_one(e)
+        .await
+    })
     .unwrap();
     assert_eq!(
         row,
         (
             "p1".into(),
-            "2026-10-01T00:00:00Z".into(),
+            at("2026-10-01T00:00:00Z"),
             -14_400,
             60,
             "google-health".into()
@@ -525,9 +542,8 @@ async fn a_slice_stored_twice_is_stored_once() {
     );
 }
 
-#[tokio::test]
-async fn summaries_are_replaced_when_changed_and_untouched_when_not() {
-    let (_dir, mut store) = with_p1().await;
+async fn summaries_are_replaced_when_changed_and_untouched_when_not(backend: Backend) {
+    let (_dir, mut store) = with_p1(backend).await;
     let job = Uuid::new_v4();
     let day = NaiveDate::from_ymd_opt(2026, 10, 1).unwrap();
     let mut s = slice(job, "p1", "2026-10-01T00:00:00Z", 0);
@@ -567,11 +583,14 @@ async fn summaries_are_replaced_when_changed_and_untouched_when_not() {
         "heart_rate_summary",
         "resting_heart_rate",
     ] {
-        sqlx::query(AssertSqlSafe(format!(
-            "UPDATE {table} SET updated_at = '2000-01-01T00:00:00Z'"
-        )))
-        .execute(&store.pool)
-        .await
+        on_backend!(store.database().exec(), |e| {
+            sqlx::query(AssertSqlSafe(format!(
+                "UPDATE {table} SET updated_at = '2000-01-01T00:00:00Z'"
+            )))
+            .execute(e)
+            .await
+            .map(|r| r.rows_affected())
+        })
         .unwrap();
     }
     let unchanged = store
@@ -584,11 +603,13 @@ async fn summaries_are_replaced_when_changed_and_untouched_when_not() {
         "heart_rate_summary",
         "resting_heart_rate",
     ] {
-        let stale: i64 = sqlx::query_scalar(AssertSqlSafe(format!(
-            "SELECT count(*) FROM {table} WHERE updated_at = '2000-01-01T00:00:00Z'"
-        )))
-        .fetch_one(&store.pool)
-        .await
+        let stale: i64 = on_backend!(store.database().exec(), |e| {
+            sqlx::query_scalar(AssertSqlSafe(format!(
+                "SELECT count(*) FROM {table} WHERE updated_at = '2000-01-01T00:00:00Z'"
+            )))
+            .fetch_one(e)
+            .await
+        })
         .unwrap();
         assert!(stale >= 1, "{table} was rewritten although unchanged");
     }
@@ -601,39 +622,33 @@ async fn summaries_are_replaced_when_changed_and_untouched_when_not() {
     assert_eq!(changed.rows.get("activity_summary"), Some(&1));
     assert_eq!(changed.rows.get("heart_rate_summary"), Some(&1));
     assert_eq!(changed.rows.get("resting_heart_rate"), Some(&1));
-    let (steps, distance, updated_at): (i64, f64, String) = sqlx::query_as(
+    let (steps, distance, updated_at): (i64, f64, UtcInstant) = on_backend!(store.database().exec(), |e| {
+sqlx::query_as(
         "SELECT steps, distance, updated_at FROM activity_summary WHERE participant_id = 'p1' AND date = '2026-10-01'",
     )
-    .fetch_one(&store.pool)
-    .await
+    .fetch_one(e)
+.await
+})
     .unwrap();
     assert_eq!((steps, distance), (9500, 6.1));
-    assert_ne!(updated_at, "2000-01-01T00:00:00Z");
-    let light_untouched: String =
+    assert_ne!(updated_at, at("2000-01-01T00:00:00Z"));
+    let light_untouched: UtcInstant = on_backend!(store.database().exec(), |e| {
         sqlx::query_scalar("SELECT updated_at FROM heart_rate_summary WHERE zone_name = 'light'")
-            .fetch_one(&store.pool)
+            .fetch_one(e)
             .await
-            .unwrap();
-    assert_eq!(light_untouched, "2000-01-01T00:00:00Z");
+    })
+    .unwrap();
+    assert_eq!(light_untouched, at("2000-01-01T00:00:00Z"));
     assert_eq!(count(&store, "activity_summary").await, 1);
     assert_eq!(count(&store, "heart_rate_summary").await, 2);
 }
 
-#[tokio::test]
-async fn the_cursor_advances_contiguously_and_waits_at_a_gap() {
-    let (_dir, mut store) = with_p1().await;
+async fn the_cursor_advances_contiguously_and_waits_at_a_gap(backend: Backend) {
+    let (_dir, mut store) = with_p1(backend).await;
     let job = Uuid::new_v4();
-    let cursor = |store: &Store| {
-        let pool = store.pool.clone();
-        async move {
-            sqlx::query_scalar::<_, String>(
-                "SELECT sync_cursor FROM participants WHERE participant_id = 'p1'",
-            )
-            .fetch_one(&pool)
-            .await
-            .unwrap()
-        }
-    };
+    async fn cursor(store: &Store) -> String {
+        column(store, "sync_cursor", "p1").await.unwrap()
+    }
     let hour = |h: u32| {
         WriterCommand::StoreSlice(slice(job, "p1", &format!("2026-10-01T{h:02}:00:00Z"), 60))
     };
@@ -675,9 +690,8 @@ async fn the_cursor_advances_contiguously_and_waits_at_a_gap() {
     assert_eq!(cursor(&store).await, "2026-10-01T04:30:00Z");
 }
 
-#[tokio::test]
-async fn a_rotated_credential_is_stored() {
-    let (_dir, mut store) = with_p1().await;
+async fn a_rotated_credential_is_stored(backend: Backend) {
+    let (_dir, mut store) = with_p1(backend).await;
     let applied = store
         .apply(&[WriterCommand::RotateCredential(CredentialRotation {
             job_id: Uuid::new_v4(),
@@ -692,13 +706,7 @@ async fn a_rotated_credential_is_stored() {
         [Effect::CredentialRotated { .. }]
     ));
     assert_eq!(
-        text(
-            &store,
-            "SELECT sealed_refresh_token FROM credentials WHERE participant_id = ?1",
-            "p1"
-        )
-        .await
-        .as_deref(),
+        stored_token(&store, "p1").await.as_deref(),
         Some("sealed-rotated")
     );
     // And the next grant carries it.
@@ -719,16 +727,18 @@ async fn a_rotated_credential_is_stored() {
     assert!(err.is_dead_letter(), "{err}");
 }
 
-#[tokio::test]
-async fn a_completed_job_releases_the_claim_and_records_the_sync() {
-    let (_dir, mut store) = with_p1().await;
+async fn a_completed_job_releases_the_claim_and_records_the_sync(backend: Backend) {
+    let (_dir, mut store) = with_p1(backend).await;
     let job = Uuid::new_v4();
     grant(&mut store, request(job, "p1")).await;
-    sqlx::query(
-        "UPDATE participants SET last_error = 'earlier 503', retry_at = '2026-10-02T00:00:00Z'",
-    )
-    .execute(&store.pool)
-    .await
+    on_backend!(store.database().exec(), |e| {
+        sqlx::query(
+            "UPDATE participants SET last_error = 'earlier 503', retry_at = '2026-10-02T00:00:00Z'",
+        )
+        .execute(e)
+        .await
+        .map(|r| r.rows_affected())
+    })
     .unwrap();
     let applied = store
         .apply(&[finish(job, "p1", completed())])
@@ -757,15 +767,16 @@ async fn a_completed_job_releases_the_claim_and_records_the_sync() {
     );
     assert_eq!(column(&store, "retry_at", "p1").await, None);
     assert_eq!(column(&store, "last_error", "p1").await, None);
-    let (finished_at, outcome): (String, String) =
-        sqlx::query_as("SELECT finished_at, outcome FROM sync_jobs WHERE job_id = ?1")
+    let (finished_at, outcome): (UtcInstant, String) = on_backend!(store.database().exec(), |e| {
+        sqlx::query_as("SELECT finished_at, outcome FROM sync_jobs WHERE job_id = $1")
             .bind(job.to_string())
-            .fetch_one(&store.pool)
+            .fetch_one(e)
             .await
-            .unwrap();
+    })
+    .unwrap();
     assert_eq!(
-        (finished_at.as_str(), outcome.as_str()),
-        ("2026-10-02T01:00:00Z", "completed")
+        (finished_at, outcome.as_str()),
+        (at("2026-10-02T01:00:00Z"), "completed")
     );
 
     // The next grant carries the time zone learned.
@@ -775,9 +786,8 @@ async fn a_completed_job_releases_the_claim_and_records_the_sync() {
     assert_eq!(next.time_zone.as_deref(), Some("America/New_York"));
 }
 
-#[tokio::test]
-async fn a_deferred_job_keeps_the_claim_and_says_until_when() {
-    let (_dir, mut store) = with_p1().await;
+async fn a_deferred_job_keeps_the_claim_and_says_until_when(backend: Backend) {
+    let (_dir, mut store) = with_p1(backend).await;
     let job = Uuid::new_v4();
     grant(&mut store, request(job, "p1")).await;
     let applied = store
@@ -825,8 +835,7 @@ async fn a_deferred_job_keeps_the_claim_and_says_until_when() {
     ));
 }
 
-#[tokio::test]
-async fn failed_and_dead_lettered_jobs_set_the_reason_and_release_the_claim() {
+async fn failed_and_dead_lettered_jobs_set_the_reason_and_release_the_claim(backend: Backend) {
     for (outcome, state, reason) in [
         (
             Outcome::Failed {
@@ -845,7 +854,7 @@ async fn failed_and_dead_lettered_jobs_set_the_reason_and_release_the_claim() {
             "retries exhausted: 503",
         ),
     ] {
-        let (_dir, mut store) = with_p1().await;
+        let (_dir, mut store) = with_p1(backend).await;
         let job = Uuid::new_v4();
         grant(&mut store, request(job, "p1")).await;
         let applied = store.apply(&[finish(job, "p1", outcome)]).await.unwrap();
@@ -866,11 +875,13 @@ async fn failed_and_dead_lettered_jobs_set_the_reason_and_release_the_claim() {
             Some(reason)
         );
         assert_eq!(column(&store, "in_flight_job_id", "p1").await, None);
-        let outcome: String = sqlx::query_scalar("SELECT outcome FROM sync_jobs WHERE job_id = ?1")
-            .bind(job.to_string())
-            .fetch_one(&store.pool)
-            .await
-            .unwrap();
+        let outcome: String = on_backend!(store.database().exec(), |e| {
+            sqlx::query_scalar("SELECT outcome FROM sync_jobs WHERE job_id = $1")
+                .bind(job.to_string())
+                .fetch_one(e)
+                .await
+        })
+        .unwrap();
         assert_eq!(
             outcome,
             if state == "revoked" {
@@ -882,9 +893,8 @@ async fn failed_and_dead_lettered_jobs_set_the_reason_and_release_the_claim() {
     }
 }
 
-#[tokio::test]
-async fn a_late_outcome_of_a_replaced_job_does_not_release_its_successor() {
-    let (_dir, mut store) = with_p1().await;
+async fn a_late_outcome_of_a_replaced_job_does_not_release_its_successor(backend: Backend) {
+    let (_dir, mut store) = with_p1(backend).await;
     let lost = Uuid::new_v4();
     grant(&mut store, request(lost, "p1")).await;
     let mut replay = request(Uuid::new_v4(), "p1");
@@ -908,9 +918,8 @@ async fn a_late_outcome_of_a_replaced_job_does_not_release_its_successor() {
     );
 }
 
-#[tokio::test]
-async fn an_unknown_participants_slice_is_a_dead_letter_that_changes_nothing() {
-    let (_dir, mut store) = with_p1().await;
+async fn an_unknown_participants_slice_is_a_dead_letter_that_changes_nothing(backend: Backend) {
+    let (_dir, mut store) = with_p1(backend).await;
     let job = Uuid::new_v4();
     let before = (
         count(&store, "heart_rate_intraday").await,
@@ -973,7 +982,7 @@ async fn an_unknown_participants_slice_is_a_dead_letter_that_changes_nothing() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "a measurement, not a test: run it on purpose"]
 async fn intraday_throughput() {
-    let (_dir, mut store) = open().await;
+    let (_dir, mut store) = open(Backend::Sqlite).await;
     let participants: Vec<String> = (0..32).map(|i| format!("p{i}")).collect();
     let people: Vec<(&str, &str)> = participants
         .iter()
@@ -1013,9 +1022,8 @@ async fn intraday_throughput() {
 
 /// A job that found no new device data still sends the re-read summaries of recent days, in an
 /// empty slice at the cursor: they are stored, the cursor stays.
-#[tokio::test]
-async fn an_empty_slice_stores_its_summaries_and_leaves_the_cursor() {
-    let (_dir, mut store) = open().await;
+async fn an_empty_slice_stores_its_summaries_and_leaves_the_cursor(backend: Backend) {
+    let (_dir, mut store) = open(backend).await;
     store
         .apply(&[import(Uuid::new_v4(), &[("p1", "sealed")])])
         .await
@@ -1041,9 +1049,10 @@ async fn an_empty_slice_stores_its_summaries_and_leaves_the_cursor() {
 /// A worker rotated the refresh token, the rotation was committed, and the worker died: the
 /// redelivered job still carries the old token, which the provider refuses. The writer sees the
 /// stored token is newer and grants one retry with it instead of marking the participant.
-#[tokio::test]
-async fn a_refused_token_that_was_rotated_since_is_retried_once_with_the_stored_one() {
-    let (_dir, mut store) = with_p1().await;
+async fn a_refused_token_that_was_rotated_since_is_retried_once_with_the_stored_one(
+    backend: Backend,
+) {
+    let (_dir, mut store) = with_p1(backend).await;
     let job = Uuid::new_v4();
     grant(&mut store, request(job, "p1")).await;
     store
@@ -1100,9 +1109,8 @@ async fn a_refused_token_that_was_rotated_since_is_retried_once_with_the_stored_
     );
 }
 
-#[tokio::test]
-async fn intraday_denied_keeps_the_participant_syncing_with_a_reason() {
-    let (_dir, mut store) = with_p1().await;
+async fn intraday_denied_keeps_the_participant_syncing_with_a_reason(backend: Backend) {
+    let (_dir, mut store) = with_p1(backend).await;
     let job = Uuid::new_v4();
     grant(&mut store, request(job, "p1")).await;
     let mut outcome = completed();
@@ -1123,3 +1131,25 @@ async fn intraday_denied_keeps_the_participant_syncing_with_a_reason() {
         Effect::Granted(_)
     ));
 }
+
+fitlink_shared::on_both_backends!(
+    import_is_idempotent_and_a_new_consent_reactivates_without_moving_the_cursor,
+    a_grant_claims_the_participant_and_carries_what_the_worker_needs,
+    a_second_request_while_one_is_in_flight_is_not_granted,
+    a_replay_that_names_the_job_in_flight_takes_over_its_claim,
+    an_expired_lease_is_granted_again,
+    a_redelivered_granted_request_publishes_the_same_job_again,
+    a_participant_who_is_not_active_is_granted_only_when_forced,
+    a_slice_stored_twice_is_stored_once,
+    summaries_are_replaced_when_changed_and_untouched_when_not,
+    the_cursor_advances_contiguously_and_waits_at_a_gap,
+    a_rotated_credential_is_stored,
+    a_completed_job_releases_the_claim_and_records_the_sync,
+    a_deferred_job_keeps_the_claim_and_says_until_when,
+    failed_and_dead_lettered_jobs_set_the_reason_and_release_the_claim,
+    a_late_outcome_of_a_replaced_job_does_not_release_its_successor,
+    an_unknown_participants_slice_is_a_dead_letter_that_changes_nothing,
+    an_empty_slice_stores_its_summaries_and_leaves_the_cursor,
+    a_refused_token_that_was_rotated_since_is_retried_once_with_the_stored_one,
+    intraday_denied_keeps_the_participant_syncing_with_a_reason,
+);

@@ -5,6 +5,7 @@
 //! token. What comes after is refused: new consents, invitations, imports, sync requests, and
 //! slices of a job that was in flight.
 
+use fitlink_shared::on_backend;
 use std::collections::BTreeMap;
 
 use fitlink_shared::domain::ParticipantState;
@@ -29,16 +30,18 @@ impl Tx<'_> {
     pub(super) async fn withdraw(&mut self, withdrawal: &Withdrawal) -> CommandResult<Effect> {
         let participant = &withdrawal.participant_id;
         let request_id = job_text(&withdrawal.request_id);
-        let audit: Option<AuditCounts> = sqlx::query_as(
-            "SELECT purged, activity_summary_rows, heart_rate_summary_rows, \
-             resting_heart_rate_rows, heart_rate_intraday_rows, steps_intraday_rows, \
-             sync_slices_rows, provider_notifications_rows \
-             FROM withdrawals WHERE participant_id = ?1 AND request_id = ?2",
-        )
-        .bind(participant.as_str())
-        .bind(&request_id)
-        .fetch_optional(&mut *self.conn)
-        .await?;
+        let audit: Option<AuditCounts> = on_backend!(self.conn.exec(), |c| {
+            sqlx::query_as(
+                "SELECT purged, activity_summary_rows, heart_rate_summary_rows, \
+                     resting_heart_rate_rows, heart_rate_intraday_rows, steps_intraday_rows, \
+                     sync_slices_rows, provider_notifications_rows \
+                     FROM withdrawals WHERE participant_id = $1 AND request_id = $2",
+            )
+            .bind(participant.as_str())
+            .bind(&request_id)
+            .fetch_optional(c)
+            .await
+        })?;
         if let Some(audit) = audit {
             // This very withdrawal, redelivered after its commit: the same answer again.
             return Ok(self.withdrawal_reply(withdrawal, audit.purged, audit.rows_deleted()));
@@ -69,61 +72,72 @@ impl Tx<'_> {
             });
         }
 
-        sqlx::query(
-            "UPDATE participants SET state = ?2, state_reason = ?3, in_flight_job_id = NULL, \
-             in_flight_since = NULL, notified_at = NULL, notified_from = NULL, retry_at = NULL, \
-             updated_at = ?4 WHERE participant_id = ?1",
-        )
-        .bind(participant.as_str())
-        .bind(ParticipantState::Withdrawn.as_str())
-        .bind(capped(&format!(
-            "withdrawn by {} on {}",
-            withdrawal.requested_by,
-            date_of(withdrawal.at)
-        )))
-        .bind(&self.now_text)
-        .execute(&mut *self.conn)
-        .await?;
-        sqlx::query("DELETE FROM credentials WHERE participant_id = ?1")
-            .bind(participant.as_str())
-            .execute(&mut *self.conn)
-            .await?;
+        on_backend!(self.conn.exec(), |c| {
+            sqlx::query(
+                    "UPDATE participants SET state = $2, state_reason = $3, in_flight_job_id = NULL, \
+                     in_flight_since = NULL, notified_at = NULL, notified_from = NULL, retry_at = NULL, \
+                     updated_at = $4 WHERE participant_id = $1",
+                )
+                .bind(participant.as_str())
+                .bind(ParticipantState::Withdrawn.as_str())
+                .bind(capped(&format!(
+                    "withdrawn by {} on {}",
+                    withdrawal.requested_by,
+                    date_of(withdrawal.at)
+                )))
+                .bind(self.now)
+                .execute(c)
+        .await
+        .map(|r| r.rows_affected())
+        })?;
+        on_backend!(self.conn.exec(), |c| {
+            sqlx::query("DELETE FROM credentials WHERE participant_id = $1")
+                .bind(participant.as_str())
+                .execute(c)
+                .await
+                .map(|r| r.rows_affected())
+        })?;
         let mut rows_deleted = BTreeMap::new();
         if withdrawal.purge {
             for table in PURGED {
-                let deleted = sqlx::query(AssertSqlSafe(format!(
-                    "DELETE FROM {table} WHERE participant_id = ?1"
-                )))
-                .bind(participant.as_str())
-                .execute(&mut *self.conn)
-                .await?
-                .rows_affected();
+                let deleted = on_backend!(self.conn.exec(), |c| {
+                    sqlx::query(AssertSqlSafe(format!(
+                        "DELETE FROM {table} WHERE participant_id = $1"
+                    )))
+                    .bind(participant.as_str())
+                    .execute(c)
+                    .await
+                    .map(|r| r.rows_affected())
+                })?;
                 rows_deleted.insert(table.to_owned(), deleted);
             }
         }
         let count = |table: &str| rows_deleted.get(table).copied().unwrap_or(0) as i64;
-        sqlx::query(
-            "INSERT INTO withdrawals (participant_id, withdrawn_at, withdrawn_by, purged, \
-             provider_revocation, activity_summary_rows, heart_rate_summary_rows, \
-             resting_heart_rate_rows, heart_rate_intraday_rows, steps_intraday_rows, \
-             sync_slices_rows, provider_notifications_rows, request_id) \
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
-        )
-        .bind(participant.as_str())
-        .bind(withdrawal.at.to_text())
-        .bind(capped(&withdrawal.requested_by))
-        .bind(withdrawal.purge)
-        .bind(capped(&withdrawal.provider_revocation))
-        .bind(count("activity_summary"))
-        .bind(count("heart_rate_summary"))
-        .bind(count("resting_heart_rate"))
-        .bind(count("heart_rate_intraday"))
-        .bind(count("steps_intraday"))
-        .bind(count("sync_slices"))
-        .bind(count("provider_notifications"))
-        .bind(&request_id)
-        .execute(&mut *self.conn)
-        .await?;
+        on_backend!(self.conn.exec(), |c| {
+            sqlx::query(
+                "INSERT INTO withdrawals (participant_id, withdrawn_at, withdrawn_by, purged, \
+                     provider_revocation, activity_summary_rows, heart_rate_summary_rows, \
+                     resting_heart_rate_rows, heart_rate_intraday_rows, steps_intraday_rows, \
+                     sync_slices_rows, provider_notifications_rows, request_id) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
+            )
+            .bind(participant.as_str())
+            .bind(withdrawal.at)
+            .bind(capped(&withdrawal.requested_by))
+            .bind(withdrawal.purge)
+            .bind(capped(&withdrawal.provider_revocation))
+            .bind(count("activity_summary"))
+            .bind(count("heart_rate_summary"))
+            .bind(count("resting_heart_rate"))
+            .bind(count("heart_rate_intraday"))
+            .bind(count("steps_intraday"))
+            .bind(count("sync_slices"))
+            .bind(count("provider_notifications"))
+            .bind(&request_id)
+            .execute(c)
+            .await
+            .map(|r| r.rows_affected())
+        })?;
         tracing::debug!(participant_id = %participant, purge = withdrawal.purge, ?rows_deleted, "participant withdrawn");
         Ok(self.withdrawal_reply(withdrawal, withdrawal.purge, rows_deleted))
     }
