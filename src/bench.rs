@@ -200,14 +200,14 @@ async fn writer(args: WriterBench) -> anyhow::Result<()> {
     let publisher = Publisher::open(&conn).await?;
     publisher
         .publish_json(
-            &topology.results,
+            &topology.results[0],
             &import(&key, args.participants, start),
             vec![],
         )
         .await?;
     for command in &commands {
         publisher
-            .publish_json(&topology.results, command, vec![])
+            .publish_json(&topology.results[0], command, vec![])
             .await?;
     }
     let bin = std::env::current_exe()?;

@@ -1,9 +1,10 @@
 //! `fitlink chaos`: run real work, break things on purpose, heal, drain, and count what was lost,
 //! duplicated or wrong — the evidence that a program can leave fitlink running for years.
 //!
-//! The fleet runs as real processes (simulator, two writers — one a hot standby — a dispatcher,
-//! workers) against the local RabbitMQ. A fault schedule drawn from the seed SIGKILLs and
-//! restarts workers, the active writer and the dispatcher, aborts a worker between a token
+//! The fleet runs as real processes (simulator, `--writers` active writers sharing
+//! `--partitions` results partitions plus one hot standby on all of them, a dispatcher,
+//! workers) against the local RabbitMQ and a SQLite or PostgreSQL database. A fault schedule
+//! drawn from the seed SIGKILLs and restarts workers, active writers and the dispatcher, aborts a worker between a token
 //! refresh and its storage, optionally restarts the broker, and raises simulator storms (5xx,
 //! 429 with and without `Retry-After`, slow and truncated responses). Devices sync on the way,
 //! and the simulator's webhooks reach the dispatcher's portal: signed notifications (that drive
@@ -75,6 +76,13 @@ pub struct ChaosArgs {
     /// existing) PostgreSQL database (`postgres://…`).
     #[arg(long = "database-url")]
     pub database_url: Option<String>,
+    /// Active writer processes (each with its share of the partitions; PostgreSQL only for
+    /// more than one). One more writer on every partition stands by.
+    #[arg(long, default_value_t = 1)]
+    pub writers: usize,
+    /// Results partitions (`FITLINK_RESULTS_PARTITIONS`).
+    #[arg(long, default_value_t = 1)]
+    pub partitions: u16,
     #[command(flatten)]
     pub broker: BrokerArgs,
 }
@@ -127,13 +135,29 @@ impl Fault {
     }
 }
 
+/// The `--partitions` of each of `writers` active writers: partition p goes to writer
+/// p mod writers.
+fn writer_shares(writers: usize, partitions: u16) -> Vec<String> {
+    let writers = writers.clamp(1, usize::from(partitions.max(1)));
+    (0..writers)
+        .map(|w| {
+            (0..usize::from(partitions.max(1)))
+                .filter(|p| p % writers == w)
+                .map(|p| p.to_string())
+                .collect::<Vec<_>>()
+                .join(",")
+        })
+        .collect()
+}
+
 /// The processes of a chaos run and the names it gives them.
 struct Cast {
     fleet: Fleet,
     next: usize,
     workers: Vec<String>,
-    /// Oldest first: the first is the active one (single-active-consumer).
-    writers: Vec<String>,
+    /// Writer processes and the partitions each consumes (`--partitions`), oldest first: on
+    /// each partition the oldest writer holding it is the active one (single-active-consumer).
+    writers: Vec<(String, String)>,
     /// Workers set to abort at their first token rotation.
     doomed: Vec<String>,
 }
@@ -144,6 +168,15 @@ impl Cast {
         let name = format!("{role}-{}", self.next);
         self.fleet.spawn_with_env(&name, &[role], env)?;
         Ok(name)
+    }
+
+    fn spawn_writer(&mut self, partitions: &str) -> anyhow::Result<()> {
+        self.next += 1;
+        let name = format!("writer-{}", self.next);
+        self.fleet
+            .spawn_with_env(&name, &["writer", "--partitions", partitions], &[])?;
+        self.writers.push((name, partitions.to_owned()));
+        Ok(())
     }
 
     async fn kill(&mut self, name: &str) -> anyhow::Result<()> {
@@ -168,11 +201,17 @@ pub async fn run(args: ChaosArgs) -> anyhow::Result<()> {
         }
     );
     println!(
-        "replay with: fitlink chaos --seed {seed} --participants {} --days {} --workers {} --faults {}{}",
+        "replay with: fitlink chaos --seed {seed} --participants {} --days {} --workers {} --faults {} --writers {} --partitions {}{}{}",
         args.participants,
         args.days,
         args.workers,
         args.faults,
+        args.writers,
+        args.partitions,
+        args.database_url
+            .as_deref()
+            .map(|url| format!(" --database-url {}", fitlink_shared::store::redact_url(url)))
+            .unwrap_or_default(),
         if args.broker_restart {
             " --broker-restart"
         } else {
@@ -200,6 +239,22 @@ async fn drive(args: &ChaosArgs, rng: &mut StdRng) -> anyhow::Result<Vec<String>
     let bin = std::env::current_exe()?;
     std::fs::create_dir_all(&args.dir)?;
     let database_url = crate::demo::fresh_database(&args.dir, args.database_url.as_deref()).await?;
+    if args.writers > 1
+        && !fitlink_shared::store::Backend::of_url(&database_url)?.allows_concurrent_writers()
+    {
+        bail!(
+            "--writers {} needs a database that takes several writers: give --database-url \
+             postgres://… (SQLite takes one writer process)",
+            args.writers
+        );
+    }
+    if args.writers > usize::from(args.partitions) {
+        bail!(
+            "--writers {} is more than --partitions {}: each active writer needs a partition",
+            args.writers,
+            args.partitions
+        );
+    }
     let sim_args: Vec<String> = [
         "--participants",
         &args.participants.to_string(),
@@ -249,6 +304,10 @@ async fn drive(args: &ChaosArgs, rng: &mut StdRng) -> anyhow::Result<Vec<String>
         ]
         .map(|(k, v)| (k.to_owned(), v.to_owned())),
     );
+    env.extra.push((
+        "FITLINK_RESULTS_PARTITIONS".to_owned(),
+        args.partitions.to_string(),
+    ));
     // The dispatcher serves the webhooks; the simulator's devices notify it.
     let portal_port = fleet::free_port()?;
     let portal = format!("http://127.0.0.1:{portal_port}");
@@ -284,11 +343,15 @@ async fn drive(args: &ChaosArgs, rng: &mut StdRng) -> anyhow::Result<Vec<String>
         writers: Vec::new(),
         doomed: Vec::new(),
     };
-    let first_writer = cast.spawn("writer", &[])?;
-    cast.writers.push(first_writer);
+    // `--writers` active writers share the partitions round-robin; one more on every partition
+    // stands by.
+    let shares = writer_shares(args.writers, args.partitions);
+    cast.spawn_writer(&shares[0])?;
     let db = fleet::wait_for_database(&env.database_url, Duration::from_secs(30)).await?;
-    let standby = cast.spawn("writer", &[])?;
-    cast.writers.push(standby);
+    for share in &shares[1..] {
+        cast.spawn_writer(share)?;
+    }
+    cast.spawn_writer("all")?;
 
     // A few participants revoke access before the run: they must end `revoked`, with a reason.
     let roster = fitlink_simulator::roster(&sim_config);
@@ -342,10 +405,12 @@ async fn drive(args: &ChaosArgs, rng: &mut StdRng) -> anyhow::Result<Vec<String>
                 cast.workers.push(w);
             }
             Fault::KillActiveWriter => {
-                let active = cast.writers.remove(0);
+                // One of the oldest writers (active on its partitions); it comes back as a
+                // standby for the same partitions.
+                let i = rng.random_range(0..args.writers.min(cast.writers.len()));
+                let (active, partitions) = cast.writers.remove(i);
                 cast.kill(&active).await?;
-                let w = cast.spawn("writer", &[])?;
-                cast.writers.push(w);
+                cast.spawn_writer(&partitions)?;
             }
             Fault::KillDispatcher => {
                 cast.kill(&dispatcher).await?;

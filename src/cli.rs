@@ -179,6 +179,8 @@ impl Cli {
                 .await
             }
             Command::Writer(args) => {
+                // A wrong setting is not healed by restarting: say so and stop.
+                args.check()?;
                 supervise("writer", |shutdown| {
                     fitlink_writer::run(args.clone(), shutdown)
                 })

@@ -12,7 +12,7 @@ use fitlink_shared::store::Database;
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
 
-use fitlink_shared::broker::{self, Topology};
+use fitlink_shared::broker;
 use fitlink_shared::config::BrokerArgs;
 use fitlink_shared::secret::Secret;
 
@@ -122,6 +122,12 @@ impl FleetEnv {
         BrokerArgs {
             amqp_url: Secret::new(self.amqp_url.clone()),
             namespace: self.namespace.clone(),
+            results_partitions: self
+                .extra
+                .iter()
+                .find(|(k, _)| k == "FITLINK_RESULTS_PARTITIONS")
+                .and_then(|(_, v)| v.parse().ok())
+                .unwrap_or(1),
         }
     }
 }
@@ -274,12 +280,23 @@ impl Fleet {
     }
 }
 
+/// Deletes the run's queues (with a single results queue as well as partitioned ones: a run may
+/// have changed its partition count).
 pub async fn delete_queues(broker: &BrokerArgs) -> anyhow::Result<()> {
     let conn = broker::connect(broker, "cleanup").await?;
     let channel = conn.create_channel().await?;
-    for queue in Topology::new(&broker.namespace).all_queues() {
+    let mut queues: Vec<String> = broker
+        .topology()
+        .all_queues()
+        .into_iter()
+        .map(str::to_owned)
+        .collect();
+    queues.extend(broker::Topology::new(&broker.namespace).results);
+    queues.sort();
+    queues.dedup();
+    for queue in queues {
         channel
-            .queue_delete(queue.into(), Default::default())
+            .queue_delete(queue.as_str().into(), Default::default())
             .await?;
     }
     let _ = conn.close(200, "done".into()).await;

@@ -57,7 +57,8 @@
 //!     "namespace": "fitlink",
 //!     "jobs": 0,                             // messages ready; null if the queue does not exist
 //!     "retry": [ { "delay_secs": 5, "queue": "fitlink.jobs.retry.5s", "depth": 0 }, ... ],
-//!     "results": 0,
+//!     "results": 0,                          // all results partitions together
+//!     "results_partitions": [ { "queue": "fitlink.results", "depth": 0 } ], // one per partition
 //!     "jobs_dead": 0,
 //!     "results_dead": 0
 //!   },
@@ -251,9 +252,18 @@ pub struct QueueDepths {
     pub namespace: String,
     pub jobs: Option<u32>,
     pub retry: Vec<RetryDepth>,
+    /// All results partitions together (`None` if any of them does not exist).
     pub results: Option<u32>,
+    /// Each results partition (one entry when the fleet has one results queue).
+    pub results_partitions: Vec<QueueDepth>,
     pub jobs_dead: Option<u32>,
     pub results_dead: Option<u32>,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct QueueDepth {
+    pub queue: String,
+    pub depth: Option<u32>,
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -567,7 +577,11 @@ impl QueueDepths {
         let t = Topology::new(&self.namespace);
         let mut out = vec![(t.jobs, self.jobs)];
         out.extend(self.retry.iter().map(|r| (r.queue.clone(), r.depth)));
-        out.push((t.results, self.results));
+        out.extend(
+            self.results_partitions
+                .iter()
+                .map(|r| (r.queue.clone(), r.depth)),
+        );
         out.push((t.jobs_dead, self.jobs_dead));
         out.push((t.results_dead, self.results_dead));
         out
@@ -578,7 +592,7 @@ async fn read_queues(broker: &BrokerArgs) -> anyhow::Result<QueueDepths> {
     let conn = tokio::time::timeout(BROKER_TIMEOUT, broker::connect(broker, "status"))
         .await
         .map_err(|_| anyhow::anyhow!("no answer within {}s", BROKER_TIMEOUT.as_secs()))??;
-    let topology = Topology::new(&broker.namespace);
+    let topology = broker.topology();
     // A passive declare of a missing queue closes its channel: one fresh channel per queue.
     let mut retry = Vec::with_capacity(topology.retry.len());
     for (delay, queue) in &topology.retry {
@@ -588,11 +602,23 @@ async fn read_queues(broker: &BrokerArgs) -> anyhow::Result<QueueDepths> {
             depth: broker::queue_depth_on_fresh_channel(&conn, queue).await?,
         });
     }
+    let mut results_partitions = Vec::with_capacity(topology.results.len());
+    for queue in &topology.results {
+        results_partitions.push(QueueDepth {
+            queue: queue.clone(),
+            depth: broker::queue_depth_on_fresh_channel(&conn, queue).await?,
+        });
+    }
+    let results = results_partitions
+        .iter()
+        .map(|r| r.depth)
+        .sum::<Option<u32>>();
     let depths = QueueDepths {
         namespace: broker.namespace.clone(),
         jobs: broker::queue_depth_on_fresh_channel(&conn, &topology.jobs).await?,
         retry,
-        results: broker::queue_depth_on_fresh_channel(&conn, &topology.results).await?,
+        results,
+        results_partitions,
         jobs_dead: broker::queue_depth_on_fresh_channel(&conn, &topology.jobs_dead).await?,
         results_dead: broker::queue_depth_on_fresh_channel(&conn, &topology.results_dead).await?,
     };
@@ -911,6 +937,7 @@ mod tests {
             // Nothing listens on port 1.
             amqp_url: Secret::new("amqp://guest:guest@127.0.0.1:1/%2f".into()),
             namespace: "t-status".into(),
+            results_partitions: 1,
         };
         let report = status(&database, &broker).await.unwrap();
         assert!(report.queues.is_none());
@@ -1011,6 +1038,7 @@ mod tests {
         let broker = BrokerArgs {
             amqp_url: Secret::new("amqp://guest:guest@127.0.0.1:1/%2f".into()),
             namespace: "t-status".into(),
+            results_partitions: 1,
         };
         let report = status(&database, &broker).await.unwrap();
         assert_eq!(
@@ -1080,6 +1108,7 @@ mod tests {
         let broker = BrokerArgs {
             amqp_url: Secret::new("amqp://guest:guest@127.0.0.1:5672/%2f".into()),
             namespace: namespace.clone(),
+            results_partitions: 1,
         };
         // Nothing declared yet: every queue is reported missing, none fails the report.
         let report = status(&database, &broker).await.unwrap();

@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use fitlink_shared::config::{BrokerArgs, DatabaseArgs};
 use fitlink_shared::domain::{ParticipantId, Provider, UtcInstant, parse_date_or_instant};
-use fitlink_shared::messages::{ImportBatch, ImportedParticipant, SyncTrigger, WriterCommand};
+use fitlink_shared::messages::{ImportBatch, ImportedParticipant, SyncTrigger};
 use fitlink_shared::on_backend;
 use fitlink_shared::provider::google::GoogleHealthClient;
 use fitlink_shared::secret::{Secret, TokenKey};
@@ -471,26 +471,26 @@ pub async fn import_participants(
         compared_with_database: known.is_some(),
         applied: false,
     };
-    let command = WriterCommand::ImportParticipants(ImportBatch {
+    let imported: Vec<ParticipantId> = participants
+        .iter()
+        .map(|p| p.participant_id.clone())
+        .collect();
+    let batch = ImportBatch {
         import_id: report.import_id,
         source: report.source.clone(),
         participants,
-    });
-    let imported: Vec<ParticipantId> = match &command {
-        WriterCommand::ImportParticipants(batch) => batch
-            .participants
-            .iter()
-            .map(|p| p.participant_id.clone())
-            .collect(),
-        _ => unreachable!("built above"),
     };
     let outbox = Outbox::open(broker, "import")
         .await
         .map_err(ImportError::Broker)?;
-    if let Err(error) = outbox.send(&command).await {
-        outbox.close().await;
-        return Err(ImportError::Broker(error.into()));
-    }
+    // One part per results partition (each writer records its own); all are waited for.
+    let parts = match outbox.send_import(batch).await {
+        Ok(parts) => parts,
+        Err(error) => {
+            outbox.close().await;
+            return Err(ImportError::Broker(error.into()));
+        }
+    };
     tracing::info!(
         import_id = %report.import_id,
         source = %report.source,
@@ -502,7 +502,7 @@ pub async fn import_participants(
         outbox.close().await;
         return Ok(report);
     };
-    if wait_until_applied(database, report.import_id, wait).await? {
+    if wait_until_applied(database, &parts, wait).await? {
         // Applied: sync everyone in the file now rather than at the next schedule round (a
         // participant back after a new consent synced recently, so the schedule would wait).
         // The writer grants none that already has a job in flight.
@@ -548,11 +548,11 @@ async fn known_participants(
     Ok(Some(ids.into_iter().map(|(id,)| id).collect()))
 }
 
-/// Polls (read-only) for the writer's `imports` row of `import_id` until it appears (true) or
+/// Polls (read-only) for the writers' `imports` rows of `parts` until all appear (true) or
 /// `wait` passes (false).
 async fn wait_until_applied(
     database: &DatabaseArgs,
-    import_id: Uuid,
+    parts: &[Uuid],
     wait: Duration,
 ) -> Result<bool, ImportError> {
     let deadline = tokio::time::Instant::now() + wait;
@@ -566,13 +566,17 @@ async fn wait_until_applied(
             }
         }
         if let Some(db) = &db {
-            let row: Option<(i32,)> = on_backend!(db.exec(), |e| {
-                sqlx::query_as("SELECT 1 FROM imports WHERE import_id = $1")
-                    .bind(import_id.to_string())
-                    .fetch_optional(e)
-                    .await
-            })?;
-            if row.is_some() {
+            let mut applied = 0;
+            for import_id in parts {
+                let row: Option<(i32,)> = on_backend!(db.exec(), |e| {
+                    sqlx::query_as("SELECT 1 FROM imports WHERE import_id = $1")
+                        .bind(import_id.to_string())
+                        .fetch_optional(e)
+                        .await
+                })?;
+                applied += usize::from(row.is_some());
+            }
+            if applied == parts.len() {
                 break true;
             }
         }

@@ -6,7 +6,8 @@ use fitlink_shared::broker::{self, Headers, PublishError, Publisher, Topology};
 use fitlink_shared::config::BrokerArgs;
 use fitlink_shared::domain::ParticipantId;
 use fitlink_shared::messages::{
-    JOB_HEADER, PARTICIPANT_HEADER, SyncRequest, SyncTrigger, WriterCommand, now_instant,
+    ImportBatch, JOB_HEADER, PARTICIPANT_HEADER, SyncRequest, SyncTrigger, WriterCommand,
+    now_instant,
 };
 use lapin::Connection;
 use uuid::Uuid;
@@ -25,7 +26,7 @@ impl Outbox {
         let conn = broker::connect(args, purpose)
             .await
             .context("cannot connect to the broker (is RabbitMQ running at FITLINK_AMQP_URL?)")?;
-        let topology = Topology::new(&args.namespace);
+        let topology = args.topology();
         let channel = conn
             .create_channel()
             .await
@@ -57,9 +58,31 @@ impl Outbox {
         if let WriterCommand::RequestSync(request) = command {
             headers.push((JOB_HEADER, broker::long_string(&request.job_id.to_string())));
         }
-        self.publisher
-            .publish_json(&self.topology.results, command, headers)
-            .await
+        // Everything about a participant goes to their partition's writer; an import is split
+        // by participant before it gets here (`send_import`).
+        let queue = match command.participant() {
+            Some(participant) => self.topology.results_for(participant.as_str()),
+            None => self.topology.results_default(),
+        };
+        self.publisher.publish_json(queue, command, headers).await
+    }
+
+    /// Publishes an import to the writers, one part per results partition; returns the import
+    /// id of each part (the `imports` rows to wait for).
+    pub(crate) async fn send_import(&self, batch: ImportBatch) -> Result<Vec<Uuid>, PublishError> {
+        let mut ids = Vec::new();
+        for (partition, part) in batch.split_by_partition(self.topology.partitions()) {
+            let import_id = part.import_id;
+            self.publisher
+                .publish_json(
+                    &self.topology.results[partition],
+                    &WriterCommand::ImportParticipants(part),
+                    Vec::new(),
+                )
+                .await?;
+            ids.push(import_id);
+        }
+        Ok(ids)
     }
 
     /// Asks the writer for a sync; returns the new job id.

@@ -36,6 +36,7 @@ fn broker_args(namespace: &str) -> BrokerArgs {
     BrokerArgs {
         amqp_url: Secret::new(AMQP_URL.to_owned()),
         namespace: namespace.to_owned(),
+        results_partitions: 1,
     }
 }
 
@@ -173,7 +174,7 @@ impl Peek {
         let channel = broker::consumer_channel(&self.conn, 1).await.unwrap();
         let mut consumer = channel
             .basic_consume(
-                self.topology.results.as_str().into(),
+                self.topology.results[0].as_str().into(),
                 "".into(),
                 BasicConsumeOptions::default(),
                 FieldTable::default(),
@@ -325,7 +326,7 @@ async fn the_schedule_requests_the_due_participants_and_stops_on_shutdown() {
         let shutdown = CancellationToken::new();
         let args = dispatcher_args(broker.clone(), db.args.clone());
         let role = tokio::spawn(fitlink_dispatcher::run(args, shutdown.clone()));
-        peek.wait_depth(&peek.topology.results, 1).await;
+        peek.wait_depth(&peek.topology.results[0], 1).await;
         shutdown.cancel();
         role.await.unwrap().unwrap();
         let request = request(peek.take_command().await);
@@ -377,7 +378,7 @@ async fn enqueue_checks_every_id_before_publishing_anything() {
             .expect("typed error");
         assert_eq!(unknown.0, ["ghost", "bad id!"]);
         assert!(error.to_string().contains("ghost, bad id!"), "{error}");
-        assert_eq!(peek.depth(&peek.topology.results).await, Some(0));
+        assert_eq!(peek.depth(&peek.topology.results[0]).await, Some(0));
 
         let from = UtcInstant::parse("2026-03-01T00:00:00Z").unwrap();
         let ids = ["p2", "p1", "p2"].map(String::from);
@@ -390,7 +391,7 @@ async fn enqueue_checks_every_id_before_publishing_anything() {
             .map(|j| j.participant_id.as_str())
             .collect();
         assert_eq!(asked, ["p2", "p1"]);
-        peek.wait_depth(&peek.topology.results, 2).await;
+        peek.wait_depth(&peek.topology.results[0], 2).await;
         let first = request(peek.take_command().await);
         assert_eq!(first.job_id, report.jobs[0].job_id);
         assert_eq!(first.trigger, SyncTrigger::Manual);
@@ -500,7 +501,7 @@ async fn dead_letters_are_listed_and_replayed_from_the_current_state() {
         assert_eq!(report.replayed[0].replaces, dead_job);
         assert_eq!(report.not_found, [missing]);
         assert!(report.skipped.is_empty(), "{report}");
-        peek.wait_depth(&t.results, 1).await;
+        peek.wait_depth(&t.results[0], 1).await;
         let replay = request(peek.take_command().await);
         assert_eq!(replay.participant_id.as_str(), "p1");
         assert_eq!(replay.job_id, report.replayed[0].job_id);
@@ -552,7 +553,7 @@ async fn an_import_is_one_message_and_wait_sees_the_writer_apply_it() {
             .await
             .unwrap_err();
         assert!(matches!(error, ImportError::Invalid(_)), "{error}");
-        assert_eq!(peek.depth(&peek.topology.results).await, Some(0));
+        assert_eq!(peek.depth(&peek.topology.results[0]).await, Some(0));
 
         // No writer: queued, and --wait says so.
         std::fs::write(&path, GOOD_FILE).unwrap();
@@ -588,7 +589,7 @@ async fn an_import_is_one_message_and_wait_sees_the_writer_apply_it() {
         let writer_peek = Peek::open(&broker).await;
         let writer = tokio::spawn(async move {
             writer_peek
-                .wait_depth(&writer_peek.topology.results, 1)
+                .wait_depth(&writer_peek.topology.results[0], 1)
                 .await;
             let WriterCommand::ImportParticipants(batch) = writer_peek.take_command().await else {
                 panic!("expected an import");
@@ -778,7 +779,7 @@ async fn webhook_requests_failing_a_check_are_refused_counted_and_create_no_work
             post(&google, good.clone(), vec![("google-health-api-signature", signature)]).await,
             204
         );
-        peek.wait_depth(&peek.topology.results, 1).await;
+        peek.wait_depth(&peek.topology.results[0], 1).await;
         match peek.take_command().await {
             WriterCommand::ProviderNotified(n) => {
                 assert_eq!(n.participant_id.as_str(), "p1");
@@ -787,7 +788,7 @@ async fn webhook_requests_failing_a_check_are_refused_counted_and_create_no_work
             }
             other => panic!("expected the notification, got {}", other.kind()),
         }
-        assert_eq!(peek.depth(&peek.topology.results).await, Some(0));
+        assert_eq!(peek.depth(&peek.topology.results[0]).await, Some(0));
 
         let metrics = fitlink_shared::telemetry::metrics_handle().render();
         for outcome in ["unsigned", "bad_signature", "unauthorized", "oversized", "malformed", "accepted"] {

@@ -44,28 +44,72 @@ pub const JOBS_DELIVERY_LIMIT: i32 = 20;
 /// Redeliveries of a result before it is treated as poison and dead-lettered.
 pub const RESULTS_DELIVERY_LIMIT: i32 = 5;
 
+/// Most results partitions a fleet may have (each is a quorum queue with its own writer).
+pub const MAX_RESULTS_PARTITIONS: u16 = 64;
+
 /// Queue names for one fleet (one namespace).
 #[derive(Clone, Debug)]
 pub struct Topology {
     pub jobs: String,
     pub jobs_dead: String,
-    pub results: String,
+    /// The results queues, one per partition: `<namespace>.results` when there is one,
+    /// `<namespace>.results.p0` … when there are several. Every command about a participant goes
+    /// to the partition of [`partition_of`] its id, so one writer (the partition's single active
+    /// consumer) decides everything about that participant.
+    pub results: Vec<String>,
     pub results_dead: String,
     pub retry: Vec<(Duration, String)>,
 }
 
+/// The results partition of a participant: a stable hash of the id (the first eight bytes of
+/// its SHA-256) modulo the partition count. Stable across processes, machines and releases.
+pub fn partition_of(participant: &str, partitions: usize) -> usize {
+    use sha2::{Digest, Sha256};
+    let digest = Sha256::digest(participant.as_bytes());
+    let head = u64::from_be_bytes(digest[..8].try_into().expect("SHA-256 has 32 bytes"));
+    (head % partitions.max(1) as u64) as usize
+}
+
 impl Topology {
+    /// The topology with one results queue (`<namespace>.results`).
     pub fn new(namespace: &str) -> Self {
+        Self::partitioned(namespace, 1)
+    }
+
+    /// The topology with `partitions` results queues (at least one).
+    pub fn partitioned(namespace: &str, partitions: u16) -> Self {
+        let results = match partitions.max(1) {
+            1 => vec![format!("{namespace}.results")],
+            n => (0..n)
+                .map(|i| format!("{namespace}.results.p{i}"))
+                .collect(),
+        };
         Self {
             jobs: format!("{namespace}.jobs"),
             jobs_dead: format!("{namespace}.jobs.dead"),
-            results: format!("{namespace}.results"),
+            results,
             results_dead: format!("{namespace}.results.dead"),
             retry: RETRY_TIERS
                 .iter()
                 .map(|d| (*d, format!("{namespace}.jobs.retry.{}s", d.as_secs())))
                 .collect(),
         }
+    }
+
+    /// How many results partitions there are.
+    pub fn partitions(&self) -> usize {
+        self.results.len()
+    }
+
+    /// The results queue that takes commands about `participant`.
+    pub fn results_for(&self, participant: &str) -> &str {
+        &self.results[partition_of(participant, self.results.len())]
+    }
+
+    /// The results queue of commands that name no participant (none do today but an import,
+    /// which is split by participant before it is sent): partition 0.
+    pub fn results_default(&self) -> &str {
+        &self.results[0]
     }
 
     /// The shortest retry tier at least as long as `delay` (the longest if none is).
@@ -84,8 +128,8 @@ impl Topology {
             self.jobs_dead.as_str(),
             self.results_dead.as_str(),
             self.jobs.as_str(),
-            self.results.as_str(),
         ];
+        queues.extend(self.results.iter().map(String::as_str));
         queues.extend(self.retry.iter().map(|(_, q)| q.as_str()));
         queues
     }
@@ -113,16 +157,16 @@ impl Topology {
                 );
                 t
             }),
-            (self.results.as_str(), {
-                let mut t = dead_lettering_to(&self.results_dead);
-                t.insert(
-                    "x-delivery-limit".into(),
-                    AMQPValue::LongInt(RESULTS_DELIVERY_LIMIT),
-                );
-                t.insert("x-single-active-consumer".into(), AMQPValue::Boolean(true));
-                t
-            }),
         ];
+        for results in &self.results {
+            let mut t = dead_lettering_to(&self.results_dead);
+            t.insert(
+                "x-delivery-limit".into(),
+                AMQPValue::LongInt(RESULTS_DELIVERY_LIMIT),
+            );
+            t.insert("x-single-active-consumer".into(), AMQPValue::Boolean(true));
+            out.push((results.as_str(), t));
+        }
         for (delay, name) in &self.retry {
             let mut t = dead_lettering_to(&self.jobs);
             t.insert(
@@ -366,6 +410,39 @@ mod tests {
         expected.sort_by(|a, b| a.0.cmp(&b.0));
         assert_eq!(declared, expected);
     }
+
+    #[test]
+    fn participants_keep_their_partition_and_spread_over_all() {
+        let t = Topology::partitioned("t", 4);
+        assert_eq!(
+            t.results,
+            [
+                "t.results.p0",
+                "t.results.p1",
+                "t.results.p2",
+                "t.results.p3"
+            ]
+        );
+        assert_eq!(Topology::new("t").results, ["t.results"]);
+        // Stable: the same id, the same partition, whoever computes it (pinned values).
+        assert_eq!(partition_of("sim-0001", 4), partition_of("sim-0001", 4));
+        let pinned: Vec<usize> = ["p1", "p2", "sim-0001", "sim-0002"]
+            .iter()
+            .map(|p| partition_of(p, 4))
+            .collect();
+        assert_eq!(pinned, PINNED_PARTITIONS);
+        let mut used = [0usize; 4];
+        for i in 0..1000 {
+            used[partition_of(&format!("participant-{i}"), 4)] += 1;
+        }
+        assert!(used.iter().all(|n| (200..300).contains(n)), "{used:?}");
+        assert_eq!(partition_of("anyone", 1), 0);
+    }
+
+    /// `partition_of` of "p1", "p2", "sim-0001", "sim-0002" over 4 partitions (checked by hand:
+    /// the first 8 bytes of SHA-256, big-endian, mod 4). A change here
+    /// moves existing participants to other partitions: only with the re-partitioning procedure.
+    const PINNED_PARTITIONS: [usize; 4] = [3, 0, 0, 1];
 
     #[test]
     fn retry_tiers_round_up() {

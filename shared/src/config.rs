@@ -26,6 +26,32 @@ pub struct BrokerArgs {
     /// broker without seeing each other's messages.
     #[arg(long, env = "FITLINK_NAMESPACE", default_value = "fitlink")]
     pub namespace: String,
+    /// Results partitions (1–64): queues the writers' work is split into by participant, each
+    /// with one active writer. Every role of a fleet must use the same number; changing it is
+    /// the re-partitioning procedure in the README (drain, re-declare, restart).
+    #[arg(
+        long,
+        env = "FITLINK_RESULTS_PARTITIONS",
+        default_value_t = 1,
+        value_parser = clap::value_parser!(u16).range(1..=crate::broker::MAX_RESULTS_PARTITIONS as i64)
+    )]
+    pub results_partitions: u16,
+}
+
+impl BrokerArgs {
+    /// The broker at `amqp_url`, namespace `namespace`, one results partition (tests, tools).
+    pub fn new(amqp_url: impl Into<String>, namespace: impl Into<String>) -> BrokerArgs {
+        BrokerArgs {
+            amqp_url: Secret::new(amqp_url.into()),
+            namespace: namespace.into(),
+            results_partitions: 1,
+        }
+    }
+
+    /// This fleet's queue names.
+    pub fn topology(&self) -> crate::broker::Topology {
+        crate::broker::Topology::partitioned(&self.namespace, self.results_partitions)
+    }
 }
 
 /// Where the research database is, and how this role uses it.

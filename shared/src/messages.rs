@@ -153,6 +153,37 @@ pub struct ImportBatch {
     pub participants: Vec<ImportedParticipant>,
 }
 
+impl ImportBatch {
+    /// The batch as the writers take it: one part per results partition that has participants
+    /// in it, each for the partition's writer alone. With one partition, the batch itself. With
+    /// several, each part has an import id of its own (the `imports` row each writer keeps) and
+    /// names its partition in `source`.
+    pub fn split_by_partition(self, partitions: usize) -> Vec<(usize, ImportBatch)> {
+        if partitions <= 1 {
+            return vec![(0, self)];
+        }
+        let mut parts: Vec<Vec<ImportedParticipant>> = vec![Vec::new(); partitions];
+        for p in self.participants {
+            parts[crate::broker::partition_of(p.participant_id.as_str(), partitions)].push(p);
+        }
+        parts
+            .into_iter()
+            .enumerate()
+            .filter(|(_, people)| !people.is_empty())
+            .map(|(i, participants)| {
+                (
+                    i,
+                    ImportBatch {
+                        import_id: Uuid::now_v7(),
+                        source: format!("{} (partition {i} of {partitions})", self.source),
+                        participants,
+                    },
+                )
+            })
+            .collect()
+    }
+}
+
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct ImportedParticipant {
     pub participant_id: ParticipantId,

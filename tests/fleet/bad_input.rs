@@ -55,13 +55,13 @@ async fn bad_input_is_refused_clearly_and_changes_nothing_else() {
             .unwrap()
     );
     t.fleet.forget("writer");
-    let before = t.queue_depth(&t.topology.results).await;
+    let before = t.queue_depth(&t.topology.results[0]).await;
     let out = t.cli(&["enqueue", "sim-0001", "nobody-42"]);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success());
     assert!(stderr.contains("nobody-42"), "{stderr}");
     assert_eq!(
-        t.queue_depth(&t.topology.results).await,
+        t.queue_depth(&t.topology.results[0]).await,
         before,
         "nothing published"
     );
@@ -83,7 +83,7 @@ async fn bad_input_is_refused_clearly_and_changes_nothing_else() {
         .unwrap();
     publisher
         .publish(
-            &t.topology.results,
+            &t.topology.results[0],
             b"{\"kind\":\"store_slice\",\"garbage\":",
             vec![],
         )

@@ -1,6 +1,9 @@
 //! A small chaos run on every submission: kills, storms and an abort between a token refresh
 //! and its storage, then the lost / duplicated / wrong check (`fitlink chaos`).
 
+use fitlink_shared::store::Backend;
+use fitlink_shared::store::testing::TestDatabase;
+
 use crate::harness::BIN;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -40,4 +43,47 @@ async fn a_small_chaos_run_loses_duplicates_and_corrupts_nothing() {
             "the run prints its counts:\n{stdout}"
         );
     }
+}
+
+/// The same on PostgreSQL with two active writers on four results partitions (and a standby):
+/// the kills hit active writers, whose partitions the standby takes over.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_small_chaos_run_on_postgres_with_two_active_writers_loses_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let database = TestDatabase::new(Backend::Postgres).await;
+    let out = tokio::process::Command::new(BIN)
+        .args([
+            "chaos",
+            "--participants",
+            "12",
+            "--days",
+            "2",
+            "--faults",
+            "10",
+            "--fault-window-secs",
+            "12",
+            "--timeout-secs",
+            "240",
+            // A seed whose schedule kills active writers twice.
+            "--seed",
+            "3",
+            "--writers",
+            "2",
+            "--partitions",
+            "4",
+            "--database-url",
+            database.url(),
+            "--dir",
+        ])
+        .arg(dir.path())
+        .env("RUST_LOG", "warn")
+        .output()
+        .await
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && stdout.contains("PASS"),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }

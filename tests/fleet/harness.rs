@@ -41,6 +41,12 @@ pub struct Options {
     pub portal: bool,
     /// Which database the fleet writes.
     pub backend: Backend,
+    /// Results partitions (`FITLINK_RESULTS_PARTITIONS`), and the ones the first writer
+    /// consumes (`--partitions`).
+    pub results_partitions: u16,
+    pub writer_partitions: &'static str,
+    /// More writer processes, started after the first: (name, `--partitions`).
+    pub more_writers: Vec<(&'static str, &'static str)>,
 }
 
 impl Default for Options {
@@ -56,6 +62,9 @@ impl Default for Options {
             provider: "google-health",
             portal: false,
             backend: Backend::Sqlite,
+            results_partitions: 1,
+            writer_partitions: "all",
+            more_writers: vec![],
         }
     }
 }
@@ -119,6 +128,10 @@ impl TestFleet {
                 .iter()
                 .map(|(k, v)| ((*k).to_owned(), v.clone())),
         );
+        env.extra.push((
+            "FITLINK_RESULTS_PARTITIONS".to_owned(),
+            options.results_partitions.to_string(),
+        ));
         let portal_url = options.portal.then(|| {
             let port = fleet::free_port().unwrap();
             let url = format!("http://127.0.0.1:{port}");
@@ -150,10 +163,26 @@ impl TestFleet {
         });
         let token_key = env.token_key.clone();
         let mut fleet = Fleet::new(BIN.into(), env.clone(), &dir.path().join("logs")).unwrap();
-        fleet.spawn("writer", &["writer"]).unwrap();
+        fleet
+            .spawn(
+                "writer",
+                &["writer", "--partitions", options.writer_partitions],
+            )
+            .unwrap();
         let db = fleet::wait_for_database(&env.database_url, Duration::from_secs(30))
             .await
             .unwrap();
+        // In order, each consuming before the next starts: single-active-consumer makes the
+        // first subscriber of a partition its active writer, so the roles are as the test says.
+        if !options.more_writers.is_empty() {
+            wait_consuming(&mut fleet, "writer").await;
+        }
+        for (name, partitions) in &options.more_writers {
+            fleet
+                .spawn(name, &["writer", "--partitions", partitions])
+                .unwrap();
+            wait_consuming(&mut fleet, name).await;
+        }
         if options.standby_writer {
             fleet.spawn("writer-standby", &["writer"]).unwrap();
         }
@@ -483,6 +512,24 @@ impl TestFleet {
             "processes that did not stop cleanly on SIGTERM: {unclean:?}"
         );
     }
+}
+
+/// Waits until the writer `name` has subscribed to its partitions (its log says so).
+async fn wait_consuming(fleet: &mut Fleet, name: &str) {
+    let log = fleet.get(name).log.clone();
+    fleet::wait_for(
+        &format!("{name} to consume its partitions"),
+        Duration::from_secs(30),
+        || {
+            let log = log.clone();
+            async move {
+                let text = std::fs::read_to_string(&log).unwrap_or_default();
+                Ok(text.contains("writer consuming").then_some(()))
+            }
+        },
+    )
+    .await
+    .unwrap();
 }
 
 impl Drop for TestFleet {

@@ -1,6 +1,6 @@
 //! Fleet tests: the `fitlink` roles as separate processes (simulator, writer, ≥ 2 workers,
-//! dispatcher) against the real local RabbitMQ and a real SQLite file, checked against the
-//! simulator's ground truth.
+//! dispatcher) against the real local RabbitMQ and a real SQLite file or PostgreSQL database,
+//! checked against the simulator's ground truth.
 
 mod harness;
 mod webdriver;
@@ -13,3 +13,4 @@ mod faults;
 mod legacy;
 mod linkage;
 mod sync;
+mod writers;

@@ -312,7 +312,7 @@ impl<P: HealthProvider> JobContext<'_, P> {
     ) -> Result<(), SyncError> {
         self.publisher
             .publish_json(
-                &self.topology.results,
+                self.topology.results_for(job.participant_id.as_str()),
                 command,
                 vec![(PARTICIPANT_HEADER, long_string(job.participant_id.as_str()))],
             )
@@ -458,6 +458,7 @@ mod touch_tests {
                         .unwrap_or_else(|_| "amqp://guest:guest@127.0.0.1:5672/%2f".to_owned()),
                 ),
                 namespace: format!("t-touch-{}", Uuid::new_v4().simple()),
+                results_partitions: 1,
             };
             let conn = broker::connect(&args, "worker-touch-test")
                 .await
@@ -494,7 +495,7 @@ mod touch_tests {
             let channel = self.conn.create_channel().await.unwrap();
             let mut results = channel
                 .basic_consume(
-                    self.topology.results.as_str().into(),
+                    self.topology.results[0].as_str().into(),
                     "fake-writer".into(),
                     BasicConsumeOptions::default(),
                     FieldTable::default(),
@@ -622,7 +623,7 @@ mod touch_tests {
             assert_eq!(provider.data_calls.load(Ordering::SeqCst), 0);
             let channel = broker.conn.create_channel().await.unwrap();
             assert_eq!(
-                queue_depth(&channel, &broker.topology.results).await,
+                queue_depth(&channel, &broker.topology.results[0]).await,
                 Some(0)
             );
         })

@@ -105,7 +105,7 @@ pub async fn run(args: WorkerArgs, shutdown: CancellationToken) -> anyhow::Resul
     let publish_conn = broker::connect(&args.broker, "worker-publish")
         .await
         .context("connecting to RabbitMQ")?;
-    let topology = Topology::new(&args.broker.namespace);
+    let topology = args.broker.topology();
     let channel = broker::consumer_channel(&consume_conn, args.concurrency).await?;
     topology.declare(&channel).await?;
     let publisher = Publisher::open(&publish_conn).await?;
@@ -380,7 +380,7 @@ impl Worker {
         });
         self.publisher
             .publish_json(
-                &self.topology.results,
+                self.topology.results_for(job.participant_id.as_str()),
                 &command,
                 vec![(PARTICIPANT_HEADER, long_string(job.participant_id.as_str()))],
             )

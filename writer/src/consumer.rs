@@ -51,7 +51,14 @@ pub(crate) async fn run(args: WriterArgs, shutdown: CancellationToken) -> anyhow
     let store = Store::open(&args.database, args.job_lease())
         .await
         .context("cannot open the database")?;
-    let topology = Topology::new(&args.broker.namespace);
+    let topology = args.broker.topology();
+    let partitions = args.partitions_to_consume()?;
+    // SQLite: one writer process at a time; a second one stands by here.
+    let Some(_writer_lock) = store.database().writer_lock(&shutdown).await? else {
+        tracing::info!("writer stopped while standing by");
+        store.close().await;
+        return Ok(());
+    };
     let consume_conn = broker::connect(&args.broker, "writer-consume")
         .await
         .context("cannot connect to the broker (consume)")?;
@@ -66,36 +73,48 @@ pub(crate) async fn run(args: WriterArgs, shutdown: CancellationToken) -> anyhow
         .await
         .context("cannot declare the queues")?;
     let publisher = Publisher::open(&publish_conn).await?;
-    let consumer = channel
-        .basic_consume(
-            topology.results.as_str().into(),
-            format!("fitlink-writer-{}", uuid::Uuid::new_v4().simple()).into(),
-            BasicConsumeOptions::default(),
-            FieldTable::default(),
-        )
-        .await
-        .context("cannot consume the results queue")?;
+    let writer_id = uuid::Uuid::new_v4().simple().to_string();
+    let mut consumers = Vec::with_capacity(partitions.len());
+    for &partition in &partitions {
+        let queue = &topology.results[partition];
+        consumers.push(
+            channel
+                .basic_consume(
+                    queue.as_str().into(),
+                    format!("fitlink-writer-{writer_id}-p{partition}").into(),
+                    BasicConsumeOptions::default(),
+                    FieldTable::default(),
+                )
+                .await
+                .with_context(|| format!("cannot consume the results queue {queue}"))?,
+        );
+    }
+    let tags: Vec<String> = consumers.iter().map(|c| c.tag().to_string()).collect();
+    let mut stream = futures_util::stream::select_all(consumers);
     ready.set(true);
     tracing::info!(
-        queue = %topology.results,
+        queues = %partitions.iter().map(|p| topology.results[*p].as_str()).collect::<Vec<_>>().join(","),
         batch_messages,
         linger_ms = args.linger_ms,
-        "writer consuming (single active consumer: a standby until the active writer goes away)"
+        "writer consuming (single active consumer per partition: a standby until the active writer goes away)"
     );
 
     let mut writer = Writer {
         store,
         publisher,
+        // One consumer per channel acks "everything up to here" at once; deliveries of several
+        // consumers interleave on the channel, so each is acked on its own.
+        ack_multiple: partitions.len() == 1,
         topology,
         ready: ready.clone(),
         shutdown: shutdown.clone(),
     };
     let result = writer
-        .consume(consumer.clone(), batch_messages, args.linger(), &shutdown)
+        .consume(&mut stream, batch_messages, args.linger(), &shutdown)
         .await;
     ready.set(false);
     let result = match result {
-        Ok(()) => writer.drain(&channel, consumer, batch_messages).await,
+        Ok(()) => writer.drain(&channel, &tags, stream, batch_messages).await,
         Err(e) => Err(e),
     };
     close(&consume_conn, &publish_conn).await;
@@ -114,6 +133,9 @@ async fn close(consume: &Connection, publish: &Connection) {
     }
 }
 
+/// The deliveries of every partition this writer consumes, as they come.
+type Results = futures_util::stream::SelectAll<Consumer>;
+
 /// What to tell the broker about one delivery.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Settle {
@@ -128,6 +150,8 @@ enum Settle {
 struct Writer {
     store: Store,
     publisher: Publisher,
+    /// Settle a fully acked batch with one `ack(multiple)` (only with one consumer).
+    ack_multiple: bool,
     topology: Topology,
     /// Cleared while the database is failing, so `/readyz` tells the operator.
     ready: Readiness,
@@ -145,7 +169,7 @@ impl Writer {
     /// Consumes until `shutdown`; returns `Err` if the broker goes away.
     async fn consume(
         &mut self,
-        mut consumer: Consumer,
+        consumer: &mut Results,
         batch_messages: usize,
         linger: Duration,
         shutdown: &CancellationToken,
@@ -202,13 +226,16 @@ impl Writer {
     async fn drain(
         &mut self,
         channel: &lapin::Channel,
-        mut consumer: Consumer,
+        tags: &[String],
+        mut consumer: Results,
         batch_messages: usize,
     ) -> anyhow::Result<()> {
-        channel
-            .basic_cancel(consumer.tag(), BasicCancelOptions::default())
-            .await
-            .context("cannot cancel the results consumer")?;
+        for tag in tags {
+            channel
+                .basic_cancel(tag.as_str().into(), BasicCancelOptions::default())
+                .await
+                .context("cannot cancel the results consumer")?;
+        }
         let mut batch = Vec::new();
         loop {
             match tokio::time::timeout(DRAIN_TIMEOUT, consumer.next()).await {
@@ -232,6 +259,30 @@ impl Writer {
         Ok(())
     }
 
+    /// Why a command must not be applied by the writer of the queue it came from: it names a
+    /// participant of another partition (a role that runs with another
+    /// `FITLINK_RESULTS_PARTITIONS`). Applying it could put two writers on one participant.
+    fn misrouted(&self, delivery: &Delivery, command: &WriterCommand) -> Option<String> {
+        let queue = delivery.routing_key.as_str();
+        let stray = match command {
+            WriterCommand::ImportParticipants(batch) => batch
+                .participants
+                .iter()
+                .map(|p| p.participant_id.as_str())
+                .find(|p| self.topology.results_for(p) != queue),
+            other => other
+                .participant()
+                .map(|p| p.as_str())
+                .filter(|p| self.topology.results_for(p) != queue),
+        }?;
+        Some(format!(
+            "participant {stray} belongs to {} but arrived on {queue}: every role of the fleet must \
+             run with the same FITLINK_RESULTS_PARTITIONS ({})",
+            self.topology.results_for(stray),
+            self.topology.partitions()
+        ))
+    }
+
     /// Applies one batch and settles every delivery in it. `Err` only if the broker failed.
     async fn process(&mut self, deliveries: Vec<Delivery>) -> anyhow::Result<BatchReport> {
         let started = Instant::now();
@@ -241,6 +292,12 @@ impl Writer {
         for delivery in deliveries {
             match serde_json::from_slice::<WriterCommand>(&delivery.data) {
                 Ok(command) => {
+                    if let Some(problem) = self.misrouted(&delivery, &command) {
+                        tracing::warn!(kind = command.kind(), problem = %problem, "result on the wrong partition; dead-lettering it");
+                        metrics::counter!("fitlink_writer_dead_lettered_total").increment(1);
+                        settle(&delivery, Settle::DeadLetter).await?;
+                        continue;
+                    }
                     kept.push(delivery);
                     commands.push(command);
                 }
@@ -279,7 +336,7 @@ impl Writer {
             }
         }
 
-        if settles.iter().all(|s| *s == Settle::Ack) {
+        if self.ack_multiple && settles.iter().all(|s| *s == Settle::Ack) {
             // Everything before these deliveries on this channel is settled already.
             if let Some(last) = kept.iter().max_by_key(|d| d.delivery_tag) {
                 last.acker

@@ -62,6 +62,7 @@ impl Fleet {
             broker: BrokerArgs {
                 amqp_url: Secret::new(amqp_url()),
                 namespace: namespace.clone(),
+                results_partitions: 1,
             },
             database: DatabaseArgs::url(database_url),
             ops: OpsArgs {
@@ -70,6 +71,7 @@ impl Fleet {
             batch_messages,
             linger_ms,
             job_lease_secs: 10_800,
+            partitions: fitlink_writer::Partitions::All,
         };
         let topology = Topology::new(&namespace);
         let conn = broker::connect(&args.broker, "writer-test")
@@ -161,31 +163,39 @@ async fn poison_is_dead_lettered_while_good_results_are_applied_and_jobs_publish
         });
 
         publisher
-            .publish_json(&topology.results, &import_p1("sealed-p1"), vec![])
+            .publish_json(&topology.results[0], &import_p1("sealed-p1"), vec![])
             .await
             .unwrap();
         publisher
-            .publish(&topology.results, b"{\"kind\":\"no_such_command\"}", vec![])
+            .publish(
+                &topology.results[0],
+                b"{\"kind\":\"no_such_command\"}",
+                vec![],
+            )
             .await
             .unwrap();
         publisher
-            .publish_json(&topology.results, &request, vec![])
+            .publish_json(&topology.results[0], &request, vec![])
             .await
             .unwrap();
         // A result for a participant nobody imported: can never apply, so dead-lettered, and
         // the good slice in the same batch is still stored.
         publisher
-            .publish_json(&topology.results, &minute(job_id, "ghost", start), vec![])
+            .publish_json(
+                &topology.results[0],
+                &minute(job_id, "ghost", start),
+                vec![],
+            )
             .await
             .unwrap();
         publisher
-            .publish_json(&topology.results, &minute(job_id, "p1", start), vec![])
+            .publish_json(&topology.results[0], &minute(job_id, "p1", start), vec![])
             .await
             .unwrap();
 
         wait_for_depth(channel, &topology.results_dead, 2).await;
         wait_for_depth(channel, &topology.jobs, 1).await;
-        wait_for_depth(channel, &topology.results, 0).await;
+        wait_for_depth(channel, &topology.results[0], 0).await;
 
         let granted = channel
             .basic_get(topology.jobs.as_str().into(), BasicGetOptions::default())
@@ -256,7 +266,7 @@ async fn shutdown_commits_and_acks_what_the_writer_holds() {
     let outcome = AssertUnwindSafe(async {
         let publisher = Publisher::open(&fleet.conn).await.unwrap();
         publisher
-            .publish_json(&topology.results, &import_p1("sealed-p1"), vec![])
+            .publish_json(&topology.results[0], &import_p1("sealed-p1"), vec![])
             .await
             .unwrap();
         let job_id = Uuid::new_v4();
@@ -268,7 +278,7 @@ async fn shutdown_commits_and_acks_what_the_writer_holds() {
                 UtcInstant::new(start + chrono::TimeDelta::minutes(i64::from(i))),
             );
             let publisher = publisher.clone();
-            let queue = topology.results.clone();
+            let queue = topology.results[0].clone();
             async move { publisher.publish_json(&queue, &slice, vec![]).await }
         });
         for published in futures_util::future::join_all(publishes).await {
@@ -279,7 +289,7 @@ async fn shutdown_commits_and_acks_what_the_writer_holds() {
         let writer = tokio::spawn(fitlink_writer::run(args.clone(), shutdown.clone()));
         // Stop once the writer holds the import and some slices.
         let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-        while queue_depth(channel, &topology.results)
+        while queue_depth(channel, &topology.results[0])
             .await
             .is_none_or(|depth| depth > RESULTS - 1)
         {
@@ -296,7 +306,7 @@ async fn shutdown_commits_and_acks_what_the_writer_holds() {
             .unwrap()
             .expect("the writer stops cleanly");
 
-        let left = queue_depth(channel, &topology.results).await.unwrap();
+        let left = queue_depth(channel, &topology.results[0]).await.unwrap();
         let db = fitlink_shared::store::Database::reader(&args.database.database_url, "test")
             .await
             .unwrap();
@@ -369,7 +379,7 @@ async fn consents_and_withdrawals_are_answered_after_the_commit() {
             requested_by: "test".into(),
             provider_revocation: "no_credential".into(),
             at: at("2026-10-06T00:00:00Z"),
-            reply_to: Some(format!("{}.gone", topology.results)),
+            reply_to: Some(format!("{}.gone", topology.results[0])),
         };
         let linked = replies.expect(consent.request_id);
         for command in [
@@ -377,7 +387,7 @@ async fn consents_and_withdrawals_are_answered_after_the_commit() {
             WriterCommand::LinkParticipant(consent.clone()),
         ] {
             publisher
-                .publish_json(&topology.results, &command, vec![])
+                .publish_json(&topology.results[0], &command, vec![])
                 .await
                 .unwrap();
         }
@@ -405,7 +415,7 @@ async fn consents_and_withdrawals_are_answered_after_the_commit() {
         let withdrawn = replies.expect(withdrawal.request_id);
         publisher
             .publish_json(
-                &topology.results,
+                &topology.results[0],
                 &WriterCommand::Withdraw(withdrawal.clone()),
                 vec![],
             )
@@ -418,7 +428,7 @@ async fn consents_and_withdrawals_are_answered_after_the_commit() {
             "{:?}",
             reply.reply
         );
-        wait_for_depth(channel, &topology.results, 0).await;
+        wait_for_depth(channel, &topology.results[0], 0).await;
         wait_for_depth(channel, &topology.results_dead, 0).await;
 
         shutdown.cancel();

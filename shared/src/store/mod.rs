@@ -142,6 +142,8 @@ pub enum DbError {
     Sqlx(String, sqlx::Error),
     #[error("database {0}: migration failed: {1}")]
     Migrate(String, sqlx::migrate::MigrateError),
+    #[error("{0}: {1}")]
+    Io(String, std::io::Error),
 }
 
 /// A URL without its password, for errors and logs.
@@ -250,6 +252,29 @@ impl Database {
         }))
     }
 
+    /// Takes the right to write for this process, waiting as long as another writer holds it.
+    ///
+    /// SQLite takes one writer at a time, so a writer process holds an exclusive lock on
+    /// `<database file>.writer-lock` while it consumes; a second writer process waits here as
+    /// the standby and takes over when the first one exits or dies (the OS releases the lock).
+    /// PostgreSQL needs no such lock: each results partition has its own active writer. `None`
+    /// if `shutdown` came first.
+    pub async fn writer_lock(
+        &self,
+        shutdown: &tokio_util::sync::CancellationToken,
+    ) -> Result<Option<WriterLock>, DbError> {
+        match &self.pool {
+            ByBackend::Postgres(_) => Ok(Some(WriterLock { _file: None })),
+            ByBackend::Sqlite(pool) => {
+                let path = pool.connect_options().get_filename().to_owned();
+                sqlite::writer_lock(&path, shutdown)
+                    .await
+                    .map(|file| file.map(|f| WriterLock { _file: Some(f) }))
+                    .map_err(|e| DbError::Io(format!("{}.writer-lock", path.display()), e))
+            }
+        }
+    }
+
     /// Makes sure the intraday tables can take rows at every instant in `instants` (PostgreSQL
     /// creates the missing monthly partitions, each in a short transaction of its own, before
     /// the data's transaction needs them; SQLite has nothing to do).
@@ -283,6 +308,11 @@ impl Database {
             ByBackend::Postgres(p) => p.close().await,
         }
     }
+}
+
+/// The right to write the database, held while it lives (see [`Database::writer_lock`]).
+pub struct WriterLock {
+    _file: Option<std::fs::File>,
 }
 
 /// How much a write transaction's commit must survive.

@@ -102,6 +102,39 @@ pub(super) async fn finish(mut conn: PoolConnection<Sqlite>, durability: Durabil
     }
 }
 
+/// How often a standby writer tries the writer lock again.
+const LOCK_POLL: Duration = Duration::from_millis(250);
+
+/// Waits for the exclusive lock on `<database>.writer-lock` (see `Database::writer_lock`);
+/// `None` if `shutdown` came first.
+pub(super) async fn writer_lock(
+    database: &std::path::Path,
+    shutdown: &tokio_util::sync::CancellationToken,
+) -> std::io::Result<Option<std::fs::File>> {
+    let path = format!("{}.writer-lock", database.display());
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)?;
+    let mut told = false;
+    loop {
+        match file.try_lock() {
+            Ok(()) => return Ok(Some(file)),
+            Err(std::fs::TryLockError::WouldBlock) => {}
+            Err(std::fs::TryLockError::Error(e)) => return Err(e),
+        }
+        if !told {
+            tracing::info!(lock = %path, "another writer holds the database; standing by until it stops");
+            told = true;
+        }
+        tokio::select! {
+            _ = shutdown.cancelled() => return Ok(None),
+            _ = tokio::time::sleep(LOCK_POLL) => {}
+        }
+    }
+}
+
 /// Most rows in one statement (5 parameters each, far under SQLite's parameter limit).
 const MAX_ROWS: usize = 128;
 const SIZES: usize = MAX_ROWS.trailing_zeros() as usize + 1;
