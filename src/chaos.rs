@@ -25,7 +25,7 @@ use serde_json::json;
 
 use fitlink_shared::config::BrokerArgs;
 use fitlink_shared::domain::{ParticipantId, UtcInstant};
-use fitlink_shared::on_backend;
+use fitlink_shared::fetch;
 use fitlink_shared::secret::{SealedToken, TokenKey};
 use fitlink_shared::store::Database;
 use fitlink_simulator::SimConfig;
@@ -518,14 +518,13 @@ async fn drive(args: &ChaosArgs, rng: &mut StdRng) -> anyhow::Result<Vec<String>
             .context("replaying the dead letters")?;
             replayed_at = Instant::now();
         }
-        let rows: Vec<(String, String, UtcInstant, Option<String>)> =
-            on_backend!(db.exec(), |e| {
-                sqlx::query_as(
-                    "SELECT participant_id, state, sync_cursor, in_flight_job_id FROM participants",
-                )
-                .fetch_all(e)
-                .await
-            })?;
+        let rows: Vec<(String, String, UtcInstant, Option<String>)> = fetch!(
+            db.exec(),
+            sqlx::query_as(
+                "SELECT participant_id, state, sync_cursor, in_flight_job_id FROM participants",
+            ),
+            all
+        )?;
         // The simulator's latest syncs are canonical text, whose order is time order.
         let rows: Vec<(String, String, String, Option<String>)> = rows
             .into_iter()
@@ -585,15 +584,14 @@ async fn check(
 ) -> anyhow::Result<Vec<String>> {
     let mut problems = Vec::new();
     let mut totals: BTreeMap<&'static str, Diff> = BTreeMap::new();
-    let participants: Vec<(String, String, Option<String>, UtcInstant)> =
-        on_backend!(db.exec(), |e| {
-            sqlx::query_as(
-                "SELECT participant_id, state, state_reason, sync_cursor FROM participants \
+    let participants: Vec<(String, String, Option<String>, UtcInstant)> = fetch!(
+        db.exec(),
+        sqlx::query_as(
+            "SELECT participant_id, state, state_reason, sync_cursor FROM participants \
                  ORDER BY participant_id",
-            )
-            .fetch_all(e)
-            .await
-        })?;
+        ),
+        all
+    )?;
     let participants: Vec<(String, String, Option<String>, String)> = participants
         .into_iter()
         .map(|(id, state, reason, cursor)| (id, state, reason, cursor.to_text()))
@@ -660,12 +658,14 @@ async fn check(
         if !fitbit_ids.iter().any(|f| f == id) || revoked.iter().any(|r| r == id) {
             continue;
         }
-        let (sealed,): (SealedToken,) = on_backend!(db.exec(), |e| {
-            sqlx::query_as("SELECT sealed_refresh_token FROM credentials WHERE participant_id = $1")
-                .bind(id)
-                .fetch_one(e)
-                .await
-        })?;
+        let (sealed,): (SealedToken,) = fetch!(
+            db.exec(),
+            sqlx::query_as(
+                "SELECT sealed_refresh_token FROM credentials WHERE participant_id = $1"
+            )
+            .bind(id),
+            one
+        )?;
         let stored = key
             .open(&ParticipantId::new(id)?, &sealed)
             .map(|t| t.expose().clone())

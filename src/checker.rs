@@ -7,7 +7,7 @@ use std::fmt;
 
 use chrono::{DateTime, NaiveDate, Utc};
 use fitlink_shared::domain::{UtcInstant, format_instant};
-use fitlink_shared::on_backend;
+use fitlink_shared::fetch;
 use fitlink_shared::store::Database;
 use fitlink_simulator::{SimConfig, truth};
 
@@ -131,12 +131,12 @@ pub async fn check_participant(
     history: History,
     restatements: &BTreeMap<NaiveDate, u32>,
 ) -> anyhow::Result<ParticipantCheck> {
-    let (from, cursor): (UtcInstant, UtcInstant) = on_backend!(db.exec(), |e| {
+    let (from, cursor): (UtcInstant, UtcInstant) = fetch!(
+        db.exec(),
         sqlx::query_as("SELECT sync_from, sync_cursor FROM participants WHERE participant_id = $1")
-            .bind(id)
-            .fetch_one(e)
-            .await
-    })?;
+            .bind(id),
+        one
+    )?;
     let (from, cursor) = (from.get(), cursor.get());
     let version = |d: &NaiveDate| restatements.get(d).copied().unwrap_or(0);
     let point =
@@ -230,29 +230,26 @@ pub async fn check_participant(
     let mut check = ParticipantCheck::default();
     // Keys as the truth writes them: instants in their canonical text, dates as `YYYY-MM-DD`.
     let stored = |sql: &'static str| async move {
-        on_backend!(db.exec(), |e| {
-            sqlx::query_as::<_, (String, String)>(sql)
-                .bind(id)
-                .fetch_all(e)
-                .await
-        })
+        fetch!(
+            db.exec(),
+            sqlx::query_as::<_, (String, String)>(sql).bind(id),
+            all
+        )
     };
     let stored_at = |sql: &'static str| async move {
-        on_backend!(db.exec(), |e| {
-            sqlx::query_as::<_, (UtcInstant, String)>(sql)
-                .bind(id)
-                .fetch_all(e)
-                .await
-        })
+        fetch!(
+            db.exec(),
+            sqlx::query_as::<_, (UtcInstant, String)>(sql).bind(id),
+            all
+        )
         .map(|rows| rows.into_iter().map(|(t, v)| (t.to_text(), v)).collect())
     };
     let stored_on = |sql: &'static str| async move {
-        on_backend!(db.exec(), |e| {
-            sqlx::query_as::<_, (NaiveDate, String)>(sql)
-                .bind(id)
-                .fetch_all(e)
-                .await
-        })
+        fetch!(
+            db.exec(),
+            sqlx::query_as::<_, (NaiveDate, String)>(sql).bind(id),
+            all
+        )
         .map(|rows| rows.into_iter().map(|(d, v)| (d.to_string(), v)).collect())
     };
     check.tables.insert(
@@ -277,14 +274,10 @@ pub async fn check_participant(
         Option<f64>,
     );
     let null = || "null".to_owned();
-    let stored_activity: Vec<(String, String)> = on_backend!(db.exec(), |e| {
-        sqlx::query_as::<_, ActivityRow>(
+    let stored_activity: Vec<(String, String)> = fetch!(db.exec(), sqlx::query_as::<_, ActivityRow>(
             "SELECT date, steps, distance, calories_out, very_active_minutes FROM activity_summary WHERE participant_id = $1",
         )
-        .bind(id)
-        .fetch_all(e)
-        .await
-    })?
+        .bind(id), all)?
     .into_iter()
     .map(|(date, steps, distance, calories, very)| {
         let text = format!(

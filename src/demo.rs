@@ -129,11 +129,11 @@ async fn refuse_a_used_database(url: &str) -> anyhow::Result<()> {
     let Ok(db) = fitlink_shared::store::Database::reader(url, "demo").await else {
         return Ok(()); // not created yet: the writer makes it
     };
-    let participants: i64 = fitlink_shared::on_backend!(db.exec(), |e| {
-        sqlx::query_scalar("SELECT count(*) FROM participants")
-            .fetch_one(e)
-            .await
-    })?;
+    let participants: i64 = fitlink_shared::fetch!(
+        db.exec(),
+        sqlx::query_scalar("SELECT count(*) FROM participants"),
+        one
+    )?;
     db.close().await;
     if participants > 0 {
         anyhow::bail!(

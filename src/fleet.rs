@@ -7,7 +7,7 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use anyhow::{Context as _, bail};
-use fitlink_shared::on_backend;
+use fitlink_shared::fetch;
 use fitlink_shared::store::Database;
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
@@ -384,7 +384,8 @@ impl Progress {
 }
 
 pub async fn progress(db: &Database) -> anyhow::Result<Progress> {
-    let (synced, stopped, total): (i64, i64, i64) = on_backend!(db.exec(), |e| {
+    let (synced, stopped, total): (i64, i64, i64) = fetch!(
+        db.exec(),
         sqlx::query_as(
             "SELECT count(*) FILTER (WHERE state IN ('active', 'intraday_not_permitted')
                         AND last_success_at IS NOT NULL AND in_flight_job_id IS NULL),
@@ -392,10 +393,9 @@ pub async fn progress(db: &Database) -> anyhow::Result<Progress> {
                         AND in_flight_job_id IS NULL),
                     count(*)
              FROM participants",
-        )
-        .fetch_one(e)
-        .await
-    })?;
+        ),
+        one
+    )?;
     Ok(Progress {
         synced,
         stopped,
@@ -408,11 +408,11 @@ pub async fn table_counts(db: &Database) -> anyhow::Result<Vec<(&'static str, i6
     let mut counts = Vec::new();
     for table in fitlink_shared::store::DATA_TABLES {
         // Table names come from a constant list, never from input.
-        let (n,): (i64,) = on_backend!(db.exec(), |e| {
-            sqlx::query_as(sqlx::AssertSqlSafe(format!("SELECT count(*) FROM {table}")))
-                .fetch_one(e)
-                .await
-        })?;
+        let (n,): (i64,) = fetch!(
+            db.exec(),
+            sqlx::query_as(sqlx::AssertSqlSafe(format!("SELECT count(*) FROM {table}"))),
+            one
+        )?;
         counts.push((table, n));
     }
     Ok(counts)

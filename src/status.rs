@@ -94,8 +94,8 @@ use chrono::TimeDelta;
 use fitlink_shared::broker::{self, Topology};
 use fitlink_shared::config::{BrokerArgs, DatabaseArgs};
 use fitlink_shared::domain::{ParticipantState, Provider, UtcInstant};
+use fitlink_shared::fetch;
 use fitlink_shared::messages::now_instant;
-use fitlink_shared::on_backend;
 use fitlink_shared::store::Database;
 use serde::Serialize;
 
@@ -395,25 +395,24 @@ async fn read_database(database: &DatabaseArgs) -> anyhow::Result<Tables> {
 }
 
 async fn read_tables(db: &Database) -> anyhow::Result<Tables> {
-    let rows: Vec<ParticipantRow> = on_backend!(db.exec(), |e| {
+    let rows: Vec<ParticipantRow> = fetch!(
+        db.exec(),
         sqlx::query_as(
             "SELECT participant_id, provider, state, state_reason, sync_from, sync_cursor,
                 latest_device_sync, last_success_at, last_error, last_error_at,
                 in_flight_job_id, in_flight_since, retry_at, time_zone,
                 granted_scopes, consented_at, refresh_token_expires_at, credential_used_at
          FROM participants ORDER BY participant_id",
-        )
-        .fetch_all(e)
-        .await
-    })
+        ),
+        all
+    )
     .context("cannot read participants")?;
 
     let mut counts: BTreeMap<String, TableRows> = BTreeMap::new();
     let mut table_totals = TableRows::default();
     for (table, query) in ROW_COUNTS {
-        let per_participant: Vec<(String, i64)> =
-            on_backend!(db.exec(), |e| { sqlx::query_as(query).fetch_all(e).await })
-                .with_context(|| format!("cannot count rows of {table}"))?;
+        let per_participant: Vec<(String, i64)> = fetch!(db.exec(), sqlx::query_as(query), all)
+            .with_context(|| format!("cannot count rows of {table}"))?;
         for (participant, n) in per_participant {
             *counts.entry(participant).or_default().slot(table) += n;
             *table_totals.slot(table) += n;
@@ -504,7 +503,8 @@ async fn read_tables(db: &Database) -> anyhow::Result<Tables> {
 
 /// The linkage part of the report, as of `now`.
 async fn read_linkage(db: &Database, now: UtcInstant) -> anyhow::Result<Linkage> {
-    let invitations: InvitationCounts = on_backend!(db.exec(), |e| {
+    let invitations: InvitationCounts = fetch!(
+        db.exec(),
         sqlx::query_as(
             "SELECT count(*) AS issued,
                 count(used_at) AS used,
@@ -515,39 +515,39 @@ async fn read_linkage(db: &Database, now: UtcInstant) -> anyhow::Result<Linkage>
                     AS with_problem
          FROM invitations",
         )
-        .bind(now)
-        .fetch_one(e)
-        .await
-    })
+        .bind(now),
+        one
+    )
     .context("cannot read invitations")?;
     let since = UtcInstant::new(now.get() - NOTIFICATIONS_WINDOW);
-    let notifications_recorded_7d: i64 = on_backend!(db.exec(), |e| {
+    let notifications_recorded_7d: i64 = fetch!(
+        db.exec(),
         sqlx::query_scalar("SELECT count(*) FROM provider_notifications WHERE received_at >= $1")
-            .bind(since)
-            .fetch_one(e)
-            .await
-    })
+            .bind(since),
+        one
+    )
     .context("cannot read provider notifications")?;
-    let deletions: Deletions = on_backend!(db.exec(), |e| {
+    let deletions: Deletions = fetch!(
+        db.exec(),
         sqlx::query_as(
             "SELECT CAST(coalesce(sum(rows_deleted), 0) AS BIGINT) AS rows_deleted,
                 count(DISTINCT notification_id) AS notifications
          FROM provider_deletions",
-        )
-        .fetch_one(e)
-        .await
-    })
+        ),
+        one
+    )
     .context("cannot read provider deletions")?;
-    let withdrawals: WithdrawalCounts = on_backend!(db.exec(), |e| {
+    let withdrawals: WithdrawalCounts = fetch!(
+        db.exec(),
         sqlx::query_as(
             "SELECT count(*) AS count, count(*) FILTER (WHERE purged) AS purged FROM withdrawals",
-        )
-        .fetch_one(e)
-        .await
-    })
+        ),
+        one
+    )
     .context("cannot read withdrawals")?;
     let until = UtcInstant::new(now.get() + EXPIRING_WITHIN);
-    let expiring_grants: Vec<ExpiringGrant> = on_backend!(db.exec(), |e| {
+    let expiring_grants: Vec<ExpiringGrant> = fetch!(
+        db.exec(),
         sqlx::query_as(
             "SELECT participant_id, refresh_token_expires_at FROM participants
          WHERE refresh_token_expires_at > $1 AND refresh_token_expires_at <= $2
@@ -555,10 +555,9 @@ async fn read_linkage(db: &Database, now: UtcInstant) -> anyhow::Result<Linkage>
          ORDER BY refresh_token_expires_at, participant_id",
         )
         .bind(now)
-        .bind(until)
-        .fetch_all(e)
-        .await
-    })
+        .bind(until),
+        all
+    )
     .context("cannot read expiring grants")?;
     Ok(Linkage {
         invitations,

@@ -19,11 +19,11 @@ use chrono::{DateTime, Utc};
 use fitlink_shared::broker::{header_int, header_text, queue_depth};
 use fitlink_shared::config::{BrokerArgs, DatabaseArgs};
 use fitlink_shared::domain::{ParticipantId, UtcInstant};
+use fitlink_shared::fetch;
 use fitlink_shared::messages::{
     ATTEMPT_HEADER, JOB_HEADER, PARTICIPANT_HEADER, REASON_HEADER, SyncJob, SyncTrigger,
     WriterCommand,
 };
-use fitlink_shared::on_backend;
 use fitlink_shared::store::Database;
 use indicatif::ProgressBar;
 use lapin::Channel;
@@ -317,12 +317,12 @@ async fn replay_groups(
 ) -> anyhow::Result<()> {
     for (participant, jobs) in groups {
         bar.inc(1);
-        let row: Option<(Option<String>,)> = on_backend!(db.exec(), |e| {
+        let row: Option<(Option<String>,)> = fetch!(
+            db.exec(),
             sqlx::query_as("SELECT in_flight_job_id FROM participants WHERE participant_id = $1")
-                .bind(participant.as_str().to_owned())
-                .fetch_optional(e)
-                .await
-        })
+                .bind(participant.as_str().to_owned()),
+            optional
+        )
         .context("cannot read participants")?;
         let Some((in_flight,)) = row else {
             report

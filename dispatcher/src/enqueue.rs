@@ -9,8 +9,8 @@ use anyhow::Context as _;
 use chrono::{DateTime, Utc};
 use fitlink_shared::config::{BrokerArgs, DatabaseArgs};
 use fitlink_shared::domain::{ParticipantId, UtcInstant};
+use fitlink_shared::fetch;
 use fitlink_shared::messages::SyncTrigger;
-use fitlink_shared::on_backend;
 use serde::Serialize;
 use uuid::Uuid;
 
@@ -77,12 +77,12 @@ pub async fn enqueue(
             unknown.push(raw.clone());
             continue;
         };
-        let exists: Option<(i32,)> = on_backend!(db.exec(), |e| {
+        let exists: Option<(i32,)> = fetch!(
+            db.exec(),
             sqlx::query_as("SELECT 1 FROM participants WHERE participant_id = $1")
-                .bind(id.as_str().to_owned())
-                .fetch_optional(e)
-                .await
-        })
+                .bind(id.as_str().to_owned()),
+            optional
+        )
         .context("cannot read participants")?;
         if exists.is_none() {
             unknown.push(raw.clone());

@@ -7,8 +7,8 @@
 use std::collections::HashMap;
 
 use fitlink_shared::domain::Provider;
+use fitlink_shared::fetch;
 use fitlink_shared::messages::ImportedParticipant;
-use fitlink_shared::on_backend;
 use fitlink_shared::provider::google::GoogleHealthClient;
 use fitlink_shared::provider::{HealthProvider, Session};
 use fitlink_shared::secret::TokenKey;
@@ -28,13 +28,13 @@ pub async fn check_migrations(
     google: Option<&GoogleHealthClient>,
     key: &TokenKey,
 ) -> Result<Vec<String>, sqlx::Error> {
-    let fitbit_linked: Vec<(String, Option<String>)> = on_backend!(db.exec(), |e| {
+    let fitbit_linked: Vec<(String, Option<String>)> = fetch!(
+        db.exec(),
         sqlx::query_as(
             "SELECT participant_id, fitbit_user_id FROM participants WHERE provider = 'fitbit'",
-        )
-        .fetch_all(e)
-        .await
-    })?;
+        ),
+        all
+    )?;
     let linked: HashMap<String, LinkedThroughFitbit> = fitbit_linked
         .into_iter()
         .map(|(id, fitbit_user_id)| (id, LinkedThroughFitbit { fitbit_user_id }))

@@ -15,8 +15,8 @@ use std::time::Duration;
 
 use fitlink_shared::config::{BrokerArgs, DatabaseArgs};
 use fitlink_shared::domain::{ParticipantId, Provider, UtcInstant, parse_date_or_instant};
+use fitlink_shared::fetch;
 use fitlink_shared::messages::{ImportBatch, ImportedParticipant, SyncTrigger};
-use fitlink_shared::on_backend;
 use fitlink_shared::provider::google::GoogleHealthClient;
 use fitlink_shared::secret::{Secret, TokenKey};
 use fitlink_shared::store::{Database, DbError};
@@ -539,11 +539,11 @@ async fn known_participants(
         Err(DbError::NotInitialised(_)) => return Ok(None),
         Err(error) => return Err(error.into()),
     };
-    let ids: Vec<(String,)> = on_backend!(db.exec(), |e| {
-        sqlx::query_as("SELECT participant_id FROM participants")
-            .fetch_all(e)
-            .await
-    })?;
+    let ids: Vec<(String,)> = fetch!(
+        db.exec(),
+        sqlx::query_as("SELECT participant_id FROM participants"),
+        all
+    )?;
     db.close().await;
     Ok(Some(ids.into_iter().map(|(id,)| id).collect()))
 }
@@ -568,12 +568,12 @@ async fn wait_until_applied(
         if let Some(db) = &db {
             let mut applied = 0;
             for import_id in parts {
-                let row: Option<(i32,)> = on_backend!(db.exec(), |e| {
+                let row: Option<(i32,)> = fetch!(
+                    db.exec(),
                     sqlx::query_as("SELECT 1 FROM imports WHERE import_id = $1")
-                        .bind(import_id.to_string())
-                        .fetch_optional(e)
-                        .await
-                })?;
+                        .bind(import_id.to_string()),
+                    optional
+                )?;
                 applied += usize::from(row.is_some());
             }
             if applied == parts.len() {

@@ -16,8 +16,8 @@ use fitlink_shared::domain::{
 };
 use fitlink_shared::linkage::invitation::InvitationSigner;
 use fitlink_shared::messages::{Invitation, WriterCommand, instant};
-use fitlink_shared::on_backend;
 use fitlink_shared::store::{Database, DbError};
+use fitlink_shared::{fetch, on_backend};
 use serde::Serialize;
 use uuid::Uuid;
 
@@ -218,12 +218,12 @@ pub async fn invite(args: &InviteArgs) -> anyhow::Result<InviteReport> {
 }
 
 async fn known(db: &Database, id: &ParticipantId) -> anyhow::Result<Option<Known>> {
-    let row: Option<(String,)> = on_backend!(db.exec(), |e| {
+    let row: Option<(String,)> = fetch!(
+        db.exec(),
         sqlx::query_as("SELECT state FROM participants WHERE participant_id = $1")
-            .bind(id.as_str())
-            .fetch_optional(e)
-            .await
-    })
+            .bind(id.as_str()),
+        optional
+    )
     .context("cannot read participants")?;
     Ok(row.map(|(state,)| Known { state }))
 }

@@ -14,8 +14,8 @@ use std::sync::Arc;
 
 use fitlink_shared::config::{BrokerArgs, DatabaseArgs, FitbitArgs, GoogleArgs, OpsArgs};
 use fitlink_shared::domain::{ParticipantId, ParticipantState, UtcInstant};
+use fitlink_shared::fetch;
 use fitlink_shared::messages::SyncTrigger;
-use fitlink_shared::on_backend;
 use fitlink_shared::store::{Database, DbError};
 use fitlink_shared::telemetry::{self, Readiness};
 use futures_util::StreamExt as _;
@@ -299,8 +299,7 @@ pub async fn idle_grants(
     lease: Duration,
 ) -> anyhow::Result<Vec<DueParticipant>> {
     let before = |d: Duration| instant_before(now, d);
-    let rows: Vec<(String, UtcInstant)> = on_backend!(db.exec(), |e| {
-        sqlx::query_as(
+    let rows: Vec<(String, UtcInstant)> = fetch!(db.exec(), sqlx::query_as(
             "SELECT p.participant_id, p.updated_at FROM participants p
              JOIN credentials c ON c.participant_id = p.participant_id
              WHERE p.state NOT IN ('withdrawn', 'invited', 'revoked', 'consent_expired', 'needs_reconsent')
@@ -309,10 +308,7 @@ pub async fn idle_grants(
              ORDER BY p.participant_id",
         )
         .bind(before(touch_after))
-        .bind(before(lease))
-        .fetch_all(e)
-        .await
-    })?;
+        .bind(before(lease)), all)?;
     Ok(due_rows(rows))
 }
 
@@ -338,7 +334,8 @@ pub async fn due_participants(
     lease: Duration,
 ) -> anyhow::Result<Vec<DueParticipant>> {
     let before = |d: Duration| instant_before(now, d);
-    let rows: Vec<(String, UtcInstant)> = on_backend!(db.exec(), |e| {
+    let rows: Vec<(String, UtcInstant)> = fetch!(
+        db.exec(),
         sqlx::query_as(
             "SELECT participant_id, updated_at FROM participants
              WHERE state IN ($1, $5)
@@ -351,10 +348,9 @@ pub async fn due_participants(
         .bind(before(lease))
         .bind(UtcInstant::new(now))
         .bind(before(interval))
-        .bind(ParticipantState::IntradayNotPermitted.as_str())
-        .fetch_all(e)
-        .await
-    })?;
+        .bind(ParticipantState::IntradayNotPermitted.as_str()),
+        all
+    )?;
     Ok(due_rows(rows))
 }
 

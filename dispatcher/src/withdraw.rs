@@ -15,9 +15,9 @@ use std::time::Duration;
 use anyhow::Context as _;
 use fitlink_shared::config::{BrokerArgs, DatabaseArgs, FitbitArgs, GoogleArgs, TokenKeyArgs};
 use fitlink_shared::domain::{ParticipantId, ParticipantState, Provider};
+use fitlink_shared::fetch;
 use fitlink_shared::linkage::oauth::OAuthClient;
 use fitlink_shared::messages::{ReplyBody, Withdrawal, WriterCommand, WriterReply, now_instant};
-use fitlink_shared::on_backend;
 use fitlink_shared::replies::ReplyQueue;
 use fitlink_shared::secret::SealedToken;
 use serde::Serialize;
@@ -96,16 +96,16 @@ pub async fn withdraw(args: &WithdrawArgs) -> anyhow::Result<WithdrawReport> {
     let participant_id = ParticipantId::new(args.participant.trim())
         .map_err(|e| anyhow::anyhow!("{:?} is not a participant id: {e}", args.participant))?;
     let db = args.database.open_for_reading("withdraw").await?;
-    let row: Option<(String, String, Option<SealedToken>)> = on_backend!(db.exec(), |e| {
+    let row: Option<(String, String, Option<SealedToken>)> = fetch!(
+        db.exec(),
         sqlx::query_as(
             "SELECT p.provider, p.state, c.sealed_refresh_token
              FROM participants p LEFT JOIN credentials c ON c.participant_id = p.participant_id
              WHERE p.participant_id = $1",
         )
-        .bind(participant_id.as_str())
-        .fetch_optional(e)
-        .await
-    })
+        .bind(participant_id.as_str()),
+        optional
+    )
     .context("cannot read the participant")?;
     db.close().await;
     let Some((provider, state, sealed)) = row else {

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context as _;
 use clap::Args;
 use fitlink_shared::domain::UtcInstant;
-use fitlink_shared::on_backend;
+use fitlink_shared::fetch;
 use serde_json::json;
 
 use crate::demo::{self, DemoArgs};
@@ -107,11 +107,11 @@ pub async fn run(args: WebhookBench) -> anyhow::Result<()> {
                 waiting.len(),
                 args.fleet.timeout_secs
             );
-            let cursors: Vec<(String, UtcInstant)> = on_backend!(running.db.exec(), |e| {
-                sqlx::query_as("SELECT participant_id, sync_cursor FROM participants")
-                    .fetch_all(e)
-                    .await
-            })
+            let cursors: Vec<(String, UtcInstant)> = fetch!(
+                running.db.exec(),
+                sqlx::query_as("SELECT participant_id, sync_cursor FROM participants"),
+                all
+            )
             .context("cannot read cursors")?;
             for (id, cursor) in cursors {
                 let cursor = cursor.to_text();
@@ -147,14 +147,14 @@ pub async fn run(args: WebhookBench) -> anyhow::Result<()> {
     fitlink_dispatcher::enqueue(&env.broker(), &env.database(), &ids, None).await?;
     let deadline = Instant::now() + Duration::from_secs(args.fleet.timeout_secs);
     loop {
-        let (finished,): (i64,) = on_backend!(running.db.exec(), |e| {
+        let (finished,): (i64,) = fetch!(
+            running.db.exec(),
             sqlx::query_as(
                 "SELECT count(*) FROM sync_jobs \
                  WHERE requested_by = 'manual' AND finished_at IS NOT NULL",
-            )
-            .fetch_one(e)
-            .await
-        })?;
+            ),
+            one
+        )?;
         if finished >= ids.len() as i64 {
             break;
         }

@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use fitlink_shared::on_backend;
+use fitlink_shared::fetch;
 
 use crate::harness::{Options, TestFleet};
 
@@ -36,11 +36,11 @@ async fn bad_input_is_refused_clearly_and_changes_nothing_else() {
         assert!(stderr.contains(line), "names {line}: {stderr}");
     }
     assert!(!stderr.contains("tok-"), "never echoes a token: {stderr}");
-    let (n,): (i64,) = on_backend!(t.db.exec(), |e| {
-        sqlx::query_as("SELECT count(*) FROM participants")
-            .fetch_one(e)
-            .await
-    })
+    let (n,): (i64,) = fetch!(
+        t.db.exec(),
+        sqlx::query_as("SELECT count(*) FROM participants"),
+        one
+    )
     .unwrap();
     assert_eq!(n, 0, "a file with a bad row imports nothing");
 
@@ -98,11 +98,11 @@ async fn bad_input_is_refused_clearly_and_changes_nothing_else() {
         "sim-0002 to be marked provider_data_invalid",
         60,
         |db| async move {
-            let (state,): (String,) = on_backend!(db.exec(), |e| {
-                sqlx::query_as("SELECT state FROM participants WHERE participant_id = 'sim-0002'")
-                    .fetch_one(e)
-                    .await
-            })
+            let (state,): (String,) = fetch!(
+                db.exec(),
+                sqlx::query_as("SELECT state FROM participants WHERE participant_id = 'sim-0002'"),
+                one
+            )
             .unwrap();
             state == "provider_data_invalid"
         },

@@ -9,7 +9,7 @@ use std::path::PathBuf;
 
 use reqwest::StatusCode;
 
-use fitlink_shared::on_backend;
+use fitlink_shared::fetch;
 
 use crate::harness::Options;
 use crate::linkage::{ConsentDriver, linked_fleet_options, start_linked_fleet};
@@ -33,12 +33,11 @@ async fn screenshot(browser: &Browser, dir: &std::path::Path, name: &str) {
 }
 
 async fn has_credential(db: &fitlink_shared::store::Database, id: &str) -> bool {
-    let (n,): (i64,) = on_backend!(db.exec(), |e| {
-        sqlx::query_as("SELECT count(*) FROM credentials WHERE participant_id = $1")
-            .bind(id)
-            .fetch_one(e)
-            .await
-    })
+    let (n,): (i64,) = fetch!(
+        db.exec(),
+        sqlx::query_as("SELECT count(*) FROM credentials WHERE participant_id = $1").bind(id),
+        one
+    )
     .unwrap();
     n > 0
 }

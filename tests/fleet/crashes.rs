@@ -3,19 +3,15 @@
 
 use std::collections::BTreeMap;
 
-use fitlink_shared::on_backend;
+use fitlink_shared::fetch;
 use fitlink_shared::store::Backend;
 
 use crate::harness::{Options, TestFleet};
 
 async fn intraday_rows(db: &fitlink_shared::store::Database) -> i64 {
-    let (n,): (i64,) = on_backend!(db.exec(), |e| {
-        sqlx::query_as(
+    let (n,): (i64,) = fetch!(db.exec(), sqlx::query_as(
         "SELECT (SELECT count(*) FROM heart_rate_intraday) + (SELECT count(*) FROM steps_intraday)",
-    )
-    .fetch_one(e)
-.await
-    })
+    ), one)
     .unwrap();
     n
 }

@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use fitlink_shared::on_backend;
+use fitlink_shared::fetch;
 
 use crate::harness::{Options, TestFleet};
 
@@ -30,13 +30,9 @@ async fn revoked_and_scope_missing_participants_are_marked_and_no_longer_dispatc
     t.fleet.spawn("dispatcher", &["dispatcher"]).unwrap();
 
     t.wait_until("sim-0002 revoked and sim-0003 scope_missing", 90, |db| async move {
-        let states: Vec<(String, String)> = on_backend!(db.exec(), |e| {
-sqlx::query_as(
+        let states: Vec<(String, String)> = fetch!(db.exec(), sqlx::query_as(
             "SELECT participant_id, state FROM participants WHERE participant_id IN ('sim-0002', 'sim-0003') ORDER BY participant_id",
-        )
-        .fetch_all(e)
-.await
-})
+        ), all)
         .unwrap();
         states
             == vec![
@@ -70,24 +66,20 @@ sqlx::query_as(
 
     // The healthy participants are re-synced every tick; the marked ones never again.
     t.wait_until("healthy participants to be synced three times", 90, |db| async move {
-        let (n,): (i64,) = on_backend!(db.exec(), |e| {
-sqlx::query_as(
+        let (n,): (i64,) = fetch!(db.exec(), sqlx::query_as(
             "SELECT min(c) FROM (SELECT count(*) AS c FROM sync_jobs WHERE outcome = 'completed' AND participant_id IN ('sim-0001', 'sim-0004') GROUP BY participant_id)",
-        )
-        .fetch_one(e)
-.await
-})
+        ), one)
         .unwrap_or((0,));
         n >= 3
     })
     .await;
-    let (marked_jobs,): (i64,) = on_backend!(t.db.exec(), |e| {
+    let (marked_jobs,): (i64,) = fetch!(
+        t.db.exec(),
         sqlx::query_as(
             "SELECT count(*) FROM sync_jobs WHERE participant_id IN ('sim-0002', 'sim-0003')",
-        )
-        .fetch_one(e)
-        .await
-    })
+        ),
+        one
+    )
     .unwrap();
     assert_eq!(marked_jobs, 2, "one job each, then never dispatched again");
     for id in ["sim-0001", "sim-0004"] {
@@ -119,13 +111,9 @@ async fn a_429_storm_slows_the_fleet_but_loses_nothing() {
     // Every participant is deferred (rate limited), none is lost or marked failed.
     let n = ids.len() as i64;
     t.wait_until("every participant to be deferred by the storm", 60, move |db| async move {
-        let (deferred,): (i64,) = on_backend!(db.exec(), |e| {
-sqlx::query_as(
+        let (deferred,): (i64,) = fetch!(db.exec(), sqlx::query_as(
             "SELECT count(*) FROM participants WHERE state = 'active' AND retry_at IS NOT NULL AND last_error LIKE '%429%'",
-        )
-        .fetch_one(e)
-.await
-})
+        ), one)
         .unwrap();
         deferred == n
     })
@@ -171,11 +159,11 @@ async fn a_job_that_keeps_failing_is_dead_lettered_and_replay_recovers_it() {
     t.fleet.spawn("dispatcher", &["dispatcher"]).unwrap();
 
     t.wait_until("sim-0002 to be dead-lettered", 90, |db| async move {
-        let (state,): (String,) = on_backend!(db.exec(), |e| {
-            sqlx::query_as("SELECT state FROM participants WHERE participant_id = 'sim-0002'")
-                .fetch_one(e)
-                .await
-        })
+        let (state,): (String,) = fetch!(
+            db.exec(),
+            sqlx::query_as("SELECT state FROM participants WHERE participant_id = 'sim-0002'"),
+            one
+        )
         .unwrap();
         state == "dead_lettered"
     })

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, NaiveDate, Utc};
 use fitlink_shared::domain::UtcInstant;
-use fitlink_shared::on_backend;
+use fitlink_shared::fetch;
 use fitlink_shared::store::testing::TestDatabase;
 use fitlink_shared::store::{Backend, Database};
 
@@ -272,12 +272,14 @@ impl TestFleet {
 
     /// The participant's stored refresh token, unsealed.
     pub async fn stored_refresh_token(&self, id: &str) -> String {
-        let (sealed,): (fitlink_shared::secret::SealedToken,) = on_backend!(self.db.exec(), |e| {
-            sqlx::query_as("SELECT sealed_refresh_token FROM credentials WHERE participant_id = $1")
-                .bind(id)
-                .fetch_one(e)
-                .await
-        })
+        let (sealed,): (fitlink_shared::secret::SealedToken,) = fetch!(
+            self.db.exec(),
+            sqlx::query_as(
+                "SELECT sealed_refresh_token FROM credentials WHERE participant_id = $1"
+            )
+            .bind(id),
+            one
+        )
         .unwrap();
         let participant = fitlink_shared::domain::ParticipantId::new(id).unwrap();
         self.key
@@ -339,6 +341,19 @@ impl TestFleet {
             .unwrap()
     }
 
+    /// `fitlink enqueue` of these participants (an operator's "sync now"); fails the test if
+    /// the command fails.
+    pub fn enqueue(&self, ids: &[String]) {
+        let mut args = vec!["enqueue"];
+        args.extend(ids.iter().map(String::as_str));
+        let out = self.cli(&args);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
     /// POSTs JSON to the simulator's control API (fails the test on an error answer).
     pub async fn sim_control(&self, path: &str, body: serde_json::Value) {
         self.sim_post(path, body).await;
@@ -392,17 +407,16 @@ impl TestFleet {
             async move {
                 let mut done = 0;
                 for id in &ids {
-                    let row: Option<(Option<UtcInstant>, Option<String>)> =
-                        on_backend!(db.exec(), |e| {
-                            sqlx::query_as(
-                                "SELECT last_success_at, in_flight_job_id FROM participants \
+                    let row: Option<(Option<UtcInstant>, Option<String>)> = fetch!(
+                        db.exec(),
+                        sqlx::query_as(
+                            "SELECT last_success_at, in_flight_job_id FROM participants \
                                  WHERE participant_id = $1",
-                            )
-                            .bind(id)
-                            .fetch_optional(e)
-                            .await
-                        })
-                        .unwrap();
+                        )
+                        .bind(id),
+                        optional
+                    )
+                    .unwrap();
                     if matches!(row, Some((Some(_), None))) {
                         done += 1;
                     }
@@ -419,15 +433,15 @@ impl TestFleet {
             Option<String>,
             UtcInstant,
             UtcInstant,
-        ) = on_backend!(self.db.exec(), |e| {
+        ) = fetch!(
+            self.db.exec(),
             sqlx::query_as(
                 "SELECT state, state_reason, sync_from, sync_cursor FROM participants \
                  WHERE participant_id = $1",
             )
-            .bind(id)
-            .fetch_one(e)
-            .await
-        })
+            .bind(id),
+            one
+        )
         .unwrap();
         ParticipantRow {
             state,
@@ -467,17 +481,17 @@ impl TestFleet {
             .await;
         let switch = UtcInstant::new(switch);
         for table in ["heart_rate_intraday", "steps_intraday"] {
-            let (wrong,): (i64,) = on_backend!(self.db.exec(), |e| {
+            let (wrong,): (i64,) = fetch!(
+                self.db.exec(),
                 sqlx::query_as(sqlx::AssertSqlSafe(format!(
                     "SELECT count(*) FROM {table} WHERE participant_id = $1
                        AND ((datetime < $2 AND provider <> 'fitbit')
                          OR (datetime >= $2 AND provider <> 'google-health'))"
                 )))
                 .bind(id)
-                .bind(switch)
-                .fetch_one(e)
-                .await
-            })
+                .bind(switch),
+                one
+            )
             .unwrap();
             assert_eq!(
                 wrong, 0,

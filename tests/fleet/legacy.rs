@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
 
-use fitlink_shared::on_backend;
+use fitlink_shared::fetch;
 
 use crate::harness::{Options, TestFleet};
 
@@ -28,15 +28,15 @@ async fn fitbit_participants_sync_exactly_once_across_zones_dst_and_midnight() {
     for id in &ids {
         t.assert_matches_legacy_truth(id).await;
     }
-    let (not_fitbit,): (i64,) = on_backend!(t.db.exec(), |e| {
+    let (not_fitbit,): (i64,) = fetch!(
+        t.db.exec(),
         sqlx::query_as(
             "SELECT (SELECT count(*) FROM heart_rate_intraday WHERE provider <> 'fitbit')
               + (SELECT count(*) FROM steps_intraday WHERE provider <> 'fitbit')
               + (SELECT count(*) FROM activity_summary WHERE provider <> 'fitbit')",
-        )
-        .fetch_one(e)
-        .await
-    })
+        ),
+        one
+    )
     .unwrap();
     assert_eq!(not_fitbit, 0, "every row records its provider");
 
@@ -112,11 +112,11 @@ async fn a_worker_killed_after_storing_a_rotation_is_retried_with_the_stored_tok
     // the old one, which the provider refuses (no grace window); the writer sees a newer token
     // is stored and retries once with it.
     let t = crash_around_rotation("after-store", vec![]).await;
-    let (retries,): (i64,) = on_backend!(t.db.exec(), |e| {
-        sqlx::query_as("SELECT count(*) FROM sync_jobs WHERE requested_by = 'credential_retry'")
-            .fetch_one(e)
-            .await
-    })
+    let (retries,): (i64,) = fetch!(
+        t.db.exec(),
+        sqlx::query_as("SELECT count(*) FROM sync_jobs WHERE requested_by = 'credential_retry'"),
+        one
+    )
     .unwrap();
     assert!(retries >= 1, "the writer retried with the stored token");
     t.finish().await;
@@ -176,18 +176,12 @@ async fn the_turn_off_moves_everyone_to_reconsent_and_half_migrate_to_google_wit
     t.sim_control("/_sim/advance", serde_json::json!({ "minutes": 180 }))
         .await;
     t.advance_truth(180);
-    let mut args = vec!["enqueue"];
-    args.extend(ids.iter().map(String::as_str));
-    assert!(t.cli(&args).status.success());
+    t.enqueue(&ids);
     let n = ids.len() as i64;
     t.wait_until("everyone to need re-consent", 90, move |db| async move {
-        let (k,): (i64,) = on_backend!(db.exec(), |e| {
-sqlx::query_as(
+        let (k,): (i64,) = fetch!(db.exec(), sqlx::query_as(
             "SELECT count(*) FROM participants WHERE state = 'needs_reconsent' AND in_flight_job_id IS NULL",
-        )
-        .fetch_one(e)
-.await
-})
+        ), one)
         .unwrap();
         k == n
     })
@@ -238,14 +232,10 @@ sqlx::query_as(
         let (cursors, waiting) = (cursors.clone(), waiting.clone());
         async move {
             for id in &waiting {
-                let row: (String, String, Option<String>) = on_backend!(db.exec(), |e| {
-sqlx::query_as(
+                let row: (String, String, Option<String>) = fetch!(db.exec(), sqlx::query_as(
                     "SELECT provider, sync_cursor, in_flight_job_id FROM participants WHERE participant_id = ?",
                 )
-                .bind(id)
-                .fetch_one(e)
-.await
-})
+                .bind(id), one)
                 .unwrap();
                 if row.0 != "google-health" || row.1 <= cursors[id] || row.2.is_some() {
                     return false;
@@ -294,14 +284,10 @@ async fn bad_legacy_input_fails_the_job_clearly_and_keeps_the_cursor() {
     t.fleet.spawn("dispatcher", &["dispatcher"]).unwrap();
     t.wait_synced(&["sim-0004".into()], 90).await;
     t.wait_until("the three bad participants to stop with a reason", 120, |db| async move {
-        let (k,): (i64,) = on_backend!(db.exec(), |e| {
-sqlx::query_as(
+        let (k,): (i64,) = fetch!(db.exec(), sqlx::query_as(
             "SELECT count(*) FROM participants WHERE participant_id IN ('sim-0001','sim-0002','sim-0003')
                AND state IN ('provider_data_invalid', 'dead_lettered') AND in_flight_job_id IS NULL",
-        )
-        .fetch_one(e)
-.await
-})
+        ), one)
         .unwrap();
         k == 3
     })
@@ -316,13 +302,9 @@ sqlx::query_as(
         let reason = p.state_reason.unwrap_or_default();
         assert!(reason.contains(says), "{id}: {reason}");
     }
-    let (rows,): (i64,) = on_backend!(t.db.exec(), |e| {
-sqlx::query_as(
+    let (rows,): (i64,) = fetch!(t.db.exec(), sqlx::query_as(
         "SELECT count(*) FROM heart_rate_intraday WHERE participant_id IN ('sim-0001','sim-0002','sim-0003')",
-    )
-    .fetch_one(e)
-.await
-})
+    ), one)
     .unwrap();
     assert_eq!(rows, 0, "nothing half-written");
     t.assert_matches_legacy_truth("sim-0004").await;

@@ -7,7 +7,7 @@ use reqwest::StatusCode;
 use reqwest::header::{COOKIE, LOCATION, SET_COOKIE};
 use serde_json::{Value, json};
 
-use fitlink_shared::on_backend;
+use fitlink_shared::fetch;
 
 use crate::harness::{FITBIT_VERIFICATION_CODE, Options, TestFleet};
 
@@ -226,14 +226,14 @@ impl TestFleet {
             let targets = targets.clone();
             async move {
                 for (id, target) in &targets {
-                    let (cursor,): (String,) = on_backend!(db.exec(), |e| {
+                    let (cursor,): (String,) = fetch!(
+                        db.exec(),
                         sqlx::query_as(
                             "SELECT sync_cursor FROM participants WHERE participant_id = $1",
                         )
-                        .bind(id)
-                        .fetch_one(e)
-                        .await
-                    })
+                        .bind(id),
+                        one
+                    )
                     .unwrap();
                     if cursor < *target {
                         return false;
@@ -259,10 +259,7 @@ impl TestFleet {
         self.wait_until(what, secs, move |db| {
             let id = id.clone();
             async move {
-                let (n,): (i64,) = on_backend!(db.exec(), |e| {
-                    sqlx::query_as(sql).bind(&id).fetch_one(e).await
-                })
-                .unwrap();
+                let (n,): (i64,) = fetch!(db.exec(), sqlx::query_as(sql).bind(&id), one).unwrap();
                 n > above
             }
         })
@@ -281,15 +278,12 @@ impl TestFleet {
         self.wait_until(&format!("{participant} to be {state}"), secs, move |db| {
             let id = id.clone();
             async move {
-                let (now, why): (String, Option<String>) = on_backend!(db.exec(), |e| {
-                    sqlx::query_as(
+                let (now, why): (String, Option<String>) =
+                    fetch!(db.exec(), sqlx::query_as(
                         "SELECT state, state_reason FROM participants WHERE participant_id = $1",
                     )
-                    .bind(&id)
-                    .fetch_one(e)
-                    .await
-                })
-                .unwrap();
+                    .bind(&id), one)
+                    .unwrap();
                 now == state && reason.is_none_or(|r| why.is_some_and(|w| w.contains(r)))
             }
         })
@@ -313,16 +307,13 @@ impl TestFleet {
 
     /// Jobs of a participant in the ledger, by trigger.
     pub async fn jobs_by(&self, participant: &str, trigger: &str) -> i64 {
-        let (n,): (i64,) = on_backend!(self.db.exec(), |e| {
-            sqlx::query_as(
+        let (n,): (i64,) =
+            fetch!(self.db.exec(), sqlx::query_as(
                 "SELECT count(*) FROM sync_jobs WHERE participant_id = $1 AND requested_by = $2",
             )
             .bind(participant)
-            .bind(trigger)
-            .fetch_one(e)
-            .await
-        })
-        .unwrap();
+            .bind(trigger), one)
+            .unwrap();
         n
     }
 }
@@ -491,16 +482,12 @@ async fn webhooks_verify_sync_coalesce_refuse_and_delete() {
                     id: String,
                     from: &'static str,
                     to: &'static str| async move {
-        let (n,): (i64,) = on_backend!(db.exec(), |e| {
-sqlx::query_as(
+        let (n,): (i64,) = fetch!(db.exec(), sqlx::query_as(
             "SELECT count(*) FROM heart_rate_intraday WHERE participant_id = $1 AND datetime >= $2 AND datetime < $3",
         )
         .bind(id)
         .bind(from)
-        .bind(to)
-        .fetch_one(e)
-.await
-})
+        .bind(to), one)
         .unwrap();
         n
     };
@@ -532,12 +519,14 @@ sqlx::query_as(
         all_before - inside,
         "only the notified points were removed"
     );
-    let (recorded,): (i64,) = on_backend!(fleet.db.exec(), |e| {
-        sqlx::query_as("SELECT sum(rows_deleted) FROM provider_deletions WHERE participant_id = $1")
-            .bind(&victim)
-            .fetch_one(e)
-            .await
-    })
+    let (recorded,): (i64,) = fetch!(
+        fleet.db.exec(),
+        sqlx::query_as(
+            "SELECT sum(rows_deleted) FROM provider_deletions WHERE participant_id = $1"
+        )
+        .bind(&victim),
+        one
+    )
     .unwrap();
     assert_eq!(recorded, inside, "the audit row counts what went");
     fleet.finish().await;
@@ -601,15 +590,12 @@ async fn reconsent_after_revocation_continues_from_the_cursor_without_a_gap() {
     fleet.assert_matches_truth(&id, &Default::default()).await;
     // The new grant is the one stored; the revoked one stays dead.
     assert_ne!(fleet.stored_refresh_token(&id).await, first_token);
-    let (jobs_from_consent,): (i64,) = on_backend!(fleet.db.exec(), |e| {
-        sqlx::query_as(
+    let (jobs_from_consent,): (i64,) =
+        fetch!(fleet.db.exec(), sqlx::query_as(
             "SELECT count(*) FROM sync_jobs WHERE participant_id = $1 AND requested_by = 'consent'",
         )
-        .bind(&id)
-        .fetch_one(e)
-        .await
-    })
-    .unwrap();
+        .bind(&id), one)
+        .unwrap();
     assert_eq!(
         jobs_from_consent, 2,
         "first consent and re-consent each started a sync"
@@ -629,12 +615,12 @@ async fn withdrawal_revokes_purges_and_leaves_an_audit_row() {
     fleet.wait_synced(&ids, 120).await;
     let (leaving, staying) = (ids[0].clone(), ids[1].clone());
     let token = fleet.stored_refresh_token(&leaving).await;
-    let (hr_rows,): (i64,) = on_backend!(fleet.db.exec(), |e| {
+    let (hr_rows,): (i64,) = fetch!(
+        fleet.db.exec(),
         sqlx::query_as("SELECT count(*) FROM heart_rate_intraday WHERE participant_id = $1")
-            .bind(&leaving)
-            .fetch_one(e)
-            .await
-    })
+            .bind(&leaving),
+        one
+    )
     .unwrap();
     assert!(hr_rows > 0);
 
@@ -664,28 +650,27 @@ async fn withdrawal_revokes_purges_and_leaves_an_audit_row() {
         "steps_intraday",
         "credentials",
     ] {
-        let (n,): (i64,) = on_backend!(fleet.db.exec(), |e| {
+        let (n,): (i64,) = fetch!(
+            fleet.db.exec(),
             sqlx::query_as(sqlx::AssertSqlSafe(format!(
                 "SELECT count(*) FROM {table} WHERE participant_id = $1"
             )))
-            .bind(&leaving)
-            .fetch_one(e)
-            .await
-        })
+            .bind(&leaving),
+            one
+        )
         .unwrap();
         assert_eq!(n, 0, "{table} still holds rows of a purged participant");
     }
-    let (by, purged, hr_deleted, revocation): (String, i64, i64, String) =
-        on_backend!(fleet.db.exec(), |e| {
-            sqlx::query_as(
-                "SELECT withdrawn_by, purged, heart_rate_intraday_rows, provider_revocation \
+    let (by, purged, hr_deleted, revocation): (String, i64, i64, String) = fetch!(
+        fleet.db.exec(),
+        sqlx::query_as(
+            "SELECT withdrawn_by, purged, heart_rate_intraday_rows, provider_revocation \
          FROM withdrawals WHERE participant_id = $1",
-            )
-            .bind(&leaving)
-            .fetch_one(e)
-            .await
-        })
-        .unwrap();
+        )
+        .bind(&leaving),
+        one
+    )
+    .unwrap();
     assert_eq!(
         (by.as_str(), purged, hr_deleted, revocation.as_str()),
         ("coordinator-7", 1, hr_rows, "revoked")
@@ -741,14 +726,14 @@ async fn legacy_fitbit_consent_links_and_a_revocation_notice_stops_syncing() {
         .await;
     fleet.wait_synced(std::slice::from_ref(&id), 60).await;
     fleet.assert_matches_legacy_truth(&id).await;
-    let (provider, fitbit_user_id): (String, Option<String>) = on_backend!(fleet.db.exec(), |e| {
+    let (provider, fitbit_user_id): (String, Option<String>) = fetch!(
+        fleet.db.exec(),
         sqlx::query_as(
             "SELECT provider, fitbit_user_id FROM participants WHERE participant_id = $1",
         )
-        .bind(&id)
-        .fetch_one(e)
-        .await
-    })
+        .bind(&id),
+        one
+    )
     .unwrap();
     assert_eq!(provider, "fitbit");
     assert!(
@@ -815,15 +800,12 @@ async fn an_idle_grant_of_a_parked_participant_is_kept_alive_without_changing_it
         fleet.sim_stats().await["token_refreshes"].as_u64().unwrap() > refreshes_before,
         "the provider saw the refresh token used"
     );
-    let (used, failed_at): (Option<String>, Option<String>) = on_backend!(fleet.db.exec(), |e| {
-        sqlx::query_as(
+    let (used, failed_at): (Option<String>, Option<String>) =
+        fetch!(fleet.db.exec(), sqlx::query_as(
             "SELECT credential_used_at, last_error_at FROM participants WHERE participant_id = $1",
         )
-        .bind(&id)
-        .fetch_one(e)
-        .await
-    })
-    .unwrap();
+        .bind(&id), one)
+        .unwrap();
     assert!(used >= failed_at, "credential_used_at moved with the touch");
     fleet.finish().await;
 }
@@ -905,11 +887,11 @@ async fn forged_expired_and_cross_participant_links_are_refused_and_store_nothin
         crossed.page
     );
 
-    let (credentials,): (i64,) = on_backend!(fleet.db.exec(), |e| {
-        sqlx::query_as("SELECT count(*) FROM credentials")
-            .fetch_one(e)
-            .await
-    })
+    let (credentials,): (i64,) = fetch!(
+        fleet.db.exec(),
+        sqlx::query_as("SELECT count(*) FROM credentials"),
+        one
+    )
     .unwrap();
     assert_eq!(credentials, 0, "no refused link stored anything");
     // The genuine answer with its own cookie still works.
@@ -935,12 +917,12 @@ async fn imported_participants_learn_their_identity_once_and_then_sync_on_webhoo
     let ids = fleet.participant_ids();
     fleet.wait_synced(&ids, 120).await;
     for p in fitlink_simulator::roster(&fleet.sim_config) {
-        let (health_user_id,): (Option<String>,) = on_backend!(fleet.db.exec(), |e| {
+        let (health_user_id,): (Option<String>,) = fetch!(
+            fleet.db.exec(),
             sqlx::query_as("SELECT health_user_id FROM participants WHERE participant_id = $1")
-                .bind(&p.participant_id)
-                .fetch_one(e)
-                .await
-        })
+                .bind(&p.participant_id),
+            one
+        )
         .unwrap();
         assert_eq!(health_user_id.as_deref(), Some(p.health_user_id.as_str()));
     }

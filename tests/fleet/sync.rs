@@ -4,8 +4,8 @@
 use std::collections::BTreeMap;
 
 use fitlink_shared::domain::UtcInstant;
-use fitlink_shared::on_backend;
 use fitlink_shared::store::Backend;
+use fitlink_shared::{fetch, on_backend};
 
 use chrono::NaiveDate;
 
@@ -44,24 +44,17 @@ async fn every_point_is_stored_once_and_a_second_sync_adds_nothing_but_restateme
     .await;
 
     // Sync everyone again (an operator's enqueue; the simulator's clock has not moved).
-    let mut args = vec!["enqueue"];
-    args.extend(ids.iter().map(String::as_str));
-    let out = t.cli(&args);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    t.enqueue(&ids);
     let expected_jobs = 2 * ids.len() as i64;
     t.wait_until(
         "every participant's second job to complete",
         120,
         move |db| async move {
-            let (n,): (i64,) = on_backend!(db.exec(), |e| {
-                sqlx::query_as("SELECT count(*) FROM sync_jobs WHERE outcome = 'completed'")
-                    .fetch_one(e)
-                    .await
-            })
+            let (n,): (i64,) = fetch!(
+                db.exec(),
+                sqlx::query_as("SELECT count(*) FROM sync_jobs WHERE outcome = 'completed'"),
+                one
+            )
             .unwrap();
             n >= expected_jobs
         },

@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use fitlink_shared::on_backend;
+use fitlink_shared::fetch;
 use fitlink_shared::store::Backend;
 
 use crate::harness::{BIN, Options, TestFleet};
@@ -14,12 +14,26 @@ fn applied_batches(log: &std::path::Path) -> usize {
     log.lines().filter(|l| l.contains("batch applied")).count()
 }
 
-async fn intraday_rows(t: &TestFleet) -> i64 {
-    on_backend!(t.db.exec(), |e| {
-        sqlx::query_scalar::<_, i64>("SELECT count(*) FROM heart_rate_intraday")
-            .fetch_one(e)
-            .await
+/// Waits until the fleet has stored its first heart-rate rows (work is under way).
+async fn wait_first_rows(t: &mut TestFleet) {
+    t.wait_until("the first rows to be stored", 60, |db| async move {
+        fetch!(
+            db.exec(),
+            sqlx::query_scalar::<_, i64>("SELECT count(*) FROM heart_rate_intraday"),
+            one
+        )
+        .unwrap()
+            > 0
     })
+    .await;
+}
+
+async fn intraday_rows(t: &TestFleet) -> i64 {
+    fetch!(
+        t.db.exec(),
+        sqlx::query_scalar::<_, i64>("SELECT count(*) FROM heart_rate_intraday"),
+        one
+    )
     .unwrap()
 }
 
@@ -59,16 +73,7 @@ async fn two_active_writers_on_postgres_share_the_participants_and_a_standby_tak
         "{partitions:?}"
     );
 
-    t.wait_until("the first rows to be stored", 60, |db| async move {
-        on_backend!(db.exec(), |e| {
-            sqlx::query_scalar::<_, i64>("SELECT count(*) FROM heart_rate_intraday")
-                .fetch_one(e)
-                .await
-        })
-        .unwrap()
-            > 0
-    })
-    .await;
+    wait_first_rows(&mut t).await;
     // The first writer dies mid-stream; the standby takes its partitions over.
     let before = intraday_rows(&t).await;
     let logs: Vec<std::path::PathBuf> = ["writer", "writer-b", "writer-standby"]
@@ -132,11 +137,11 @@ async fn sqlite_refuses_a_writer_on_some_partitions_only() {
 }
 
 async fn completed_jobs(t: &TestFleet) -> i64 {
-    on_backend!(t.db.exec(), |e| {
-        sqlx::query_scalar::<_, i64>("SELECT count(*) FROM sync_jobs WHERE outcome = 'completed'")
-            .fetch_one(e)
-            .await
-    })
+    fetch!(
+        t.db.exec(),
+        sqlx::query_scalar::<_, i64>("SELECT count(*) FROM sync_jobs WHERE outcome = 'completed'"),
+        one
+    )
     .unwrap()
 }
 
@@ -160,16 +165,7 @@ async fn changing_the_partition_count_drains_redeclares_and_loses_nothing() {
     })
     .await;
     let ids = t.participant_ids();
-    t.wait_until("the first rows to be stored", 60, |db| async move {
-        on_backend!(db.exec(), |e| {
-            sqlx::query_scalar::<_, i64>("SELECT count(*) FROM heart_rate_intraday")
-                .fetch_one(e)
-                .await
-        })
-        .unwrap()
-            > 0
-    })
-    .await;
+    wait_first_rows(&mut t).await;
 
     // 1. Stop what publishes results: the dispatcher and the workers (SIGTERM: a job in hand
     //    goes back to the jobs queue, which is not partitioned).
@@ -220,27 +216,20 @@ async fn changing_the_partition_count_drains_redeclares_and_loses_nothing() {
     t.sim_control("/_sim/advance", serde_json::json!({ "minutes": 120 }))
         .await;
     t.advance_truth(120);
-    let mut args = vec!["enqueue"];
-    args.extend(ids.iter().map(String::as_str));
-    let out = t.cli(&args);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    t.enqueue(&ids);
     let want = before + ids.len() as i64;
     t.wait_until(
         "everyone to sync on the new partitions",
         240,
         move |db| async move {
-            let (done, in_flight): (i64, i64) = on_backend!(db.exec(), |e| {
+            let (done, in_flight): (i64, i64) = fetch!(
+                db.exec(),
                 sqlx::query_as(
                     "SELECT (SELECT count(*) FROM sync_jobs WHERE outcome = 'completed'), \
                         (SELECT count(*) FROM participants WHERE in_flight_job_id IS NOT NULL)",
-                )
-                .fetch_one(e)
-                .await
-            })
+                ),
+                one
+            )
             .unwrap();
             done >= want && in_flight == 0
         },

@@ -21,6 +21,7 @@ use axum::response::{IntoResponse, Response};
 use base64::Engine as _;
 use chrono::Utc;
 use fitlink_shared::domain::{ParticipantState, Provider, UtcInstant};
+use fitlink_shared::fetch;
 use fitlink_shared::linkage::invitation::InvitationError;
 use fitlink_shared::linkage::oauth::{self, OAuthClient, OAuthError};
 use fitlink_shared::linkage::pkce::Pkce;
@@ -28,7 +29,6 @@ use fitlink_shared::messages::{
     ConsentGrant, ConsentProblem, ConsentProblemKind, Invitation, ReplyBody, WriterCommand,
     now_instant,
 };
-use fitlink_shared::on_backend;
 use fitlink_shared::provider::{HealthProvider as _, Session};
 use fitlink_shared::secret::Secret;
 use serde::{Deserialize, Serialize};
@@ -505,18 +505,18 @@ impl Portal {
                 ));
             }
         };
-        let used: Result<Option<(Option<UtcInstant>,)>, _> = on_backend!(db.exec(), |e| {
+        let used: Result<Option<(Option<UtcInstant>,)>, _> = fetch!(
+            db.exec(),
             sqlx::query_as("SELECT used_at FROM invitations WHERE invitation_id = $1")
-                .bind(invitation.invitation_id.hyphenated().to_string())
-                .fetch_optional(e)
-                .await
-        });
-        let state: Result<Option<(String,)>, _> = on_backend!(db.exec(), |e| {
+                .bind(invitation.invitation_id.hyphenated().to_string()),
+            optional
+        );
+        let state: Result<Option<(String,)>, _> = fetch!(
+            db.exec(),
             sqlx::query_as("SELECT state FROM participants WHERE participant_id = $1")
-                .bind(invitation.participant_id.as_str())
-                .fetch_optional(e)
-                .await
-        });
+                .bind(invitation.participant_id.as_str()),
+            optional
+        );
         match (used, state) {
             (Ok(Some((Some(_),))), _) => Some(used_page()),
             (_, Ok(Some((state,)))) if state == ParticipantState::Withdrawn.as_str() => {

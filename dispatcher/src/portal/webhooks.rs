@@ -22,11 +22,11 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use fitlink_shared::config::FitbitArgs;
 use fitlink_shared::domain::{ParticipantId, Provider};
+use fitlink_shared::fetch;
 use fitlink_shared::linkage::webhook::SignatureError;
 use fitlink_shared::linkage::webhook::fitbit::{self as fitbit_hooks, Collection};
 use fitlink_shared::linkage::webhook::google::{self as google_hooks, Operation, PublicKeyset};
 use fitlink_shared::messages::{ConsentLoss, ProviderDeletion, WriterCommand, now_instant};
-use fitlink_shared::on_backend;
 use fitlink_shared::secret::Secret;
 use tokio::sync::RwLock;
 
@@ -425,12 +425,11 @@ impl Portal {
                 return Err(StatusCode::SERVICE_UNAVAILABLE.into_response());
             }
         };
-        let row: Option<(String,)> = on_backend!(db.exec(), |e| {
-            sqlx::query_as(sql)
-                .bind(provider_user_id)
-                .fetch_optional(e)
-                .await
-        })
+        let row: Option<(String,)> = fetch!(
+            db.exec(),
+            sqlx::query_as(sql).bind(provider_user_id),
+            optional
+        )
         .map_err(|error| {
             tracing::error!(error = %error, "webhooks cannot read participants");
             StatusCode::SERVICE_UNAVAILABLE.into_response()

@@ -105,6 +105,36 @@ macro_rules! on_backend {
     };
 }
 
+/// Executes a statement with [`on_backend!`](crate::on_backend); the rows it changed.
+///
+/// ```ignore
+/// let changed = execute!(db.exec(), sqlx::query("DELETE FROM imports WHERE import_id = $1").bind(id))?;
+/// ```
+#[macro_export]
+macro_rules! execute {
+    ($exec:expr, $query:expr) => {
+        $crate::on_backend!($exec, |e| $query
+            .execute(e)
+            .await
+            .map(|done| done.rows_affected()))
+    };
+}
+
+/// Runs a query with [`on_backend!`](crate::on_backend) and fetches its one row
+/// (`fetch!(exec, query, one)`), an optional row (`optional`) or every row (`all`).
+#[macro_export]
+macro_rules! fetch {
+    ($exec:expr, $query:expr, one) => {
+        $crate::on_backend!($exec, |e| $query.fetch_one(e).await)
+    };
+    ($exec:expr, $query:expr, optional) => {
+        $crate::on_backend!($exec, |e| $query.fetch_optional(e).await)
+    };
+    ($exec:expr, $query:expr, all) => {
+        $crate::on_backend!($exec, |e| $query.fetch_all(e).await)
+    };
+}
+
 /// How a role uses the database: its pool, its timeouts, and the name it shows the server.
 #[derive(Clone, Debug)]
 pub struct StoreSettings {

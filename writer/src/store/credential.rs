@@ -7,8 +7,8 @@
 //! so it stops using the token.
 
 use fitlink_shared::domain::ParticipantState;
+use fitlink_shared::execute;
 use fitlink_shared::messages::{CredentialRotation, CredentialStored};
-use fitlink_shared::on_backend;
 
 use super::{CommandResult, Effect, Rejection, Tx};
 
@@ -28,8 +28,7 @@ impl Tx<'_> {
         }
         // Upsert from the participant row: a participant always has a credential, but if one
         // went missing, the rotated token is the one that works now.
-        let written = on_backend!(self.conn.exec(), |c| {
-            sqlx::query(
+        let written = execute!(self.conn.exec(), sqlx::query(
             "INSERT INTO credentials (participant_id, provider, sealed_refresh_token, updated_at) \
              SELECT participant_id, provider, $2, $3 FROM participants WHERE participant_id = $1 \
              ON CONFLICT (participant_id) DO UPDATE SET \
@@ -37,11 +36,7 @@ impl Tx<'_> {
         )
         .bind(participant.as_str())
         .bind(&rotation.sealed_refresh_token)
-        .bind(self.now)
-        .execute(c)
-.await
-.map(|r| r.rows_affected())
-        })?;
+        .bind(self.now))?;
         if written == 0 {
             return Err(Rejection::UnknownParticipant(participant.clone()).into());
         }

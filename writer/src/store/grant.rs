@@ -14,8 +14,8 @@
 use chrono::TimeDelta;
 use fitlink_shared::domain::{ParticipantState, Provider, UtcInstant};
 use fitlink_shared::messages::{SyncJob, SyncRequest, SyncTrigger};
-use fitlink_shared::on_backend;
 use fitlink_shared::secret::SealedToken;
+use fitlink_shared::{execute, fetch};
 
 use super::{CommandResult, Effect, NotGranted, Rejection, Tx, job_text};
 
@@ -50,7 +50,8 @@ impl Tx<'_> {
     pub(super) async fn request_sync(&mut self, request: &SyncRequest) -> CommandResult<Effect> {
         let participant = &request.participant_id;
         let job_id = job_text(&request.job_id);
-        let row: Option<Claimable> = on_backend!(self.conn.exec(), |c| {
+        let row: Option<Claimable> = fetch!(
+            self.conn.exec(),
             sqlx::query_as(
                 "SELECT state, provider, sync_from, sync_cursor, time_zone, in_flight_job_id, \
                      in_flight_since, EXISTS (SELECT 1 FROM credentials c \
@@ -58,34 +59,31 @@ impl Tx<'_> {
                      health_user_id \
                      FROM participants WHERE participant_id = $1",
             )
-            .bind(participant.as_str())
-            .fetch_optional(c)
-            .await
-        })?;
+            .bind(participant.as_str()),
+            optional
+        )?;
         let Some(row) = row else {
             return Err(Rejection::UnknownParticipant(participant.clone()).into());
         };
 
         // Redelivered after its grant was committed: the same job, published again.
         if row.in_flight_job_id.as_deref() == Some(job_id.as_str()) {
-            let granted: Option<(UtcInstant,)> = on_backend!(self.conn.exec(), |c| {
-                sqlx::query_as("SELECT granted_at FROM sync_jobs WHERE job_id = $1")
-                    .bind(&job_id)
-                    .fetch_optional(c)
-                    .await
-            })?;
+            let granted: Option<(UtcInstant,)> = fetch!(
+                self.conn.exec(),
+                sqlx::query_as("SELECT granted_at FROM sync_jobs WHERE job_id = $1").bind(&job_id),
+                optional
+            )?;
             let granted_at = granted.map(|(g,)| g).unwrap_or(self.now);
             let job = self.build_job(request, &row, granted_at).await?;
             tracing::debug!(participant_id = %participant, job_id = %request.job_id, "request redelivered after its grant; publishing the same job again");
             return Ok(Effect::Regranted(job));
         }
 
-        let seen: Option<(i32,)> = on_backend!(self.conn.exec(), |c| {
-            sqlx::query_as("SELECT 1 FROM sync_jobs WHERE job_id = $1")
-                .bind(&job_id)
-                .fetch_optional(c)
-                .await
-        })?;
+        let seen: Option<(i32,)> = fetch!(
+            self.conn.exec(),
+            sqlx::query_as("SELECT 1 FROM sync_jobs WHERE job_id = $1").bind(&job_id),
+            optional
+        )?;
         if seen.is_some() {
             tracing::debug!(participant_id = %participant, job_id = %request.job_id, "job was granted before and is no longer in flight; not granted again");
             return Ok(Effect::NotGranted(NotGranted::AlreadyGranted));
@@ -139,8 +137,7 @@ impl Tx<'_> {
         }
 
         let job = self.build_job(request, &row, self.now).await?;
-        on_backend!(self.conn.exec(), |c| {
-            sqlx::query(
+        execute!(self.conn.exec(), sqlx::query(
                     "UPDATE participants SET in_flight_job_id = $2, in_flight_since = $3, retry_at = NULL, \
                      state = CASE WHEN $4 THEN 'active' ELSE state END, \
                      state_reason = CASE WHEN $4 THEN NULL ELSE state_reason END, \
@@ -150,12 +147,9 @@ impl Tx<'_> {
                 .bind(participant.as_str())
                 .bind(&job_id)
                 .bind(self.now)
-                .bind(force)
-                .execute(c)
-        .await
-        .map(|r| r.rows_affected())
-        })?;
-        on_backend!(self.conn.exec(), |c| {
+                .bind(force))?;
+        execute!(
+            self.conn.exec(),
             sqlx::query(
                 "INSERT INTO sync_jobs (job_id, participant_id, requested_by, granted_at) \
                      VALUES ($1, $2, $3, $4)",
@@ -164,23 +158,18 @@ impl Tx<'_> {
             .bind(participant.as_str())
             .bind(request.trigger.as_str())
             .bind(self.now)
-            .execute(c)
-            .await
-            .map(|r| r.rows_affected())
-        })?;
+        )?;
         if let Some((previous, why)) = taken_over {
             // The previous job's worker is gone (or its job is dead-lettered); say so in the
             // ledger for operators. If it reports after all, its outcome overwrites this.
-            on_backend!(self.conn.exec(), |c| {
+            execute!(
+                self.conn.exec(),
                 sqlx::query(
                     "UPDATE sync_jobs SET detail = $2 WHERE job_id = $1 AND finished_at IS NULL",
                 )
                 .bind(&previous)
                 .bind(format!("claim taken over by job {job_id} ({why})"))
-                .execute(c)
-                .await
-                .map(|r| r.rows_affected())
-            })?;
+            )?;
         }
         tracing::debug!(participant_id = %participant, job_id = %request.job_id, from = %job.from, "sync granted");
         Ok(Effect::Granted(job))
@@ -215,12 +204,14 @@ impl Tx<'_> {
             .parse()
             .map_err(|_| corrupt("provider", &row.provider))?;
         let cursor = row.sync_cursor;
-        let sealed: Option<(SealedToken,)> = on_backend!(self.conn.exec(), |c| {
-            sqlx::query_as("SELECT sealed_refresh_token FROM credentials WHERE participant_id = $1")
-                .bind(participant.as_str())
-                .fetch_optional(c)
-                .await
-        })?;
+        let sealed: Option<(SealedToken,)> = fetch!(
+            self.conn.exec(),
+            sqlx::query_as(
+                "SELECT sealed_refresh_token FROM credentials WHERE participant_id = $1"
+            )
+            .bind(participant.as_str()),
+            optional
+        )?;
         let Some((sealed,)) = sealed else {
             return Err(Rejection::NoCredential(participant.clone()).into());
         };

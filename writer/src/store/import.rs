@@ -7,7 +7,7 @@
 
 use fitlink_shared::domain::ParticipantState;
 use fitlink_shared::messages::ImportBatch;
-use fitlink_shared::on_backend;
+use fitlink_shared::{execute, fetch};
 
 use super::{CommandResult, Effect, Tx};
 
@@ -24,12 +24,11 @@ const RESOLVED_BY_CONSENT: [ParticipantState; 6] = [
 impl Tx<'_> {
     pub(super) async fn import(&mut self, batch: &ImportBatch) -> CommandResult<Effect> {
         let import_id = super::job_text(&batch.import_id);
-        let seen: Option<(i32,)> = on_backend!(self.conn.exec(), |c| {
-            sqlx::query_as("SELECT 1 FROM imports WHERE import_id = $1")
-                .bind(&import_id)
-                .fetch_optional(c)
-                .await
-        })?;
+        let seen: Option<(i32,)> = fetch!(
+            self.conn.exec(),
+            sqlx::query_as("SELECT 1 FROM imports WHERE import_id = $1").bind(&import_id),
+            optional
+        )?;
         if seen.is_some() {
             tracing::debug!(import_id = %batch.import_id, source = %batch.source, "import already applied; nothing to do");
             return Ok(Effect::ImportAlreadyApplied);
@@ -38,15 +37,15 @@ impl Tx<'_> {
         let (mut created, mut updated, mut reactivated, mut refused) = (0, 0, 0, 0);
         for p in &batch.participants {
             let id = p.participant_id.as_str();
-            let state: Option<(String,)> = on_backend!(self.conn.exec(), |c| {
-                sqlx::query_as("SELECT state FROM participants WHERE participant_id = $1")
-                    .bind(id)
-                    .fetch_optional(c)
-                    .await
-            })?;
+            let state: Option<(String,)> = fetch!(
+                self.conn.exec(),
+                sqlx::query_as("SELECT state FROM participants WHERE participant_id = $1").bind(id),
+                optional
+            )?;
             match state {
                 None => {
-                    on_backend!(self.conn.exec(), |c| {
+                    execute!(
+                        self.conn.exec(),
                         sqlx::query(
                             "INSERT INTO participants (participant_id, provider, state, sync_from, \
                                              sync_cursor, created_at, updated_at) \
@@ -56,10 +55,7 @@ impl Tx<'_> {
                         .bind(p.provider.as_str())
                         .bind(p.sync_from)
                         .bind(self.now)
-                        .execute(c)
-                        .await
-                        .map(|r| r.rows_affected())
-                    })?;
+                    )?;
                     created += 1;
                 }
                 Some((state,)) if state == ParticipantState::Withdrawn.as_str() => {
@@ -71,8 +67,7 @@ impl Tx<'_> {
                     let resolves = RESOLVED_BY_CONSENT.iter().any(|s| s.as_str() == state);
                     // Cursor and sync_from stay as they are: the data already stored is still
                     // the participant's, and what is missing is still missing.
-                    on_backend!(self.conn.exec(), |c| {
-                        sqlx::query(
+                    execute!(self.conn.exec(), sqlx::query(
                                             "UPDATE participants SET provider = $2, updated_at = $3, \
                                              state = CASE WHEN $4 THEN 'active' ELSE state END, \
                                              state_reason = CASE WHEN $4 THEN NULL ELSE state_reason END \
@@ -81,11 +76,7 @@ impl Tx<'_> {
                                         .bind(id)
                                         .bind(p.provider.as_str())
                                         .bind(self.now)
-                                        .bind(resolves)
-                                        .execute(c)
-                    .await
-                    .map(|r| r.rows_affected())
-                    })?;
+                                        .bind(resolves))?;
                     updated += 1;
                     if resolves {
                         reactivated += 1;
@@ -96,21 +87,15 @@ impl Tx<'_> {
             if let Some(identity) = &p.identity {
                 // The Google account's identity, checked by the import against the Fitbit user
                 // the participant was linked through.
-                on_backend!(self.conn.exec(), |c| {
-                    sqlx::query(
+                execute!(self.conn.exec(), sqlx::query(
                                     "UPDATE participants SET health_user_id = $2, \
                                      legacy_user_id = coalesce($3, legacy_user_id) WHERE participant_id = $1",
                                 )
                                 .bind(id)
                                 .bind(&identity.health_user_id)
-                                .bind(identity.legacy_user_id.as_deref())
-                                .execute(c)
-                .await
-                .map(|r| r.rows_affected())
-                })?;
+                                .bind(identity.legacy_user_id.as_deref()))?;
             }
-            on_backend!(self.conn.exec(), |c| {
-                sqlx::query(
+            execute!(self.conn.exec(), sqlx::query(
                             "INSERT INTO credentials (participant_id, provider, sealed_refresh_token, updated_at) \
                              VALUES ($1, $2, $3, $4) \
                              ON CONFLICT (participant_id) DO UPDATE SET provider = excluded.provider, \
@@ -119,25 +104,16 @@ impl Tx<'_> {
                         .bind(id)
                         .bind(p.provider.as_str())
                         .bind(&p.sealed_refresh_token)
-                        .bind(self.now)
-                        .execute(c)
-            .await
-            .map(|r| r.rows_affected())
-            })?;
+                        .bind(self.now))?;
         }
 
-        on_backend!(self.conn.exec(), |c| {
-            sqlx::query(
+        execute!(self.conn.exec(), sqlx::query(
                     "INSERT INTO imports (import_id, source, participants, imported_at) VALUES ($1, $2, $3, $4)",
                 )
                 .bind(&import_id)
                 .bind(&batch.source)
                 .bind(batch.participants.len() as i64)
-                .bind(self.now)
-                .execute(c)
-        .await
-        .map(|r| r.rows_affected())
-        })?;
+                .bind(self.now))?;
         tracing::debug!(
             import_id = %batch.import_id,
             source = %batch.source,

@@ -14,7 +14,7 @@ use fitlink_shared::messages::{
     ConsentGrant, ConsentLoss, ConsentProblem, ConsentProblemKind, Invitation, ReplyBody,
     SyncRequest, SyncTrigger, WriterReply,
 };
-use fitlink_shared::on_backend;
+use fitlink_shared::{execute, fetch};
 
 use super::{CommandResult, Effect, Rejection, Tx, capped, date_of, job_text};
 
@@ -94,7 +94,8 @@ impl Tx<'_> {
         let new = self.insert_invitation(invitation).await?;
         let created = state.is_none();
         if created {
-            on_backend!(self.conn.exec(), |c| {
+            execute!(
+                self.conn.exec(),
                 sqlx::query(
                     "INSERT INTO participants (participant_id, provider, state, state_reason, \
                              sync_from, sync_cursor, created_at, updated_at) \
@@ -109,10 +110,7 @@ impl Tx<'_> {
                 ))
                 .bind(invitation.sync_from)
                 .bind(self.now)
-                .execute(c)
-                .await
-                .map(|r| r.rows_affected())
-            })?;
+            )?;
         }
         tracing::debug!(participant_id = %participant, invitation_id = %invitation.invitation_id, new, created, "invitation recorded");
         Ok(Effect::InvitationRecorded { new, created })
@@ -122,13 +120,13 @@ impl Tx<'_> {
     /// know). Returns true if the invitation was not recorded before.
     async fn insert_invitation(&mut self, invitation: &Invitation) -> CommandResult<bool> {
         let id = job_text(&invitation.invitation_id);
-        let known: Option<i32> = on_backend!(self.conn.exec(), |c| {
-            sqlx::query_scalar("SELECT 1 FROM invitations WHERE invitation_id = $1")
-                .bind(&id)
-                .fetch_optional(c)
-                .await
-        })?;
-        on_backend!(self.conn.exec(), |c| {
+        let known: Option<i32> = fetch!(
+            self.conn.exec(),
+            sqlx::query_scalar("SELECT 1 FROM invitations WHERE invitation_id = $1").bind(&id),
+            optional
+        )?;
+        execute!(
+            self.conn.exec(),
             sqlx::query(
                 "INSERT INTO invitations (invitation_id, participant_id, provider, issued_at, \
                      expires_at) VALUES ($1, $2, $3, $4, $5) \
@@ -141,10 +139,7 @@ impl Tx<'_> {
             .bind(invitation.provider.as_str())
             .bind(invitation.issued_at)
             .bind(invitation.expires_at)
-            .execute(c)
-            .await
-            .map(|r| r.rows_affected())
-        })?;
+        )?;
         Ok(known.is_none())
     }
 
@@ -163,16 +158,15 @@ impl Tx<'_> {
         self.insert_invitation(&grant.invitation).await?;
         let invitation_id = job_text(&grant.invitation.invitation_id);
         let request_id = job_text(&grant.request_id);
-        let (used_at, used_by, used_new): (Option<UtcInstant>, Option<String>, Option<bool>) =
-            on_backend!(self.conn.exec(), |c| {
-                sqlx::query_as(
-                    "SELECT used_at, used_by_request, used_new_participant FROM invitations \
+        let (used_at, used_by, used_new): (Option<UtcInstant>, Option<String>, Option<bool>) = fetch!(
+            self.conn.exec(),
+            sqlx::query_as(
+                "SELECT used_at, used_by_request, used_new_participant FROM invitations \
                          WHERE invitation_id = $1",
-                )
-                .bind(&invitation_id)
-                .fetch_one(c)
-                .await
-            })?;
+            )
+            .bind(&invitation_id),
+            one
+        )?;
         if used_by.as_deref() == Some(request_id.as_str()) {
             // This very consent, redelivered after its commit: the same answer, and its job
             // published again if it still holds the claim.
@@ -188,17 +182,13 @@ impl Tx<'_> {
             ));
         }
 
-        let row: Option<Linked> = on_backend!(self.conn.exec(), |c| {
-            sqlx::query_as(
+        let row: Option<Linked> = fetch!(self.conn.exec(), sqlx::query_as(
                     "SELECT state, sync_from, sync_cursor, consented_at, health_user_id, legacy_user_id, \
                      fitbit_user_id, EXISTS (SELECT 1 FROM credentials c \
                          WHERE c.participant_id = participants.participant_id) AS has_credential \
                      FROM participants WHERE participant_id = $1",
                 )
-                .bind(participant.as_str())
-                .fetch_optional(c)
-        .await
-        })?;
+                .bind(participant.as_str()), optional)?;
         if let Some(row) = &row {
             if row.state == ParticipantState::Withdrawn.as_str() {
                 return Ok(self.refused(
@@ -215,7 +205,8 @@ impl Tx<'_> {
         let new_participant = row.as_ref().is_none_or(Linked::never_linked);
         let sync_from = grant.invitation.sync_from;
         if row.is_none() {
-            on_backend!(self.conn.exec(), |c| {
+            execute!(
+                self.conn.exec(),
                 sqlx::query(
                     "INSERT INTO participants (participant_id, provider, sync_from, sync_cursor, \
                              created_at, updated_at) VALUES ($1, $2, $3, $3, $4, $4)",
@@ -224,17 +215,15 @@ impl Tx<'_> {
                 .bind(grant.provider.as_str())
                 .bind(sync_from)
                 .bind(self.now)
-                .execute(c)
-                .await
-                .map(|r| r.rows_affected())
-            })?;
+            )?;
         }
         let identity = grant.identity.as_ref();
         let consented_at = grant.consented_at;
         // An existing participant keeps sync_from and the cursor (a re-consent continues where
         // it stopped); one never linked starts where this invitation says. Provider ids are
         // filled in, never overwritten with NULL.
-        on_backend!(self.conn.exec(), |c| {
+        execute!(
+            self.conn.exec(),
             sqlx::query(
                 "UPDATE participants SET provider = $2, state = 'active', state_reason = NULL, \
                      last_error = NULL, last_error_at = NULL, retry_at = NULL, \
@@ -260,12 +249,8 @@ impl Tx<'_> {
             .bind(consented_at)
             .bind(grant.refresh_token_expires_at)
             .bind(self.now)
-            .execute(c)
-            .await
-            .map(|r| r.rows_affected())
-        })?;
-        on_backend!(self.conn.exec(), |c| {
-            sqlx::query(
+        )?;
+        execute!(self.conn.exec(), sqlx::query(
                     "INSERT INTO credentials (participant_id, provider, sealed_refresh_token, updated_at) \
                      VALUES ($1, $2, $3, $4) \
                      ON CONFLICT (participant_id) DO UPDATE SET provider = excluded.provider, \
@@ -274,24 +259,15 @@ impl Tx<'_> {
                 .bind(participant.as_str())
                 .bind(grant.provider.as_str())
                 .bind(&grant.sealed_refresh_token)
-                .bind(self.now)
-                .execute(c)
-        .await
-        .map(|r| r.rows_affected())
-        })?;
-        on_backend!(self.conn.exec(), |c| {
-            sqlx::query(
+                .bind(self.now))?;
+        execute!(self.conn.exec(), sqlx::query(
                     "UPDATE invitations SET used_at = $2, used_by_request = $3, used_new_participant = $4 \
                      WHERE invitation_id = $1",
                 )
                 .bind(&invitation_id)
                 .bind(consented_at)
                 .bind(&request_id)
-                .bind(new_participant)
-                .execute(c)
-        .await
-        .map(|r| r.rows_affected())
-        })?;
+                .bind(new_participant))?;
         self.linked(grant, new_participant, "participant linked")
             .await
     }
@@ -319,12 +295,12 @@ impl Tx<'_> {
             Effect::Granted(job) | Effect::Regranted(job) => Some(job),
             _ => None,
         };
-        let cursor: UtcInstant = on_backend!(self.conn.exec(), |c| {
+        let cursor: UtcInstant = fetch!(
+            self.conn.exec(),
             sqlx::query_scalar("SELECT sync_cursor FROM participants WHERE participant_id = $1")
-                .bind(participant.as_str())
-                .fetch_one(c)
-                .await
-        })?;
+                .bind(participant.as_str()),
+            one
+        )?;
         tracing::debug!(participant_id = %participant, provider = %grant.provider, new_participant, %cursor, job = job.is_some(), "{what}");
         Ok(Effect::Replied {
             reply_to: grant.reply_to.clone(),
@@ -377,8 +353,7 @@ impl Tx<'_> {
             }
         };
         // Issued/expires stay unknown (NULL) until the invitation itself is recorded.
-        on_backend!(self.conn.exec(), |c| {
-            sqlx::query(
+        execute!(self.conn.exec(), sqlx::query(
                     "INSERT INTO invitations (invitation_id, participant_id, provider, last_problem, \
                      last_problem_at) VALUES ($1, $2, $3, $4, $5) \
                      ON CONFLICT (invitation_id) DO UPDATE SET last_problem = excluded.last_problem, \
@@ -388,11 +363,7 @@ impl Tx<'_> {
                 .bind(participant.as_str())
                 .bind(problem.provider.as_str())
                 .bind(capped(&text))
-                .bind(at)
-                .execute(c)
-        .await
-        .map(|r| r.rows_affected())
-        })?;
+                .bind(at))?;
 
         let state = self.participant_state(participant).await?;
         let (new_state, reason) = match &problem.problem {
@@ -406,7 +377,8 @@ impl Tx<'_> {
             ),
         };
         let Some(state) = state else {
-            on_backend!(self.conn.exec(), |c| {
+            execute!(
+                self.conn.exec(),
                 sqlx::query(
                     "INSERT INTO participants (participant_id, provider, state, state_reason, \
                              sync_from, sync_cursor, created_at, updated_at) \
@@ -418,10 +390,7 @@ impl Tx<'_> {
                 .bind(capped(&reason))
                 .bind(at)
                 .bind(self.now)
-                .execute(c)
-                .await
-                .map(|r| r.rows_affected())
-            })?;
+            )?;
             return Ok(Effect::ConsentProblemRecorded {
                 state: new_state.as_str().to_owned(),
             });
@@ -438,7 +407,8 @@ impl Tx<'_> {
         if !changes {
             return Ok(Effect::ConsentProblemRecorded { state });
         }
-        on_backend!(self.conn.exec(), |c| {
+        execute!(
+            self.conn.exec(),
             sqlx::query(
                 "UPDATE participants SET state = $2, state_reason = $3, updated_at = $4 \
                      WHERE participant_id = $1",
@@ -447,10 +417,7 @@ impl Tx<'_> {
             .bind(new_state.as_str())
             .bind(capped(&reason))
             .bind(self.now)
-            .execute(c)
-            .await
-            .map(|r| r.rows_affected())
-        })?;
+        )?;
         tracing::debug!(participant_id = %participant, previous_state = %state, state = %new_state, "consent problem recorded");
         Ok(Effect::ConsentProblemRecorded {
             state: new_state.as_str().to_owned(),
@@ -467,7 +434,8 @@ impl Tx<'_> {
             return Err(Rejection::UnknownParticipant(participant.clone()).into());
         };
         if previous_state != ParticipantState::Withdrawn.as_str() {
-            on_backend!(self.conn.exec(), |c| {
+            execute!(
+                self.conn.exec(),
                 sqlx::query(
                     "UPDATE participants SET state = $2, state_reason = $3, last_error = $3, \
                              last_error_at = $4, updated_at = $5 WHERE participant_id = $1",
@@ -477,10 +445,7 @@ impl Tx<'_> {
                 .bind(capped(&loss.reason))
                 .bind(loss.at)
                 .bind(self.now)
-                .execute(c)
-                .await
-                .map(|r| r.rows_affected())
-            })?;
+            )?;
         }
         tracing::debug!(participant_id = %participant, %previous_state, "consent lost");
         Ok(Effect::ConsentLost { previous_state })

@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 
 use fitlink_shared::domain::{ParticipantState, Provider};
 use fitlink_shared::messages::*;
+use fitlink_shared::{execute, fetch, on_backend};
 use uuid::Uuid;
 
 use fitlink_shared::store::Backend;
@@ -114,14 +115,14 @@ async fn state(store: &Store, participant: &str) -> String {
 }
 
 async fn rows(store: &Store, table: &str, participant: &str) -> i64 {
-    on_backend!(store.database().exec(), |e| {
+    fetch!(
+        store.database().exec(),
         sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
             "SELECT count(*) FROM {table} WHERE participant_id = $1"
         )))
-        .bind(participant)
-        .fetch_one(e)
-        .await
-    })
+        .bind(participant),
+        one
+    )
     .unwrap()
 }
 
@@ -257,20 +258,20 @@ async fn a_consent_links_a_new_participant_and_grants_their_first_job(backend: B
         stored_token(&store, "p9").await.as_deref(),
         Some("sealed-consent")
     );
-    let requested_by: String = on_backend!(store.database().exec(), |e| {
+    let requested_by: String = fetch!(
+        store.database().exec(),
         sqlx::query_scalar("SELECT requested_by FROM sync_jobs WHERE job_id = $1")
-            .bind(job.job_id.to_string())
-            .fetch_one(e)
-            .await
-    })
+            .bind(job.job_id.to_string()),
+        one
+    )
     .unwrap();
     assert_eq!(requested_by, "consent");
-    let used: Option<UtcInstant> = on_backend!(store.database().exec(), |e| {
+    let used: Option<UtcInstant> = fetch!(
+        store.database().exec(),
         sqlx::query_scalar("SELECT used_at FROM invitations WHERE invitation_id = $1")
-            .bind(inv.to_string())
-            .fetch_one(e)
-            .await
-    })
+            .bind(inv.to_string()),
+        one
+    )
     .unwrap();
     assert_eq!(used, Some(at("2026-10-06T10:00:00Z")));
     // SQLite: committed with synchronous=FULL, and the connection is back to NORMAL after.
@@ -383,15 +384,13 @@ async fn a_fitbit_participant_moving_to_google_keeps_their_cursor_and_must_bring
     backend: Backend,
 ) {
     let (_dir, mut store) = p1_with_an_hour(backend).await;
-    on_backend!(store.database().exec(), |e| {
+    execute!(
+        store.database().exec(),
         sqlx::query(
             "UPDATE participants SET provider = 'fitbit', fitbit_user_id = 'FB1', \
          state = 'needs_reconsent'",
         )
-        .execute(e)
-        .await
-        .map(|r| r.rows_affected())
-    })
+    )
     .unwrap();
 
     // A Google account that maps to another Fitbit user: refused.
@@ -483,14 +482,13 @@ async fn consent_problems_show_on_the_invitation_and_on_participants_without_a_g
         column(&store, "state_reason", "p9").await.as_deref(),
         Some("declined consent on 2026-10-06")
     );
-    let (last, used): (Option<String>, Option<String>) =
-        on_backend!(store.database().exec(), |e| {
-            sqlx::query_as("SELECT last_problem, used_at FROM invitations WHERE invitation_id = $1")
-                .bind(inv.to_string())
-                .fetch_one(e)
-                .await
-        })
-        .unwrap();
+    let (last, used): (Option<String>, Option<String>) = fetch!(
+        store.database().exec(),
+        sqlx::query_as("SELECT last_problem, used_at FROM invitations WHERE invitation_id = $1")
+            .bind(inv.to_string()),
+        one
+    )
+    .unwrap();
     assert_eq!(last.as_deref(), Some("declined: access_denied"));
     assert_eq!(used, None, "the invitation stays usable");
 
@@ -506,12 +504,12 @@ async fn consent_problems_show_on_the_invitation_and_on_participants_without_a_g
     let inv = Uuid::new_v4();
     apply_one(&mut store, problem(scope(), "p1", inv)).await;
     assert_eq!(state(&store, "p1").await, "active");
-    let last: Option<String> = on_backend!(store.database().exec(), |e| {
+    let last: Option<String> = fetch!(
+        store.database().exec(),
         sqlx::query_scalar("SELECT last_problem FROM invitations WHERE invitation_id = $1")
-            .bind(inv.to_string())
-            .fetch_one(e)
-            .await
-    })
+            .bind(inv.to_string()),
+        one
+    )
     .unwrap();
     assert_eq!(last.as_deref(), Some("scope missing: heart_rate sleep"));
 
@@ -520,12 +518,12 @@ async fn consent_problems_show_on_the_invitation_and_on_participants_without_a_g
     let inv = Uuid::new_v4();
     apply_one(&mut store, problem(scope(), "p7", inv)).await;
     assert_eq!(state(&store, "p7").await, "scope_missing");
-    let issued: Option<String> = on_backend!(store.database().exec(), |e| {
+    let issued: Option<String> = fetch!(
+        store.database().exec(),
         sqlx::query_scalar("SELECT issued_at FROM invitations WHERE invitation_id = $1")
-            .bind(inv.to_string())
-            .fetch_one(e)
-            .await
-    })
+            .bind(inv.to_string()),
+        one
+    )
     .unwrap();
     assert_eq!(issued, None);
     let (reply, job) = link(&mut store, consent("p7", inv, "health-7")).await;
@@ -618,12 +616,12 @@ async fn notifications_during_a_job_make_one_follow_up_from_the_earliest_notifie
     assert_eq!(follow_up.from, at("2026-10-01T00:00:00Z"));
     assert_eq!(column(&store, "notified_at", "p1").await, None);
     assert_eq!(column(&store, "notified_from", "p1").await, None);
-    let requested_by: String = on_backend!(store.database().exec(), |e| {
+    let requested_by: String = fetch!(
+        store.database().exec(),
         sqlx::query_scalar("SELECT requested_by FROM sync_jobs WHERE job_id = $1")
-            .bind(follow_up.job_id.to_string())
-            .fetch_one(e)
-            .await
-    })
+            .bind(follow_up.job_id.to_string()),
+        one
+    )
     .unwrap();
     assert_eq!(requested_by, "webhook");
 
@@ -679,12 +677,10 @@ async fn a_re_read_behind_the_cursor_stores_without_moving_it_and_an_overlap_mov
 
 async fn notifications_for_a_participant_not_syncing_are_recorded_only(backend: Backend) {
     let (_dir, mut store) = with_p1(backend).await;
-    on_backend!(store.database().exec(), |e| {
+    execute!(
+        store.database().exec(),
         sqlx::query("UPDATE participants SET state = 'revoked'")
-            .execute(e)
-            .await
-            .map(|r| r.rows_affected())
-    })
+    )
     .unwrap();
     let effect = apply_one(
         &mut store,
@@ -714,17 +710,15 @@ async fn old_notification_digests_are_pruned(backend: Backend) {
     let old = UtcInstant::new(chrono::Utc::now() - chrono::TimeDelta::days(9));
     let recent = UtcInstant::new(chrono::Utc::now() - chrono::TimeDelta::days(6));
     for (id, received) in [("old", &old), ("recent", &recent)] {
-        on_backend!(store.database().exec(), |e| {
+        execute!(
+            store.database().exec(),
             sqlx::query(
                 "INSERT INTO provider_notifications (notification_id, participant_id, received_at) \
              VALUES ($1, 'p1', $2)",
             )
             .bind(id)
             .bind(received)
-            .execute(e)
-            .await
-            .map(|r| r.rows_affected())
-        })
+        )
         .unwrap();
     }
     apply_one(
@@ -732,11 +726,11 @@ async fn old_notification_digests_are_pruned(backend: Backend) {
         notification("p1", &["new"], "2026-10-01T00:00:00Z"),
     )
     .await;
-    let left: Vec<String> = on_backend!(store.database().exec(), |e| {
-        sqlx::query_scalar("SELECT notification_id FROM provider_notifications ORDER BY 1")
-            .fetch_all(e)
-            .await
-    })
+    let left: Vec<String> = fetch!(
+        store.database().exec(),
+        sqlx::query_scalar("SELECT notification_id FROM provider_notifications ORDER BY 1"),
+        all
+    )
     .unwrap();
     assert_eq!(left, ["new", "recent"]);
 }
@@ -776,26 +770,26 @@ async fn a_provider_deletion_removes_exactly_the_notified_points_once_and_re_rea
     assert_eq!(job.from, at("2026-10-01T00:10:00Z"));
     assert_eq!(rows(&store, "heart_rate_intraday", "p1").await, 45);
     assert_eq!(rows(&store, "steps_intraday", "p1").await, 60);
-    let remaining: Vec<UtcInstant> = on_backend!(store.database().exec(), |e| {
+    let remaining: Vec<UtcInstant> = fetch!(
+        store.database().exec(),
         sqlx::query_scalar(
             "SELECT datetime FROM heart_rate_intraday WHERE datetime >= '2026-10-01T00:09:00Z' \
          AND datetime <= '2026-10-01T00:20:00Z' ORDER BY 1",
-        )
-        .fetch_all(e)
-        .await
-    })
+        ),
+        all
+    )
     .unwrap();
     assert_eq!(
         remaining,
         [at("2026-10-01T00:09:00Z"), at("2026-10-01T00:20:00Z")]
     );
-    let recorded: Vec<(UtcInstant, i64)> = on_backend!(store.database().exec(), |e| {
+    let recorded: Vec<(UtcInstant, i64)> = fetch!(
+        store.database().exec(),
         sqlx::query_as(
             "SELECT interval_start, rows_deleted FROM provider_deletions ORDER BY interval_start",
-        )
-        .fetch_all(e)
-        .await
-    })
+        ),
+        all
+    )
     .unwrap();
     assert_eq!(
         recorded,
@@ -943,14 +937,14 @@ async fn a_purging_withdrawal_deletes_everything_in_one_go_and_leaves_an_audit_r
     // Someone else's data is untouched.
     assert_eq!(rows(&store, "steps_intraday", "p2").await, 10);
     assert_eq!(rows(&store, "credentials", "p2").await, 1);
-    let audit: (String, bool, String, i64, i64) = on_backend!(store.database().exec(), |e| {
+    let audit: (String, bool, String, i64, i64) = fetch!(
+        store.database().exec(),
         sqlx::query_as(
             "SELECT withdrawn_by, purged, provider_revocation, heart_rate_intraday_rows, \
          steps_intraday_rows FROM withdrawals WHERE participant_id = 'p1'",
-        )
-        .fetch_one(e)
-        .await
-    })
+        ),
+        one
+    )
     .unwrap();
     assert_eq!(
         audit,
@@ -1000,12 +994,12 @@ async fn a_purging_withdrawal_deletes_everything_in_one_go_and_leaves_an_audit_r
     .await;
     assert!(matches!(rotated, Effect::Refused { .. }), "{rotated:?}");
     assert_eq!(rows(&store, "credentials", "p1").await, 0);
-    let outcome: Option<String> = on_backend!(store.database().exec(), |e| {
+    let outcome: Option<String> = fetch!(
+        store.database().exec(),
         sqlx::query_scalar("SELECT outcome FROM sync_jobs WHERE job_id = $1")
-            .bind(running.to_string())
-            .fetch_one(e)
-            .await
-    })
+            .bind(running.to_string()),
+        one
+    )
     .unwrap();
     assert_eq!(outcome.as_deref(), Some("completed"));
 
@@ -1052,11 +1046,11 @@ async fn a_withdrawal_without_purge_keeps_the_data(backend: Backend) {
     );
     assert_eq!(rows(&store, "steps_intraday", "p1").await, 60);
     assert_eq!(rows(&store, "credentials", "p1").await, 0);
-    let purged: bool = on_backend!(store.database().exec(), |e| {
-        sqlx::query_scalar("SELECT purged FROM withdrawals")
-            .fetch_one(e)
-            .await
-    })
+    let purged: bool = fetch!(
+        store.database().exec(),
+        sqlx::query_scalar("SELECT purged FROM withdrawals"),
+        one
+    )
     .unwrap();
     assert!(!purged);
 }
@@ -1112,24 +1106,21 @@ async fn a_keep_alive_touches_a_parked_participants_grant_without_changing_their
         column(&store, "state_reason", "p1").await.as_deref(),
         Some("HTTP 500 six times")
     );
-    let outcome: Option<String> = on_backend!(store.database().exec(), |e| {
+    let outcome: Option<String> = fetch!(
+        store.database().exec(),
         sqlx::query_scalar("SELECT outcome FROM sync_jobs WHERE job_id = $1")
-            .bind(job.job_id.to_string())
-            .fetch_one(e)
-            .await
-    })
+            .bind(job.job_id.to_string()),
+        one
+    )
     .unwrap();
     assert_eq!(outcome.as_deref(), Some("touched"));
 
     // No keep-alive for a grant the provider already refused, or without a credential.
     for state in ["revoked", "consent_expired", "needs_reconsent"] {
-        on_backend!(store.database().exec(), |e| {
-            sqlx::query("UPDATE participants SET state = $1")
-                .bind(state)
-                .execute(e)
-                .await
-                .map(|r| r.rows_affected())
-        })
+        execute!(
+            store.database().exec(),
+            sqlx::query("UPDATE participants SET state = $1").bind(state)
+        )
         .unwrap();
         let mut touch = request(Uuid::new_v4(), "p1");
         touch.trigger = SyncTrigger::KeepAlive;
@@ -1182,12 +1173,10 @@ async fn a_completed_job_records_the_credential_use_and_an_expired_grant_is_cons
         rejected_token: None,
     };
     // The grant's known expiry has passed (finish() reports at 2026-10-02T01:00:00Z).
-    on_backend!(store.database().exec(), |e| {
+    execute!(
+        store.database().exec(),
         sqlx::query("UPDATE participants SET refresh_token_expires_at = '2026-10-02T00:00:00Z'")
-            .execute(e)
-            .await
-            .map(|r| r.rows_affected())
-    })
+    )
     .unwrap();
     let job = Uuid::new_v4();
     grant(&mut store, request(job, "p1")).await;
@@ -1199,13 +1188,9 @@ async fn a_completed_job_records_the_credential_use_and_an_expired_grant_is_cons
     );
 
     // Before the expiry, a refusal is a revocation.
-    on_backend!(store.database().exec(), |e| {
-sqlx::query(
+    execute!(store.database().exec(), sqlx::query(
         "UPDATE participants SET state = 'active', refresh_token_expires_at = '2026-10-09T00:00:00Z'",
-    )
-    .execute(e)
-.await.map(|r| r.rows_affected())
-})
+    ))
     .unwrap();
     let job = Uuid::new_v4();
     grant(&mut store, request(job, "p1")).await;
@@ -1219,12 +1204,10 @@ async fn a_refused_keep_alive_with_a_newer_stored_token_is_retried_as_a_keep_ali
     backend: Backend,
 ) {
     let (_dir, mut store) = with_p1(backend).await;
-    on_backend!(store.database().exec(), |e| {
+    execute!(
+        store.database().exec(),
         sqlx::query("UPDATE participants SET state = 'dead_lettered', state_reason = 'parked'")
-            .execute(e)
-            .await
-            .map(|r| r.rows_affected())
-    })
+    )
     .unwrap();
     let mut touch = request(Uuid::new_v4(), "p1");
     touch.trigger = SyncTrigger::KeepAlive;
@@ -1271,15 +1254,13 @@ async fn a_note_older_than_the_job_that_finishes_makes_no_follow_up(backend: Bac
     let (_dir, mut store) = with_p1(backend).await;
     let job = Uuid::new_v4();
     grant(&mut store, request(job, "p1")).await;
-    on_backend!(store.database().exec(), |e| {
+    execute!(
+        store.database().exec(),
         sqlx::query(
             "UPDATE participants SET notified_at = '2026-01-01T00:00:00Z', \
          notified_from = '2026-10-01T00:00:00Z'",
         )
-        .execute(e)
-        .await
-        .map(|r| r.rows_affected())
-    })
+    )
     .unwrap();
     let applied = store
         .apply(&[finish(job, "p1", completed())])

@@ -9,7 +9,6 @@
 //! is before the cursor (never before `sync_from`); the cursor never moves back (slices behind
 //! it are stored without moving it, see `slices.rs`).
 
-use fitlink_shared::on_backend;
 use std::time::{Duration, Instant};
 
 use chrono::TimeDelta;
@@ -17,11 +16,13 @@ use fitlink_shared::domain::{ParticipantId, ParticipantState, UtcInstant};
 use fitlink_shared::messages::{
     JobOutcome, NotifiedInterval, ProviderDeletion, ProviderNotification, SyncRequest, SyncTrigger,
 };
+use fitlink_shared::{execute, fetch};
 use sqlx::AssertSqlSafe;
 use uuid::Uuid;
 
-use super::{CommandResult, Effect, NotGranted, Notified, Rejection, Tx, job_text};
 use fitlink_shared::store::IntradayTable as Intraday;
+
+use super::{CommandResult, Effect, NotGranted, Notified, Rejection, Tx, job_text};
 
 /// How long notification digests are kept: the providers redeliver for up to a week.
 const KEEP_NOTIFICATIONS: TimeDelta = TimeDelta::days(8);
@@ -65,28 +66,23 @@ impl Tx<'_> {
         self.prune_notifications().await?;
         let mut new = 0;
         for id in notification_ids {
-            new += on_backend!(self.conn.exec(), |c| {
-                sqlx::query(
+            new += execute!(self.conn.exec(), sqlx::query(
                 "INSERT INTO provider_notifications (notification_id, participant_id, received_at) \
                  VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
             )
             .bind(id)
             .bind(participant.as_str())
-            .bind(received_at)
-            .execute(c)
-.await
-.map(|r| r.rows_affected())
-            })?;
+            .bind(received_at))?;
         }
-        let row: Option<Notifiable> = on_backend!(self.conn.exec(), |c| {
+        let row: Option<Notifiable> = fetch!(
+            self.conn.exec(),
             sqlx::query_as(
                 "SELECT state, sync_from, sync_cursor FROM participants \
                      WHERE participant_id = $1",
             )
-            .bind(participant.as_str())
-            .fetch_optional(c)
-            .await
-        })?;
+            .bind(participant.as_str()),
+            optional
+        )?;
         let Some(row) = row else {
             return Err(Rejection::UnknownParticipant(participant.clone()).into());
         };
@@ -117,8 +113,7 @@ impl Tx<'_> {
             Effect::Granted(job) | Effect::Regranted(job) => Ok(Notified::Job(job)),
             Effect::NotGranted(NotGranted::InFlight { job_id: in_flight }) => {
                 // Text order is time order, so min/max over the canonical texts are time's.
-                on_backend!(self.conn.exec(), |c| {
-                    sqlx::query(
+                execute!(self.conn.exec(), sqlx::query(
                                     "UPDATE participants SET \
                                      notified_at = CASE WHEN notified_at IS NULL OR notified_at < $2 \
                                          THEN $2 ELSE notified_at END, \
@@ -129,11 +124,7 @@ impl Tx<'_> {
                                 .bind(participant.as_str())
                                 .bind(received_at)
                                 .bind(from)
-                                .bind(self.now)
-                                .execute(c)
-                .await
-                .map(|r| r.rows_affected())
-                })?;
+                                .bind(self.now))?;
                 Ok(Notified::Coalesced { in_flight })
             }
             Effect::NotGranted(
@@ -169,13 +160,10 @@ impl Tx<'_> {
             return Ok(());
         }
         let horizon = UtcInstant::new(self.now.get() - KEEP_NOTIFICATIONS);
-        let pruned = on_backend!(self.conn.exec(), |c| {
-            sqlx::query("DELETE FROM provider_notifications WHERE received_at < $1")
-                .bind(horizon)
-                .execute(c)
-                .await
-                .map(|r| r.rows_affected())
-        })?;
+        let pruned = execute!(
+            self.conn.exec(),
+            sqlx::query("DELETE FROM provider_notifications WHERE received_at < $1").bind(horizon)
+        )?;
         self.housekeeping.notifications_pruned_at = Some(Instant::now());
         tracing::debug!(pruned, horizon = %horizon, "old provider notification digests pruned");
         Ok(())
@@ -189,43 +177,40 @@ impl Tx<'_> {
         outcome: &JobOutcome,
     ) -> CommandResult<Option<fitlink_shared::messages::SyncJob>> {
         let participant = &outcome.participant_id;
-        let noted: Option<(Option<UtcInstant>, Option<UtcInstant>, Option<UtcInstant>)> =
-            on_backend!(self.conn.exec(), |c| {
-                sqlx::query_as(
-                    "SELECT p.notified_at, p.notified_from, j.granted_at FROM participants p \
+        let noted: Option<(Option<UtcInstant>, Option<UtcInstant>, Option<UtcInstant>)> = fetch!(
+            self.conn.exec(),
+            sqlx::query_as(
+                "SELECT p.notified_at, p.notified_from, j.granted_at FROM participants p \
                      LEFT JOIN sync_jobs j ON j.job_id = $2 \
                      WHERE p.participant_id = $1 AND p.notified_at IS NOT NULL",
-                )
-                .bind(participant.as_str())
-                .bind(job_text(&outcome.job_id))
-                .fetch_optional(c)
-                .await
-            })?;
+            )
+            .bind(participant.as_str())
+            .bind(job_text(&outcome.job_id)),
+            optional
+        )?;
         let Some((Some(notified_at), notified_from, granted_at)) = noted else {
             return Ok(None);
         };
-        on_backend!(self.conn.exec(), |c| {
+        execute!(
+            self.conn.exec(),
             sqlx::query(
                 "UPDATE participants SET notified_at = NULL, notified_from = NULL, updated_at = $2 \
                      WHERE participant_id = $1",
             )
             .bind(participant.as_str())
             .bind(self.now)
-            .execute(c)
-            .await
-            .map(|r| r.rows_affected())
-        })?;
+        )?;
         // Whole seconds: a notification in the second of the grant may not be covered, so it
         // gets its follow-up (an extra job costs less than a missed change).
         if granted_at.is_some_and(|granted| notified_at < granted) {
             return Ok(None);
         }
-        let cursor: UtcInstant = on_backend!(self.conn.exec(), |c| {
+        let cursor: UtcInstant = fetch!(
+            self.conn.exec(),
             sqlx::query_scalar("SELECT sync_cursor FROM participants WHERE participant_id = $1")
-                .bind(participant.as_str())
-                .fetch_one(c)
-                .await
-        })?;
+                .bind(participant.as_str()),
+            one
+        )?;
         let from = [Some(cursor), notified_from].into_iter().flatten().min();
         let request = self.webhook_request(participant, from);
         let job = match self.request_sync(&request).await? {
@@ -249,22 +234,19 @@ impl Tx<'_> {
         let mut rows_deleted = 0;
         for interval in &deletion.intervals {
             let (start, end) = (interval.start, interval.end);
-            let seen: Option<i32> = on_backend!(self.conn.exec(), |c| {
-                sqlx::query_scalar(
+            let seen: Option<i32> = fetch!(self.conn.exec(), sqlx::query_scalar(
                             "SELECT 1 FROM provider_deletions \
                              WHERE notification_id = $1 AND interval_start = $2 AND interval_end = $3",
                         )
                         .bind(&deletion.notification_id)
                         .bind(start)
-                        .bind(end)
-                        .fetch_optional(c)
-            .await
-            })?;
+                        .bind(end), optional)?;
             if seen.is_some() {
                 continue;
             }
             let deleted = match table {
-                Some(table) => on_backend!(self.conn.exec(), |c| {
+                Some(table) => execute!(
+                    self.conn.exec(),
                     sqlx::query(AssertSqlSafe(format!(
                         "DELETE FROM {} WHERE participant_id = $1 AND datetime >= $2 \
                          AND datetime < $3",
@@ -273,13 +255,11 @@ impl Tx<'_> {
                     .bind(participant.as_str())
                     .bind(start)
                     .bind(end)
-                    .execute(c)
-                    .await
-                    .map(|r| r.rows_affected())
-                })?,
+                )?,
                 None => 0,
             };
-            on_backend!(self.conn.exec(), |c| {
+            execute!(
+                self.conn.exec(),
                 sqlx::query(
                     "INSERT INTO provider_deletions (notification_id, participant_id, provider, \
                              data_type, interval_start, interval_end, rows_deleted, received_at) \
@@ -293,10 +273,7 @@ impl Tx<'_> {
                 .bind(end)
                 .bind(deleted as i64)
                 .bind(deletion.received_at)
-                .execute(c)
-                .await
-                .map(|r| r.rows_affected())
-            })?;
+            )?;
             rows_deleted += deleted;
         }
         // A re-read of the days the deletion touched restates their daily summaries; the

@@ -10,8 +10,8 @@
 
 use fitlink_shared::domain::{ParticipantState, UtcInstant};
 use fitlink_shared::messages::{JobOutcome, Outcome, SyncRequest, SyncTrigger};
-use fitlink_shared::on_backend;
 use fitlink_shared::secret::SealedToken;
+use fitlink_shared::{execute, fetch};
 use uuid::Uuid;
 
 use super::{CommandResult, Effect, Rejection, Tx, capped, job_text};
@@ -23,16 +23,15 @@ impl Tx<'_> {
     pub(super) async fn finish_job(&mut self, outcome: &JobOutcome) -> CommandResult<Effect> {
         let participant = &outcome.participant_id;
         let job_id = job_text(&outcome.job_id);
-        let row: Option<(Option<String>, String, Option<UtcInstant>)> =
-            on_backend!(self.conn.exec(), |c| {
-                sqlx::query_as(
-                    "SELECT in_flight_job_id, state, refresh_token_expires_at FROM participants \
+        let row: Option<(Option<String>, String, Option<UtcInstant>)> = fetch!(
+            self.conn.exec(),
+            sqlx::query_as(
+                "SELECT in_flight_job_id, state, refresh_token_expires_at FROM participants \
                      WHERE participant_id = $1",
-                )
-                .bind(participant.as_str())
-                .fetch_optional(c)
-                .await
-            })?;
+            )
+            .bind(participant.as_str()),
+            optional
+        )?;
         let Some((holder, state, grant_expires_at)) = row else {
             return Err(Rejection::UnknownParticipant(participant.clone()).into());
         };
@@ -65,18 +64,13 @@ impl Tx<'_> {
             Outcome::DeadLettered { reason } => ("dead_lettered", reason.clone()),
             Outcome::Touched => ("touched", "refresh token used (keep-alive)".to_owned()),
         };
-        on_backend!(self.conn.exec(), |c| {
-            sqlx::query(
+        execute!(self.conn.exec(), sqlx::query(
                     "UPDATE sync_jobs SET finished_at = $2, outcome = $3, detail = $4 WHERE job_id = $1",
                 )
                 .bind(&job_id)
                 .bind(at)
                 .bind(label)
-                .bind(capped(&detail))
-                .execute(c)
-        .await
-        .map(|r| r.rows_affected())
-        })?;
+                .bind(capped(&detail)))?;
 
         if state == ParticipantState::Withdrawn.as_str() {
             // The participant left while this job ran: nothing about them changes any more.
@@ -108,8 +102,7 @@ impl Tx<'_> {
                 identity,
                 ..
             } => {
-                on_backend!(self.conn.exec(), |c| {
-                    sqlx::query(
+                execute!(self.conn.exec(), sqlx::query(
                                     "UPDATE participants SET \
                                      in_flight_job_id = CASE WHEN $2 THEN NULL ELSE in_flight_job_id END, \
                                      in_flight_since = CASE WHEN $2 THEN NULL ELSE in_flight_since END, \
@@ -136,17 +129,15 @@ impl Tx<'_> {
                                 .bind(intraday_denied)
                                 .bind(INTRADAY_DENIED_REASON)
                                 .bind(identity.as_ref().map(|i| i.health_user_id.as_str()))
-                                .bind(identity.as_ref().and_then(|i| i.legacy_user_id.as_deref()))
-                                .execute(c)
-                .await
-                .map(|r| r.rows_affected())
-                })?;
-                let cursor: (UtcInstant,) = on_backend!(self.conn.exec(), |c| {
-                    sqlx::query_as("SELECT sync_cursor FROM participants WHERE participant_id = $1")
-                        .bind(participant.as_str())
-                        .fetch_one(c)
-                        .await
-                })?;
+                                .bind(identity.as_ref().and_then(|i| i.legacy_user_id.as_deref())))?;
+                let cursor: (UtcInstant,) = fetch!(
+                    self.conn.exec(),
+                    sqlx::query_as(
+                        "SELECT sync_cursor FROM participants WHERE participant_id = $1"
+                    )
+                    .bind(participant.as_str()),
+                    one
+                )?;
                 if cursor.0 < *synced_to {
                     // A slice of this job is missing (dead-lettered, or still queued behind):
                     // the cursor stays before the gap and the next sync fetches it again.
@@ -157,8 +148,7 @@ impl Tx<'_> {
             Outcome::Deferred { until, reason, .. } => {
                 // The claim stays (a retry copy of the job is on its way). A deferral is a sign
                 // of life, so it renews the lease: a job waiting out long retry delays is not lost.
-                on_backend!(self.conn.exec(), |c| {
-                    sqlx::query(
+                execute!(self.conn.exec(), sqlx::query(
                                     "UPDATE participants SET retry_at = $3, last_error = $4, last_error_at = $5, \
                                      in_flight_since = CASE WHEN $2 THEN $6 ELSE in_flight_since END, \
                                      updated_at = $6 WHERE participant_id = $1",
@@ -168,11 +158,7 @@ impl Tx<'_> {
                                 .bind(until)
                                 .bind(capped(reason))
                                 .bind(at)
-                                .bind(self.now)
-                                .execute(c)
-                .await
-                .map(|r| r.rows_affected())
-                })?;
+                                .bind(self.now))?;
                 false
             }
             Outcome::Failed { state, reason, .. } => {
@@ -198,8 +184,7 @@ impl Tx<'_> {
             Outcome::Touched => {
                 // The provider accepted the refresh token: the idle-expiry clock restarts. The
                 // state is not touched (a parked participant stays parked, with its reason).
-                on_backend!(self.conn.exec(), |c| {
-                    sqlx::query(
+                execute!(self.conn.exec(), sqlx::query(
                                     "UPDATE participants SET credential_used_at = $3, \
                                      in_flight_job_id = CASE WHEN $2 THEN NULL ELSE in_flight_job_id END, \
                                      in_flight_since = CASE WHEN $2 THEN NULL ELSE in_flight_since END, \
@@ -208,11 +193,7 @@ impl Tx<'_> {
                                 .bind(participant.as_str())
                                 .bind(holds_claim)
                                 .bind(at)
-                                .bind(self.now)
-                                .execute(c)
-                .await
-                .map(|r| r.rows_affected())
-                })?;
+                                .bind(self.now))?;
                 holds_claim
             }
         };
@@ -242,12 +223,14 @@ impl Tx<'_> {
         outcome: &JobOutcome,
         rejected: &SealedToken,
     ) -> CommandResult<bool> {
-        let stored: Option<(SealedToken,)> = on_backend!(self.conn.exec(), |c| {
-            sqlx::query_as("SELECT sealed_refresh_token FROM credentials WHERE participant_id = $1")
-                .bind(outcome.participant_id.as_str())
-                .fetch_optional(c)
-                .await
-        })?;
+        let stored: Option<(SealedToken,)> = fetch!(
+            self.conn.exec(),
+            sqlx::query_as(
+                "SELECT sealed_refresh_token FROM credentials WHERE participant_id = $1"
+            )
+            .bind(outcome.participant_id.as_str()),
+            optional
+        )?;
         Ok(stored.is_some_and(|(s,)| s != *rejected))
     }
 
@@ -261,12 +244,12 @@ impl Tx<'_> {
         outcome: &JobOutcome,
         detail: &str,
     ) -> CommandResult<Option<Effect>> {
-        let requested_by: Option<String> = on_backend!(self.conn.exec(), |c| {
+        let requested_by: Option<String> = fetch!(
+            self.conn.exec(),
             sqlx::query_scalar("SELECT requested_by FROM sync_jobs WHERE job_id = $1")
-                .bind(job_text(&outcome.job_id))
-                .fetch_optional(c)
-                .await
-        })?;
+                .bind(job_text(&outcome.job_id)),
+            optional
+        )?;
         let trigger = if requested_by.as_deref() == Some(SyncTrigger::KeepAlive.as_str()) {
             SyncTrigger::KeepAlive
         } else {
@@ -299,7 +282,8 @@ impl Tx<'_> {
         reason: &str,
         holds_claim: bool,
     ) -> CommandResult<()> {
-        on_backend!(self.conn.exec(), |c| {
+        execute!(
+            self.conn.exec(),
             sqlx::query(
                 "UPDATE participants SET state = $2, state_reason = $3, last_error = $3, \
                      last_error_at = $4, \
@@ -313,10 +297,7 @@ impl Tx<'_> {
             .bind(outcome.at)
             .bind(holds_claim)
             .bind(self.now)
-            .execute(c)
-            .await
-            .map(|r| r.rows_affected())
-        })?;
+        )?;
         Ok(())
     }
 }

@@ -11,8 +11,8 @@
 
 use fitlink_shared::domain::{ParticipantState, UtcInstant};
 use fitlink_shared::messages::{ActivityDay, HeartRateZoneDay, RestingHeartRateDay, SliceResult};
-use fitlink_shared::on_backend;
 use fitlink_shared::store::IntradayTable;
+use fitlink_shared::{execute, fetch};
 
 use super::{Applied, CommandResult, Effect, Rejection, Tx, job_text};
 
@@ -76,12 +76,12 @@ impl Tx<'_> {
             }
             .into());
         }
-        let row: Option<(UtcInstant, String)> = on_backend!(self.conn.exec(), |c| {
+        let row: Option<(UtcInstant, String)> = fetch!(
+            self.conn.exec(),
             sqlx::query_as("SELECT sync_cursor, state FROM participants WHERE participant_id = $1")
-                .bind(participant.as_str())
-                .fetch_optional(c)
-                .await
-        })?;
+                .bind(participant.as_str()),
+            optional
+        )?;
         let Some((cursor, state)) = row else {
             return Err(Rejection::UnknownParticipant(participant.clone()).into());
         };
@@ -127,17 +127,15 @@ impl Tx<'_> {
         let cursor = self.advance_cursor(result, cursor).await?;
 
         // Counts rows actually written, so a redelivered slice does not inflate the ledger.
-        on_backend!(self.conn.exec(), |c| {
+        execute!(
+            self.conn.exec(),
             sqlx::query(
                 "UPDATE sync_jobs SET slices_stored = slices_stored + 1, \
                  rows_stored = rows_stored + $2 WHERE job_id = $1",
             )
             .bind(job_text(&result.job_id))
             .bind(rows as i64)
-            .execute(c)
-            .await
-            .map(|r| r.rows_affected())
-        })?;
+        )?;
         tracing::debug!(
             participant_id = %participant,
             job_id = %result.job_id,
@@ -161,7 +159,8 @@ impl Tx<'_> {
     ) -> CommandResult<u64> {
         let mut written = 0;
         for day in days {
-            written += on_backend!(self.conn.exec(), |c| {
+            written += execute!(
+                self.conn.exec(),
                 sqlx::query(UPSERT_ACTIVITY)
                     .bind(result.participant_id.as_str())
                     .bind(day.date)
@@ -177,10 +176,7 @@ impl Tx<'_> {
                     .bind(day.very_active_minutes)
                     .bind(provider)
                     .bind(self.now)
-                    .execute(c)
-                    .await
-                    .map(|r| r.rows_affected())
-            })?;
+            )?;
         }
         Ok(written)
     }
@@ -193,7 +189,8 @@ impl Tx<'_> {
     ) -> CommandResult<u64> {
         let mut written = 0;
         for zone in zones {
-            written += on_backend!(self.conn.exec(), |c| {
+            written += execute!(
+                self.conn.exec(),
                 sqlx::query(UPSERT_HEART_RATE_ZONE)
                     .bind(result.participant_id.as_str())
                     .bind(zone.date)
@@ -204,10 +201,7 @@ impl Tx<'_> {
                     .bind(zone.calorie_count)
                     .bind(provider)
                     .bind(self.now)
-                    .execute(c)
-                    .await
-                    .map(|r| r.rows_affected())
-            })?;
+            )?;
         }
         Ok(written)
     }
@@ -220,17 +214,15 @@ impl Tx<'_> {
     ) -> CommandResult<u64> {
         let mut written = 0;
         for day in days {
-            written += on_backend!(self.conn.exec(), |c| {
+            written += execute!(
+                self.conn.exec(),
                 sqlx::query(UPSERT_RESTING)
                     .bind(result.participant_id.as_str())
                     .bind(day.date)
                     .bind(day.resting_heart_rate)
                     .bind(provider)
                     .bind(self.now)
-                    .execute(c)
-                    .await
-                    .map(|r| r.rows_affected())
-            })?;
+            )?;
         }
         Ok(written)
     }
@@ -248,7 +240,8 @@ impl Tx<'_> {
             // Entirely behind the cursor (a re-sync): the data is stored, the cursor stays.
             return Ok(before);
         }
-        on_backend!(self.conn.exec(), |c| {
+        execute!(
+            self.conn.exec(),
             sqlx::query(
                 "INSERT INTO sync_slices (participant_id, slice_start, slice_end, job_id) \
                  VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING",
@@ -257,30 +250,28 @@ impl Tx<'_> {
             .bind(slice.start)
             .bind(slice.end)
             .bind(job_text(&result.job_id))
-            .execute(c)
-            .await
-            .map(|r| r.rows_affected())
-        })?;
+        )?;
 
         let mut cursor = before;
         loop {
-            let next: Option<UtcInstant> = on_backend!(self.conn.exec(), |c| {
+            let next: Option<UtcInstant> = fetch!(
+                self.conn.exec(),
                 sqlx::query_scalar(
                     "SELECT max(slice_end) FROM sync_slices \
                      WHERE participant_id = $1 AND slice_start <= $2 AND slice_end > $2",
                 )
                 .bind(participant)
-                .bind(cursor)
-                .fetch_one(c)
-                .await
-            })?;
+                .bind(cursor),
+                one
+            )?;
             match next {
                 Some(next) => cursor = next,
                 None => break,
             }
         }
         if cursor != before {
-            on_backend!(self.conn.exec(), |c| {
+            execute!(
+                self.conn.exec(),
                 sqlx::query(
                     "UPDATE participants SET sync_cursor = $2, updated_at = $3 \
                      WHERE participant_id = $1",
@@ -288,18 +279,15 @@ impl Tx<'_> {
                 .bind(participant)
                 .bind(cursor)
                 .bind(self.now)
-                .execute(c)
-                .await
-                .map(|r| r.rows_affected())
-            })?;
-            on_backend!(self.conn.exec(), |c| {
-                sqlx::query("DELETE FROM sync_slices WHERE participant_id = $1 AND slice_end <= $2")
-                    .bind(participant)
-                    .bind(cursor)
-                    .execute(c)
-                    .await
-                    .map(|r| r.rows_affected())
-            })?;
+            )?;
+            execute!(
+                self.conn.exec(),
+                sqlx::query(
+                    "DELETE FROM sync_slices WHERE participant_id = $1 AND slice_end <= $2"
+                )
+                .bind(participant)
+                .bind(cursor)
+            )?;
         } else if slice.start > before {
             tracing::debug!(
                 participant_id = %result.participant_id,

@@ -12,6 +12,7 @@ use fitlink_shared::messages::*;
 use fitlink_shared::secret::SealedToken;
 use fitlink_shared::store::testing::TestDatabase;
 use fitlink_shared::store::{Backend, ByBackend};
+use fitlink_shared::{execute, fetch, on_backend};
 use uuid::Uuid;
 
 use super::*;
@@ -42,12 +43,14 @@ pub(super) fn sealed(text: &str) -> SealedToken {
 
 /// The participant's stored credential, as the text [`sealed`] was given.
 pub(super) async fn stored_token(store: &Store, participant: &str) -> Option<String> {
-    let token: Option<SealedToken> = on_backend!(store.database().exec(), |e| {
-        sqlx::query_scalar("SELECT sealed_refresh_token FROM credentials WHERE participant_id = $1")
-            .bind(participant)
-            .fetch_optional(e)
-            .await
-    })
+    let token: Option<SealedToken> = fetch!(
+        store.database().exec(),
+        sqlx::query_scalar(
+            "SELECT sealed_refresh_token FROM credentials WHERE participant_id = $1"
+        )
+        .bind(participant),
+        optional
+    )
     .unwrap();
     token.map(|t| String::from_utf8(BASE64.decode(t.as_str()).unwrap()).unwrap())
 }
@@ -145,11 +148,11 @@ pub(super) async fn grant(store: &mut Store, req: SyncRequest) -> Effect {
 }
 
 pub(super) async fn count(store: &Store, table: &str) -> i64 {
-    on_backend!(store.database().exec(), |e| {
-        sqlx::query_scalar(AssertSqlSafe(format!("SELECT count(*) FROM {table}")))
-            .fetch_one(e)
-            .await
-    })
+    fetch!(
+        store.database().exec(),
+        sqlx::query_scalar(AssertSqlSafe(format!("SELECT count(*) FROM {table}"))),
+        one
+    )
     .unwrap()
 }
 
@@ -303,14 +306,13 @@ async fn a_grant_claims_the_participant_and_carries_what_the_worker_needs(backen
         column(&store, "in_flight_since", "p1").await,
         Some(job.granted_at.to_text())
     );
-    let (requested_by, granted_at): (String, UtcInstant) =
-        on_backend!(store.database().exec(), |e| {
-            sqlx::query_as("SELECT requested_by, granted_at FROM sync_jobs WHERE job_id = $1")
-                .bind(job_id.to_string())
-                .fetch_one(e)
-                .await
-        })
-        .unwrap();
+    let (requested_by, granted_at): (String, UtcInstant) = fetch!(
+        store.database().exec(),
+        sqlx::query_as("SELECT requested_by, granted_at FROM sync_jobs WHERE job_id = $1")
+            .bind(job_id.to_string()),
+        one
+    )
+    .unwrap();
     assert_eq!(requested_by, "schedule");
     assert_eq!(granted_at, job.granted_at);
 }
@@ -375,12 +377,11 @@ async fn a_replay_that_names_the_job_in_flight_takes_over_its_claim(backend: Bac
         column(&store, "in_flight_job_id", "p1").await,
         Some(replay.to_string())
     );
-    let detail: Option<String> = on_backend!(store.database().exec(), |e| {
-        sqlx::query_scalar("SELECT detail FROM sync_jobs WHERE job_id = $1")
-            .bind(lost.to_string())
-            .fetch_one(e)
-            .await
-    })
+    let detail: Option<String> = fetch!(
+        store.database().exec(),
+        sqlx::query_scalar("SELECT detail FROM sync_jobs WHERE job_id = $1").bind(lost.to_string()),
+        one
+    )
     .unwrap();
     assert!(detail.unwrap().contains(&replay.to_string()));
 
@@ -398,13 +399,10 @@ async fn an_expired_lease_is_granted_again(backend: Backend) {
     let old = Uuid::new_v4();
     grant(&mut store, request(old, "p1")).await;
     let four_hours_ago = UtcInstant::new(chrono::Utc::now() - TimeDelta::hours(4));
-    on_backend!(store.database().exec(), |e| {
-        sqlx::query("UPDATE participants SET in_flight_since = $1")
-            .bind(four_hours_ago)
-            .execute(e)
-            .await
-            .map(|r| r.rows_affected())
-    })
+    execute!(
+        store.database().exec(),
+        sqlx::query("UPDATE participants SET in_flight_since = $1").bind(four_hours_ago)
+    )
     .unwrap();
     let new = Uuid::new_v4();
     assert!(matches!(
@@ -418,13 +416,10 @@ async fn an_expired_lease_is_granted_again(backend: Backend) {
 
     // Within the lease (2 h old), it is still held.
     let two_hours_ago = UtcInstant::new(chrono::Utc::now() - TimeDelta::hours(2));
-    on_backend!(store.database().exec(), |e| {
-        sqlx::query("UPDATE participants SET in_flight_since = $1")
-            .bind(two_hours_ago)
-            .execute(e)
-            .await
-            .map(|r| r.rows_affected())
-    })
+    execute!(
+        store.database().exec(),
+        sqlx::query("UPDATE participants SET in_flight_since = $1").bind(two_hours_ago)
+    )
     .unwrap();
     assert!(matches!(
         grant(&mut store, request(Uuid::new_v4(), "p1")).await,
@@ -510,25 +505,25 @@ async fn a_slice_stored_twice_is_stored_once(backend: Backend) {
     assert_eq!(second.rows_written(), 0);
     assert_eq!(count(&store, "heart_rate_intraday").await, 300);
     assert_eq!(count(&store, "steps_intraday").await, 300);
-    let (slices, rows): (i64, i64) = on_backend!(store.database().exec(), |e| {
+    let (slices, rows): (i64, i64) = fetch!(
+        store.database().exec(),
         sqlx::query_as("SELECT slices_stored, rows_stored FROM sync_jobs WHERE job_id = $1")
-            .bind(job.to_string())
-            .fetch_one(e)
-            .await
-    })
+            .bind(job.to_string()),
+        one
+    )
     .unwrap();
     assert_eq!((slices, rows), (3, 600));
 
     // Every row carries its participant, provider, UTC instant and offset.
-    let row: (String, UtcInstant, i64, i64, String) = on_backend!(store.database().exec(), |e| {
+    let row: (String, UtcInstant, i64, i64, String) = fetch!(
+        store.database().exec(),
         sqlx::query_as(
             "SELECT participant_id, datetime, CAST(utc_offset_seconds AS BIGINT), \
              CAST(heart_rate_value AS BIGINT), provider \
          FROM heart_rate_intraday ORDER BY datetime LIMIT 1",
-        )
-        .fetch_one(e)
-        .await
-    })
+        ),
+        one
+    )
     .unwrap();
     assert_eq!(
         row,
@@ -583,14 +578,12 @@ async fn summaries_are_replaced_when_changed_and_untouched_when_not(backend: Bac
         "heart_rate_summary",
         "resting_heart_rate",
     ] {
-        on_backend!(store.database().exec(), |e| {
+        execute!(
+            store.database().exec(),
             sqlx::query(AssertSqlSafe(format!(
                 "UPDATE {table} SET updated_at = '2000-01-01T00:00:00Z'"
             )))
-            .execute(e)
-            .await
-            .map(|r| r.rows_affected())
-        })
+        )
         .unwrap();
     }
     let unchanged = store
@@ -603,13 +596,13 @@ async fn summaries_are_replaced_when_changed_and_untouched_when_not(backend: Bac
         "heart_rate_summary",
         "resting_heart_rate",
     ] {
-        let stale: i64 = on_backend!(store.database().exec(), |e| {
+        let stale: i64 = fetch!(
+            store.database().exec(),
             sqlx::query_scalar(AssertSqlSafe(format!(
                 "SELECT count(*) FROM {table} WHERE updated_at = '2000-01-01T00:00:00Z'"
-            )))
-            .fetch_one(e)
-            .await
-        })
+            ))),
+            one
+        )
         .unwrap();
         assert!(stale >= 1, "{table} was rewritten although unchanged");
     }
@@ -622,21 +615,17 @@ async fn summaries_are_replaced_when_changed_and_untouched_when_not(backend: Bac
     assert_eq!(changed.rows.get("activity_summary"), Some(&1));
     assert_eq!(changed.rows.get("heart_rate_summary"), Some(&1));
     assert_eq!(changed.rows.get("resting_heart_rate"), Some(&1));
-    let (steps, distance, updated_at): (i64, f64, UtcInstant) = on_backend!(store.database().exec(), |e| {
-sqlx::query_as(
+    let (steps, distance, updated_at): (i64, f64, UtcInstant) = fetch!(store.database().exec(), sqlx::query_as(
         "SELECT steps, distance, updated_at FROM activity_summary WHERE participant_id = 'p1' AND date = '2026-10-01'",
-    )
-    .fetch_one(e)
-.await
-})
+    ), one)
     .unwrap();
     assert_eq!((steps, distance), (9500, 6.1));
     assert_ne!(updated_at, at("2000-01-01T00:00:00Z"));
-    let light_untouched: UtcInstant = on_backend!(store.database().exec(), |e| {
-        sqlx::query_scalar("SELECT updated_at FROM heart_rate_summary WHERE zone_name = 'light'")
-            .fetch_one(e)
-            .await
-    })
+    let light_untouched: UtcInstant = fetch!(
+        store.database().exec(),
+        sqlx::query_scalar("SELECT updated_at FROM heart_rate_summary WHERE zone_name = 'light'"),
+        one
+    )
     .unwrap();
     assert_eq!(light_untouched, at("2000-01-01T00:00:00Z"));
     assert_eq!(count(&store, "activity_summary").await, 1);
@@ -731,14 +720,12 @@ async fn a_completed_job_releases_the_claim_and_records_the_sync(backend: Backen
     let (_dir, mut store) = with_p1(backend).await;
     let job = Uuid::new_v4();
     grant(&mut store, request(job, "p1")).await;
-    on_backend!(store.database().exec(), |e| {
+    execute!(
+        store.database().exec(),
         sqlx::query(
             "UPDATE participants SET last_error = 'earlier 503', retry_at = '2026-10-02T00:00:00Z'",
         )
-        .execute(e)
-        .await
-        .map(|r| r.rows_affected())
-    })
+    )
     .unwrap();
     let applied = store
         .apply(&[finish(job, "p1", completed())])
@@ -767,12 +754,12 @@ async fn a_completed_job_releases_the_claim_and_records_the_sync(backend: Backen
     );
     assert_eq!(column(&store, "retry_at", "p1").await, None);
     assert_eq!(column(&store, "last_error", "p1").await, None);
-    let (finished_at, outcome): (UtcInstant, String) = on_backend!(store.database().exec(), |e| {
+    let (finished_at, outcome): (UtcInstant, String) = fetch!(
+        store.database().exec(),
         sqlx::query_as("SELECT finished_at, outcome FROM sync_jobs WHERE job_id = $1")
-            .bind(job.to_string())
-            .fetch_one(e)
-            .await
-    })
+            .bind(job.to_string()),
+        one
+    )
     .unwrap();
     assert_eq!(
         (finished_at, outcome.as_str()),
@@ -875,12 +862,12 @@ async fn failed_and_dead_lettered_jobs_set_the_reason_and_release_the_claim(back
             Some(reason)
         );
         assert_eq!(column(&store, "in_flight_job_id", "p1").await, None);
-        let outcome: String = on_backend!(store.database().exec(), |e| {
+        let outcome: String = fetch!(
+            store.database().exec(),
             sqlx::query_scalar("SELECT outcome FROM sync_jobs WHERE job_id = $1")
-                .bind(job.to_string())
-                .fetch_one(e)
-                .await
-        })
+                .bind(job.to_string()),
+            one
+        )
         .unwrap();
         assert_eq!(
             outcome,

@@ -5,11 +5,11 @@
 //! token. What comes after is refused: new consents, invitations, imports, sync requests, and
 //! slices of a job that was in flight.
 
-use fitlink_shared::on_backend;
 use std::collections::BTreeMap;
 
 use fitlink_shared::domain::ParticipantState;
 use fitlink_shared::messages::{ReplyBody, Withdrawal, WriterReply};
+use fitlink_shared::{execute, fetch};
 use sqlx::AssertSqlSafe;
 
 use super::{CommandResult, Effect, Tx, capped, date_of, job_text};
@@ -30,7 +30,8 @@ impl Tx<'_> {
     pub(super) async fn withdraw(&mut self, withdrawal: &Withdrawal) -> CommandResult<Effect> {
         let participant = &withdrawal.participant_id;
         let request_id = job_text(&withdrawal.request_id);
-        let audit: Option<AuditCounts> = on_backend!(self.conn.exec(), |c| {
+        let audit: Option<AuditCounts> = fetch!(
+            self.conn.exec(),
             sqlx::query_as(
                 "SELECT purged, activity_summary_rows, heart_rate_summary_rows, \
                      resting_heart_rate_rows, heart_rate_intraday_rows, steps_intraday_rows, \
@@ -38,10 +39,9 @@ impl Tx<'_> {
                      FROM withdrawals WHERE participant_id = $1 AND request_id = $2",
             )
             .bind(participant.as_str())
-            .bind(&request_id)
-            .fetch_optional(c)
-            .await
-        })?;
+            .bind(&request_id),
+            optional
+        )?;
         if let Some(audit) = audit {
             // This very withdrawal, redelivered after its commit: the same answer again.
             return Ok(self.withdrawal_reply(withdrawal, audit.purged, audit.rows_deleted()));
@@ -72,8 +72,7 @@ impl Tx<'_> {
             });
         }
 
-        on_backend!(self.conn.exec(), |c| {
-            sqlx::query(
+        execute!(self.conn.exec(), sqlx::query(
                     "UPDATE participants SET state = $2, state_reason = $3, in_flight_job_id = NULL, \
                      in_flight_since = NULL, notified_at = NULL, notified_from = NULL, retry_at = NULL, \
                      updated_at = $4 WHERE participant_id = $1",
@@ -85,35 +84,28 @@ impl Tx<'_> {
                     withdrawal.requested_by,
                     date_of(withdrawal.at)
                 )))
-                .bind(self.now)
-                .execute(c)
-        .await
-        .map(|r| r.rows_affected())
-        })?;
-        on_backend!(self.conn.exec(), |c| {
+                .bind(self.now))?;
+        execute!(
+            self.conn.exec(),
             sqlx::query("DELETE FROM credentials WHERE participant_id = $1")
                 .bind(participant.as_str())
-                .execute(c)
-                .await
-                .map(|r| r.rows_affected())
-        })?;
+        )?;
         let mut rows_deleted = BTreeMap::new();
         if withdrawal.purge {
             for table in PURGED {
-                let deleted = on_backend!(self.conn.exec(), |c| {
+                let deleted = execute!(
+                    self.conn.exec(),
                     sqlx::query(AssertSqlSafe(format!(
                         "DELETE FROM {table} WHERE participant_id = $1"
                     )))
                     .bind(participant.as_str())
-                    .execute(c)
-                    .await
-                    .map(|r| r.rows_affected())
-                })?;
+                )?;
                 rows_deleted.insert(table.to_owned(), deleted);
             }
         }
         let count = |table: &str| rows_deleted.get(table).copied().unwrap_or(0) as i64;
-        on_backend!(self.conn.exec(), |c| {
+        execute!(
+            self.conn.exec(),
             sqlx::query(
                 "INSERT INTO withdrawals (participant_id, withdrawn_at, withdrawn_by, purged, \
                      provider_revocation, activity_summary_rows, heart_rate_summary_rows, \
@@ -134,10 +126,7 @@ impl Tx<'_> {
             .bind(count("sync_slices"))
             .bind(count("provider_notifications"))
             .bind(&request_id)
-            .execute(c)
-            .await
-            .map(|r| r.rows_affected())
-        })?;
+        )?;
         tracing::debug!(participant_id = %participant, purge = withdrawal.purge, ?rows_deleted, "participant withdrawn");
         Ok(self.withdrawal_reply(withdrawal, withdrawal.purge, rows_deleted))
     }
