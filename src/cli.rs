@@ -20,7 +20,7 @@ use fitlink_simulator::SimConfig;
 use fitlink_worker::WorkerArgs;
 use fitlink_writer::WriterArgs;
 
-use crate::{bench, chaos, demo, status};
+use crate::{bench, chaos, demo, status, store_copy};
 
 #[derive(Parser, Debug)]
 #[command(
@@ -97,6 +97,18 @@ pub enum Command {
         #[command(subcommand)]
         what: bench::BenchCommand,
     },
+    /// The database as a whole: copy it to another (a SQLite pilot to PostgreSQL).
+    Store {
+        #[command(subcommand)]
+        action: StoreAction,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum StoreAction {
+    /// Copy every table into another database (stop the writer first): resumable after an
+    /// interruption, verified by row counts and per-participant checksums at the end.
+    Copy(store_copy::CopyArgs),
 }
 
 #[derive(Subcommand, Debug)]
@@ -160,7 +172,7 @@ impl Cli {
         // `status` probes queues that may not exist; the broker answers by closing the channel,
         // which lapin logs as an error. The report says which queues are missing instead.
         let default_filter = match self.command {
-            Command::Status { .. } => "info,lapin=off",
+            Command::Status { .. } | Command::Store { .. } => "info,lapin=off",
             _ => "info",
         };
         telemetry::init_logging(self.log_format, default_filter);
@@ -285,6 +297,9 @@ impl Cli {
             Command::Demo(args) => demo::run(args).await,
             Command::Chaos(args) => chaos::run(args).await,
             Command::Bench { what } => bench::run(what).await,
+            Command::Store {
+                action: StoreAction::Copy(args),
+            } => store_copy::run(args).await,
         }
     }
 }

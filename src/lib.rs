@@ -9,3 +9,4 @@ pub mod cli;
 pub mod demo;
 pub mod fleet;
 pub mod status;
+pub mod store_copy;

@@ -334,6 +334,12 @@ fn header_int_of(value: &AMQPValue) -> Option<i64> {
 
 /// Depth of a queue (messages ready), by passive declare; `None` if it does not exist.
 pub async fn queue_depth(channel: &Channel, queue: &str) -> Option<u32> {
+    passive_declare(channel, queue)
+        .await
+        .map(|q| q.message_count())
+}
+
+async fn passive_declare(channel: &Channel, queue: &str) -> Option<lapin::Queue> {
     channel
         .queue_declare(
             queue.into(),
@@ -342,25 +348,44 @@ pub async fn queue_depth(channel: &Channel, queue: &str) -> Option<u32> {
         )
         .await
         .ok()
-        .map(|q| q.message_count())
 }
 
-/// Depth of a queue (messages ready) by passive declare on a channel of its own; `Ok(None)` if the
-/// queue does not exist.
+/// A queue's state by passive declare on a channel of its own; `Ok(None)` if the queue does not
+/// exist.
 ///
 /// A passive declare of a missing queue makes the broker close the channel it ran on, so each
 /// check gets a fresh channel and one missing queue cannot spoil the checks after it. An error
 /// means the connection itself failed.
+async fn passive_declare_on_fresh_channel(
+    conn: &Connection,
+    queue: &str,
+) -> lapin::Result<Option<lapin::Queue>> {
+    let channel = conn.create_channel().await?;
+    let declared = passive_declare(&channel, queue).await;
+    if channel.status().connected() {
+        let _ = channel.close(200, "OK".into()).await;
+    }
+    Ok(declared)
+}
+
+/// Depth of a queue (messages ready) on a channel of its own; `Ok(None)` if the queue does not
+/// exist, an error if the connection failed.
 pub async fn queue_depth_on_fresh_channel(
     conn: &Connection,
     queue: &str,
 ) -> lapin::Result<Option<u32>> {
-    let channel = conn.create_channel().await?;
-    let depth = queue_depth(&channel, queue).await;
-    if channel.status().connected() {
-        let _ = channel.close(200, "OK".into()).await;
-    }
-    Ok(depth)
+    let declared = passive_declare_on_fresh_channel(conn, queue).await?;
+    Ok(declared.map(|q| q.message_count()))
+}
+
+/// Consumers of a queue (a writer on a results queue, say) on a channel of its own; `Ok(None)`
+/// if the queue does not exist, an error if the connection failed.
+pub async fn queue_consumers_on_fresh_channel(
+    conn: &Connection,
+    queue: &str,
+) -> lapin::Result<Option<u32>> {
+    let declared = passive_declare_on_fresh_channel(conn, queue).await?;
+    Ok(declared.map(|q| q.consumer_count()))
 }
 
 #[cfg(test)]

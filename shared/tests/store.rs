@@ -193,3 +193,70 @@ async fn a_week_of_one_participant_is_read_from_one_or_two_monthly_partitions() 
     db.close().await;
     drop(test_db);
 }
+
+fn minutes(from: &str, n: i64, value: i64) -> Vec<IntradayPoint> {
+    let start = at(from);
+    (0..n)
+        .map(|m| IntradayPoint {
+            datetime: UtcInstant::new(start.get() + TimeDelta::minutes(m)),
+            utc_offset_seconds: 3_600,
+            value,
+        })
+        .collect()
+}
+
+/// Intraday points insert once whatever is already stored: a redelivered slice (all stored), a
+/// re-read day overlapping the stored one (some stored) and a fresh one all go in the same
+/// transaction, which stays usable after a chunk met a stored point; the stored value wins.
+async fn intraday_points_are_stored_once(backend: Backend) {
+    let test_db = TestDatabase::new(backend).await;
+    let db = DatabaseArgs::url(test_db.url())
+        .open_for_writing()
+        .await
+        .unwrap();
+    let first = minutes("2026-11-01T00:00:00Z", 1_440, 60);
+    let overlapping = minutes("2026-11-01T12:00:00Z", 1_440, 99);
+    let fresh = minutes("2026-11-03T00:00:00Z", 10, 70);
+    db.prepare_intraday(
+        first
+            .iter()
+            .chain(&overlapping)
+            .chain(&fresh)
+            .map(|p| p.datetime),
+    )
+    .await
+    .unwrap();
+
+    let mut conn = db.acquire_for_writing().await.unwrap();
+    let mut tx = conn.begin(Durability::Data).await.unwrap();
+    let mut written = Vec::new();
+    for points in [&first, &first, &overlapping, &fresh] {
+        let n = tx
+            .conn()
+            .insert_intraday(IntradayTable::HeartRate, "p1", "google-health", points)
+            .await
+            .unwrap();
+        written.push(n);
+    }
+    tx.commit().await.unwrap();
+    conn.finish(Durability::Data).await;
+    assert_eq!(written, [1_440, 0, 720, 10], "rows inserted by each call");
+
+    let (rows, distinct, overwritten): (i64, i64, i64) = on_backend!(db.exec(), |e| {
+        sqlx::query_as(
+            "SELECT count(*), count(DISTINCT datetime), \
+             count(*) FILTER (WHERE heart_rate_value = 99 AND datetime < $1) \
+             FROM heart_rate_intraday WHERE participant_id = 'p1'",
+        )
+        .bind(at("2026-11-02T00:00:00Z"))
+        .fetch_one(e)
+        .await
+    })
+    .unwrap();
+    assert_eq!((rows, distinct), (2_170, 2_170), "every point once");
+    assert_eq!(overwritten, 0, "a stored point keeps its value");
+    db.close().await;
+    drop(test_db);
+}
+
+fitlink_shared::on_both_backends!(intraday_points_are_stored_once);

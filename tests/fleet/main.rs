@@ -6,11 +6,13 @@ mod harness;
 mod webdriver;
 
 mod bad_input;
+mod bench;
 mod browser;
 mod chaos;
 mod crashes;
 mod faults;
 mod legacy;
 mod linkage;
+mod store_copy;
 mod sync;
 mod writers;

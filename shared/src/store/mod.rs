@@ -24,6 +24,9 @@ use sqlx::{PgConnection, PgPool, Postgres, Sqlite, SqliteConnection, SqlitePool}
 use crate::domain::UtcInstant;
 use crate::messages::IntradayPoint;
 
+pub mod admin;
+pub mod bulk;
+pub mod copy;
 mod postgres;
 mod sqlite;
 mod types;
@@ -174,6 +177,8 @@ pub enum DbError {
     Migrate(String, sqlx::migrate::MigrateError),
     #[error("{0}: {1}")]
     Io(String, std::io::Error),
+    #[error("{0} is not supported by this database")]
+    Unsupported(String),
 }
 
 /// A URL without its password, for errors and logs.
@@ -459,7 +464,8 @@ impl Conn<'_> {
                 sqlite::insert_intraday(c, table, participant, provider, points).await
             }
             ByBackend::Postgres(c) => {
-                postgres::insert_intraday(c, table, participant, provider, points).await
+                let conflicts = postgres::Conflicts::PlainFirst;
+                postgres::insert_intraday(c, table, participant, provider, points, conflicts).await
             }
         }
     }

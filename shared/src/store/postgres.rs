@@ -2,8 +2,9 @@
 //! at once (each its own partitions of the results queue).
 //!
 //! - Intraday points go in as arrays, one statement per slice chunk
-//!   (`INSERT … SELECT … FROM UNNEST($3::timestamptz[], …) ON CONFLICT DO NOTHING`): one round
-//!   trip and one plan for thousands of rows.
+//!   (`INSERT … SELECT … FROM UNNEST($3::timestamptz[], …)`): one round trip and one plan for
+//!   thousands of rows, tried as a plain insert first and again with `ON CONFLICT DO NOTHING`
+//!   only when a point is already stored ([`insert_intraday`]).
 //! - The intraday tables are range-partitioned by month on the UTC instant. A month's partition
 //!   is created, in a short transaction of its own under an advisory lock (so two writers do not
 //!   race on the catalogue), before the first data transaction that needs it; the data
@@ -118,22 +119,31 @@ pub(super) async fn begin(
     Ok(tx)
 }
 
+/// Inserts one participant's points, each at most once, inside the caller's transaction.
+///
+/// Points past the cursor are new in the usual case, and a plain `INSERT` of them is about 1.6×
+/// faster than `ON CONFLICT DO NOTHING` (which inserts speculatively, row by row). So each chunk
+/// is tried plainly under a savepoint first; a point already stored (a redelivered slice, a
+/// re-read day, a writer taking over a partition) fails it with a unique violation, the
+/// savepoint undoes the chunk, and it goes in again with `ON CONFLICT DO NOTHING`. The primary
+/// key decides either way, so no path can store a point twice.
 pub(super) async fn insert_intraday(
     conn: &mut PgConnection,
     table: IntradayTable,
     participant: &str,
     provider: &str,
     points: &[IntradayPoint],
+    conflicts: Conflicts,
 ) -> Result<u64, sqlx::Error> {
-    let sql = format!(
+    let insert = format!(
         "INSERT INTO {} (participant_id, datetime, utc_offset_seconds, {}, provider) \
          SELECT $1, t.datetime, t.utc_offset_seconds, t.value, $2 \
          FROM UNNEST($3::timestamptz[], $4::integer[], $5::integer[]) \
-         AS t(datetime, utc_offset_seconds, value) \
-         ON CONFLICT (participant_id, datetime) DO NOTHING",
+         AS t(datetime, utc_offset_seconds, value)",
         table.table(),
         table.value_column()
     );
+    let skipping_stored = format!("{insert} ON CONFLICT (participant_id, datetime) DO NOTHING");
     let mut written = 0;
     for chunk in points.chunks(MAX_ROWS) {
         let instants: Vec<DateTime<Utc>> = chunk.iter().map(|p| p.datetime.get()).collect();
@@ -143,17 +153,56 @@ pub(super) async fn insert_intraday(
             .map(|p| i32::try_from(p.value))
             .collect::<Result<Vec<i32>, _>>()
             .map_err(|e| sqlx::Error::Encode(Box::new(e)))?;
-        written += sqlx::query(AssertSqlSafe(sql.as_str()))
-            .bind(participant)
-            .bind(provider)
-            .bind(instants)
-            .bind(offsets)
-            .bind(values)
+        let run = |sql: &str| {
+            sqlx::query(AssertSqlSafe(sql))
+                .bind(participant)
+                .bind(provider)
+                .bind(&instants[..])
+                .bind(&offsets[..])
+                .bind(&values[..])
+        };
+        if conflicts == Conflicts::AlwaysSkip {
+            written += run(&skipping_stored)
+                .execute(&mut *conn)
+                .await?
+                .rows_affected();
+            continue;
+        }
+        sqlx::raw_sql("SAVEPOINT intraday_chunk")
             .execute(&mut *conn)
-            .await?
-            .rows_affected();
+            .await?;
+        let inserted = match run(&insert).execute(&mut *conn).await {
+            Ok(done) => done.rows_affected(),
+            Err(e) if is_unique_violation(&e) => {
+                sqlx::raw_sql("ROLLBACK TO SAVEPOINT intraday_chunk")
+                    .execute(&mut *conn)
+                    .await?;
+                run(&skipping_stored)
+                    .execute(&mut *conn)
+                    .await?
+                    .rows_affected()
+            }
+            Err(e) => return Err(e),
+        };
+        sqlx::raw_sql("RELEASE SAVEPOINT intraday_chunk")
+            .execute(&mut *conn)
+            .await?;
+        written += inserted;
     }
     Ok(written)
+}
+
+/// How [`insert_intraday`] meets points already stored.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Conflicts {
+    /// The writer's way: a plain insert, and `ON CONFLICT DO NOTHING` only when it must.
+    PlainFirst,
+    /// `ON CONFLICT DO NOTHING` every time (the bench's comparison).
+    AlwaysSkip,
+}
+
+fn is_unique_violation(e: &sqlx::Error) -> bool {
+    matches!(e, sqlx::Error::Database(db) if db.is_unique_violation())
 }
 
 /// The months the instants fall in (UTC).

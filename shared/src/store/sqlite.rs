@@ -136,7 +136,7 @@ pub(super) async fn writer_lock(
 }
 
 /// Most rows in one statement (5 parameters each, far under SQLite's parameter limit).
-const MAX_ROWS: usize = 128;
+pub(super) const MAX_ROWS: usize = 128;
 const SIZES: usize = MAX_ROWS.trailing_zeros() as usize + 1;
 
 struct Statements {
