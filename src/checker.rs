@@ -309,7 +309,75 @@ pub async fn check_participant(
             stored_on("SELECT date, CAST(resting_heart_rate AS TEXT) FROM resting_heart_rate WHERE participant_id = $1").await?,
         ),
     );
+    if let Some(devices) = check_devices(db, sim, id).await? {
+        check.tables.insert("device", devices);
+    }
     Ok(check)
+}
+
+/// The participant's latest device snapshot (the newest `device_date` of each device) against
+/// the devices the simulator reports now. Judged only when the participant's last job saw the
+/// truth's latest sync (`latest_device_sync`): a participant stopped earlier (revoked, say)
+/// holds an older, equally true snapshot.
+async fn check_devices(db: &Database, sim: &SimConfig, id: &str) -> anyhow::Result<Option<Diff>> {
+    let devices = truth::paired_devices(sim, id);
+    let (latest,): (Option<UtcInstant>,) = fetch!(
+        db.exec(),
+        sqlx::query_as("SELECT latest_device_sync FROM participants WHERE participant_id = $1")
+            .bind(id),
+        one
+    )?;
+    let truth_latest = devices.iter().map(|d| d.last_sync_time).max();
+    if latest.map(UtcInstant::get) != truth_latest {
+        return Ok(None);
+    }
+    let expected = devices
+        .into_iter()
+        .map(|d| {
+            let value = format!(
+                "{} {} {} {} {}",
+                d.battery,
+                d.battery_level,
+                d.device_version,
+                d.device_type,
+                format_instant(d.last_sync_time)
+            );
+            (d.device_id, value)
+        })
+        .collect();
+    type DeviceRow = (
+        String,
+        NaiveDate,
+        Option<String>,
+        Option<i64>,
+        Option<String>,
+        Option<String>,
+        Option<UtcInstant>,
+    );
+    let rows: Vec<DeviceRow> = fetch!(
+        db.exec(),
+        sqlx::query_as(
+            "SELECT device_id, device_date, battery, battery_level, device_version, device_type, \
+             last_sync_time FROM device WHERE participant_id = $1 ORDER BY device_id, device_date",
+        )
+        .bind(id),
+        all
+    )?;
+    // The newest day of each device (rows come ordered by device, then day).
+    let mut newest: BTreeMap<String, String> = BTreeMap::new();
+    let text = |v: Option<String>| v.unwrap_or_else(|| "null".into());
+    for (device, _, battery, level, version, kind, synced) in rows {
+        let value = format!(
+            "{} {} {} {} {}",
+            text(battery),
+            text(level.map(|l| l.to_string())),
+            text(version),
+            text(kind),
+            text(synced.map(|t| t.to_text()))
+        );
+        newest.insert(device, value);
+    }
+    Ok(Some(Diff::compare(expected, newest.into_iter().collect())))
 }
 
 #[cfg(test)]

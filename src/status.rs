@@ -210,6 +210,8 @@ pub struct TableRows {
     pub resting_heart_rate: i64,
     pub heart_rate_intraday: i64,
     pub steps_intraday: i64,
+    /// Device snapshots (one per device and local day).
+    pub device: i64,
 }
 
 impl TableRows {
@@ -220,6 +222,7 @@ impl TableRows {
             "resting_heart_rate" => &mut self.resting_heart_rate,
             "heart_rate_intraday" => &mut self.heart_rate_intraday,
             "steps_intraday" => &mut self.steps_intraday,
+            "device" => &mut self.device,
             other => unreachable!("not a data table: {other}"),
         }
     }
@@ -230,6 +233,7 @@ impl TableRows {
             + self.resting_heart_rate
             + self.heart_rate_intraday
             + self.steps_intraday
+            + self.device
     }
 }
 
@@ -275,7 +279,7 @@ pub struct RetryDepth {
 
 /// Per-table row counts, one grouped query per table (not one per participant). Static strings
 /// so no table name is ever spliced into SQL.
-const ROW_COUNTS: [(&str, &str); 5] = [
+const ROW_COUNTS: [(&str, &str); 6] = [
     (
         "activity_summary",
         "SELECT participant_id, count(*) FROM activity_summary GROUP BY participant_id",
@@ -295,6 +299,10 @@ const ROW_COUNTS: [(&str, &str); 5] = [
     (
         "steps_intraday",
         "SELECT participant_id, count(*) FROM steps_intraday GROUP BY participant_id",
+    ),
+    (
+        "device",
+        "SELECT participant_id, count(*) FROM device GROUP BY participant_id",
     ),
 ];
 
@@ -723,12 +731,13 @@ pub fn render_text(report: &StatusReport) -> String {
     }
     let _ = writeln!(
         out,
-        "rows: activity_summary {}, heart_rate_summary {}, resting_heart_rate {}, heart_rate_intraday {}, steps_intraday {} (total {})",
+        "rows: activity_summary {}, heart_rate_summary {}, resting_heart_rate {}, heart_rate_intraday {}, steps_intraday {}, device {} (total {})",
         t.rows.activity_summary,
         t.rows.heart_rate_summary,
         t.rows.resting_heart_rate,
         t.rows.heart_rate_intraday,
         t.rows.steps_intraday,
+        t.rows.device,
         t.rows.total()
     );
     match &report.queues {

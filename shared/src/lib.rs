@@ -7,6 +7,7 @@ pub mod broker;
 pub mod config;
 pub mod domain;
 pub mod errors;
+pub mod families;
 pub mod linkage;
 pub mod messages;
 pub mod provider;

@@ -9,11 +9,14 @@
 //!
 //! No message carries a plaintext token: refresh tokens travel as [`SealedToken`]s.
 
-use chrono::{DateTime, NaiveDate, Utc};
+use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use crate::domain::{ParticipantId, ParticipantState, Provider, Slice, UtcInstant};
+pub use crate::families::{
+    ActivityDay, DailyFamilies, DeviceSnapshot, HeartRateZoneDay, RestingHeartRateDay,
+};
 use crate::secret::SealedToken;
 
 /// Sync one participant from `from` up to their device's latest sync.
@@ -233,12 +236,13 @@ pub struct SliceResult {
     pub participant_id: ParticipantId,
     pub provider: Provider,
     pub slice: Slice,
+    /// The daily families of the local days the slice touches (the first slice of a job also
+    /// the look-back days), complete for [`DailyFamilies::complete_days`].
+    #[serde(flatten)]
+    pub daily: DailyFamilies,
+    /// The paired devices as the job found them (first slice of a job only).
     #[serde(default)]
-    pub activity: Vec<ActivityDay>,
-    #[serde(default)]
-    pub heart_rate_zones: Vec<HeartRateZoneDay>,
-    #[serde(default)]
-    pub resting_heart_rate: Vec<RestingHeartRateDay>,
+    pub devices: Option<DeviceSnapshot>,
     #[serde(default)]
     pub heart_rate: Vec<IntradayPoint>,
     #[serde(default)]
@@ -249,43 +253,6 @@ impl SliceResult {
     pub fn intraday_rows(&self) -> usize {
         self.heart_rate.len() + self.steps.len()
     }
-}
-
-/// A row of `activity_summary`: one participant's local day.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, Default)]
-pub struct ActivityDay {
-    pub date: NaiveDate,
-    pub steps: Option<i64>,
-    /// Kilometres.
-    pub distance: Option<f64>,
-    pub floors: Option<i64>,
-    /// Metres climbed.
-    pub elevation: Option<f64>,
-    pub calories_out: Option<f64>,
-    pub activity_calories: Option<f64>,
-    pub sedentary_minutes: Option<f64>,
-    pub lightly_active_minutes: Option<f64>,
-    pub fairly_active_minutes: Option<f64>,
-    pub very_active_minutes: Option<f64>,
-}
-
-/// A row of `heart_rate_summary`: one participant's local day and heart-rate zone.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct HeartRateZoneDay {
-    pub date: NaiveDate,
-    /// Google Health's zone names, lower case: light, moderate, vigorous, peak.
-    pub zone_name: String,
-    pub min_heart_rate: Option<i64>,
-    pub max_heart_rate: Option<i64>,
-    pub minute_in_zone: Option<i64>,
-    pub calorie_count: Option<f64>,
-}
-
-/// A row of `resting_heart_rate`.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct RestingHeartRateDay {
-    pub date: NaiveDate,
-    pub resting_heart_rate: i64,
 }
 
 /// One intraday sample (heart rate in bpm, or steps in the minute starting at `datetime`).

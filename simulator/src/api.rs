@@ -32,6 +32,8 @@ use crate::faults::{self, RandomFault};
 use crate::filter::{self, Bounds};
 use crate::generator::{HrStats, ZONE_TYPES, battery_status, round2};
 use crate::state::{AppState, Attribution, Snapshot};
+mod families;
+
 use crate::wire::{
     ApiError, CivilDateTime, DailyHeartRateZones, DailyRestingHeartRate, DataPoint, DataSource,
     Date, HeartRate, HeartRateZone, ListDataPointsResponse, ObservationSampleTime,
@@ -616,6 +618,25 @@ fn list(
     let (lo, mut hi) = physical_range(&bounds);
     let next = |c: i64| Some(encode_token(&format!("{prefix}{c}")));
 
+    let page = families::Page {
+        profile,
+        window,
+        snap,
+        bounds: &bounds,
+        cursor,
+        size,
+    };
+    if let Some((points, cursor)) = families::list(dt, &page) {
+        let mut value = json!({});
+        if !points.is_empty() {
+            value["dataPoints"] = Value::Array(points);
+        }
+        if let Some(token) = cursor.and_then(next) {
+            value["nextPageToken"] = Value::String(token);
+        }
+        return Ok(value);
+    }
+
     match dt.kebab {
         "heart-rate" => {
             if let Some(c) = cursor {
@@ -991,6 +1012,21 @@ fn rollup_value(
                 })
                 .collect();
             map.insert("caloriesInHeartRateZones".into(), Value::Array(items));
+        }
+        // Minutes in zone (Fitbit's earned minutes count cardio and peak twice); a day
+        // without any has no point, as on the legacy side.
+        "active-zone-minutes" => {
+            let members = [
+                ("sumInFatBurnHeartZone", 1),
+                ("sumInCardioHeartZone", 2),
+                ("sumInPeakHeartZone", 3),
+            ];
+            for (key, zone) in members {
+                put_int64(&mut map, key, sum_i(&|s| s.zone_min[zone]));
+            }
+            if map.is_empty() {
+                return None;
+            }
         }
         // Rollup-capable types the simulator does not synthesise: no points.
         _ => return None,

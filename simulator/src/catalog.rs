@@ -50,11 +50,13 @@ impl Bundle {
     }
 }
 
-/// The scopes a fresh grant has unless the control API changes them.
+/// The scopes a fresh grant has unless the control API changes them: every bundle the
+/// fleet reads (sleep included, so a roster grant serves every family).
 pub(crate) fn default_scopes() -> Vec<String> {
     [
         Bundle::ActivityAndFitness,
         Bundle::HealthMetrics,
+        Bundle::Sleep,
         Bundle::Settings,
     ]
     .iter()
@@ -263,6 +265,7 @@ mod tests {
     fn scopes() {
         let granted = default_scopes();
         assert!(Bundle::HealthMetrics.readable_with(&granted));
-        assert!(!Bundle::Sleep.readable_with(&granted));
+        assert!(Bundle::Sleep.readable_with(&granted));
+        assert!(!Bundle::Nutrition.readable_with(&granted));
     }
 }

@@ -3,13 +3,17 @@
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-/// The intraday data types a participant can delete at the provider
-/// (`POST /_sim/participants/{id}/delete-data`).
+/// The data types a participant can delete at the provider
+/// (`POST /_sim/participants/{id}/delete-data`): the intraday types, whose points are
+/// deleted by their time, and sleep, whose sessions are deleted by their **end** (a
+/// session is gone when a sleep deletion's interval contains its end instant). The name
+/// stays `IntradayType` because the checker already links it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum IntradayType {
     HeartRate,
     Steps,
+    Sleep,
 }
 
 impl IntradayType {
@@ -18,6 +22,7 @@ impl IntradayType {
         match self {
             IntradayType::HeartRate => "heart-rate",
             IntradayType::Steps => "steps",
+            IntradayType::Sleep => "sleep",
         }
     }
 }
@@ -37,7 +42,7 @@ pub struct Deletion {
 
 impl Deletion {
     /// Whether a point of `data_type` at Unix second `t` is deleted (a steps minute is
-    /// identified by its start).
+    /// identified by its start, a sleep session by its end).
     pub(crate) fn covers(&self, data_type: IntradayType, t: i64) -> bool {
         self.data_type == data_type && self.start.timestamp() <= t && t < self.end.timestamp()
     }

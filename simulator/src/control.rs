@@ -202,7 +202,8 @@ struct DeleteDataBody {
 }
 
 /// `POST /_sim/participants/{id}/delete-data {"data_type","start","end"}`: the participant
-/// deletes points at the provider. From now on the API (Google lists, legacy intraday) no
+/// deletes points at the provider (`data_type` `heart-rate`, `steps`, or `sleep`: every
+/// session whose end lies in `[start, end)`). From now on the API (Google lists, legacy intraday) no
 /// longer serves them, and a Google `DELETE` notification is sent when a receiver is
 /// configured and the grant is live.
 async fn delete_data(
@@ -277,10 +278,14 @@ async fn restore(
 #[serde(deny_unknown_fields)]
 struct ScopesBody {
     granted: Vec<String>,
+    provider: Option<String>,
 }
 
-/// `POST /_sim/participants/{id}/scopes`: scopes for tokens issued from now on. Short
-/// names (`settings.readonly`) are expanded to full Google Health scope URLs.
+/// `POST /_sim/participants/{id}/scopes` `{"granted": [...], "provider": "fitbit"}`
+/// (provider optional, default `google-health`): scopes for tokens issued from now on.
+/// Google: short names (`settings.readonly`) are expanded to full Google Health scope
+/// URLs. Fitbit: short legacy names (`activity`, `sleep`, ...), what the token response's
+/// `scope` reports after the next refresh.
 async fn set_scopes(
     State(state): State<Arc<AppState>>,
     Path(id): Path<String>,
@@ -288,6 +293,18 @@ async fn set_scopes(
 ) -> Response {
     let index = or_respond!(participant(&state, &id));
     let body: ScopesBody = or_respond!(parse(&body));
+    match body.provider.as_deref() {
+        None | Some("google-health") => {}
+        Some("fitbit") => {
+            state.lock().legacy.scopes[index] = body.granted.join(" ");
+            return ok(json!({ "participant": id, "provider": "fitbit", "granted": body.granted }));
+        }
+        Some(other) => {
+            return bad(format!(
+                "provider must be \"google-health\" or \"fitbit\", not {other:?}."
+            ));
+        }
+    }
     let granted: Vec<String> = body
         .granted
         .into_iter()

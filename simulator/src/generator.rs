@@ -25,6 +25,13 @@ use sha2::{Digest, Sha256};
 use crate::clock::{from_unix, local, local_day_bounds, offset_secs};
 use crate::config::SimConfig;
 
+mod battery;
+mod nightly;
+mod sleep;
+
+pub(crate) use nightly::Nightly;
+pub(crate) use sleep::{SleepKind, SleepSession};
+
 /// Time zones assigned round-robin (`sim-0001` gets the first). New York and Los Angeles
 /// leave DST on 2026-11-01 (inside the default window); Kolkata and Kathmandu have
 /// non-whole-hour offsets; Sydney is far east of UTC so its local days straddle UTC days.
@@ -66,6 +73,10 @@ enum Tag {
     HrNoise,
     SampleNoise,
     Device,
+    Sleep,
+    Stage,
+    Nightly,
+    Battery,
 }
 
 /// Per-participant hash source.
@@ -306,6 +317,8 @@ impl HrStats {
 #[derive(Clone, Debug)]
 pub(crate) struct Profile {
     pub id: String,
+    /// Roster position (`sim-0001` is 1).
+    pub index: usize,
     pub tz: Tz,
     pub hr_interval_secs: u32,
     pub sync_from: DateTime<Utc>,
@@ -318,6 +331,9 @@ pub(crate) struct Profile {
     /// The initial legacy Fitbit refresh token (`simfrt_<participant>_<hex>`).
     pub legacy_refresh_token: String,
     pub tracker: &'static str,
+    /// When the tracker's battery dies for good (every 13th participant): the latest sync
+    /// never passes it, so no data of any family exists after it.
+    pub battery_death: Option<DateTime<Utc>>,
     noise: Noise,
     age: i64,
     rhr: f64,
@@ -413,14 +429,17 @@ impl Profile {
         let digest = Sha256::digest(format!("fitlink-sim:{}:{}:legacy-refresh", config.seed, id));
         let legacy_refresh_token = format!("simfrt_{}_{}", id, hex(&digest[..16]));
 
+        let sync_from = config.until - Duration::days(i64::from(config.days));
         Profile {
+            index,
+            battery_death: battery::death(noise, index, sync_from, config.days),
             tz: ZONES[(index - 1) % ZONES.len()],
             hr_interval_secs: if fine {
                 1
             } else {
                 config.hr_interval_secs.max(1)
             },
-            sync_from: config.until - Duration::days(i64::from(config.days)),
+            sync_from,
             lag_secs: p(2, 0, 1800),
             refresh_token,
             health_user_id: uid.to_string(),
@@ -441,10 +460,12 @@ impl Profile {
         }
     }
 
-    /// The participant's latest device sync given the synthetic clock.
+    /// The participant's latest device sync given the synthetic clock, never after the
+    /// tracker's battery died.
     pub(crate) fn latest_sync(&self, until: DateTime<Utc>, advance_minutes: u64) -> DateTime<Utc> {
         let advance = i64::try_from(advance_minutes).unwrap_or(i64::MAX / 120);
-        until + Duration::minutes(advance) - Duration::seconds(self.lag_secs)
+        let synced = until + Duration::minutes(advance) - Duration::seconds(self.lag_secs);
+        self.battery_death.map_or(synced, |death| synced.min(death))
     }
 
     pub(crate) fn window(&self, latest_sync: DateTime<Utc>) -> Window {
@@ -881,7 +902,7 @@ impl Profile {
     }
 
     /// Paired devices: always the tracker that produced the data (its `lastSyncTime` is
-    /// the latest sync), sometimes a scale that synced hours earlier and an old tracker
+    /// the latest sync, its battery level the one it reported then), sometimes a scale that synced hours earlier and an old tracker
     /// that has not synced for days. Clients must take the maximum.
     pub(crate) fn devices(&self, latest_sync: DateTime<Utc>) -> Vec<Device> {
         const TRACKER_FEATURES: &[&str] = &[
@@ -902,7 +923,7 @@ impl Profile {
             id: id(0),
             device_type: "TRACKER",
             version: self.tracker,
-            battery_level: n.pick(Tag::Device, 30, 15, 100) as i32,
+            battery_level: self.tracker_battery(latest_sync),
             last_sync: latest_sync,
             mac: mac(0),
             features: TRACKER_FEATURES,

@@ -34,6 +34,8 @@ mod webhooks;
 mod wire;
 
 #[cfg(test)]
+mod families_tests;
+#[cfg(test)]
 mod linkage_tests;
 #[cfg(test)]
 mod tests;

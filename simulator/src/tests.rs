@@ -175,7 +175,7 @@ impl Sim {
         }
     }
 
-    async fn rollup(
+    pub(crate) async fn rollup(
         &self,
         token: &str,
         data_type: &str,

@@ -18,7 +18,12 @@
 //! aggregated from the generator and do not change.
 //!
 //! The legacy Fitbit Web API serves the same participants; [`legacy`] has what differs
-//! there (1-minute heart rate, the legacy zone model).
+//! there (1-minute heart rate, the legacy zone model, skin temperature on nights with a
+//! `"NaN"` Google baseline).
+//!
+//! The families of `docs/data-families.md` (sleep sessions, paired devices, HRV, SpO2,
+//! breathing rate, skin temperature, active zone minutes) are in `families`, re-exported
+//! here.
 
 use chrono::{DateTime, NaiveDate, Utc};
 
@@ -26,7 +31,14 @@ use crate::clock::{ceil_secs, from_unix, local_day_bounds};
 use crate::config::{IntradayType, SimConfig};
 use crate::generator::{DaySummary, Profile, Window};
 
+mod families;
 pub mod legacy;
+
+pub use families::{
+    ActiveZoneMinutesDay, HeartRateVariabilityDay, OxygenSaturationDay, PairedDevice, SleepLevel,
+    SleepSession, active_zone_minutes, breathing_rate, heart_rate_variability, oxygen_saturation,
+    paired_devices, skin_temperature, sleep_dates, sleep_sessions,
+};
 
 /// One heart-rate sample (`heartRate.sampleTime.physicalTime`, `utcOffset`, `beatsPerMinute`).
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -171,9 +171,8 @@ impl Workload {
                         start: slice_start.into(),
                         end: (slice_start + TimeDelta::minutes(half as i64)).into(),
                     },
-                    activity: vec![],
-                    heart_rate_zones: vec![],
-                    resting_heart_rate: vec![],
+                    daily: Default::default(),
+                    devices: None,
                     heart_rate: (0..half).map(|m| point(m, 60 + (m % 40) as i64)).collect(),
                     steps: (0..half).map(|m| point(m, (m % 90) as i64)).collect(),
                 })

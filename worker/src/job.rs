@@ -9,15 +9,16 @@
 //! never from the cache, and a rotated refresh token is made durable exactly as in a sync — so an
 //! idle participant's grant does not expire. It calls nothing else.
 
-use chrono::{DurationRound, NaiveDate, TimeDelta};
+use chrono::{DurationRound, TimeDelta, Utc};
 
 use fitlink_shared::broker::{Publisher, Topology, long_string};
 use fitlink_shared::domain::{ParticipantState, Slice, UtcInstant, local_days};
 use fitlink_shared::errors::SyncError;
+use fitlink_shared::families::DeviceSnapshot;
 use fitlink_shared::messages::{
     CredentialRotation, PARTICIPANT_HEADER, ProviderIdentity, SliceResult, SyncJob, WriterCommand,
 };
-use fitlink_shared::provider::{DailySummaries, HealthProvider, Session};
+use fitlink_shared::provider::{HealthProvider, Session};
 use fitlink_shared::secret::{SealedToken, Secret, TokenKey};
 
 use crate::credentials::{AccessTokens, COMMIT_TIMEOUT, ChaosPoint, RotationCommits};
@@ -134,7 +135,20 @@ impl<P: HealthProvider> JobContext<'_, P> {
             None => job.time_zone.clone(),
         };
         session.time_zone = time_zone.as_deref().and_then(|z| z.parse().ok());
-        let latest = self.provider.latest_device_sync(&session).await?;
+        let paired = self.provider.paired_devices(&session).await?;
+        // The latest of all devices, not the first (the prototype's fault).
+        let latest = paired
+            .iter()
+            .filter_map(|d| d.last_sync_time.map(UtcInstant::get))
+            .max();
+        let mut devices = Some(DeviceSnapshot {
+            // The participant's local day of the snapshot (one `device` row per device per day).
+            date: local_days(Utc::now(), Utc::now(), time_zone.as_deref()).start,
+            devices: paired
+                .into_iter()
+                .filter(|d| !d.device_id.is_empty())
+                .collect(),
+        });
         let identity = self.learn_identity(job, &session).await;
         let from = job.from.get();
         // Whole minutes only: the minute in progress at the device's sync may still grow.
@@ -153,7 +167,7 @@ impl<P: HealthProvider> JobContext<'_, P> {
         );
         let summaries = self
             .provider
-            .daily_summaries(&session, summary_days.clone())
+            .daily_families(&session, summary_days.clone())
             .await?;
 
         let mut slices = Slice::split(from, end, self.shape.slice);
@@ -177,7 +191,7 @@ impl<P: HealthProvider> JobContext<'_, P> {
             if i == 0 {
                 days.start = summary_days.start;
             }
-            let day_summaries = summaries_for(&summaries, &days);
+            let daily = summaries.for_days(&days);
             metrics::counter!("fitlink_worker_points_total", "family" => "heart_rate_intraday")
                 .increment(intraday.heart_rate.len() as u64);
             metrics::counter!("fitlink_worker_points_total", "family" => "steps_intraday")
@@ -187,9 +201,9 @@ impl<P: HealthProvider> JobContext<'_, P> {
                 participant_id: job.participant_id.clone(),
                 provider: job.provider,
                 slice,
-                activity: day_summaries.activity,
-                heart_rate_zones: day_summaries.heart_rate_zones,
-                resting_heart_rate: day_summaries.resting_heart_rate,
+                daily,
+                // The first slice carries the devices as this job found them.
+                devices: devices.take(),
                 heart_rate: intraday.heart_rate,
                 steps: intraday.steps,
             });
@@ -323,30 +337,6 @@ impl<P: HealthProvider> JobContext<'_, P> {
     }
 }
 
-/// The rows of `all` whose local date is in `days`.
-fn summaries_for(all: &DailySummaries, days: &std::ops::Range<NaiveDate>) -> DailySummaries {
-    DailySummaries {
-        activity: all
-            .activity
-            .iter()
-            .filter(|d| days.contains(&d.date))
-            .cloned()
-            .collect(),
-        heart_rate_zones: all
-            .heart_rate_zones
-            .iter()
-            .filter(|d| days.contains(&d.date))
-            .cloned()
-            .collect(),
-        resting_heart_rate: all
-            .resting_heart_rate
-            .iter()
-            .filter(|d| days.contains(&d.date))
-            .cloned()
-            .collect(),
-    }
-}
-
 /// Keep-alive jobs against the real broker (RabbitMQ on 127.0.0.1:5672, or `FITLINK_AMQP_URL`)
 /// and a provider that counts what is asked of it. Each test uses its own namespace and deletes
 /// its queues at the end.
@@ -356,12 +346,14 @@ mod touch_tests {
     use std::sync::atomic::{AtomicU32, Ordering};
     use std::sync::{Arc, Mutex};
 
-    use chrono::{DateTime, Utc};
+    use chrono::NaiveDate;
     use fitlink_shared::broker::{self, queue_depth};
     use fitlink_shared::config::BrokerArgs;
     use fitlink_shared::domain::{ParticipantId, Provider};
     use fitlink_shared::messages::CredentialStored;
-    use fitlink_shared::provider::{AccessGrant, Intraday, RequestBudget};
+    use fitlink_shared::provider::{
+        AccessGrant, DailyFamilies, Intraday, PairedDevice, RequestBudget,
+    };
     use futures_util::{FutureExt as _, StreamExt as _};
     use lapin::options::{BasicAckOptions, BasicConsumeOptions, QueueDeleteOptions};
     use lapin::types::FieldTable;
@@ -419,10 +411,7 @@ mod touch_tests {
             }
         }
 
-        async fn latest_device_sync(
-            &self,
-            _: &Session,
-        ) -> Result<Option<DateTime<Utc>>, SyncError> {
+        async fn paired_devices(&self, _: &Session) -> Result<Vec<PairedDevice>, SyncError> {
             self.data_call()
         }
 
@@ -430,11 +419,11 @@ mod touch_tests {
             self.data_call()
         }
 
-        async fn daily_summaries(
+        async fn daily_families(
             &self,
             _: &Session,
             _: Range<NaiveDate>,
-        ) -> Result<DailySummaries, SyncError> {
+        ) -> Result<DailyFamilies, SyncError> {
             self.data_call()
         }
 

@@ -26,6 +26,7 @@ use fitlink_shared::store::{Conn, Database, Durability, WriteConnection};
 use uuid::Uuid;
 
 mod credential;
+mod devices;
 mod grant;
 mod import;
 mod linkage;

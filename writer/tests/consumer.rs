@@ -127,9 +127,8 @@ fn minute(job_id: Uuid, participant: &str, start: UtcInstant) -> WriterCommand {
             start,
             end: UtcInstant::new(start.get() + chrono::TimeDelta::minutes(1)),
         },
-        activity: vec![],
-        heart_rate_zones: vec![],
-        resting_heart_rate: vec![],
+        daily: Default::default(),
+        devices: None,
         heart_rate: vec![IntradayPoint {
             datetime: start,
             utc_offset_seconds: 0,

@@ -24,7 +24,8 @@ use tokio::sync::Mutex;
 
 use crate::domain::Slice;
 use crate::errors::SyncError;
-use crate::messages::{ActivityDay, HeartRateZoneDay, IntradayPoint, RestingHeartRateDay};
+pub use crate::families::{DailyFamilies, PairedDevice};
+use crate::messages::IntradayPoint;
 use crate::secret::Secret;
 
 /// What a token refresh gave us.
@@ -58,14 +59,6 @@ pub(crate) fn expires_at(
         .and_then(at)
         .or_else(|| at(default))
         .unwrap_or(now)
-}
-
-/// Daily rows for a range of local days.
-#[derive(Debug, Default, Clone, PartialEq)]
-pub struct DailySummaries {
-    pub activity: Vec<ActivityDay>,
-    pub heart_rate_zones: Vec<HeartRateZoneDay>,
-    pub resting_heart_rate: Vec<RestingHeartRateDay>,
 }
 
 /// Intraday rows for one slice.
@@ -156,13 +149,14 @@ pub trait HealthProvider: Send + Sync {
         refresh_token: &Secret<String>,
     ) -> impl Future<Output = Result<AccessGrant, SyncError>> + Send;
 
-    /// The latest time any of the participant's devices synced, `None` if no device is paired.
-    /// Legacy Fitbit reports it in local time and reads it in [`Session::time_zone`] when set
-    /// (else it fetches the profile: call [`time_zone`](Self::time_zone) first to save that).
-    fn latest_device_sync(
+    /// Every paired device with its battery and latest sync (the latest of these is how far a
+    /// job syncs; empty if no device is paired). Legacy Fitbit reports sync times in local
+    /// time and reads them in [`Session::time_zone`] when set (else it fetches the profile:
+    /// call [`time_zone`](Self::time_zone) first to save that).
+    fn paired_devices(
         &self,
         session: &Session,
-    ) -> impl Future<Output = Result<Option<DateTime<Utc>>, SyncError>> + Send;
+    ) -> impl Future<Output = Result<Vec<PairedDevice>, SyncError>> + Send;
 
     /// Who the account is (Google Health `users/me/identity`), for providers whose token
     /// response does not say. `None` where the provider has no such call (legacy Fitbit names
@@ -181,12 +175,13 @@ pub trait HealthProvider: Send + Sync {
         session: &Session,
     ) -> impl Future<Output = Result<Option<String>, SyncError>> + Send;
 
-    /// Daily summaries for local days `days.start..days.end`.
-    fn daily_summaries(
+    /// Every daily family (summaries, sleep sessions ending on these days, nightly metrics) for
+    /// local days `days.start..days.end`.
+    fn daily_families(
         &self,
         session: &Session,
         days: Range<NaiveDate>,
-    ) -> impl Future<Output = Result<DailySummaries, SyncError>> + Send;
+    ) -> impl Future<Output = Result<DailyFamilies, SyncError>> + Send;
 
     /// Every intraday point in the slice, all pages. When the provider refuses intraday data
     /// for this participant or app (legacy Fitbit: 403), this is `Ok` with empty vectors and

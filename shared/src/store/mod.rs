@@ -36,12 +36,13 @@ pub mod testing;
 pub use postgres::{months_touched, partition_name};
 
 /// The data tables, for counts, checks and purges.
-pub const DATA_TABLES: [&str; 5] = [
+pub const DATA_TABLES: [&str; 6] = [
     "activity_summary",
     "heart_rate_summary",
     "resting_heart_rate",
     "heart_rate_intraday",
     "steps_intraday",
+    "device",
 ];
 
 /// Which database engine a URL names.

@@ -79,7 +79,7 @@ fn the_seeds_are_accepted() {
     merge.add_resting_heart_rate_page(RESTING).unwrap();
     let rows = merge.finish();
     assert_eq!((rows.activity.len(), rows.heart_rate_zones.len()), (2, 4));
-    assert_eq!(parse_paired_devices_page(DEVICES).unwrap().items.len(), 2);
+    assert_eq!(parse_paired_devices_page(DEVICES).unwrap().items.len(), 3);
     assert!(parse_settings(SETTINGS).unwrap().is_some());
     parse_identity(IDENTITY).unwrap();
     parse_token_response(TOKEN, "1//refresh", now()).unwrap();
@@ -144,8 +144,7 @@ proptest! {
     ) {
         match parse_paired_devices_page(&body) {
             Ok(page) => {
-                for at in page.items {
-                    let instant = UtcInstant::new(at);
+                for instant in page.items.into_iter().filter_map(|d| d.last_sync_time) {
                     prop_assert_eq!(UtcInstant::parse(&instant.to_text()), Ok(instant));
                 }
             }

@@ -153,15 +153,19 @@ fn slice_result() -> impl Strategy<Value = SliceResult> {
                     participant_id,
                     provider,
                     slice: Slice { start, end },
-                    activity,
-                    heart_rate_zones: zones,
-                    resting_heart_rate: resting
-                        .into_iter()
-                        .map(|(date, bpm)| RestingHeartRateDay {
-                            date,
-                            resting_heart_rate: bpm,
-                        })
-                        .collect(),
+                    daily: DailyFamilies {
+                        activity,
+                        heart_rate_zones: zones,
+                        resting_heart_rate: resting
+                            .into_iter()
+                            .map(|(date, bpm)| RestingHeartRateDay {
+                                date,
+                                resting_heart_rate: bpm,
+                            })
+                            .collect(),
+                        ..Default::default()
+                    },
+                    devices: None,
                     heart_rate: hr,
                     steps,
                 }

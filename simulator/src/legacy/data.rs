@@ -30,7 +30,7 @@ use axum::response::{IntoResponse, Response};
 use chrono::{Duration, NaiveDate, NaiveDateTime, Timelike};
 use serde_json::{Value, json};
 
-use super::path::{self, Clock, Range, Resource, Route};
+use super::path::{self, Clock, Family, Range, Resource, Route};
 use super::wire::{self, FitbitError};
 use super::{Caller, attributed, authenticate, data_response};
 use crate::clock::{local, offset_secs};
@@ -45,6 +45,7 @@ enum Request {
     Daily(NaiveDate),
     Series(Resource, Vec<NaiveDate>),
     Intraday(Resource, Range),
+    Family(Family, Vec<NaiveDate>),
 }
 
 /// `GET /1/user/{user}/{*rest}`.
@@ -57,11 +58,34 @@ pub(super) async fn get(
     let Some(route) = path::parse(&rest) else {
         return FitbitError::not_found().into_response();
     };
+    serve(state, &user, route, &headers, query).await
+}
+
+/// `GET /1.2/user/{user}/{*rest}` (sleep logs).
+pub(super) async fn get_v12(
+    State(state): State<Arc<AppState>>,
+    Path((user, rest)): Path<(String, String)>,
+    headers: HeaderMap,
+    query: Result<Query<HashMap<String, String>>, QueryRejection>,
+) -> Response {
+    let Some(route) = path::parse_v12(&rest) else {
+        return FitbitError::not_found().into_response();
+    };
+    serve(state, &user, route, &headers, query).await
+}
+
+async fn serve(
+    state: Arc<AppState>,
+    user: &str,
+    route: Route<'_>,
+    headers: &HeaderMap,
+    query: Result<Query<HashMap<String, String>>, QueryRejection>,
+) -> Response {
     let params = match query {
         Ok(Query(p)) => p,
         Err(e) => return FitbitError::validation(e.body_text()).into_response(),
     };
-    let caller = match authenticate(&state, &headers, &user) {
+    let caller = match authenticate(&state, headers, user) {
         Ok(c) => c,
         Err(refused) => return refused.into_response(),
     };
@@ -108,7 +132,15 @@ fn resolve(
     let local_today = local(tz, caller.now).date();
     Ok(match route {
         Route::Profile => Request::Profile,
-        Route::Devices => Request::Devices,
+        Route::Devices => {
+            caller.require("settings")?;
+            Request::Devices
+        }
+        Route::Family { family, start, end } => {
+            caller.require(family.scope())?;
+            let dates = path::family_dates(start, end, local_today, family.max_days())?;
+            Request::Family(family, dates)
+        }
         Route::DailySummary { date } => Request::Daily(path::date(date, local_today)?),
         Route::Series {
             resource,
@@ -141,6 +173,7 @@ fn build(state: &AppState, caller: &Caller, request: Request) -> Value {
         Request::Daily(date) => daily_summary(state, caller, date),
         Request::Series(resource, dates) => series(state, caller, resource, &dates),
         Request::Intraday(resource, range) => intraday(state, caller, resource, &range),
+        Request::Family(family, dates) => super::families::build(state, caller, family, &dates),
     }
 }
 

@@ -18,13 +18,14 @@
 //! the shorter quota window a test configured).
 
 mod data;
+mod families;
 mod oauth;
 pub(crate) use oauth::LEGACY_SCOPE;
 pub(crate) mod path;
 pub(crate) mod wire;
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -49,6 +50,7 @@ pub(crate) fn routes() -> Router<Arc<AppState>> {
         .route("/oauth2/token", post(oauth::token))
         .route("/oauth2/revoke", post(oauth::revoke))
         .route("/1/user/{user}/{*rest}", get(data::get))
+        .route("/1.2/user/{user}/{*rest}", get(data::get_v12))
 }
 
 /// Whether `path` belongs to the legacy API (which answers in Fitbit's shapes).
@@ -77,12 +79,17 @@ pub(crate) fn endpoint_name(path: &str) -> String {
         "/oauth2/authorize/decision" => "authorize-decision",
         "/oauth2/revoke" => "revoke",
         _ => {
-            let route = path
-                .strip_prefix("/1/user/")
-                .and_then(|r| r.split_once('/'))
-                .and_then(|(_, rest)| path::parse(rest));
+            let rest = |prefix: &str| {
+                path.strip_prefix(prefix)
+                    .and_then(|r| r.split_once('/'))
+                    .map(|(_, rest)| rest)
+            };
+            let route = rest("/1/user/")
+                .and_then(path::parse)
+                .or_else(|| rest("/1.2/user/").and_then(path::parse_v12));
             match route {
                 Some(path::Route::Profile) => "profile",
+                Some(path::Route::Family { family, .. }) => family.name(),
                 Some(path::Route::Devices) => "devices",
                 Some(path::Route::DailySummary { .. }) => "activities",
                 Some(path::Route::Series { resource, .. }) => resource.name(),
@@ -177,6 +184,8 @@ impl From<FitbitError> for Refused {
 pub(crate) struct Caller {
     pub snapshot: Snapshot,
     pub intraday_permitted: bool,
+    /// Short scope names of the token (`sleep`, `heartrate`, ...).
+    pub scopes: Vec<String>,
     /// The synthetic clock's "now" (`until + advance`).
     pub now: chrono::DateTime<chrono::Utc>,
 }
@@ -184,6 +193,15 @@ pub(crate) struct Caller {
 impl Caller {
     fn index(&self) -> usize {
         self.snapshot.index
+    }
+
+    /// Refuses a request whose token lacks `scope` (403 `insufficient_scope`).
+    fn require(&self, scope: &str) -> Result<(), FitbitError> {
+        if self.scopes.iter().any(|s| s == scope) {
+            Ok(())
+        } else {
+            Err(FitbitError::insufficient_scope(scope))
+        }
     }
 }
 
@@ -252,6 +270,7 @@ fn authenticate(state: &AppState, headers: &HeaderMap, user: &str) -> Result<Cal
     Ok(Caller {
         snapshot,
         intraday_permitted: rt.legacy.intraday_permitted[index],
+        scopes: access.scopes,
         now: state.config.until
             + chrono::Duration::minutes(i64::try_from(advance).unwrap_or(i64::MAX / 120)),
     })

@@ -30,8 +30,10 @@ use crate::oauth::basic_credentials;
 use crate::state::{AccessToken, AppState, LEGACY_ACCESS_TOKEN_TTL_SECS, LegacyRuntime, Rotation};
 use crate::wire::json_response;
 
-/// The scopes a legacy grant has until a consent replaces them.
-pub(crate) const LEGACY_SCOPE: &str = "activity heartrate profile settings";
+/// The scopes a legacy grant has until a consent replaces them: every scope the fleet
+/// reads.
+pub(crate) const LEGACY_SCOPE: &str =
+    "activity heartrate oxygen_saturation profile respiratory_rate settings sleep temperature";
 
 fn random_hex() -> String {
     format!("{:032x}", rand::rng().random::<u128>())

@@ -31,11 +31,63 @@ impl Resource {
     }
 }
 
+/// The nightly and daily range resources of `docs/data-families.md`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Family {
+    /// `/1.2/user/-/sleep/date/{start}/{end}.json`.
+    Sleep,
+    Hrv,
+    Spo2,
+    BreathingRate,
+    SkinTemperature,
+    ActiveZoneMinutes,
+}
+
+impl Family {
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            Family::Sleep => "sleep",
+            Family::Hrv => "hrv",
+            Family::Spo2 => "spo2",
+            Family::BreathingRate => "br",
+            Family::SkinTemperature => "temp-skin",
+            Family::ActiveZoneMinutes => "active-zone-minutes",
+        }
+    }
+
+    /// The scope a token needs for it.
+    pub(crate) fn scope(self) -> &'static str {
+        match self {
+            Family::Sleep => "sleep",
+            Family::Hrv => "heartrate",
+            Family::Spo2 => "oxygen_saturation",
+            Family::BreathingRate => "respiratory_rate",
+            Family::SkinTemperature => "temperature",
+            Family::ActiveZoneMinutes => "activity",
+        }
+    }
+
+    /// Longest range in days (both ends inclusive).
+    pub(crate) fn max_days(self) -> i64 {
+        match self {
+            Family::Sleep => 100,
+            Family::ActiveZoneMinutes => 1095,
+            _ => 30,
+        }
+    }
+}
+
 /// A parsed legacy data path.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Route<'a> {
     Profile,
     Devices,
+    /// A [`Family`] over `{start}/{end}` (inclusive).
+    Family {
+        family: Family,
+        start: &'a str,
+        end: &'a str,
+    },
     /// `activities/date/{date}.json`.
     DailySummary {
         date: &'a str,
@@ -65,9 +117,17 @@ pub(crate) fn parse(rest: &str) -> Option<Route<'_>> {
         "steps" => Some(Resource::Steps),
         _ => None,
     };
+    let family = |family, start, end| Route::Family { family, start, end };
     Some(match parts.as_slice() {
         ["profile"] => Route::Profile,
         ["devices"] => Route::Devices,
+        ["hrv", "date", s, e] => family(Family::Hrv, s, e),
+        ["spo2", "date", s, e] => family(Family::Spo2, s, e),
+        ["br", "date", s, e] => family(Family::BreathingRate, s, e),
+        ["temp", "skin", "date", s, e] => family(Family::SkinTemperature, s, e),
+        ["activities", "active-zone-minutes", "date", s, e] => {
+            family(Family::ActiveZoneMinutes, s, e)
+        }
         ["activities", "date", date] => Route::DailySummary { date },
         ["activities", r, "date", start, end] => Route::Series {
             resource: resource(r)?,
@@ -100,6 +160,41 @@ pub(crate) fn parse(rest: &str) -> Option<Route<'_>> {
         },
         _ => return None,
     })
+}
+
+/// Parses the part of a `/1.2/user/{user}/` path (only sleep lives there); `None` is a 404.
+pub(crate) fn parse_v12(rest: &str) -> Option<Route<'_>> {
+    let rest = rest.strip_suffix(".json")?;
+    match rest.split('/').collect::<Vec<_>>().as_slice() {
+        ["sleep", "date", start, end] => Some(Route::Family {
+            family: Family::Sleep,
+            start,
+            end,
+        }),
+        _ => None,
+    }
+}
+
+/// The dates `{start}..={end}` of a family range, at most `max_days` of them.
+pub(crate) fn family_dates(
+    start: &str,
+    end: &str,
+    today: NaiveDate,
+    max_days: i64,
+) -> Result<Vec<NaiveDate>, FitbitError> {
+    let first = date(start, today)?;
+    let last = date(end, today)?;
+    if last < first {
+        return Err(FitbitError::validation(
+            "The end date must not be before the start date.",
+        ));
+    }
+    if (last - first).num_days() + 1 > max_days {
+        return Err(FitbitError::validation(format!(
+            "The date range must not exceed {max_days} days."
+        )));
+    }
+    Ok(first.iter_days().take_while(|d| *d <= last).collect())
 }
 
 /// The wall clock of a request: the participant's zone, or UTC (`?timezone=UTC`).
@@ -316,6 +411,31 @@ mod tests {
             })
         );
         assert_eq!(parse("activities/calories/date/today/1d.json"), None);
+        assert_eq!(
+            parse("temp/skin/date/2026-11-01/2026-11-03.json"),
+            Some(Route::Family {
+                family: Family::SkinTemperature,
+                start: "2026-11-01",
+                end: "2026-11-03",
+            })
+        );
+        assert!(matches!(
+            parse("activities/active-zone-minutes/date/today/today.json"),
+            Some(Route::Family {
+                family: Family::ActiveZoneMinutes,
+                ..
+            })
+        ));
+        assert_eq!(parse("sleep/date/2026-11-01/2026-11-03.json"), None);
+        assert!(parse_v12("sleep/date/2026-11-01/2026-11-03.json").is_some());
+        let today = d("2026-11-03");
+        assert_eq!(
+            family_dates("2026-10-05", "today", today, 30)
+                .unwrap()
+                .len(),
+            30
+        );
+        assert!(family_dates("2026-10-04", "today", today, 30).is_err());
     }
 
     #[test]

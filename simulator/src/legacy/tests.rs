@@ -10,9 +10,9 @@ use serde_json::{Value, json};
 use crate::tests::{Sim, date, small, start};
 use crate::{SimConfig, roster, roster_csv, roster_csv_for, truth};
 
-struct Reply {
-    status: StatusCode,
-    body: Value,
+pub(crate) struct Reply {
+    pub(crate) status: StatusCode,
+    pub(crate) body: Value,
     headers: HeaderMap,
 }
 
@@ -72,7 +72,7 @@ impl Sim {
     }
 
     /// A legacy access token from the participant's initial refresh token (once per server).
-    async fn fitbit_access(&self, id: &str) -> String {
+    pub(crate) async fn fitbit_access(&self, id: &str) -> String {
         let r = self.fitbit_token(&initial_refresh(&self.config, id)).await;
         assert_eq!(r.status, StatusCode::OK, "{}", r.body);
         r.body["access_token"].as_str().unwrap().to_owned()
@@ -87,7 +87,7 @@ impl Sim {
             .to_owned()
     }
 
-    async fn fitbit(&self, path: &str, token: &str) -> Reply {
+    pub(crate) async fn fitbit(&self, path: &str, token: &str) -> Reply {
         let r = self
             .http
             .get(format!("{}{path}", self.base))
@@ -135,7 +135,10 @@ async fn legacy_refresh_rotates_and_old_tokens_are_refused() {
     assert_eq!(r.status, StatusCode::OK, "{}", r.body);
     assert_eq!(r.body["expires_in"], 28_800);
     assert_eq!(r.body["token_type"], "Bearer");
-    assert_eq!(r.body["scope"], "activity heartrate profile settings");
+    assert_eq!(
+        r.body["scope"],
+        "activity heartrate oxygen_saturation profile respiratory_rate settings sleep temperature"
+    );
     assert_eq!(r.body["user_id"], p.encoded_id.as_str());
     // The token endpoint carries the headers but does not use the quota.
     assert_eq!(header(&r, "fitbit-rate-limit-remaining"), Some(150));

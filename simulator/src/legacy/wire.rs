@@ -142,6 +142,15 @@ impl FitbitError {
         )
     }
 
+    /// A token without the scope a resource needs.
+    pub(crate) fn insufficient_scope(scope: &str) -> Self {
+        Self::new(
+            StatusCode::FORBIDDEN,
+            "insufficient_scope",
+            format!("This application does not have permission to access {scope} data. {VISIT}"),
+        )
+    }
+
     pub(crate) fn intraday_not_permitted() -> Self {
         Self::new(
             StatusCode::FORBIDDEN,

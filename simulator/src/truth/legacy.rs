@@ -10,8 +10,13 @@
 //! * `1sec` heart rate is [`heart_rate`](super::heart_rate) (every raw sample);
 //! * resting heart rate is [`resting_heart_rate`](super::resting_heart_rate).
 //!
-//! What differs: `1min` heart rate ([`heart_rate_minutes`]) and the legacy zone model
-//! ([`heart_rate_zones`]). The encodedId is [`crate::SimParticipant::encoded_id`].
+//! * sleep sessions are [`sleep_sessions`](super::sleep_sessions) (the same ids, levels,
+//!   seconds and summary minutes; the API sends local times without offset);
+//! * HRV, SpO2, breathing rate, active zone minutes and devices are the Google truth.
+//!
+//! What differs: `1min` heart rate ([`heart_rate_minutes`]), the legacy zone model
+//! ([`heart_rate_zones`]) and skin temperature ([`skin_temperature`]). The encodedId is
+//! [`crate::SimParticipant::encoded_id`].
 
 use chrono::{DateTime, NaiveDate, Utc};
 
@@ -88,6 +93,18 @@ pub fn resting_heart_rate(
     restate_version: u32,
 ) -> Option<i64> {
     super::resting_heart_rate(config, participant_id, date, restate_version)
+}
+
+/// The legacy `nightlyRelative` of the night ending on `date` (one decimal): the Google
+/// [`super::skin_temperature`] up to 1e-13, and also on nights whose Google baseline is
+/// `"NaN"` (Google serves no usable value there, the legacy API does).
+pub fn skin_temperature(
+    config: &SimConfig,
+    participant_id: &str,
+    date: NaiveDate,
+    restate_version: u32,
+) -> Option<f64> {
+    super::families::skin_temperature_relative(config, participant_id, date, restate_version)
 }
 
 #[cfg(test)]

@@ -3,6 +3,7 @@
 
 use std::collections::BTreeMap;
 
+use chrono::NaiveDate;
 use fitlink_shared::domain::{ParticipantState, Provider};
 use fitlink_shared::messages::*;
 use fitlink_shared::{execute, fetch, on_backend};
@@ -887,9 +888,21 @@ async fn a_purging_withdrawal_deletes_everything_in_one_go_and_leaves_an_audit_r
     // p1 has a job in flight, a slice waiting ahead of a gap, a notification and a note.
     let running = Uuid::new_v4();
     grant(&mut store, request(running, "p1")).await;
+    let mut with_devices = slice(running, "p1", "2026-10-01T03:00:00Z", 10);
+    with_devices.devices = Some(DeviceSnapshot {
+        date: NaiveDate::from_ymd_opt(2026, 10, 1).unwrap(),
+        devices: vec![fitlink_shared::families::PairedDevice {
+            device_id: "816713257".into(),
+            battery: Some("Low".into()),
+            battery_level: Some(12),
+            device_version: Some("Charge 6".into()),
+            device_type: Some("TRACKER".into()),
+            last_sync_time: Some(at("2026-10-01T03:00:00Z")),
+        }],
+    });
     store
         .apply(&[
-            WriterCommand::StoreSlice(slice(running, "p1", "2026-10-01T03:00:00Z", 10)),
+            WriterCommand::StoreSlice(with_devices),
             notification("p1", &["n"], "2026-10-01T00:00:00Z"),
         ])
         .await
@@ -903,6 +916,7 @@ async fn a_purging_withdrawal_deletes_everything_in_one_go_and_leaves_an_audit_r
         ("resting_heart_rate", 0),
         ("heart_rate_intraday", 70),
         ("steps_intraday", 70),
+        ("device", 1),
         ("sync_slices", 1),
         ("provider_notifications", 1),
     ]

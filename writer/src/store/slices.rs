@@ -6,6 +6,7 @@
 //!   unchanged day writes nothing (its `updated_at` stays) and a changed day replaces the row.
 //! - The cursor moves only contiguously (invariant 3): a slice that starts after the cursor is
 //!   recorded in `sync_slices` and waits there until the gap before it is filled.
+//! - The first slice of a job carries the paired devices: one `device` row per device and day.
 //! - A slice for a withdrawn participant (a job in flight when they withdrew) is dropped: a
 //!   withdrawal, and a purge with it, is final.
 
@@ -109,20 +110,27 @@ impl Tx<'_> {
         }
         let provider = result.provider.as_str();
         let written = self
-            .upsert_activity(result, provider, &result.activity)
+            .upsert_activity(result, provider, &result.daily.activity)
             .await?;
         applied.add_rows("activity_summary", written);
         rows += written;
         let written = self
-            .upsert_zones(result, provider, &result.heart_rate_zones)
+            .upsert_zones(result, provider, &result.daily.heart_rate_zones)
             .await?;
         applied.add_rows("heart_rate_summary", written);
         rows += written;
         let written = self
-            .upsert_resting(result, provider, &result.resting_heart_rate)
+            .upsert_resting(result, provider, &result.daily.resting_heart_rate)
             .await?;
         applied.add_rows("resting_heart_rate", written);
         rows += written;
+        if let Some(snapshot) = &result.devices {
+            let written = self
+                .upsert_devices(participant.as_str(), provider, snapshot)
+                .await?;
+            applied.add_rows("device", written);
+            rows += written;
+        }
 
         let cursor = self.advance_cursor(result, cursor).await?;
 

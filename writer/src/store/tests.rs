@@ -100,9 +100,8 @@ pub(super) fn slice(job_id: Uuid, participant: &str, start: &str, minutes: i64) 
         participant_id: pid(participant),
         provider: Provider::GoogleHealth,
         slice: Slice { start, end },
-        activity: vec![],
-        heart_rate_zones: vec![],
-        resting_heart_rate: vec![],
+        daily: Default::default(),
+        devices: None,
         heart_rate: points.clone(),
         steps: points,
     }
@@ -543,13 +542,13 @@ async fn summaries_are_replaced_when_changed_and_untouched_when_not(backend: Bac
     let day = NaiveDate::from_ymd_opt(2026, 10, 1).unwrap();
     let mut s = slice(job, "p1", "2026-10-01T00:00:00Z", 0);
     s.slice.end = at("2026-10-02T00:00:00Z");
-    s.activity = vec![ActivityDay {
+    s.daily.activity = vec![ActivityDay {
         date: day,
         steps: Some(8000),
         distance: Some(6.1),
         ..Default::default()
     }];
-    s.heart_rate_zones = ["light", "moderate"]
+    s.daily.heart_rate_zones = ["light", "moderate"]
         .iter()
         .map(|zone| HeartRateZoneDay {
             date: day,
@@ -560,7 +559,7 @@ async fn summaries_are_replaced_when_changed_and_untouched_when_not(backend: Bac
             calorie_count: Some(150.5),
         })
         .collect();
-    s.resting_heart_rate = vec![RestingHeartRateDay {
+    s.daily.resting_heart_rate = vec![RestingHeartRateDay {
         date: day,
         resting_heart_rate: 58,
     }];
@@ -608,9 +607,9 @@ async fn summaries_are_replaced_when_changed_and_untouched_when_not(backend: Bac
     }
 
     // The day changes (more steps later that day; a zone's minutes): replaced.
-    s.activity[0].steps = Some(9500);
-    s.heart_rate_zones[1].minute_in_zone = Some(45);
-    s.resting_heart_rate[0].resting_heart_rate = 57;
+    s.daily.activity[0].steps = Some(9500);
+    s.daily.heart_rate_zones[1].minute_in_zone = Some(45);
+    s.daily.resting_heart_rate[0].resting_heart_rate = 57;
     let changed = store.apply(&[WriterCommand::StoreSlice(s)]).await.unwrap();
     assert_eq!(changed.rows.get("activity_summary"), Some(&1));
     assert_eq!(changed.rows.get("heart_rate_summary"), Some(&1));
@@ -1016,7 +1015,7 @@ async fn an_empty_slice_stores_its_summaries_and_leaves_the_cursor(backend: Back
         .await
         .unwrap();
     let mut empty = slice(Uuid::new_v4(), "p1", "2026-10-01T00:00:00Z", 0);
-    empty.activity = vec![ActivityDay {
+    empty.daily.activity = vec![ActivityDay {
         date: NaiveDate::from_ymd_opt(2026, 9, 30).unwrap(),
         steps: Some(1234),
         ..Default::default()
@@ -1119,6 +1118,74 @@ async fn intraday_denied_keeps_the_participant_syncing_with_a_reason(backend: Ba
     ));
 }
 
+/// A job's first slice carries the paired devices: one row per device and local day, replaced
+/// by a later sync that day, a new row the next day, nothing written when nothing changed.
+async fn device_snapshots_are_one_row_per_device_and_day(backend: Backend) {
+    use fitlink_shared::families::PairedDevice;
+    let (_dir, mut store) = with_p1(backend).await;
+    let device = |level: i64, synced: &str| PairedDevice {
+        device_id: "816713257".into(),
+        battery: Some(if level > 25 { "High" } else { "Low" }.into()),
+        battery_level: Some(level),
+        device_version: Some("Charge 6".into()),
+        device_type: Some("TRACKER".into()),
+        last_sync_time: Some(at(synced)),
+    };
+    let day = |d: u32| NaiveDate::from_ymd_opt(2026, 10, d).unwrap();
+    let mut s = slice(Uuid::new_v4(), "p1", "2026-10-01T00:00:00Z", 0);
+    s.devices = Some(DeviceSnapshot {
+        date: day(1),
+        devices: vec![device(80, "2026-10-01T08:00:00Z")],
+    });
+    let first = store
+        .apply(&[WriterCommand::StoreSlice(s.clone())])
+        .await
+        .unwrap();
+    assert_eq!(first.rows.get("device"), Some(&1));
+    let again = store
+        .apply(&[WriterCommand::StoreSlice(s.clone())])
+        .await
+        .unwrap();
+    assert_eq!(
+        again.rows.get("device").copied().unwrap_or(0),
+        0,
+        "unchanged: nothing written"
+    );
+
+    // Later the same day the battery is lower: the day's row is replaced.
+    s.devices = Some(DeviceSnapshot {
+        date: day(1),
+        devices: vec![device(20, "2026-10-01T20:00:00Z")],
+    });
+    store
+        .apply(&[WriterCommand::StoreSlice(s.clone())])
+        .await
+        .unwrap();
+    // The next day: a row of its own.
+    s.devices = Some(DeviceSnapshot {
+        date: day(2),
+        devices: vec![device(5, "2026-10-01T20:00:00Z")],
+    });
+    store.apply(&[WriterCommand::StoreSlice(s)]).await.unwrap();
+
+    let rows: Vec<(NaiveDate, String, i64, UtcInstant)> = fetch!(
+        store.database().exec(),
+        sqlx::query_as(
+            "SELECT device_date, battery, battery_level, last_sync_time FROM device \
+             WHERE participant_id = 'p1' AND device_id = '816713257' ORDER BY device_date",
+        ),
+        all
+    )
+    .unwrap();
+    assert_eq!(
+        rows,
+        vec![
+            (day(1), "Low".into(), 20, at("2026-10-01T20:00:00Z")),
+            (day(2), "Low".into(), 5, at("2026-10-01T20:00:00Z")),
+        ]
+    );
+}
+
 fitlink_shared::on_both_backends!(
     import_is_idempotent_and_a_new_consent_reactivates_without_moving_the_cursor,
     a_grant_claims_the_participant_and_carries_what_the_worker_needs,
@@ -1129,6 +1196,7 @@ fitlink_shared::on_both_backends!(
     a_participant_who_is_not_active_is_granted_only_when_forced,
     a_slice_stored_twice_is_stored_once,
     summaries_are_replaced_when_changed_and_untouched_when_not,
+    device_snapshots_are_one_row_per_device_and_day,
     the_cursor_advances_contiguously_and_waits_at_a_gap,
     a_rotated_credential_is_stored,
     a_completed_job_releases_the_claim_and_records_the_sync,

@@ -14,14 +14,15 @@ use sqlx::AssertSqlSafe;
 
 use super::{CommandResult, Effect, Tx, capped, date_of, job_text};
 
-/// Every table holding a participant's data or sync bookkeeping, deleted by a purge. The first
-/// five are the research tables; their counts have their own audit columns.
-const PURGED: [&str; 7] = [
+/// Every table holding a participant's data or sync bookkeeping, deleted by a purge, each
+/// counted in its own audit column (`{table}_rows`).
+const PURGED: [&str; 8] = [
     "activity_summary",
     "heart_rate_summary",
     "resting_heart_rate",
     "heart_rate_intraday",
     "steps_intraday",
+    "device",
     "sync_slices",
     "provider_notifications",
 ];
@@ -35,7 +36,7 @@ impl Tx<'_> {
             sqlx::query_as(
                 "SELECT purged, activity_summary_rows, heart_rate_summary_rows, \
                      resting_heart_rate_rows, heart_rate_intraday_rows, steps_intraday_rows, \
-                     sync_slices_rows, provider_notifications_rows \
+                     device_rows, sync_slices_rows, provider_notifications_rows \
                      FROM withdrawals WHERE participant_id = $1 AND request_id = $2",
             )
             .bind(participant.as_str())
@@ -110,8 +111,8 @@ impl Tx<'_> {
                 "INSERT INTO withdrawals (participant_id, withdrawn_at, withdrawn_by, purged, \
                      provider_revocation, activity_summary_rows, heart_rate_summary_rows, \
                      resting_heart_rate_rows, heart_rate_intraday_rows, steps_intraday_rows, \
-                     sync_slices_rows, provider_notifications_rows, request_id) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
+                     device_rows, sync_slices_rows, provider_notifications_rows, request_id) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)",
             )
             .bind(participant.as_str())
             .bind(withdrawal.at)
@@ -123,6 +124,7 @@ impl Tx<'_> {
             .bind(count("resting_heart_rate"))
             .bind(count("heart_rate_intraday"))
             .bind(count("steps_intraday"))
+            .bind(count("device"))
             .bind(count("sync_slices"))
             .bind(count("provider_notifications"))
             .bind(&request_id)
@@ -161,6 +163,7 @@ struct AuditCounts {
     resting_heart_rate_rows: i64,
     heart_rate_intraday_rows: i64,
     steps_intraday_rows: i64,
+    device_rows: i64,
     sync_slices_rows: i64,
     provider_notifications_rows: i64,
 }
@@ -177,6 +180,7 @@ impl AuditCounts {
             self.resting_heart_rate_rows,
             self.heart_rate_intraday_rows,
             self.steps_intraday_rows,
+            self.device_rows,
             self.sync_slices_rows,
             self.provider_notifications_rows,
         ];

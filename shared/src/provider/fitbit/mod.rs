@@ -36,7 +36,9 @@ use reqwest::StatusCode;
 use reqwest::header::HeaderMap;
 
 use super::http::{self, transport_error, with_quick_retries_when};
-use super::{AccessGrant, DailySummaries, HealthProvider, Intraday, RequestBudget, Session};
+use super::{
+    AccessGrant, DailyFamilies, HealthProvider, Intraday, PairedDevice, RequestBudget, Session,
+};
 use crate::config::{FitbitArgs, HeartRateDetail};
 use crate::domain::{ParticipantState, Slice, format_instant};
 use crate::errors::SyncError;
@@ -230,7 +232,7 @@ impl FitbitClient {
         &self,
         session: &Session,
         date: NaiveDate,
-        out: &mut DailySummaries,
+        out: &mut DailyFamilies,
     ) -> Result<(), SyncError> {
         let body = self
             .get_data(
@@ -319,21 +321,18 @@ impl HealthProvider for FitbitClient {
         parse_token_response(&text, old, Utc::now())
     }
 
-    /// The latest `lastSyncTime` of all devices, read in the participant's zone:
-    /// [`Session::time_zone`] if the worker set it, else the profile's (one more request; call
-    /// `time_zone` first and set it to save it).
-    async fn latest_device_sync(
-        &self,
-        session: &Session,
-    ) -> Result<Option<DateTime<Utc>>, SyncError> {
+    /// Every device, its `lastSyncTime` read in the participant's zone: [`Session::time_zone`]
+    /// if the worker set it, else the profile's (one more request; call `time_zone` first and
+    /// set it to save it).
+    async fn paired_devices(&self, session: &Session) -> Result<Vec<PairedDevice>, SyncError> {
         let body = self
             .get_data(session, "get devices", "devices.json")
             .await?;
-        let times = parse_devices(&body)?;
-        if times.is_empty() {
-            return Ok(None);
+        let devices = parse_devices(&body)?;
+        if devices.is_empty() {
+            return devices.read(LocalZone::Named(chrono_tz::UTC));
         }
-        times.latest(self.local_zone(session).await?)
+        devices.read(self.local_zone(session).await?)
     }
 
     /// The profile's `timezone`, checked to be an IANA zone.
@@ -343,12 +342,12 @@ impl HealthProvider for FitbitClient {
     }
 
     /// Two requests per local day; the quota allows about 70 days an hour.
-    async fn daily_summaries(
+    async fn daily_families(
         &self,
         session: &Session,
         days: Range<NaiveDate>,
-    ) -> Result<DailySummaries, SyncError> {
-        let mut out = DailySummaries::default();
+    ) -> Result<DailyFamilies, SyncError> {
+        let mut out = DailyFamilies::default();
         for date in days.start.iter_days().take_while(|d| *d < days.end) {
             self.day(session, date, &mut out).await?;
         }

@@ -24,6 +24,7 @@ use super::{INTRADAY_DENIED_REASON, REQUIRED_SCOPES, RETIRED_REASON};
 use crate::config::HeartRateDetail;
 use crate::domain::{ParticipantState, Slice, UtcInstant};
 use crate::errors::SyncError;
+use crate::families::PairedDevice;
 use crate::messages::{ActivityDay, HeartRateZoneDay, IntradayPoint, RestingHeartRateDay};
 use crate::provider::http::{
     common_status_error, header_seconds, header_u64, retry_after, unparsable_body,
@@ -54,37 +55,52 @@ fn json<T: DeserializeOwned>(what: &str, body: &str) -> Result<T, SyncError> {
     })
 }
 
-/// `devices.json`: every device's `lastSyncTime`, still in local time.
-pub fn parse_devices(body: &str) -> Result<DeviceSyncTimes, SyncError> {
+/// `devices.json`: every paired device, its `lastSyncTime` still in local time.
+pub fn parse_devices(body: &str) -> Result<LocalDevices, SyncError> {
     let devices: Vec<Device> = json("get devices", body)?;
-    Ok(DeviceSyncTimes(
-        devices
-            .into_iter()
-            .filter_map(|d| d.last_sync_time)
-            .collect(),
-    ))
+    Ok(LocalDevices(devices))
 }
 
-/// The devices' local sync times: reading them needs the participant's zone, which may cost a
-/// request, so they are read apart from the body.
-#[derive(Debug, Clone, PartialEq)]
-pub struct DeviceSyncTimes(Vec<String>);
+/// The paired devices with local sync times: reading those needs the participant's zone,
+/// which may cost a request, so they are read apart from the body.
+#[derive(Debug)]
+pub struct LocalDevices(Vec<Device>);
 
-impl DeviceSyncTimes {
+impl LocalDevices {
     /// No device has synced (or none is paired): no zone is needed.
     pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
+        self.0.iter().all(|d| d.last_sync_time.is_none())
     }
 
-    /// The latest of all devices (not the first device's: the prototype's fault), read in
+    /// Every device, its sync time read in `zone`.
+    pub fn read(self, zone: LocalZone) -> Result<Vec<PairedDevice>, SyncError> {
+        self.0
+            .into_iter()
+            .map(|d| {
+                let last_sync_time = d
+                    .last_sync_time
+                    .map(|text| last_sync_instant(&text, zone).map(UtcInstant::new))
+                    .transpose()?;
+                Ok(PairedDevice {
+                    device_id: d.id.unwrap_or_default(),
+                    battery: d.battery,
+                    battery_level: d.battery_level,
+                    device_version: d.device_version,
+                    device_type: d.device_type,
+                    last_sync_time,
+                })
+            })
+            .collect()
+    }
+
+    /// The latest sync of all devices (not the first device's: the prototype's fault), read in
     /// `zone`; `None` when no device has synced.
-    pub fn latest(&self, zone: LocalZone) -> Result<Option<DateTime<Utc>>, SyncError> {
-        let mut latest = None;
-        for text in &self.0 {
-            let at = last_sync_instant(text, zone)?;
-            latest = latest.max(Some(at));
-        }
-        Ok(latest)
+    pub fn latest(self, zone: LocalZone) -> Result<Option<DateTime<Utc>>, SyncError> {
+        Ok(self
+            .read(zone)?
+            .into_iter()
+            .filter_map(|d| d.last_sync_time.map(UtcInstant::get))
+            .max())
     }
 }
 

@@ -731,16 +731,13 @@ async fn after_the_configured_turn_off_nothing_is_sent() {
     assert!(
         assert_permanent(&err, ParticipantState::NeedsReconsent).starts_with("provider retired")
     );
-    let err = client.latest_device_sync(&session(None)).await.unwrap_err();
+    let err = latest_sync(&client, &session(None)).await.unwrap_err();
     assert_permanent(&err, ParticipantState::NeedsReconsent);
     assert!(mock.seen().is_empty());
 
     config.retired_after = Some(Utc::now() + TimeDelta::days(1));
     let client = FitbitClient::new(&config);
-    assert_eq!(
-        client.latest_device_sync(&session(None)).await.unwrap(),
-        None
-    );
+    assert_eq!(latest_sync(&client, &session(None)).await.unwrap(), None);
     assert_eq!(mock.seen().len(), 1);
 }
 
@@ -777,7 +774,7 @@ async fn the_latest_sync_is_the_latest_of_all_devices_in_the_profile_zone() {
     .await;
     let client = FitbitClient::new(&args(&base));
     // Without a zone in the session, the profile's is fetched: 03:00 EST = 08:00Z.
-    let latest = client.latest_device_sync(&session(None)).await.unwrap();
+    let latest = latest_sync(&client, &session(None)).await.unwrap();
     assert_eq!(latest, Some(utc("2026-11-01T08:00:00Z")));
     assert_eq!(
         mock.paths(),
@@ -789,8 +786,7 @@ async fn the_latest_sync_is_the_latest_of_all_devices_in_the_profile_zone() {
             .all(|s| s.authorization == format!("Bearer {ACCESS_TOKEN}"))
     );
     // With the zone in the session, no profile request.
-    let latest = client
-        .latest_device_sync(&session(Some(chrono_tz::Europe::London)))
+    let latest = latest_sync(&client, &session(Some(chrono_tz::Europe::London)))
         .await
         .unwrap();
     assert_eq!(latest, Some(utc("2026-11-01T03:00:00Z")));
@@ -801,10 +797,7 @@ async fn the_latest_sync_is_the_latest_of_all_devices_in_the_profile_zone() {
 async fn no_device_means_no_sync_and_a_bad_sync_time_is_invalid_data() {
     let (base, mock) = serve(|_| Reply::ok("[]")).await;
     let client = FitbitClient::new(&args(&base));
-    assert_eq!(
-        client.latest_device_sync(&session(None)).await.unwrap(),
-        None
-    );
+    assert_eq!(latest_sync(&client, &session(None)).await.unwrap(), None);
     assert_eq!(
         mock.seen().len(),
         1,
@@ -813,10 +806,12 @@ async fn no_device_means_no_sync_and_a_bad_sync_time_is_invalid_data() {
 
     let (base, _mock) =
         serve(|_| Reply::ok(r#"[{"lastSyncTime":"2026-11-01T03:00:00.000Z"}]"#)).await;
-    let err = FitbitClient::new(&args(&base))
-        .latest_device_sync(&session(Some(chrono_tz::UTC)))
-        .await
-        .unwrap_err();
+    let err = latest_sync(
+        &FitbitClient::new(&args(&base)),
+        &session(Some(chrono_tz::UTC)),
+    )
+    .await
+    .unwrap_err();
     let reason = assert_permanent(&err, ParticipantState::ProviderDataInvalid);
     assert!(reason.contains("2026-11-01T03:00:00.000Z"), "{reason}");
 }
@@ -861,7 +856,7 @@ async fn daily_summaries_read_both_endpoints_for_each_local_day() {
     })
     .await;
     let summaries = FitbitClient::new(&args(&base))
-        .daily_summaries(&session(None), date("2017-08-15")..date("2017-08-17"))
+        .daily_families(&session(None), date("2017-08-15")..date("2017-08-17"))
         .await
         .unwrap();
     assert_eq!(
@@ -907,13 +902,13 @@ async fn daily_data_of_the_wrong_shape_or_day_is_invalid_data() {
     })
     .await;
     let err = FitbitClient::new(&args(&base))
-        .daily_summaries(&session(None), date("2017-08-16")..date("2017-08-17"))
+        .daily_families(&session(None), date("2017-08-16")..date("2017-08-17"))
         .await
         .unwrap_err();
     assert!(assert_permanent(&err, ParticipantState::ProviderDataInvalid).contains("2017-08-15"));
     let (base, _mock) = serve(|_| Reply::ok(r#"{"summary":{"steps":{"count":3}}}"#)).await;
     let err = FitbitClient::new(&args(&base))
-        .daily_summaries(&session(None), date("2017-08-16")..date("2017-08-17"))
+        .daily_families(&session(None), date("2017-08-16")..date("2017-08-17"))
         .await
         .unwrap_err();
     assert!(
@@ -1170,7 +1165,7 @@ async fn once_the_quota_is_spent_the_next_call_is_not_sent() {
     .await;
     let client = FitbitClient::new(&args(&base));
     let session = session(None);
-    assert_eq!(client.latest_device_sync(&session).await.unwrap(), None);
+    assert_eq!(latest_sync(&client, &session).await.unwrap(), None);
     let err = client.time_zone(&session).await.unwrap_err();
     match err {
         SyncError::RateLimited {
@@ -1209,16 +1204,16 @@ async fn quota_left_clears_a_spent_quota_and_a_429_spends_it() {
     let client = FitbitClient::new(&args(&base));
     let session = session(None);
     session.set_quota_spent(None);
-    client.latest_device_sync(&session).await.unwrap();
+    latest_sync(&client, &session).await.unwrap();
     assert_eq!(session.quota_resets_in(), None);
-    let err = client.latest_device_sync(&session).await.unwrap_err();
+    let err = latest_sync(&client, &session).await.unwrap_err();
     assert!(matches!(
         err,
         SyncError::RateLimited { retry_after: Some(d), .. } if d == Duration::from_secs(600)
     ));
     assert_eq!(mock.seen().len(), 2, "a 429 is not retried in place");
     assert!(matches!(
-        client.latest_device_sync(&session).await.unwrap_err(),
+        latest_sync(&client, &session).await.unwrap_err(),
         SyncError::RateLimited { .. }
     ));
     assert_eq!(mock.seen().len(), 2, "nor is anything sent after it");
@@ -1232,8 +1227,8 @@ async fn a_full_session_budget_refuses_instead_of_waiting_an_hour() {
         Secret::new(ACCESS_TOKEN.to_owned()),
         RequestBudget::new(1, Duration::from_secs(3600)),
     );
-    client.latest_device_sync(&session).await.unwrap();
-    let err = client.latest_device_sync(&session).await.unwrap_err();
+    latest_sync(&client, &session).await.unwrap();
+    let err = latest_sync(&client, &session).await.unwrap_err();
     assert!(
         matches!(err, SyncError::RateLimited { retry_after: Some(d), .. } if d > Duration::from_secs(3500))
     );
@@ -1251,8 +1246,7 @@ async fn server_errors_are_retried_in_place_but_an_expired_token_is_not() {
         )
     })
     .await;
-    let err = FitbitClient::new(&args(&base))
-        .latest_device_sync(&session(None))
+    let err = latest_sync(&FitbitClient::new(&args(&base)), &session(None))
         .await
         .unwrap_err();
     assert!(err.is_transient());
@@ -1268,12 +1262,24 @@ async fn server_errors_are_retried_in_place_but_an_expired_token_is_not() {
         )
     })
     .await;
-    let err = FitbitClient::new(&args(&base))
-        .latest_device_sync(&session(None))
+    let err = latest_sync(&FitbitClient::new(&args(&base)), &session(None))
         .await
         .unwrap_err();
     assert!(err.is_transient());
     assert!(err.to_string().contains("expired_token"), "{err}");
     assert!(!err.to_string().contains(ACCESS_TOKEN), "{err}");
     assert_eq!(mock.seen().len(), 1);
+}
+
+/// The latest sync of all paired devices, as the worker reads it.
+async fn latest_sync(
+    client: &FitbitClient,
+    session: &Session,
+) -> Result<Option<DateTime<Utc>>, SyncError> {
+    Ok(client
+        .paired_devices(session)
+        .await?
+        .into_iter()
+        .filter_map(|d| d.last_sync_time.map(crate::domain::UtcInstant::get))
+        .max())
 }

@@ -61,6 +61,18 @@ fn object<'de, D: Deserializer<'de>, T: DeserializeOwned>(d: D) -> Result<T, D::
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Device {
+    #[serde(default)]
+    pub id: Option<String>,
+    /// `High`, `Medium`, `Low`, `Empty`.
+    #[serde(default)]
+    pub battery: Option<String>,
+    #[serde(default)]
+    pub battery_level: Option<i64>,
+    #[serde(default)]
+    pub device_version: Option<String>,
+    /// `TRACKER` or `SCALE`.
+    #[serde(default, rename = "type")]
+    pub device_type: Option<String>,
     /// Local time of the participant's profile zone, `yyyy-MM-ddTHH:mm:ss.SSS`, no offset.
     #[serde(default)]
     pub last_sync_time: Option<String>,

@@ -14,11 +14,13 @@ mod wire;
 
 use std::ops::Range;
 
-use chrono::{DateTime, NaiveDate, TimeDelta, Utc};
+use chrono::{NaiveDate, TimeDelta, Utc};
 use reqwest::Method;
 
 use super::http::{self, common_status_error, transport_error, with_quick_retries};
-use super::{AccessGrant, DailySummaries, HealthProvider, Intraday, RequestBudget, Session};
+use super::{
+    AccessGrant, DailyFamilies, HealthProvider, Intraday, PairedDevice, RequestBudget, Session,
+};
 use crate::config::GoogleArgs;
 use crate::domain::Slice;
 use crate::errors::SyncError;
@@ -255,11 +257,8 @@ impl HealthProvider for GoogleHealthClient {
         parse_token_response(&text, refresh_token.expose(), Utc::now())
     }
 
-    async fn latest_device_sync(
-        &self,
-        session: &Session,
-    ) -> Result<Option<DateTime<Utc>>, SyncError> {
-        let mut latest: Option<DateTime<Utc>> = None;
+    async fn paired_devices(&self, session: &Session) -> Result<Vec<PairedDevice>, SyncError> {
+        let mut devices = Vec::new();
         let mut token: Option<String> = None;
         for _ in 0..MAX_PAGES {
             let mut query = vec![("pageSize", "100")];
@@ -277,14 +276,13 @@ impl HealthProvider for GoogleHealthClient {
                 )
                 .await?;
             let page = parse_paired_devices_page(&body)?;
-            // The latest of all devices, not the first (the prototype's fault).
-            latest = page.items.into_iter().chain(latest).max();
+            devices.extend(page.items);
             match page.next_page_token {
                 Some(next) if Some(&next) != token.as_ref() => token = Some(next),
-                _ => return Ok(latest),
+                _ => return Ok(devices),
             }
         }
-        Ok(latest)
+        Ok(devices)
     }
 
     async fn time_zone(&self, session: &Session) -> Result<Option<String>, SyncError> {
@@ -294,11 +292,11 @@ impl HealthProvider for GoogleHealthClient {
         parse_settings(&body)
     }
 
-    async fn daily_summaries(
+    async fn daily_families(
         &self,
         session: &Session,
         days: Range<NaiveDate>,
-    ) -> Result<DailySummaries, SyncError> {
+    ) -> Result<DailyFamilies, SyncError> {
         let mut merge = SummaryMerge::default();
         let mut start = days.start;
         while start < days.end {

@@ -22,7 +22,7 @@ use crate::messages::{
     ActivityDay, HeartRateZoneDay, IntradayPoint, ProviderIdentity, RestingHeartRateDay,
 };
 use crate::provider::http::unparsable_body;
-use crate::provider::{AccessGrant, DailySummaries, expires_at};
+use crate::provider::{AccessGrant, DailyFamilies, PairedDevice, expires_at};
 use crate::secret::Secret;
 
 /// The access token's lifetime when the token response does not say (or says something that is
@@ -98,25 +98,38 @@ pub fn parse_steps_page(body: &str, slice: Slice) -> Result<Page<IntradayPoint>,
     })
 }
 
-/// One page of `pairedDevices`: the last sync time of every device that has one.
-pub fn parse_paired_devices_page(body: &str) -> Result<Page<DateTime<Utc>>, SyncError> {
+/// One page of `pairedDevices`: every device with its battery and last sync time.
+pub fn parse_paired_devices_page(body: &str) -> Result<Page<PairedDevice>, SyncError> {
     let what = "list pairedDevices";
     let page: PairedDevicesResponse = json(what, body)?;
     let items = page
         .paired_devices
         .into_iter()
-        .filter_map(|d| d.last_sync_time)
-        .map(|at| {
+        .map(|d| {
             // The instant goes into the job's outcome and the database as text: one without a
             // canonical text (a year past 9999, e.g. "9999-12-31T23:00:00-05:00") would make
             // that message undecodable by the writer.
-            UtcInstant::checked(at).map(UtcInstant::get).map_err(|_| {
-                SyncError::invalid_data(format!(
-                    "{what}: lastSyncTime {at:?} is outside the years 0000-9999"
-                ))
+            let last_sync_time = d
+                .last_sync_time
+                .map(|at| {
+                    UtcInstant::checked(at).map_err(|_| {
+                        SyncError::invalid_data(format!(
+                            "{what}: lastSyncTime {at:?} is outside the years 0000-9999"
+                        ))
+                    })
+                })
+                .transpose()?;
+            let device_id = d.name.rsplit('/').next().unwrap_or_default().to_owned();
+            Ok(PairedDevice {
+                device_id,
+                battery: d.battery_status,
+                battery_level: d.battery_level,
+                device_version: d.device_version,
+                device_type: d.device_type,
+                last_sync_time,
             })
         })
-        .collect::<Result<_, _>>()?;
+        .collect::<Result<_, SyncError>>()?;
     Ok(Page {
         items,
         next_page_token: next_page(page.next_page_token),
@@ -421,8 +434,8 @@ impl SummaryMerge {
         }
     }
 
-    pub fn finish(self) -> DailySummaries {
-        DailySummaries {
+    pub fn finish(self) -> DailyFamilies {
+        DailyFamilies {
             activity: self.activity.into_values().collect(),
             heart_rate_zones: self.zones.into_values().collect(),
             resting_heart_rate: self
@@ -433,6 +446,7 @@ impl SummaryMerge {
                     resting_heart_rate: bpm,
                 })
                 .collect(),
+            ..Default::default()
         }
     }
 }

@@ -285,6 +285,17 @@ pub struct PairedDevicesResponse {
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct PairedDevice {
+    /// `users/me/pairedDevices/{id}`.
+    #[serde(default)]
+    pub name: String,
+    #[serde(default)]
+    pub battery_status: Option<String>,
+    #[serde(default)]
+    pub battery_level: Option<i64>,
+    #[serde(default)]
+    pub device_version: Option<String>,
+    #[serde(default)]
+    pub device_type: Option<String>,
     #[serde(default)]
     pub last_sync_time: Option<DateTime<Utc>>,
 }

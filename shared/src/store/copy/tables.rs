@@ -87,7 +87,7 @@ impl Table {
 use Kind::*;
 
 /// Every table, parents before children (`credentials` references `participants`).
-pub const TABLES: [Table; 14] = [
+pub const TABLES: [Table; 15] = [
     Table {
         name: "participants",
         columns: &[
@@ -211,6 +211,22 @@ pub const TABLES: [Table; 14] = [
         key: &["participant_id", "date"],
     },
     Table {
+        name: "device",
+        columns: &[
+            col("participant_id", Text),
+            col("device_id", Text),
+            col("device_date", Date),
+            opt("battery", Text),
+            opt("battery_level", Integer),
+            opt("device_version", Text),
+            opt("device_type", Text),
+            opt("last_sync_time", Instant),
+            col("provider", Text),
+            col("updated_at", Instant),
+        ],
+        key: &["participant_id", "device_id", "device_date"],
+    },
+    Table {
         name: "heart_rate_intraday",
         columns: &[
             col("participant_id", Text),
@@ -284,6 +300,7 @@ pub const TABLES: [Table; 14] = [
             col("resting_heart_rate_rows", Integer),
             col("heart_rate_intraday_rows", Integer),
             col("steps_intraday_rows", Integer),
+            col("device_rows", Integer),
             col("sync_slices_rows", Integer),
             col("provider_notifications_rows", Integer),
             opt("request_id", Text),
