@@ -515,6 +515,12 @@ impl TestFleet {
             heart_rate.expected > 0,
             "{id}: the truth has heart rate to compare"
         );
+        // A participant judged here synced up to the device's latest sync, so its device
+        // snapshot is judged too (the checker skips it only for a participant stopped earlier).
+        assert!(
+            check.tables.get("device").is_some_and(|d| d.expected > 0),
+            "{id}: the device snapshot was not judged (latest_device_sync differs from the truth)"
+        );
         assert!(check.is_clean(), "{id} differs from the truth:\n{check}");
     }
 
