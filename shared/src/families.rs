@@ -7,6 +7,7 @@
 //! Daily families are keyed by the participant's **local** day, as the providers report them;
 //! a sleep session belongs to the local day on which it **ends** (the All of Us `sleep_date`).
 
+use std::collections::BTreeMap;
 use std::ops::Range;
 
 use chrono::NaiveDate;
@@ -245,6 +246,12 @@ pub struct DailyFamilies {
     /// (older messages) deletes nothing.
     #[serde(default)]
     pub complete_days: Option<Range<NaiveDate>>,
+    /// Families the provider refused for this participant (a 403 on that family's data: its
+    /// scope was not granted), with the provider's reason. Their vectors are empty because
+    /// nothing was read, not because there was nothing: the writer records them as not
+    /// permitted and deletes nothing of theirs.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub not_permitted: BTreeMap<Family, String>,
 }
 
 /// A row keyed by a local day.
@@ -295,6 +302,7 @@ impl DailyFamilies {
             skin_temperature: within(&self.skin_temperature, days),
             active_zone_minutes: within(&self.active_zone_minutes, days),
             complete_days: Some(days.clone()),
+            not_permitted: self.not_permitted.clone(),
         }
     }
 

@@ -13,7 +13,7 @@ mod http;
 
 pub use http::client as http_client;
 
-use std::collections::VecDeque;
+use std::collections::{BTreeMap, VecDeque};
 use std::future::Future;
 use std::ops::Range;
 use std::sync::OnceLock;
@@ -24,7 +24,7 @@ use tokio::sync::Mutex;
 
 use crate::domain::Slice;
 use crate::errors::SyncError;
-pub use crate::families::{DailyFamilies, PairedDevice};
+pub use crate::families::{DailyFamilies, Family, PairedDevice};
 use crate::messages::IntradayPoint;
 use crate::secret::Secret;
 
@@ -92,6 +92,8 @@ pub struct Session {
     quota_resets_at: std::sync::Mutex<Option<tokio::time::Instant>>,
     /// Why the provider refuses intraday data (first refusal wins).
     intraday_denied: OnceLock<String>,
+    /// Daily families the provider refused (403 on that family's data), with the reason.
+    families_denied: std::sync::Mutex<BTreeMap<Family, String>>,
 }
 
 impl Session {
@@ -102,6 +104,7 @@ impl Session {
             time_zone: None,
             quota_resets_at: std::sync::Mutex::new(None),
             intraday_denied: OnceLock::new(),
+            families_denied: std::sync::Mutex::new(BTreeMap::new()),
         }
     }
 
@@ -135,6 +138,30 @@ impl Session {
     /// Records that the provider refuses intraday data (keeps the first reason).
     pub fn deny_intraday(&self, reason: impl Into<String>) {
         let _ = self.intraday_denied.set(reason.into());
+    }
+
+    /// Records that the provider refuses one daily family for this participant (a 403 on its
+    /// data: the scope was not granted). The client sends no further request for it in this
+    /// session and reports it in [`DailyFamilies::not_permitted`]; every other family goes on.
+    pub fn deny_family(&self, family: Family, reason: impl Into<String>) {
+        self.families_denied
+            .lock()
+            .expect("families lock")
+            .entry(family)
+            .or_insert_with(|| reason.into());
+    }
+
+    /// Whether [`deny_family`](Self::deny_family) was called for `family` in this session.
+    pub fn family_denied(&self, family: Family) -> bool {
+        self.families_denied
+            .lock()
+            .expect("families lock")
+            .contains_key(&family)
+    }
+
+    /// Every family refused in this session, with its reason.
+    pub fn denied_families(&self) -> BTreeMap<Family, String> {
+        self.families_denied.lock().expect("families lock").clone()
     }
 }
 

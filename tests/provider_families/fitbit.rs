@@ -1,0 +1,1 @@
+//! The legacy Fitbit client against the simulator: see `main.rs`.

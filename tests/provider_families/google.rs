@@ -1,0 +1,1 @@
+//! The Google Health client against the simulator: see `main.rs`.
