@@ -11,6 +11,8 @@ use fitlink_shared::fetch;
 use fitlink_shared::store::Database;
 use fitlink_simulator::{SimConfig, truth};
 
+mod families;
+
 /// Which provider served a participant's data, which decides what the truth looks like.
 #[derive(Clone, Copy, Debug)]
 pub enum History {
@@ -309,6 +311,17 @@ pub async fn check_participant(
             stored_on("SELECT date, CAST(resting_heart_rate AS TEXT) FROM resting_heart_rate WHERE participant_id = $1").await?,
         ),
     );
+    let judged = families::Judged {
+        db,
+        sim,
+        id,
+        history,
+        days: &days,
+        version: &version,
+    };
+    for (table, diff) in judged.tables().await? {
+        check.tables.insert(table, diff);
+    }
     if let Some(devices) = check_devices(db, sim, id).await? {
         check.tables.insert("device", devices);
     }

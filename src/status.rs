@@ -40,9 +40,13 @@
 //!       "consented_at": "2026-10-01T00:00:00Z",
 //!       "refresh_token_expires_at": null,    // set for grants that expire on a date (7-day testing grants)
 //!       "credential_used_at": "2026-11-01T11:05:00Z", // last time the provider accepted the refresh token
-//!       "rows": {                            // rows stored for this participant, per table
+//!       "not_permitted": {                   // families the provider refused (scope not granted)
+//!         "sleep": "list sleep: HTTP 403 PERMISSION_DENIED …"
+//!       },
+//!       "rows": {                            // rows stored for this participant, every data table
 //!         "activity_summary": 305, "heart_rate_summary": 1220, "resting_heart_rate": 305,
-//!         "heart_rate_intraday": 439200, "steps_intraday": 439200
+//!         "heart_rate_intraday": 439200, "steps_intraday": 439200, "device": 305,
+//!         "sleep_daily_summary": 320, "sleep_level": 9100, …
 //!       }
 //!     }
 //!   ],
@@ -96,6 +100,7 @@ use fitlink_shared::config::{BrokerArgs, DatabaseArgs};
 use fitlink_shared::domain::{ParticipantState, Provider, UtcInstant};
 use fitlink_shared::fetch;
 use fitlink_shared::messages::now_instant;
+use fitlink_shared::store::DATA_TABLES;
 use fitlink_shared::store::Database;
 use serde::Serialize;
 
@@ -199,41 +204,36 @@ pub struct ParticipantStatus {
     pub refresh_token_expires_at: Option<UtcInstant>,
     /// The last time the provider accepted the refresh token (a job or a keep-alive touch).
     pub credential_used_at: Option<UtcInstant>,
+    /// Data families the provider refused for this participant (scope not granted), with the
+    /// provider's reason: the other families keep syncing; a new consent may grant these.
+    pub not_permitted: BTreeMap<String, String>,
     pub rows: TableRows,
 }
 
-/// Row counts of the data tables (names as in the database).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
-pub struct TableRows {
-    pub activity_summary: i64,
-    pub heart_rate_summary: i64,
-    pub resting_heart_rate: i64,
-    pub heart_rate_intraday: i64,
-    pub steps_intraday: i64,
-    /// Device snapshots (one per device and local day).
-    pub device: i64,
+/// Row counts of the data tables ([`DATA_TABLES`], names as in the database), every table
+/// present (0 when empty), so dashboards need no special case.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(transparent)]
+pub struct TableRows(BTreeMap<&'static str, i64>);
+
+impl Default for TableRows {
+    fn default() -> Self {
+        TableRows(DATA_TABLES.iter().map(|t| (*t, 0)).collect())
+    }
 }
 
 impl TableRows {
-    fn slot(&mut self, table: &str) -> &mut i64 {
-        match table {
-            "activity_summary" => &mut self.activity_summary,
-            "heart_rate_summary" => &mut self.heart_rate_summary,
-            "resting_heart_rate" => &mut self.resting_heart_rate,
-            "heart_rate_intraday" => &mut self.heart_rate_intraday,
-            "steps_intraday" => &mut self.steps_intraday,
-            "device" => &mut self.device,
-            other => unreachable!("not a data table: {other}"),
-        }
+    /// Rows of `table` (0 for a table that is not a data table).
+    pub fn get(&self, table: &str) -> i64 {
+        self.0.get(table).copied().unwrap_or(0)
+    }
+
+    fn add(&mut self, table: &'static str, n: i64) {
+        *self.0.entry(table).or_default() += n;
     }
 
     fn total(&self) -> i64 {
-        self.activity_summary
-            + self.heart_rate_summary
-            + self.resting_heart_rate
-            + self.heart_rate_intraday
-            + self.steps_intraday
-            + self.device
+        self.0.values().sum()
     }
 }
 
@@ -279,33 +279,6 @@ pub struct RetryDepth {
 
 /// Per-table row counts, one grouped query per table (not one per participant). Static strings
 /// so no table name is ever spliced into SQL.
-const ROW_COUNTS: [(&str, &str); 6] = [
-    (
-        "activity_summary",
-        "SELECT participant_id, count(*) FROM activity_summary GROUP BY participant_id",
-    ),
-    (
-        "heart_rate_summary",
-        "SELECT participant_id, count(*) FROM heart_rate_summary GROUP BY participant_id",
-    ),
-    (
-        "resting_heart_rate",
-        "SELECT participant_id, count(*) FROM resting_heart_rate GROUP BY participant_id",
-    ),
-    (
-        "heart_rate_intraday",
-        "SELECT participant_id, count(*) FROM heart_rate_intraday GROUP BY participant_id",
-    ),
-    (
-        "steps_intraday",
-        "SELECT participant_id, count(*) FROM steps_intraday GROUP BY participant_id",
-    ),
-    (
-        "device",
-        "SELECT participant_id, count(*) FROM device GROUP BY participant_id",
-    ),
-];
-
 /// Builds the report: the database part (required) and the queue part (best effort).
 pub async fn status(database: &DatabaseArgs, broker: &BrokerArgs) -> anyhow::Result<StatusReport> {
     let generated_at = now_instant();
@@ -418,12 +391,28 @@ async fn read_tables(db: &Database) -> anyhow::Result<Tables> {
 
     let mut counts: BTreeMap<String, TableRows> = BTreeMap::new();
     let mut table_totals = TableRows::default();
-    for (table, query) in ROW_COUNTS {
-        let per_participant: Vec<(String, i64)> = fetch!(db.exec(), sqlx::query_as(query), all)
-            .with_context(|| format!("cannot count rows of {table}"))?;
+    let refused: Vec<(String, String, String)> = fetch!(
+        db.exec(),
+        sqlx::query_as("SELECT participant_id, family, reason FROM family_permissions"),
+        all
+    )
+    .context("cannot read refused data families")?;
+    let mut not_permitted: BTreeMap<String, BTreeMap<String, String>> = BTreeMap::new();
+    for (participant, family, reason) in refused {
+        not_permitted
+            .entry(participant)
+            .or_default()
+            .insert(family, reason);
+    }
+    for table in DATA_TABLES {
+        // Table names come from a constant list, never from input.
+        let query = format!("SELECT participant_id, count(*) FROM {table} GROUP BY participant_id");
+        let per_participant: Vec<(String, i64)> =
+            fetch!(db.exec(), sqlx::query_as(sqlx::AssertSqlSafe(query)), all)
+                .with_context(|| format!("cannot count rows of {table}"))?;
         for (participant, n) in per_participant {
-            *counts.entry(participant).or_default().slot(table) += n;
-            *table_totals.slot(table) += n;
+            counts.entry(participant).or_default().add(table, n);
+            table_totals.add(table, n);
         }
     }
 
@@ -469,7 +458,8 @@ async fn read_tables(db: &Database) -> anyhow::Result<Tables> {
                 let lag_seconds =
                     latest_device_sync.map(|latest| (latest.get() - cursor.get()).num_seconds());
                 ParticipantStatus {
-                    rows: counts.get(&participant_id).copied().unwrap_or_default(),
+                    rows: counts.remove(&participant_id).unwrap_or_default(),
+                    not_permitted: not_permitted.remove(&participant_id).unwrap_or_default(),
                     participant_id,
                     provider,
                     state,
@@ -676,11 +666,11 @@ pub fn render_text(report: &StatusReport) -> String {
                         .as_deref()
                         .map_or_else(|| "-".into(), |j| j.chars().take(8).collect()),
                     dash(&p.retry_at),
-                    p.rows.activity_summary.to_string(),
-                    p.rows.heart_rate_summary.to_string(),
-                    p.rows.resting_heart_rate.to_string(),
-                    p.rows.heart_rate_intraday.to_string(),
-                    p.rows.steps_intraday.to_string(),
+                    p.rows.get("activity_summary").to_string(),
+                    p.rows.get("heart_rate_summary").to_string(),
+                    p.rows.get("resting_heart_rate").to_string(),
+                    p.rows.get("heart_rate_intraday").to_string(),
+                    p.rows.get("steps_intraday").to_string(),
                 ]
             })
             .collect();
@@ -714,6 +704,9 @@ pub fn render_text(report: &StatusReport) -> String {
             if let Some(why) = explanation(p) {
                 let _ = writeln!(out, "    \u{21b3} {why}");
             }
+            for (family, reason) in &p.not_permitted {
+                let _ = writeln!(out, "    \u{21b3} {family} not permitted: {reason}");
+            }
         }
     }
 
@@ -729,15 +722,14 @@ pub fn render_text(report: &StatusReport) -> String {
     for (provider, states) in &t.by_provider_and_state {
         let _ = writeln!(out, "  {provider}: {}", counts(states));
     }
+    let per_table: Vec<String> = DATA_TABLES
+        .iter()
+        .map(|table| format!("{table} {}", t.rows.get(table)))
+        .collect();
     let _ = writeln!(
         out,
-        "rows: activity_summary {}, heart_rate_summary {}, resting_heart_rate {}, heart_rate_intraday {}, steps_intraday {}, device {} (total {})",
-        t.rows.activity_summary,
-        t.rows.heart_rate_summary,
-        t.rows.resting_heart_rate,
-        t.rows.heart_rate_intraday,
-        t.rows.steps_intraday,
-        t.rows.device,
+        "rows: {} (total {})",
+        per_table.join(", "),
         t.rows.total()
     );
     match &report.queues {

@@ -228,8 +228,10 @@ async fn known(db: &Database, id: &ParticipantId) -> anyhow::Result<Option<Known
     Ok(row.map(|(state,)| Known { state }))
 }
 
-/// Participants in a state that needs consent, and linked ones whose time-limited grant ends
-/// within two days (re-consent before it runs out keeps the data flowing without a gap).
+/// Participants in a state that needs consent, linked ones whose time-limited grant ends
+/// within two days (re-consent before it runs out keeps the data flowing without a gap), and
+/// syncing ones who did not permit a data family (`family_not_permitted`: unticked on the
+/// consent page, e.g. sleep; a new consent may grant it).
 pub async fn needing_consent(
     db: &Database,
     now: DateTime<Utc>,
@@ -244,10 +246,14 @@ pub async fn needing_consent(
         .collect::<Vec<_>>()
         .join(", ");
     let sql = format!(
-        "SELECT participant_id, CASE WHEN state IN ({placeholders}) THEN state ELSE 'grant_expiring' END
+        "SELECT participant_id, CASE WHEN state IN ({placeholders}) THEN state
+                WHEN refresh_token_expires_at IS NOT NULL AND refresh_token_expires_at <= $1 THEN 'grant_expiring'
+                ELSE 'family_not_permitted' END
          FROM participants
          WHERE state IN ({placeholders})
             OR (state <> 'withdrawn' AND refresh_token_expires_at IS NOT NULL AND refresh_token_expires_at <= $1)
+            OR (state <> 'withdrawn' AND EXISTS (SELECT 1 FROM family_permissions f
+                                                 WHERE f.participant_id = participants.participant_id))
          ORDER BY participant_id"
     );
     // Only placeholders are interpolated; the states are bound.

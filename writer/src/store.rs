@@ -6,7 +6,8 @@
 //! the database after the commit (publishing granted jobs, answering a process that waits for a
 //! decision) is returned in [`Applied`] for the caller to do.
 //!
-//! One module per concern: `import`, `grant` (sync requests and keep-alives), `slices`,
+//! One module per concern: `import`, `grant` (sync requests and keep-alives), `slices` (with
+//! `families`: each data family into its table),
 //! `credential`, `outcome` (job ends), `linkage` (invitations, consents, consent problems and
 //! losses), `notification` (provider webhooks: new data and deletions), `withdrawal`.
 //!
@@ -26,7 +27,7 @@ use fitlink_shared::store::{Conn, Database, Durability, WriteConnection};
 use uuid::Uuid;
 
 mod credential;
-mod devices;
+mod families;
 mod grant;
 mod import;
 mod linkage;
@@ -35,6 +36,8 @@ mod outcome;
 mod slices;
 mod withdrawal;
 
+#[cfg(test)]
+mod families_tests;
 #[cfg(test)]
 mod linkage_tests;
 #[cfg(test)]

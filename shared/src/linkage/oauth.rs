@@ -259,9 +259,16 @@ impl OAuthClient {
         self.provider
     }
 
-    /// The scopes fitlink asks for (Google: full URLs; Fitbit: short names).
+    /// The scopes fitlink needs (Google: full URLs; Fitbit: short names).
     pub fn required_scopes(&self) -> &'static [&'static str] {
         required_scopes(self.provider)
+    }
+
+    /// Every scope the consent page asks for: the required ones, then the optional ones.
+    pub fn requested_scopes(&self) -> Vec<&'static str> {
+        let mut scopes = required_scopes(self.provider).to_vec();
+        scopes.extend_from_slice(optional_scopes(self.provider));
+        scopes
     }
 
     /// Where to send the participant. Google: `access_type=offline` and `prompt=consent`, the
@@ -274,7 +281,7 @@ impl OAuthClient {
         code_challenge: &str,
         login_hint: Option<&str>,
     ) -> String {
-        let scope = self.required_scopes().join(" ");
+        let scope = self.requested_scopes().join(" ");
         let mut params: Vec<(&str, &str)> = vec![
             ("client_id", &self.client_id),
             ("redirect_uri", redirect_uri),
@@ -413,6 +420,23 @@ fn required_scopes(provider: Provider) -> &'static [&'static str] {
     match provider {
         Provider::GoogleHealth => &google::REQUIRED_SCOPES,
         Provider::Fitbit => &fitbit::REQUIRED_SCOPES,
+    }
+}
+
+/// Scopes fitlink asks for but can do without, each covering data families of its own: a
+/// participant who unticks one keeps syncing everything else, and the families it covers are
+/// recorded as not permitted (`family_permissions`, shown by `status`, re-offered by `invite
+/// --needing-consent`). Google's nightly metrics come with the required
+/// `health_metrics_and_measurements`; the legacy API scopes them separately.
+fn optional_scopes(provider: Provider) -> &'static [&'static str] {
+    match provider {
+        Provider::GoogleHealth => &["https://www.googleapis.com/auth/googlehealth.sleep.readonly"],
+        Provider::Fitbit => &[
+            "sleep",
+            "oxygen_saturation",
+            "respiratory_rate",
+            "temperature",
+        ],
     }
 }
 

@@ -30,19 +30,27 @@ pub mod copy;
 mod postgres;
 mod sqlite;
 mod types;
+mod upsert;
 
 pub mod testing;
 
 pub use postgres::{months_touched, partition_name};
 
 /// The data tables, for counts, checks and purges.
-pub const DATA_TABLES: [&str; 6] = [
+pub const DATA_TABLES: [&str; 13] = [
     "activity_summary",
     "heart_rate_summary",
     "resting_heart_rate",
     "heart_rate_intraday",
     "steps_intraday",
     "device",
+    "sleep_daily_summary",
+    "sleep_level",
+    "heart_rate_variability_daily",
+    "oxygen_saturation_daily",
+    "breathing_rate_daily",
+    "skin_temperature_daily",
+    "active_zone_minutes_daily",
 ];
 
 /// Which database engine a URL names.

@@ -900,6 +900,44 @@ async fn a_purging_withdrawal_deletes_everything_in_one_go_and_leaves_an_audit_r
             last_sync_time: Some(at("2026-10-01T03:00:00Z")),
         }],
     });
+    let night = NaiveDate::from_ymd_opt(2026, 10, 1).unwrap();
+    with_devices.daily = fitlink_shared::families::DailyFamilies {
+        sleep: vec![fitlink_shared::families::SleepSession {
+            session_id: "26000000000001".into(),
+            sleep_date: night,
+            is_main_sleep: true,
+            start: at("2026-09-30T22:00:00Z"),
+            start_utc_offset_seconds: 0,
+            end: at("2026-09-30T23:00:00Z"),
+            end_utc_offset_seconds: 0,
+            minute_in_bed: Some(60),
+            minute_asleep: Some(60),
+            minute_after_wakeup: None,
+            minute_awake: None,
+            minute_restless: None,
+            minute_deep: Some(60),
+            minute_light: None,
+            minute_rem: None,
+            minute_wake: None,
+            levels: vec![fitlink_shared::families::SleepLevel {
+                level: "deep".into(),
+                start: at("2026-09-30T22:00:00Z"),
+                utc_offset_seconds: 0,
+                duration_seconds: 3600,
+            }],
+        }],
+        breathing_rate: vec![fitlink_shared::families::BreathingRateDay {
+            date: night,
+            breathing_rate: 14.5,
+        }],
+        not_permitted: [(
+            fitlink_shared::families::Family::SkinTemperature,
+            "HTTP 403".to_owned(),
+        )]
+        .into(),
+        complete_days: Some(night..night.succ_opt().unwrap()),
+        ..Default::default()
+    };
     store
         .apply(&[
             WriterCommand::StoreSlice(with_devices),
@@ -917,6 +955,14 @@ async fn a_purging_withdrawal_deletes_everything_in_one_go_and_leaves_an_audit_r
         ("heart_rate_intraday", 70),
         ("steps_intraday", 70),
         ("device", 1),
+        ("sleep_daily_summary", 1),
+        ("sleep_level", 1),
+        ("heart_rate_variability_daily", 0),
+        ("oxygen_saturation_daily", 0),
+        ("breathing_rate_daily", 1),
+        ("skin_temperature_daily", 0),
+        ("active_zone_minutes_daily", 0),
+        ("family_permissions", 1),
         ("sync_slices", 1),
         ("provider_notifications", 1),
     ]

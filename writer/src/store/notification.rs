@@ -221,6 +221,35 @@ impl Tx<'_> {
         Ok(job)
     }
 
+    /// Deletes the participant's sleep sessions ending in `[start, end)` with their levels; the
+    /// rows deleted.
+    async fn delete_sessions_ending(
+        &mut self,
+        participant: &str,
+        start: UtcInstant,
+        end: UtcInstant,
+    ) -> CommandResult<u64> {
+        let sessions: Vec<(String, String)> = fetch!(
+            self.conn.exec(),
+            sqlx::query_as(
+                "SELECT provider, session_id FROM sleep_daily_summary \
+                 WHERE participant_id = $1 AND end_datetime >= $2 AND end_datetime < $3",
+            )
+            .bind(participant)
+            .bind(start)
+            .bind(end),
+            all
+        )?;
+        let mut deleted = 0;
+        for (provider, session_id) in sessions {
+            let (s, l) = self
+                .delete_session(participant, &provider, &session_id)
+                .await?;
+            deleted += s + l;
+        }
+        Ok(deleted)
+    }
+
     pub(super) async fn delete_provider_data(
         &mut self,
         deletion: &ProviderDeletion,
@@ -245,7 +274,7 @@ impl Tx<'_> {
                 continue;
             }
             let deleted = match table {
-                Some(table) => execute!(
+                Some(Deleted::Intraday(table)) => execute!(
                     self.conn.exec(),
                     sqlx::query(AssertSqlSafe(format!(
                         "DELETE FROM {} WHERE participant_id = $1 AND datetime >= $2 \
@@ -256,6 +285,10 @@ impl Tx<'_> {
                     .bind(start)
                     .bind(end)
                 )?,
+                Some(Deleted::SleepSessions) => {
+                    self.delete_sessions_ending(participant.as_str(), start, end)
+                        .await?
+                }
                 None => 0,
             };
             execute!(
@@ -307,12 +340,22 @@ impl Tx<'_> {
     }
 }
 
-/// The intraday table a Google data type's points are stored in; other types have no stored
-/// points to delete (their deletion is recorded with 0 rows).
-fn deleted_table(data_type: &str) -> Option<Intraday> {
+/// Where a Google data type's deleted points are stored.
+enum Deleted {
+    /// Points by their instant.
+    Intraday(Intraday),
+    /// Sleep sessions by their end (a deleted `sleep` point is a session; its levels go with
+    /// it).
+    SleepSessions,
+}
+
+/// Where a Google data type's points are stored; other types have no stored points to delete
+/// (their deletion is recorded with 0 rows).
+fn deleted_table(data_type: &str) -> Option<Deleted> {
     match data_type {
-        "heart-rate" => Some(Intraday::HeartRate),
-        "steps" => Some(Intraday::Steps),
+        "heart-rate" => Some(Deleted::Intraday(Intraday::HeartRate)),
+        "steps" => Some(Deleted::Intraday(Intraday::Steps)),
+        "sleep" => Some(Deleted::SleepSessions),
         _ => None,
     }
 }

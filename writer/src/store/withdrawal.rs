@@ -16,36 +16,49 @@ use super::{CommandResult, Effect, Tx, capped, date_of, job_text};
 
 /// Every table holding a participant's data or sync bookkeeping, deleted by a purge, each
 /// counted in its own audit column (`{table}_rows`).
-const PURGED: [&str; 8] = [
+const PURGED: [&str; 16] = [
     "activity_summary",
     "heart_rate_summary",
     "resting_heart_rate",
     "heart_rate_intraday",
     "steps_intraday",
     "device",
+    "sleep_daily_summary",
+    "sleep_level",
+    "heart_rate_variability_daily",
+    "oxygen_saturation_daily",
+    "breathing_rate_daily",
+    "skin_temperature_daily",
+    "active_zone_minutes_daily",
+    "family_permissions",
     "sync_slices",
     "provider_notifications",
 ];
+
+/// The audit columns, one per purged table, in [`PURGED`] order.
+fn audit_columns() -> String {
+    PURGED.map(|t| format!("{t}_rows")).join(", ")
+}
 
 impl Tx<'_> {
     pub(super) async fn withdraw(&mut self, withdrawal: &Withdrawal) -> CommandResult<Effect> {
         let participant = &withdrawal.participant_id;
         let request_id = job_text(&withdrawal.request_id);
-        let audit: Option<AuditCounts> = fetch!(
+        let audit: Option<bool> = fetch!(
             self.conn.exec(),
-            sqlx::query_as(
-                "SELECT purged, activity_summary_rows, heart_rate_summary_rows, \
-                     resting_heart_rate_rows, heart_rate_intraday_rows, steps_intraday_rows, \
-                     device_rows, sync_slices_rows, provider_notifications_rows \
-                     FROM withdrawals WHERE participant_id = $1 AND request_id = $2",
+            sqlx::query_scalar(
+                "SELECT purged FROM withdrawals WHERE participant_id = $1 AND request_id = $2",
             )
             .bind(participant.as_str())
             .bind(&request_id),
             optional
         )?;
-        if let Some(audit) = audit {
+        if let Some(purged) = audit {
             // This very withdrawal, redelivered after its commit: the same answer again.
-            return Ok(self.withdrawal_reply(withdrawal, audit.purged, audit.rows_deleted()));
+            let rows_deleted = self
+                .audited_counts(participant.as_str(), &request_id, purged)
+                .await?;
+            return Ok(self.withdrawal_reply(withdrawal, purged, rows_deleted));
         }
         let state = self.participant_state(participant).await?;
         let refusal = match state.as_deref() {
@@ -105,32 +118,56 @@ impl Tx<'_> {
             }
         }
         let count = |table: &str| rows_deleted.get(table).copied().unwrap_or(0) as i64;
-        execute!(
-            self.conn.exec(),
-            sqlx::query(
-                "INSERT INTO withdrawals (participant_id, withdrawn_at, withdrawn_by, purged, \
-                     provider_revocation, activity_summary_rows, heart_rate_summary_rows, \
-                     resting_heart_rate_rows, heart_rate_intraday_rows, steps_intraday_rows, \
-                     device_rows, sync_slices_rows, provider_notifications_rows, request_id) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)",
-            )
-            .bind(participant.as_str())
-            .bind(withdrawal.at)
-            .bind(capped(&withdrawal.requested_by))
-            .bind(withdrawal.purge)
-            .bind(capped(&withdrawal.provider_revocation))
-            .bind(count("activity_summary"))
-            .bind(count("heart_rate_summary"))
-            .bind(count("resting_heart_rate"))
-            .bind(count("heart_rate_intraday"))
-            .bind(count("steps_intraday"))
-            .bind(count("device"))
-            .bind(count("sync_slices"))
-            .bind(count("provider_notifications"))
-            .bind(&request_id)
-        )?;
+        let params: Vec<String> = (7..7 + PURGED.len()).map(|n| format!("${n}")).collect();
+        let insert = format!(
+            "INSERT INTO withdrawals (participant_id, withdrawn_at, withdrawn_by, purged, \
+             provider_revocation, request_id, {}) VALUES ($1, $2, $3, $4, $5, $6, {})",
+            audit_columns(),
+            params.join(", ")
+        );
+        execute!(self.conn.exec(), {
+            let mut query = sqlx::query(AssertSqlSafe(insert.as_str()))
+                .bind(participant.as_str())
+                .bind(withdrawal.at)
+                .bind(capped(&withdrawal.requested_by))
+                .bind(withdrawal.purge)
+                .bind(capped(&withdrawal.provider_revocation))
+                .bind(&request_id);
+            for table in PURGED {
+                query = query.bind(count(table));
+            }
+            query
+        })?;
         tracing::debug!(participant_id = %participant, purge = withdrawal.purge, ?rows_deleted, "participant withdrawn");
         Ok(self.withdrawal_reply(withdrawal, withdrawal.purge, rows_deleted))
+    }
+
+    /// The per-table counts an earlier commit of this withdrawal recorded; empty without a
+    /// purge.
+    async fn audited_counts(
+        &mut self,
+        participant: &str,
+        request_id: &str,
+        purged: bool,
+    ) -> CommandResult<BTreeMap<String, u64>> {
+        let mut counts = BTreeMap::new();
+        if !purged {
+            return Ok(counts);
+        }
+        for table in PURGED {
+            let n: i64 = fetch!(
+                self.conn.exec(),
+                sqlx::query_scalar(AssertSqlSafe(format!(
+                    "SELECT {table}_rows FROM withdrawals \
+                     WHERE participant_id = $1 AND request_id = $2"
+                )))
+                .bind(participant)
+                .bind(request_id),
+                one
+            )?;
+            counts.insert(table.to_owned(), n.max(0) as u64);
+        }
+        Ok(counts)
     }
 
     fn withdrawal_reply(
@@ -151,43 +188,5 @@ impl Tx<'_> {
             },
             job: None,
         }
-    }
-}
-
-/// A withdrawal's audit row, as its reply needs it.
-#[derive(sqlx::FromRow)]
-struct AuditCounts {
-    purged: bool,
-    activity_summary_rows: i64,
-    heart_rate_summary_rows: i64,
-    resting_heart_rate_rows: i64,
-    heart_rate_intraday_rows: i64,
-    steps_intraday_rows: i64,
-    device_rows: i64,
-    sync_slices_rows: i64,
-    provider_notifications_rows: i64,
-}
-
-impl AuditCounts {
-    /// The per-table counts in [`PURGED`] order; empty without a purge.
-    fn rows_deleted(&self) -> BTreeMap<String, u64> {
-        if !self.purged {
-            return BTreeMap::new();
-        }
-        let counts = [
-            self.activity_summary_rows,
-            self.heart_rate_summary_rows,
-            self.resting_heart_rate_rows,
-            self.heart_rate_intraday_rows,
-            self.steps_intraday_rows,
-            self.device_rows,
-            self.sync_slices_rows,
-            self.provider_notifications_rows,
-        ];
-        PURGED
-            .iter()
-            .zip(counts)
-            .map(|(table, n)| ((*table).to_owned(), n.max(0) as u64))
-            .collect()
     }
 }

@@ -398,7 +398,11 @@ fn the_google_authorization_url_asks_for_an_offline_grant_with_pkce() {
     assert!(url.contains("scope=https%3A%2F%2Fwww.googleapis.com%2Fauth%2Fgooglehealth.activity_and_fitness.readonly%20https%3A"));
     let mut params = query(&url);
     params.sort();
-    let scope = google::REQUIRED_SCOPES.join(" ");
+    // The required scopes, then sleep, which a participant may untick and keep syncing.
+    let scope = format!(
+        "{} https://www.googleapis.com/auth/googlehealth.sleep.readonly",
+        google::REQUIRED_SCOPES.join(" ")
+    );
     let mut expected: Vec<(String, String)> = [
         ("access_type", "offline"),
         ("client_id", "cid.apps.googleusercontent.com"),
@@ -436,7 +440,7 @@ fn the_fitbit_authorization_url_asks_for_its_short_scopes_with_pkce() {
         ("prompt", "consent"),
         ("redirect_uri", REDIRECT),
         ("response_type", "code"),
-        ("scope", "activity heartrate settings profile"),
+        ("scope", "activity heartrate settings profile sleep oxygen_saturation respiratory_rate temperature"),
         ("state", "state1"),
     ]
     .iter()

@@ -87,7 +87,7 @@ impl Table {
 use Kind::*;
 
 /// Every table, parents before children (`credentials` references `participants`).
-pub const TABLES: [Table; 15] = [
+pub const TABLES: [Table; 23] = [
     Table {
         name: "participants",
         columns: &[
@@ -227,6 +227,117 @@ pub const TABLES: [Table; 15] = [
         key: &["participant_id", "device_id", "device_date"],
     },
     Table {
+        name: "sleep_daily_summary",
+        columns: &[
+            col("participant_id", Text),
+            col("provider", Text),
+            col("session_id", Text),
+            col("sleep_date", Date),
+            col("is_main_sleep", Bool),
+            col("start_datetime", Instant),
+            col("start_utc_offset_seconds", Integer),
+            col("end_datetime", Instant),
+            col("end_utc_offset_seconds", Integer),
+            opt("minute_in_bed", Integer),
+            opt("minute_asleep", Integer),
+            opt("minute_after_wakeup", Integer),
+            opt("minute_awake", Integer),
+            opt("minute_restless", Integer),
+            opt("minute_deep", Integer),
+            opt("minute_light", Integer),
+            opt("minute_rem", Integer),
+            opt("minute_wake", Integer),
+            col("updated_at", Instant),
+        ],
+        key: &["participant_id", "provider", "session_id"],
+    },
+    Table {
+        name: "sleep_level",
+        columns: &[
+            col("participant_id", Text),
+            col("provider", Text),
+            col("session_id", Text),
+            col("sleep_date", Date),
+            col("is_main_sleep", Bool),
+            col("level", Text),
+            col("start_datetime", Instant),
+            col("utc_offset_seconds", Integer),
+            col("duration_in_min", Real),
+        ],
+        key: &["participant_id", "provider", "session_id", "start_datetime"],
+    },
+    Table {
+        name: "heart_rate_variability_daily",
+        columns: &[
+            col("participant_id", Text),
+            col("date", Date),
+            opt("daily_rmssd", Real),
+            opt("deep_rmssd", Real),
+            col("provider", Text),
+            col("updated_at", Instant),
+        ],
+        key: &["participant_id", "date"],
+    },
+    Table {
+        name: "oxygen_saturation_daily",
+        columns: &[
+            col("participant_id", Text),
+            col("date", Date),
+            opt("average", Real),
+            opt("lower_bound", Real),
+            opt("upper_bound", Real),
+            col("provider", Text),
+            col("updated_at", Instant),
+        ],
+        key: &["participant_id", "date"],
+    },
+    Table {
+        name: "breathing_rate_daily",
+        columns: &[
+            col("participant_id", Text),
+            col("date", Date),
+            col("breathing_rate", Real),
+            col("provider", Text),
+            col("updated_at", Instant),
+        ],
+        key: &["participant_id", "date"],
+    },
+    Table {
+        name: "skin_temperature_daily",
+        columns: &[
+            col("participant_id", Text),
+            col("date", Date),
+            col("nightly_relative", Real),
+            col("provider", Text),
+            col("updated_at", Instant),
+        ],
+        key: &["participant_id", "date"],
+    },
+    Table {
+        name: "active_zone_minutes_daily",
+        columns: &[
+            col("participant_id", Text),
+            col("date", Date),
+            col("fat_burn", Integer),
+            col("cardio", Integer),
+            col("peak", Integer),
+            col("total", Integer),
+            col("provider", Text),
+            col("updated_at", Instant),
+        ],
+        key: &["participant_id", "date"],
+    },
+    Table {
+        name: "family_permissions",
+        columns: &[
+            col("participant_id", Text),
+            col("family", Text),
+            col("reason", Text),
+            col("since", Instant),
+        ],
+        key: &["participant_id", "family"],
+    },
+    Table {
         name: "heart_rate_intraday",
         columns: &[
             col("participant_id", Text),
@@ -304,6 +415,14 @@ pub const TABLES: [Table; 15] = [
             col("sync_slices_rows", Integer),
             col("provider_notifications_rows", Integer),
             opt("request_id", Text),
+            col("sleep_daily_summary_rows", Integer),
+            col("sleep_level_rows", Integer),
+            col("heart_rate_variability_daily_rows", Integer),
+            col("oxygen_saturation_daily_rows", Integer),
+            col("breathing_rate_daily_rows", Integer),
+            col("skin_temperature_daily_rows", Integer),
+            col("active_zone_minutes_daily_rows", Integer),
+            col("family_permissions_rows", Integer),
         ],
         key: &["participant_id", "withdrawn_at"],
     },
