@@ -342,6 +342,27 @@ async fn a_refused_sleep_scope_refuses_sleep_only() {
     equals_truth(id, &read, &truth, &[Family::Sleep]);
     assert!(!read.activity.is_empty() && !read.heart_rate_zones.is_empty());
     assert!(!read.resting_heart_rate.is_empty() && !read.breathing_rate.is_empty());
+
+    // Once refused in a session, sleep is not asked for again; the refusal is still reported.
+    let google = client(&sim);
+    let session = session(&sim, &google, id).await;
+    google
+        .daily_families(&session, history(&sim, id))
+        .await
+        .unwrap();
+    let before = sim.stats().await;
+    let again = google
+        .daily_families(&session, history(&sim, id))
+        .await
+        .unwrap();
+    let sent = requests_between(&before, &sim.stats().await);
+    assert_eq!(sent.get("list/sleep"), None, "{sent:?}");
+    assert!(again.not_permitted.contains_key(&Family::Sleep));
+    assert_eq!(
+        sent.get("list/daily-respiratory-rate"),
+        Some(&2),
+        "two windows"
+    );
 }
 
 /// The per-endpoint counts of one participant's requests between two `/_sim/stats`.
