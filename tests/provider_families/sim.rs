@@ -1,5 +1,4 @@
 //! The simulator in this test process, bound to an ephemeral loopback port.
-#![allow(dead_code)] // until google.rs and fitbit.rs use every part
 
 use fitlink_simulator::{SimConfig, SimParticipant};
 use tokio::sync::oneshot;
@@ -36,6 +35,34 @@ impl Sim {
             config,
             _stop: stop,
         }
+    }
+
+    /// `POST {base}/_sim/{path}` with a JSON body: the control API (restatements, scopes, ...).
+    pub async fn control(&self, path: &str, body: serde_json::Value) -> serde_json::Value {
+        let response = fitlink_shared::provider::http_client()
+            .post(format!("{}/_sim/{path}", self.base_url))
+            .json(&body)
+            .send()
+            .await
+            .expect("the control API answers");
+        assert!(
+            response.status().is_success(),
+            "POST /_sim/{path}: {}",
+            response.status()
+        );
+        response.json().await.expect("the control API answers JSON")
+    }
+
+    /// `GET {base}/_sim/stats`: every request the simulator served, by endpoint and participant.
+    pub async fn stats(&self) -> serde_json::Value {
+        fitlink_shared::provider::http_client()
+            .get(format!("{}/_sim/stats", self.base_url))
+            .send()
+            .await
+            .expect("the stats answer")
+            .json()
+            .await
+            .expect("the stats are JSON")
     }
 
     pub fn participant(&self, id: &str) -> &SimParticipant {

@@ -148,6 +148,13 @@ fn google_corpus() {
                 "resting-heart-rate" => google::SummaryMerge::default()
                     .add_resting_heart_rate_page(text)
                     .map(|_| 0),
+                "sleep" => google::parse_sleep_page(text).map(|p| p.items.len()),
+                "hrv" => google::parse_heart_rate_variability_page(text).map(|p| p.items.len()),
+                "spo2" => google::parse_oxygen_saturation_page(text).map(|p| p.items.len()),
+                "breathing-rate" => google::parse_breathing_rate_page(text).map(|p| p.items.len()),
+                "skin-temperature" => {
+                    google::parse_skin_temperature_page(text).map(|p| p.items.len())
+                }
                 "paired-devices" => google::parse_paired_devices_page(text).map(|p| p.items.len()),
                 "settings" => google::parse_settings(text).map(|z| z.map_or(0, |z| z.len())),
                 "identity" => google::parse_identity(text).map(|_| 0),

@@ -22,6 +22,15 @@ const RESTING: &str =
     include_str!("../../../tests/corpus/google/ok/resting-heart-rate.documented-page.json");
 const DEVICES: &str =
     include_str!("../../../tests/corpus/google/ok/paired-devices.documented-page.json");
+const SLEEP: &str = include_str!("../../../tests/corpus/google/ok/sleep.documented-page.json");
+const SLEEP_CLASSIC: &str =
+    include_str!("../../../tests/corpus/google/ok/sleep.classic-nap-omitted-zeros.json");
+const HRV: &str = include_str!("../../../tests/corpus/google/ok/hrv.documented-page.json");
+const SPO2: &str = include_str!("../../../tests/corpus/google/ok/spo2.documented-page.json");
+const BREATHING: &str =
+    include_str!("../../../tests/corpus/google/ok/breathing-rate.documented-page.json");
+const TEMPERATURE: &str =
+    include_str!("../../../tests/corpus/google/ok/skin-temperature.nan-baseline.json");
 const SETTINGS: &str = include_str!("../../../tests/corpus/google/ok/settings.documented.json");
 const IDENTITY: &str = include_str!("../../../tests/corpus/google/ok/identity.documented.json");
 const TOKEN: &str = include_str!("../../../tests/corpus/google/ok/token.documented.json");
@@ -77,8 +86,27 @@ fn the_seeds_are_accepted() {
     merge.add_daily_roll_up("steps", ROLL_UP).unwrap();
     merge.add_heart_rate_zones_page(ZONES).unwrap();
     merge.add_resting_heart_rate_page(RESTING).unwrap();
+    merge
+        .add_daily_roll_up("active-zone-minutes", ROLL_UP)
+        .unwrap();
     let rows = merge.finish();
     assert_eq!((rows.activity.len(), rows.heart_rate_zones.len()), (2, 4));
+    assert_eq!(rows.active_zone_minutes.len(), 1);
+    assert_eq!(parse_sleep_page(SLEEP).unwrap().items.len(), 1);
+    assert_eq!(parse_sleep_page(SLEEP_CLASSIC).unwrap().items.len(), 2);
+    assert_eq!(
+        parse_heart_rate_variability_page(HRV).unwrap().items.len(),
+        2
+    );
+    assert_eq!(parse_oxygen_saturation_page(SPO2).unwrap().items.len(), 1);
+    assert_eq!(parse_breathing_rate_page(BREATHING).unwrap().items.len(), 1);
+    assert_eq!(
+        parse_skin_temperature_page(TEMPERATURE)
+            .unwrap()
+            .items
+            .len(),
+        1
+    );
     assert_eq!(parse_paired_devices_page(DEVICES).unwrap().items.len(), 3);
     assert!(parse_settings(SETTINGS).unwrap().is_some());
     parse_identity(IDENTITY).unwrap();
@@ -135,6 +163,60 @@ proptest! {
             }
         }
         merge.finish();
+    }
+
+    /// An accepted session has instants with a canonical text, offsets a zone can have, levels
+    /// in order that do not run backwards, and no negative minutes.
+    #[test]
+    fn sleep_pages_are_storable_sessions_or_invalid_data(
+        body in prop_oneof![body(doc(SLEEP)), body(doc(SLEEP_CLASSIC))],
+    ) {
+        match parse_sleep_page(&body) {
+            Ok(page) => {
+                for s in &page.items {
+                    prop_assert!(!s.session_id.is_empty());
+                    prop_assert_eq!(UtcInstant::parse(&s.end.to_text()), Ok(s.end));
+                    prop_assert!(s.start <= s.end);
+                    let offsets = [s.start_utc_offset_seconds, s.end_utc_offset_seconds];
+                    prop_assert!(offsets.iter().all(|o| o.abs() <= 18 * 3600));
+                    prop_assert!(s.levels.windows(2).all(|w| w[0].start <= w[1].start));
+                    prop_assert!(s.levels.iter().all(|l| l.duration_seconds >= 0));
+                    let minutes = [s.minute_in_bed, s.minute_asleep, s.minute_awake, s.minute_deep,
+                        s.minute_light, s.minute_rem, s.minute_wake, s.minute_restless];
+                    prop_assert!(minutes.iter().flatten().all(|m| *m >= 0));
+                }
+                prop_assert_ne!(page.next_page_token.as_deref(), Some(""));
+            }
+            Err(e) => assert_invalid_data(&e),
+        }
+    }
+
+    /// An accepted nightly value is a number (a `"NaN"` is no value, an infinity is refused).
+    #[test]
+    fn nightly_pages_are_finite_values_or_invalid_data(
+        hrv in body(doc(HRV)),
+        spo2 in body(doc(SPO2)),
+        breathing in body(doc(BREATHING)),
+        temperature in body(doc(TEMPERATURE)),
+    ) {
+        let finite = |values: Vec<Option<f64>>| values.into_iter().flatten().all(f64::is_finite);
+        let verdicts = [
+            parse_heart_rate_variability_page(&hrv)
+                .map(|p| p.items.iter().all(|d| finite(vec![d.daily_rmssd, d.deep_rmssd]))),
+            parse_oxygen_saturation_page(&spo2).map(|p| {
+                p.items.iter().all(|d| finite(vec![d.average, d.lower_bound, d.upper_bound]))
+            }),
+            parse_breathing_rate_page(&breathing)
+                .map(|p| p.items.iter().all(|d| d.breathing_rate.is_finite())),
+            parse_skin_temperature_page(&temperature)
+                .map(|p| p.items.iter().all(|d| d.nightly_relative.is_finite())),
+        ];
+        for verdict in verdicts {
+            match verdict {
+                Ok(all_finite) => prop_assert!(all_finite),
+                Err(e) => assert_invalid_data(&e),
+            }
+        }
     }
 
     /// Accepted sync times have a canonical text: they travel in the job's outcome.

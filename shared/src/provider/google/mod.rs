@@ -2,19 +2,23 @@
 //! Web API.
 //!
 //! Calls used per job: the OAuth token endpoint (refresh), `pairedDevices` (latest sync),
-//! `settings` (time zone), `dailyRollUp` on nine types plus `list` on two daily types for the
-//! days a job covers (in chunks of at most 14 days, the API's cap for some types), and `list` on
-//! `heart-rate` and `steps` for each slice, every page.
+//! `settings` (time zone), for the days a job covers (in windows of at most 14 days, the API's
+//! cap for some roll-ups) `dailyRollUp` on the [`ROLL_UP_TYPES`] plus `list` on `sleep` and six
+//! daily types ([`daily`]), and `list` on `heart-rate` and `steps` for each slice, every page.
 //!
 //! This module sends the requests; every body it gets back is read by [`parse`], which turns it
 //! into rows or a classified [`SyncError`] without I/O.
 
+mod daily;
+mod nightly;
 pub mod parse;
+mod sleep;
+mod summaries;
 mod wire;
 
 use std::ops::Range;
 
-use chrono::{NaiveDate, TimeDelta, Utc};
+use chrono::{NaiveDate, Utc};
 use reqwest::Method;
 
 use super::http::{self, common_status_error, transport_error, with_quick_retries};
@@ -27,7 +31,6 @@ use crate::errors::SyncError;
 use crate::messages::ProviderIdentity;
 use crate::secret::Secret;
 use parse::*;
-use wire::Date;
 
 /// Scopes fitlink needs; a grant without one of them cannot deliver the four data families.
 pub const REQUIRED_SCOPES: [&str; 3] = [
@@ -36,11 +39,9 @@ pub const REQUIRED_SCOPES: [&str; 3] = [
     "https://www.googleapis.com/auth/googlehealth.settings.readonly",
 ];
 
-/// The longest `dailyRollUp` range every type we read accepts (total-calories, active-minutes
-/// and calories-in-heart-rate-zone are capped at 14 days; the others at 90).
-const ROLLUP_CHUNK_DAYS: i64 = 14;
-/// The types whose `dailyRollUp` makes up a day's activity summary and heart-rate zones.
-pub const ROLL_UP_TYPES: [&str; 10] = [
+/// The types whose `dailyRollUp` makes up a day's activity summary, heart-rate zones and active
+/// zone minutes.
+pub const ROLL_UP_TYPES: [&str; 11] = [
     "steps",
     "distance",
     "floors",
@@ -51,6 +52,7 @@ pub const ROLL_UP_TYPES: [&str; 10] = [
     "sedentary-period",
     "time-in-heart-rate-zone",
     "calories-in-heart-rate-zone",
+    "active-zone-minutes",
 ];
 
 /// `list` page size: the documented maximum, fewest requests.
@@ -126,90 +128,42 @@ impl GoogleHealthClient {
         .await
     }
 
-    /// Every page of a `list` call over a filter; `page` reads each body and returns the next
-    /// page's token.
-    async fn list_all(
+    /// Every page of a `list` call over a filter, each body read by `parse`.
+    async fn list_all<T>(
         &self,
         session: &Session,
         data_type: &str,
         filter: &str,
-        mut page: impl FnMut(&str) -> Result<Option<String>, SyncError>,
-    ) -> Result<(), SyncError> {
+        page_size: &str,
+        parse: impl Fn(&str) -> Result<Page<T>, SyncError>,
+    ) -> Result<Vec<T>, SyncError> {
         let path = format!("dataTypes/{data_type}/dataPoints");
         let what = format!("list {data_type}");
+        let mut items = Vec::new();
         let mut token: Option<String> = None;
         for _ in 0..MAX_PAGES {
-            let mut query = vec![("filter", filter), ("pageSize", PAGE_SIZE)];
+            let mut query = vec![("filter", filter), ("pageSize", page_size)];
             if let Some(t) = token.as_deref() {
                 query.push(("pageToken", t));
             }
             let body = self
                 .fetch(session, &what, Method::GET, &path, &query, None)
                 .await?;
-            match page(&body)? {
+            let page = parse(&body)?;
+            items.extend(page.items);
+            match page.next_page_token {
                 Some(next) if Some(&next) == token.as_ref() => {
                     return Err(SyncError::invalid_data(format!(
                         "{what}: the provider repeated a page token"
                     )));
                 }
                 Some(next) => token = Some(next),
-                None => return Ok(()),
+                None => return Ok(items),
             }
         }
         Err(SyncError::invalid_data(format!(
             "{what}: more than {MAX_PAGES} pages"
         )))
-    }
-
-    async fn summaries_chunk(
-        &self,
-        session: &Session,
-        days: Range<NaiveDate>,
-        out: &mut SummaryMerge,
-    ) -> Result<(), SyncError> {
-        // The ten roll-ups are independent: ask for them at once (the participant's request
-        // budget still paces them), so provider latency is paid once, not ten times.
-        let request = serde_json::json!({
-            "range": {
-                "start": {"date": Date::from_naive(days.start)},
-                "end": {"date": Date::from_naive(days.end)},
-            },
-            "windowSizeDays": 1,
-        });
-        let bodies = futures_util::future::try_join_all(ROLL_UP_TYPES.iter().map(|data_type| {
-            let request = &request;
-            async move {
-                let what = format!("dailyRollUp {data_type}");
-                let path = format!("dataTypes/{data_type}/dataPoints:dailyRollUp");
-                self.fetch(session, &what, Method::POST, &path, &[], Some(request))
-                    .await
-            }
-        }))
-        .await?;
-        for (data_type, body) in ROLL_UP_TYPES.iter().zip(bodies) {
-            out.add_daily_roll_up(data_type, &body)?;
-        }
-        let date_filter = |t: &str| {
-            format!(
-                "{t}.date >= \"{}\" AND {t}.date < \"{}\"",
-                days.start.format("%Y-%m-%d"),
-                days.end.format("%Y-%m-%d")
-            )
-        };
-        self.list_all(
-            session,
-            "daily-heart-rate-zones",
-            &date_filter("daily_heart_rate_zones"),
-            |body| out.add_heart_rate_zones_page(body),
-        )
-        .await?;
-        self.list_all(
-            session,
-            "daily-resting-heart-rate",
-            &date_filter("daily_resting_heart_rate"),
-            |body| out.add_resting_heart_rate_page(body),
-        )
-        .await
     }
 }
 
@@ -297,15 +251,7 @@ impl HealthProvider for GoogleHealthClient {
         session: &Session,
         days: Range<NaiveDate>,
     ) -> Result<DailyFamilies, SyncError> {
-        let mut merge = SummaryMerge::default();
-        let mut start = days.start;
-        while start < days.end {
-            let end = (start + TimeDelta::days(ROLLUP_CHUNK_DAYS)).min(days.end);
-            self.summaries_chunk(session, start..end, &mut merge)
-                .await?;
-            start = end;
-        }
-        Ok(merge.finish())
+        self.read_daily_families(session, days).await
     }
 
     async fn intraday(&self, session: &Session, slice: Slice) -> Result<Intraday, SyncError> {
@@ -316,26 +262,19 @@ impl HealthProvider for GoogleHealthClient {
             )
         };
         // Heart rate and steps at once: two independent page chains.
-        let mut out = Intraday::default();
-        let (mut heart_rate, mut steps) = (Vec::new(), Vec::new());
         let (hr_filter, steps_filter) = (
             range_filter("heart_rate.sample_time.physical_time"),
             range_filter("steps.interval.start_time"),
         );
-        tokio::try_join!(
-            self.list_all(session, "heart-rate", &hr_filter, |body| {
-                let page = parse_heart_rate_page(body, slice)?;
-                heart_rate.extend(page.items);
-                Ok(page.next_page_token)
-            },),
-            self.list_all(session, "steps", &steps_filter, |body| {
-                let page = parse_steps_page(body, slice)?;
-                steps.extend(page.items);
-                Ok(page.next_page_token)
-            },),
+        let (heart_rate, steps) = tokio::try_join!(
+            self.list_all(session, "heart-rate", &hr_filter, PAGE_SIZE, |body| {
+                parse_heart_rate_page(body, slice)
+            }),
+            self.list_all(session, "steps", &steps_filter, PAGE_SIZE, |body| {
+                parse_steps_page(body, slice)
+            }),
         )?;
-        out.heart_rate = heart_rate;
-        out.steps = steps;
+        let mut out = Intraday { heart_rate, steps };
         out.heart_rate.sort_by_key(|p| p.datetime);
         out.steps.sort_by_key(|p| p.datetime);
         Ok(out)

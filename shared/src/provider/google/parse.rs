@@ -7,8 +7,10 @@
 //! [`SyncError::Permanent`] with [`ParticipantState::ProviderDataInvalid`] (the client never
 //! retries it); the token endpoint's answer can also be `ScopeMissing`. Failed requests' bodies
 //! are classified by [`classify_api_error`] and [`classify_oauth_error`].
-
-use std::collections::BTreeMap;
+//!
+//! The daily families have modules of their own, re-exported here so every parser is found in
+//! one place: the summaries and roll-ups (`summaries`), sleep sessions (`sleep`) and the
+//! nightly metrics (`nightly`).
 
 use chrono::{DateTime, NaiveDate, Utc};
 use reqwest::StatusCode;
@@ -18,12 +20,19 @@ use super::REQUIRED_SCOPES;
 use super::wire::*;
 use crate::domain::{ParticipantState, Slice, UtcInstant};
 use crate::errors::SyncError;
-use crate::messages::{
-    ActivityDay, HeartRateZoneDay, IntradayPoint, ProviderIdentity, RestingHeartRateDay,
-};
+use crate::messages::{IntradayPoint, ProviderIdentity};
 use crate::provider::http::unparsable_body;
-use crate::provider::{AccessGrant, DailyFamilies, PairedDevice, expires_at};
+use crate::provider::{AccessGrant, PairedDevice, expires_at};
 use crate::secret::Secret;
+
+pub use super::nightly::{
+    parse_breathing_rate_page, parse_heart_rate_variability_page, parse_oxygen_saturation_page,
+    parse_skin_temperature_page,
+};
+pub use super::sleep::parse_sleep_page;
+pub use super::summaries::{
+    SummaryMerge, parse_heart_rate_zones_page, parse_resting_heart_rate_page,
+};
 
 /// The access token's lifetime when the token response does not say (or says something that is
 /// not a lifetime).
@@ -38,7 +47,7 @@ pub struct Page<T> {
 }
 
 /// Parses a body as `T`; a body of another shape is invalid provider data.
-fn json<T: DeserializeOwned>(what: &str, body: &str) -> Result<T, SyncError> {
+pub(super) fn json<T: DeserializeOwned>(what: &str, body: &str) -> Result<T, SyncError> {
     serde_json::from_str(body).map_err(|e| {
         unparsable_body(
             &e,
@@ -47,7 +56,7 @@ fn json<T: DeserializeOwned>(what: &str, body: &str) -> Result<T, SyncError> {
     })
 }
 
-fn next_page(token: Option<String>) -> Option<String> {
+pub(super) fn next_page(token: Option<String>) -> Option<String> {
     token.filter(|t| !t.is_empty())
 }
 
@@ -228,7 +237,7 @@ pub(super) fn intraday_point(
     })
 }
 
-fn civil_date(what: &str, date: Date) -> Result<NaiveDate, SyncError> {
+pub(super) fn civil_date(what: &str, date: Date) -> Result<NaiveDate, SyncError> {
     date.to_naive()
         .ok_or_else(|| SyncError::invalid_data(format!("{what}: {date:?} is not a calendar date")))
 }
@@ -284,170 +293,6 @@ pub fn classify_oauth_error(status: StatusCode, body: &str) -> SyncError {
             "token refresh: HTTP {} {error} {description}",
             status.as_u16()
         )),
-    }
-}
-
-/// Collects the daily responses for a range of days (one `dailyRollUp` per type, and the pages
-/// of `list daily-heart-rate-zones` and `list daily-resting-heart-rate`) into rows.
-///
-/// Each `add_*` checks its whole body before it changes anything, so a body that fails leaves
-/// the merge as it was.
-#[derive(Debug, Default)]
-pub struct SummaryMerge {
-    activity: BTreeMap<NaiveDate, ActivityDay>,
-    zones: BTreeMap<(NaiveDate, &'static str), HeartRateZoneDay>,
-    resting: BTreeMap<NaiveDate, i64>,
-}
-
-impl SummaryMerge {
-    /// Adds a `dailyRollUp` response for `data_type` (`steps`, `active-minutes`, ...).
-    pub fn add_daily_roll_up(&mut self, data_type: &str, body: &str) -> Result<(), SyncError> {
-        let what = format!("dailyRollUp {data_type}");
-        let response: DailyRollUpResponse = json(&what, body)?;
-        let days = response
-            .rollup_data_points
-            .into_iter()
-            .map(|p| Ok((civil_date(&what, p.civil_start_time.date)?, p)))
-            .collect::<Result<Vec<_>, SyncError>>()?;
-        for (date, point) in days {
-            self.add_rollup(date, point);
-        }
-        Ok(())
-    }
-
-    /// Adds a page of `list daily-heart-rate-zones`; returns the next page's token.
-    pub fn add_heart_rate_zones_page(&mut self, body: &str) -> Result<Option<String>, SyncError> {
-        let what = "list daily-heart-rate-zones";
-        let page: ListResponse<DailyHeartRateZonesPoint> = json(what, body)?;
-        let days = page
-            .data_points
-            .into_iter()
-            .map(|p| {
-                let z = p.daily_heart_rate_zones;
-                Ok((civil_date(what, z.date)?, z.heart_rate_zones))
-            })
-            .collect::<Result<Vec<_>, SyncError>>()?;
-        for (date, zones) in days {
-            for zone in zones {
-                if let Some(row) = self.zone(date, &zone.heart_rate_zone_type) {
-                    row.min_heart_rate = zone.min_beats_per_minute.map(|v| v.0);
-                    row.max_heart_rate = zone.max_beats_per_minute.map(|v| v.0);
-                }
-            }
-        }
-        Ok(next_page(page.next_page_token))
-    }
-
-    /// Adds a page of `list daily-resting-heart-rate`; returns the next page's token.
-    pub fn add_resting_heart_rate_page(&mut self, body: &str) -> Result<Option<String>, SyncError> {
-        let what = "list daily-resting-heart-rate";
-        let page: ListResponse<DailyRestingHeartRatePoint> = json(what, body)?;
-        let days = page
-            .data_points
-            .into_iter()
-            .map(|p| {
-                let r = p.daily_resting_heart_rate;
-                Ok((civil_date(what, r.date)?, r.beats_per_minute.0))
-            })
-            .collect::<Result<Vec<_>, SyncError>>()?;
-        self.resting.extend(days);
-        Ok(next_page(page.next_page_token))
-    }
-
-    fn day(&mut self, date: NaiveDate) -> &mut ActivityDay {
-        self.activity.entry(date).or_insert_with(|| ActivityDay {
-            date,
-            ..Default::default()
-        })
-    }
-
-    /// The row for a zone, `None` for zones fitlink does not store (unspecified, unknown).
-    fn zone(&mut self, date: NaiveDate, zone: &str) -> Option<&mut HeartRateZoneDay> {
-        let name = match zone {
-            "LIGHT" => "light",
-            "MODERATE" => "moderate",
-            "VIGOROUS" => "vigorous",
-            "PEAK" => "peak",
-            _ => return None,
-        };
-        Some(
-            self.zones
-                .entry((date, name))
-                .or_insert_with(|| HeartRateZoneDay {
-                    date,
-                    zone_name: name.to_owned(),
-                    min_heart_rate: None,
-                    max_heart_rate: None,
-                    minute_in_zone: None,
-                    calorie_count: None,
-                }),
-        )
-    }
-
-    fn add_rollup(&mut self, date: NaiveDate, p: DailyRollupDataPoint) {
-        if let Some(v) = p.steps {
-            self.day(date).steps = Some(v.count_sum.0);
-        }
-        if let Some(v) = p.floors {
-            self.day(date).floors = Some(v.count_sum.0);
-        }
-        if let Some(v) = p.distance {
-            self.day(date).distance = Some(v.millimeters_sum.0 as f64 / 1e6);
-        }
-        if let Some(v) = p.altitude {
-            self.day(date).elevation = Some(v.gain_millimeters_sum.0 as f64 / 1e3);
-        }
-        if let Some(v) = p.total_calories {
-            self.day(date).calories_out = Some(v.kcal_sum);
-        }
-        if let Some(v) = p.active_energy_burned {
-            self.day(date).activity_calories = Some(v.kcal_sum);
-        }
-        if let Some(v) = p.sedentary_period {
-            self.day(date).sedentary_minutes = Some(v.duration_sum.0 / 60.0);
-        }
-        if let Some(v) = p.active_minutes {
-            let day = self.day(date);
-            for level in v.active_minutes_rollup_by_activity_level {
-                let minutes = Some(level.active_minutes_sum.0 as f64);
-                match level.activity_level.as_str() {
-                    "LIGHT" => day.lightly_active_minutes = minutes,
-                    "MODERATE" => day.fairly_active_minutes = minutes,
-                    "VIGOROUS" => day.very_active_minutes = minutes,
-                    _ => {}
-                }
-            }
-        }
-        if let Some(v) = p.time_in_heart_rate_zone {
-            for z in v.time_in_heart_rate_zones {
-                if let Some(row) = self.zone(date, &z.heart_rate_zone) {
-                    row.minute_in_zone = Some((z.duration.0 / 60.0).round() as i64);
-                }
-            }
-        }
-        if let Some(v) = p.calories_in_heart_rate_zone {
-            for z in v.calories_in_heart_rate_zones {
-                if let Some(row) = self.zone(date, &z.heart_rate_zone) {
-                    row.calorie_count = Some(z.kcal);
-                }
-            }
-        }
-    }
-
-    pub fn finish(self) -> DailyFamilies {
-        DailyFamilies {
-            activity: self.activity.into_values().collect(),
-            heart_rate_zones: self.zones.into_values().collect(),
-            resting_heart_rate: self
-                .resting
-                .into_iter()
-                .map(|(date, bpm)| RestingHeartRateDay {
-                    date,
-                    resting_heart_rate: bpm,
-                })
-                .collect(),
-            ..Default::default()
-        }
     }
 }
 

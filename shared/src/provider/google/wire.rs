@@ -32,6 +32,40 @@ impl<'de> Deserialize<'de> for Int64 {
     }
 }
 
+/// A `double` field. Proto3-JSON writes the values JSON has no number for as strings
+/// (`"NaN"`, `"Infinity"`, `"-Infinity"`) and readers accept a number in a string too, so
+/// all of those read; what a value *means* (a `"NaN"` baseline: not computed yet) is the
+/// parser's business.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Double(pub f64);
+
+impl<'de> Deserialize<'de> for Double {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw<'a> {
+            Number(f64),
+            Text(std::borrow::Cow<'a, str>),
+        }
+        match Raw::deserialize(d)
+            .map_err(|_| serde::de::Error::custom("expected a double as a number or a string"))?
+        {
+            Raw::Number(n) => Ok(Double(n)),
+            Raw::Text(t) => match t.as_ref() {
+                "NaN" => Ok(Double(f64::NAN)),
+                "Infinity" => Ok(Double(f64::INFINITY)),
+                "-Infinity" => Ok(Double(f64::NEG_INFINITY)),
+                text => text
+                    .parse()
+                    .ok()
+                    .filter(|n: &f64| n.is_finite())
+                    .map(Double)
+                    .ok_or_else(|| serde::de::Error::custom(format!("{t:?} is not a double"))),
+            },
+        }
+    }
+}
+
 /// A `google-duration` (`"-14400s"`, `"3.5s"`), in seconds.
 #[derive(Debug, Clone, Copy, PartialEq, Default)]
 pub struct GoogleDuration(pub f64);
@@ -191,6 +225,19 @@ pub struct DailyRollupDataPoint {
     pub sedentary_period: Option<DurationSum>,
     pub time_in_heart_rate_zone: Option<TimeInHeartRateZoneRollup>,
     pub calories_in_heart_rate_zone: Option<CaloriesInHeartRateZoneRollup>,
+    pub active_zone_minutes: Option<ActiveZoneMinutesRollup>,
+}
+
+/// Minutes in each zone (not yet Fitbit's earned minutes: cardio and peak count twice there).
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ActiveZoneMinutesRollup {
+    #[serde(default)]
+    pub sum_in_fat_burn_heart_zone: Int64,
+    #[serde(default)]
+    pub sum_in_cardio_heart_zone: Int64,
+    #[serde(default)]
+    pub sum_in_peak_heart_zone: Int64,
 }
 
 #[derive(Debug, Deserialize)]
@@ -390,6 +437,16 @@ mod tests {
         assert_eq!(levels[0].active_minutes_sum, Int64(0));
         let empty: DailyRollUpResponse = serde_json::from_str("{}").unwrap();
         assert!(empty.rollup_data_points.is_empty());
+    }
+
+    #[test]
+    fn doubles_read_proto3_json_strings_and_refuse_other_text() {
+        let d = |text| serde_json::from_str::<Double>(text).map(|d| d.0);
+        assert_eq!(d("33.75").unwrap(), 33.75);
+        assert_eq!(d(r#""33.75""#).unwrap(), 33.75);
+        assert!(d(r#""NaN""#).unwrap().is_nan());
+        assert_eq!(d(r#""-Infinity""#).unwrap(), f64::NEG_INFINITY);
+        assert!(d(r#""warm""#).is_err() && d(r#""inf""#).is_err() && d("{}").is_err());
     }
 
     #[test]
