@@ -1,6 +1,7 @@
 //! `fitlink bench`: throughput figures, measured on the real parts (RabbitMQ, SQLite or
 //! PostgreSQL, the simulator over HTTP), never asserted in tests.
 
+mod daily_mix;
 mod webhooks;
 mod writer;
 

@@ -31,6 +31,7 @@ use fitlink_shared::store::admin::{drop_database, recreate_database, sibling_url
 use fitlink_shared::store::bulk::{IntradayRows, LoadMethod};
 use fitlink_shared::store::{Backend, IntradayTable};
 
+use super::daily_mix;
 use crate::demo;
 use crate::fleet::{self, Fleet, FleetEnv};
 
@@ -60,6 +61,11 @@ pub struct WriterBench {
     /// as many writers as partitions where the database takes several writers (PostgreSQL).
     #[arg(long, value_delimiter = ',', default_value = "1")]
     pub partitions: Vec<u16>,
+    /// Mix one day of every daily family (sleep with its levels, the nightly metrics, AZM,
+    /// activity, zones, a device) into each slice that starts a UTC day, as a real sync does;
+    /// `false` times intraday points alone.
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+    pub daily_families: bool,
     #[command(flatten)]
     pub broker: BrokerArgs,
 }
@@ -77,6 +83,7 @@ pub async fn run(args: WriterBench) -> anyhow::Result<()> {
     let start: DateTime<Utc> = "2026-10-01T00:00:00Z".parse()?;
     let workload = Workload::new(&args, start);
     let rows = workload.rows();
+    let daily_rows = workload.daily_rows();
     println!(
         "writer bench on {}: {} slices × {} points = {rows} intraday rows over {} participants, \
          {SLICES_PER_TRANSACTION} slices a transaction",
@@ -85,6 +92,13 @@ pub async fn run(args: WriterBench) -> anyhow::Result<()> {
         args.points,
         args.participants
     );
+    if daily_rows > 0 {
+        println!(
+            "  plus {daily_rows} rows of daily families in the writer's runs (every family of a \
+             day in each slice that starts one); rows/s below count intraday rows only, so the \
+             writer's share of the ceiling includes their cost"
+        );
+    }
 
     // 1. The database's own loads, the ceiling last.
     let mut ceiling = None;
@@ -163,6 +177,13 @@ impl Workload {
                     utc_offset_seconds: -18_000,
                     value,
                 };
+                let starts_a_day = slice_start.time() == chrono::NaiveTime::MIN;
+                let (daily, devices) = if args.daily_families && starts_a_day {
+                    let (daily, devices) = daily_mix::day(slice_start.date_naive(), i as i64);
+                    (daily, Some(devices))
+                } else {
+                    (Default::default(), None)
+                };
                 WriterCommand::StoreSlice(SliceResult {
                     job_id: Uuid::nil(),
                     participant_id: participant.clone(),
@@ -171,8 +192,8 @@ impl Workload {
                         start: slice_start.into(),
                         end: (slice_start + TimeDelta::minutes(half as i64)).into(),
                     },
-                    daily: Default::default(),
-                    devices: None,
+                    daily,
+                    devices,
                     heart_rate: (0..half).map(|m| point(m, 60 + (m % 40) as i64)).collect(),
                     steps: (0..half).map(|m| point(m, (m % 90) as i64)).collect(),
                 })
@@ -193,9 +214,18 @@ impl Workload {
         })
     }
 
+    /// Intraday rows, the ones every load method writes.
     fn rows(&self) -> usize {
         self.slices()
             .map(|s| s.heart_rate.len() + s.steps.len())
+            .sum()
+    }
+
+    /// Rows of the daily families and device snapshots mixed in (the store writes them; the
+    /// bare loads do not).
+    fn daily_rows(&self) -> usize {
+        self.slices()
+            .map(|s| s.daily.rows() + s.devices.as_ref().map_or(0, |d| d.devices.len()))
             .sum()
     }
 
@@ -273,17 +303,28 @@ impl Workload {
             .apply(&[WriterCommand::ImportParticipants(self.import())])
             .await?;
         let started = Instant::now();
-        let mut written = 0;
+        let (mut written, mut daily) = (0, 0);
         for batch in self.commands.chunks(SLICES_PER_TRANSACTION) {
             let applied = store.apply(batch).await?;
             written += IntradayTable::ALL
                 .iter()
                 .filter_map(|t| applied.rows.get(t.table()))
                 .sum::<u64>();
+            daily += applied
+                .rows
+                .iter()
+                .filter(|(t, _)| IntradayTable::ALL.iter().all(|i| i.table() != **t))
+                .map(|(_, n)| n)
+                .sum::<u64>();
         }
         let took = started.elapsed();
         drop(store);
         self.check_written("the writer's store", written)?;
+        anyhow::ensure!(
+            daily == self.daily_rows() as u64,
+            "the writer's store wrote {daily} daily-family rows, not the workload's {}",
+            self.daily_rows()
+        );
         Ok(took)
     }
 

@@ -10,6 +10,7 @@ mod bench;
 mod browser;
 mod chaos;
 mod crashes;
+mod families;
 mod faults;
 mod legacy;
 mod linkage;
