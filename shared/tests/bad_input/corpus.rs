@@ -213,7 +213,7 @@ fn quota(text: &str) -> fitbit::Quota {
 
 #[test]
 fn fitbit_corpus() {
-    use crate::fitbit::{SENT_REFRESH_TOKEN, ZONE, date, now, series, slice, window};
+    use crate::fitbit::{SENT_REFRESH_TOKEN, ZONE, date, now, range_family, series, slice, window};
     let none = HeaderMap::new();
     check(
         "fitbit",
@@ -257,12 +257,13 @@ fn fitbit_corpus() {
                     &none,
                     &fitbit::redact(text, &[SENT_REFRESH_TOKEN]),
                 )),
-                p => match series(p) {
-                    Some(series) => {
+                p => match (series(p), range_family(p, text)) {
+                    (Some(series), _) => {
                         fitbit::parse_intraday_dataset(text, series, &window(), slice(), Some(ZONE))
                             .map(|points| format!("{} points", points.len()))
                     }
-                    None => panic!("fitbit/{}: no parser {p:?}", case.name),
+                    (None, Some(result)) => result,
+                    (None, None) => panic!("fitbit/{}: no parser {p:?}", case.name),
                 },
             };
             if let Err(e) = &result {
@@ -278,6 +279,20 @@ fn fitbit_corpus() {
             _ if case.name.contains("truncated") => Class::Transient,
             _ => Class::Invalid,
         },
+    );
+}
+
+/// The range families (sleep logs, nightly metrics, active zone minutes) have a folder of their
+/// own, `fitbit/families/`, so that each folder stays a readable handful of refusals.
+#[test]
+fn fitbit_families_corpus() {
+    check(
+        "fitbit/families",
+        |case| {
+            crate::fitbit::range_family(&case.parser, &case.text)
+                .unwrap_or_else(|| panic!("fitbit/families/{}: no parser", case.name))
+        },
+        |_| Class::Invalid,
     );
 }
 

@@ -33,6 +33,14 @@ const HEART_1MIN: &str =
     include_str!("../../../tests/corpus/fitbit/ok/heart-intraday-1min.documented.json");
 const STEPS: &str = include_str!("../../../tests/corpus/fitbit/ok/steps-intraday.zero-filled.json");
 const TOKEN: &str = include_str!("../../../tests/corpus/fitbit/ok/token.documented.json");
+const SLEEP: &str = include_str!("../../../tests/corpus/fitbit/ok/sleep.documented.json");
+const SLEEP_FALL_BACK: &str =
+    include_str!("../../../tests/corpus/fitbit/ok/sleep.fall-back-night.json");
+const HRV: &str = include_str!("../../../tests/corpus/fitbit/ok/hrv.documented.json");
+const SPO2: &str = include_str!("../../../tests/corpus/fitbit/ok/spo2.documented.json");
+const BR: &str = include_str!("../../../tests/corpus/fitbit/ok/br.documented.json");
+const TEMP: &str = include_str!("../../../tests/corpus/fitbit/ok/temp-skin.documented.json");
+const AZM: &str = include_str!("../../../tests/corpus/fitbit/ok/azm.documented.json");
 
 /// The refresh token the corpus's token answers reply to, and the tokens in them.
 pub const SENT_REFRESH_TOKEN: &str =
@@ -72,6 +80,64 @@ pub fn series(parser: &str) -> Option<IntradaySeries> {
         "heart-intraday-1min" => Some(IntradaySeries::HeartRate(HeartRateDetail::OneMinute)),
         "steps-intraday" => Some(IntradaySeries::Steps),
         _ => None,
+    }
+}
+
+/// The days the corpus's range payloads are asked for: 100 days (the sleep maximum) from
+/// 2026-08-01, so they hold the documented August nights and the fall-back night of 2026-11-01.
+pub fn days() -> DayRange {
+    DayRange {
+        first: NaiveDate::from_ymd_opt(2026, 8, 1).unwrap(),
+        last: NaiveDate::from_ymd_opt(2026, 11, 8).unwrap(),
+    }
+}
+
+/// The range-family parser a corpus file's name starts with, run on `text` (sleep logs read in
+/// [`ZONE`]): `None` for another parser. Accepted rows are checked to be what a writer can
+/// store.
+pub fn range_family(parser: &str, text: &str) -> Option<Result<String, SyncError>> {
+    fn rows<T: std::fmt::Debug>(result: Result<Vec<T>, SyncError>) -> Result<String, SyncError> {
+        result.map(|rows| format!("{} rows", rows.len()))
+    }
+    Some(match parser {
+        "sleep" => parse_sleep_logs(text, days(), ZONE).map(|sessions| {
+            sessions.iter().for_each(check_session);
+            format!("{} sessions", sessions.len())
+        }),
+        "hrv" => rows(parse_heart_rate_variability(text, days())),
+        "spo2" => rows(parse_oxygen_saturation(text, days())),
+        "br" => rows(parse_breathing_rate(text, days())),
+        "temp-skin" => rows(parse_skin_temperature(text, days())),
+        "azm" => rows(parse_active_zone_minutes(text, days())),
+        _ => return None,
+    })
+}
+
+/// An accepted session: of a requested day, its levels tiling it from start to end, every
+/// offset the zone's at that instant.
+fn check_session(s: &fitlink_shared::families::SleepSession) {
+    assert!(days().contains(s.sleep_date), "{s:?}");
+    assert!(s.start <= s.end, "{s:?}");
+    let offset = |at: UtcInstant| {
+        use chrono::{Offset, TimeZone};
+        ZONE.offset_from_utc_datetime(&at.get().naive_utc())
+            .fix()
+            .local_minus_utc()
+    };
+    assert_eq!(s.start_utc_offset_seconds, offset(s.start), "{s:?}");
+    assert_eq!(s.end_utc_offset_seconds, offset(s.end), "{s:?}");
+    let mut at = s.start.get();
+    for level in &s.levels {
+        assert_eq!(level.utc_offset_seconds, offset(level.start), "{level:?}");
+        assert!(level.duration_seconds >= 0, "{level:?}");
+        at = level.start.get() + chrono::TimeDelta::seconds(level.duration_seconds);
+    }
+    if !s.levels.is_empty() {
+        assert_eq!(
+            UtcInstant::new(at),
+            s.end,
+            "the levels end where the session ends"
+        );
     }
 }
 
@@ -204,10 +270,44 @@ fn the_seeds_are_accepted() {
         assert_eq!(points.len(), count, "{parser}");
     }
     parse_token_response(TOKEN, SENT_REFRESH_TOKEN, now()).unwrap();
+    for (seed, parser, count) in [
+        (SLEEP, "sleep", "1 sessions"),
+        (SLEEP_FALL_BACK, "sleep", "1 sessions"),
+        (HRV, "hrv", "2 rows"),
+        (SPO2, "spo2", "2 rows"),
+        (BR, "br", "2 rows"),
+        (TEMP, "temp-skin", "2 rows"),
+        (AZM, "azm", "2 rows"),
+    ] {
+        assert_eq!(
+            range_family(parser, seed).unwrap().unwrap(),
+            count,
+            "{parser}"
+        );
+    }
 }
 
 proptest! {
     #![proptest_config(config(256))]
+
+    /// Every range family's documented payload, mutated: rows a writer can store, or invalid
+    /// data (never a panic, never a session whose levels do not tile it).
+    #[test]
+    fn range_families_are_storable_rows_or_invalid_data(
+        (parser, body) in prop_oneof![
+            body(doc(SLEEP)).prop_map(|b| ("sleep", b)),
+            body(doc(SLEEP_FALL_BACK)).prop_map(|b| ("sleep", b)),
+            body(doc(HRV)).prop_map(|b| ("hrv", b)),
+            body(doc(SPO2)).prop_map(|b| ("spo2", b)),
+            body(doc(BR)).prop_map(|b| ("br", b)),
+            body(doc(TEMP)).prop_map(|b| ("temp-skin", b)),
+            body(doc(AZM)).prop_map(|b| ("azm", b)),
+        ],
+    ) {
+        if let Err(e) = range_family(parser, &body).unwrap() {
+            assert_invalid_data(&e);
+        }
+    }
 
     #[test]
     fn device_sync_times_are_canonical_instants_or_invalid_data(
@@ -329,17 +429,22 @@ proptest! {
         status in error_status(),
         headers in quota_headers(),
         body in error_body(),
-        intraday in any::<bool>(),
+        kind in prop_oneof![Just(PathKind::Data), Just(PathKind::Daily), Just(PathKind::Intraday)],
     ) {
-        let kind = if intraday { PathKind::Intraday } else { PathKind::Data };
         let refusal = classify_data_error("get devices", status, &headers, &redact(&body, &[ACCESS_TOKEN]), kind);
         let text = format!("{refusal:?}");
         prop_assert!(!text.contains(ACCESS_TOKEN), "{text}");
         match (status.as_u16(), refusal) {
-            (403, Refusal::IntradayDenied(reason)) if intraday => {
+            (403, Refusal::IntradayDenied(reason)) if kind == PathKind::Intraday => {
                 prop_assert!(reason.starts_with(INTRADAY_DENIED_REASON));
             }
-            (_, Refusal::IntradayDenied(reason)) => prop_assert!(false, "{status}: {reason}"),
+            // Only that family is lost: the reason says which request was refused.
+            (403, Refusal::FamilyDenied(reason)) if kind == PathKind::Daily => {
+                prop_assert!(reason.starts_with("get devices: HTTP 403"), "{reason}");
+            }
+            (_, Refusal::IntradayDenied(reason) | Refusal::FamilyDenied(reason)) => {
+                prop_assert!(false, "{status} on {kind:?}: {reason}")
+            }
             (status, Refusal::Error(e)) => check_status_class(status, &e, |e| match status {
                 401 => e.is_transient() || permanent_state(e) == Some(ParticipantState::Revoked),
                 403 => permanent_state(e) == Some(ParticipantState::ScopeMissing),

@@ -6,7 +6,9 @@
 //! Calls used per job: the OAuth token endpoint (refresh; the refresh token is single-use and
 //! always rotated), `devices.json` (latest sync) and `profile.json` (time zone), two calls per
 //! local day for daily summaries (`activities/date/{date}.json` and
-//! `activities/heart/date/{date}/1d.json`), and two calls per slice for intraday heart rate and
+//! `activities/heart/date/{date}/1d.json`), one call per range family (sleep logs, HRV, SpO2,
+//! breathing rate, skin temperature, active zone minutes) per range no longer than its
+//! endpoint's maximum ([`families`]), and two calls per slice for intraday heart rate and
 //! steps, always with `timezone=UTC`.
 //!
 //! This module sends the requests; every answer it gets back is read by [`parse`], which turns
@@ -21,10 +23,15 @@
 //! - **Intraday access is a per-app approval.** A 403 on an intraday path leaves daily summaries
 //!   working: `intraday` returns empty vectors and records the refusal in
 //!   [`Session::intraday_denied`], and sends no further intraday request in that session.
+//! - **Each daily family has its own scope** (`sleep`, `oxygen_saturation`, ...), which a
+//!   participant may leave ungranted. A 403 on one family's data denies that family in the
+//!   [`Session`] and the others go on; it is reported in [`DailyFamilies::not_permitted`].
 //! - **Error bodies echo tokens** ("Access token expired: <token>"): every body is redacted
 //!   before any of it reaches a reason string.
 
+mod families;
 pub mod parse;
+mod sleep;
 mod time;
 mod wire;
 
@@ -32,16 +39,19 @@ use std::ops::Range;
 use std::time::Duration;
 
 use chrono::{DateTime, NaiveDate, Utc};
+use chrono_tz::Tz;
 use reqwest::StatusCode;
 use reqwest::header::HeaderMap;
 
 use super::http::{self, transport_error, with_quick_retries_when};
 use super::{
-    AccessGrant, DailyFamilies, HealthProvider, Intraday, PairedDevice, RequestBudget, Session,
+    AccessGrant, DailyFamilies, Family, HealthProvider, Intraday, PairedDevice, RequestBudget,
+    Session,
 };
 use crate::config::{FitbitArgs, HeartRateDetail};
 use crate::domain::{ParticipantState, Slice, format_instant};
 use crate::errors::SyncError;
+use crate::families::Dated;
 use crate::secret::Secret;
 use parse::*;
 
@@ -105,8 +115,13 @@ impl FitbitClient {
         }
     }
 
+    /// A path is under `/1/user/-/`, unless it names its own API version (`/1.2/user/-/...`).
     fn url(&self, path: &str) -> String {
-        format!("{}/1/user/-/{path}", self.api_base)
+        if path.starts_with('/') {
+            format!("{}{path}", self.api_base)
+        } else {
+            format!("{}/1/user/-/{path}", self.api_base)
+        }
     }
 
     /// `Permanent(NeedsReconsent)` once the configured turn-off has passed.
@@ -228,32 +243,94 @@ impl FitbitClient {
         parse_profile(&body)
     }
 
+    /// A GET of one or more daily families' data (the heart day serves two). `Ok(None)` when
+    /// one of them is already denied in the session (nothing is sent), or when the provider
+    /// refuses them now (403): then they are denied, and the job goes on without them.
+    async fn get_daily(
+        &self,
+        session: &Session,
+        families: &[Family],
+        what: &str,
+        path: &str,
+    ) -> Result<Option<String>, SyncError> {
+        if families.iter().any(|f| session.family_denied(*f)) {
+            return Ok(None);
+        }
+        match self.get(session, what, path, PathKind::Daily).await {
+            Ok(body) => Ok(Some(body)),
+            Err(Refusal::FamilyDenied(reason)) => {
+                tracing::info!(reason = %reason, ?families, "Fitbit refused a daily family; keeping the others.");
+                for family in families {
+                    session.deny_family(*family, reason.clone());
+                }
+                Ok(None)
+            }
+            Err(other) => Err(other.into_error()),
+        }
+    }
+
     async fn day(
         &self,
         session: &Session,
         date: NaiveDate,
         out: &mut DailyFamilies,
     ) -> Result<(), SyncError> {
-        let body = self
-            .get_data(
+        if let Some(body) = self
+            .get_daily(
                 session,
+                &[Family::Activity],
                 &format!("get daily activity summary {date}"),
                 &format!("activities/date/{date}.json"),
             )
-            .await?;
-        out.activity.push(parse_daily_summary(&body, date)?);
+            .await?
+        {
+            out.activity.push(parse_daily_summary(&body, date)?);
+        }
 
-        let body = self
-            .get_data(
+        if let Some(body) = self
+            .get_daily(
                 session,
+                &[Family::HeartRateZones, Family::RestingHeartRate],
                 &format!("get heart rate {date}"),
                 &format!("activities/heart/date/{date}/1d.json"),
             )
-            .await?;
-        let (zones, resting) = parse_heart_day(&body, date)?;
-        out.heart_rate_zones.extend(zones);
-        out.resting_heart_rate.extend(resting);
+            .await?
+        {
+            let (zones, resting) = parse_heart_day(&body, date)?;
+            out.heart_rate_zones.extend(zones);
+            out.resting_heart_rate.extend(resting);
+        }
         Ok(())
+    }
+
+    /// One range family over `days`: one request per [`DayRange`] the endpoint accepts, rows
+    /// ordered by day (stable, so sessions of one day keep their order by start). Empty when
+    /// the family is denied, even if an earlier range was read: the family is reported as not
+    /// permitted, not as partly there.
+    async fn range_family<T: Dated>(
+        &self,
+        session: &Session,
+        family: RangeFamily,
+        days: &Range<NaiveDate>,
+        parse: impl Fn(&str, DayRange) -> Result<Vec<T>, SyncError>,
+    ) -> Result<Vec<T>, SyncError> {
+        let mut rows = Vec::new();
+        for range in DayRange::chunks(days, family.max_days()) {
+            let Some(body) = self
+                .get_daily(
+                    session,
+                    &[family.family()],
+                    &family.what(range),
+                    &family.path(range),
+                )
+                .await?
+            else {
+                return Ok(Vec::new());
+            };
+            rows.extend(parse(&body, range)?);
+        }
+        rows.sort_by_key(Dated::date);
+        Ok(rows)
     }
 
     /// One intraday series for one window; `Ok(None)` when intraday access is refused.
@@ -277,7 +354,7 @@ impl FitbitClient {
                 session.deny_intraday(reason);
                 Ok(None)
             }
-            Err(Refusal::Error(e)) => Err(e),
+            Err(other) => Err(other.into_error()),
         }
     }
 }
@@ -341,7 +418,11 @@ impl HealthProvider for FitbitClient {
         Ok(profile.time_zone.map(|tz| tz.name().to_owned()))
     }
 
-    /// Two requests per local day; the quota allows about 70 days an hour.
+    /// Two requests per local day, then one per range family per range (six for up to 30
+    /// days): the quota allows about 70 days an hour. Sleep logs' local times are read in
+    /// [`Session::time_zone`] (UTC without one). A family the participant did not grant is
+    /// left empty and named in [`DailyFamilies::not_permitted`]; any other failure fails the
+    /// call.
     async fn daily_families(
         &self,
         session: &Session,
@@ -351,6 +432,53 @@ impl HealthProvider for FitbitClient {
         for date in days.start.iter_days().take_while(|d| *d < days.end) {
             self.day(session, date, &mut out).await?;
         }
+        let zone = session.time_zone.unwrap_or(Tz::UTC);
+        out.sleep = self
+            .range_family(session, RangeFamily::Sleep, &days, |body, range| {
+                parse_sleep_logs(body, range, zone)
+            })
+            .await?;
+        out.heart_rate_variability = self
+            .range_family(
+                session,
+                RangeFamily::HeartRateVariability,
+                &days,
+                parse_heart_rate_variability,
+            )
+            .await?;
+        out.oxygen_saturation = self
+            .range_family(
+                session,
+                RangeFamily::OxygenSaturation,
+                &days,
+                parse_oxygen_saturation,
+            )
+            .await?;
+        out.breathing_rate = self
+            .range_family(
+                session,
+                RangeFamily::BreathingRate,
+                &days,
+                parse_breathing_rate,
+            )
+            .await?;
+        out.skin_temperature = self
+            .range_family(
+                session,
+                RangeFamily::SkinTemperature,
+                &days,
+                parse_skin_temperature,
+            )
+            .await?;
+        out.active_zone_minutes = self
+            .range_family(
+                session,
+                RangeFamily::ActiveZoneMinutes,
+                &days,
+                parse_active_zone_minutes,
+            )
+            .await?;
+        out.not_permitted = session.denied_families();
         Ok(out)
     }
 
@@ -398,5 +526,7 @@ fn count_response(status: StatusCode) {
     metrics::counter!("fitlink_provider_requests_total", "provider" => "fitbit", "status" => status.as_u16().to_string()).increment(1);
 }
 
+#[cfg(test)]
+mod families_tests;
 #[cfg(test)]
 mod tests;

@@ -17,6 +17,11 @@ use reqwest::StatusCode;
 use reqwest::header::HeaderMap;
 use serde::de::DeserializeOwned;
 
+pub use super::families::{
+    DayRange, RangeFamily, parse_active_zone_minutes, parse_breathing_rate,
+    parse_heart_rate_variability, parse_oxygen_saturation, parse_skin_temperature,
+};
+pub use super::sleep::parse_sleep_logs;
 pub use super::time::{LocalZone, Window};
 use super::time::{last_sync_instant, offset_seconds};
 use super::wire::*;
@@ -43,7 +48,7 @@ const QUOTA_WINDOW: Duration = Duration::from_secs(3600);
 const ZONE_NAMES: [&str; 4] = ["out of range", "fat burn", "cardio", "peak"];
 
 /// Parses a body as `T`; a body of another shape is invalid provider data.
-fn json<T: DeserializeOwned>(what: &str, body: &str) -> Result<T, SyncError> {
+pub(super) fn json<T: DeserializeOwned>(what: &str, body: &str) -> Result<T, SyncError> {
     serde_json::from_str(body).map_err(|e| {
         unparsable_body(
             &e,
@@ -362,7 +367,7 @@ pub(super) fn check_dataset(
 }
 
 /// A count (steps, minutes, bpm): a non-negative number, rounded to a whole one.
-fn whole(what: &str, field: &str, value: Num) -> Result<i64, SyncError> {
+pub(super) fn whole(what: &str, field: &str, value: Num) -> Result<i64, SyncError> {
     if value.0 >= 0.0 && value.0 < 1e15 {
         Ok(value.0.round() as i64)
     } else {
@@ -373,18 +378,27 @@ fn whole(what: &str, field: &str, value: Num) -> Result<i64, SyncError> {
     }
 }
 
-fn count(what: &str, field: &str, value: Option<Num>) -> Result<Option<i64>, SyncError> {
+pub(super) fn count(what: &str, field: &str, value: Option<Num>) -> Result<Option<i64>, SyncError> {
     value.map(|v| whole(what, field, v)).transpose()
 }
 
 /// An amount (distance, calories, minutes): a non-negative number.
-fn amount(what: &str, field: &str, value: Option<Num>) -> Result<Option<f64>, SyncError> {
-    match value {
-        Some(v) if v.0 < 0.0 => Err(SyncError::invalid_data(format!(
+pub(super) fn amount(
+    what: &str,
+    field: &str,
+    value: Option<Num>,
+) -> Result<Option<f64>, SyncError> {
+    value.map(|v| non_negative(what, field, v)).transpose()
+}
+
+pub(super) fn non_negative(what: &str, field: &str, value: Num) -> Result<f64, SyncError> {
+    if value.0 < 0.0 {
+        Err(SyncError::invalid_data(format!(
             "{what}: {field} is {}, not a non-negative amount",
-            v.0
-        ))),
-        other => Ok(other.map(|v| v.0)),
+            value.0
+        )))
+    } else {
+        Ok(value.0)
     }
 }
 
@@ -479,7 +493,11 @@ pub(super) fn until_top_of_hour(now: DateTime<Utc>) -> Duration {
 /// What kind of path a request goes to: a 403 means different things on each.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PathKind {
+    /// What the whole job needs (profile, devices): a 403 stops it.
     Data,
+    /// One daily family's data: a 403 is that family's scope not granted, and only that
+    /// family is lost.
+    Daily,
     Intraday,
 }
 
@@ -489,15 +507,17 @@ pub enum Refusal {
     Error(SyncError),
     /// A 403 on an intraday path: the app or the participant has no intraday access.
     IntradayDenied(String),
+    /// A 403 on a daily family's path: the participant did not grant its scope.
+    FamilyDenied(String),
 }
 
 impl Refusal {
-    /// For paths where an intraday refusal cannot happen; if it somehow does, it is a scope
-    /// problem like any other 403.
+    /// For paths where a per-family or intraday refusal is not expected; if one somehow
+    /// comes, it is a scope problem like any other 403.
     pub fn into_error(self) -> SyncError {
         match self {
             Refusal::Error(e) => e,
-            Refusal::IntradayDenied(reason) => {
+            Refusal::IntradayDenied(reason) | Refusal::FamilyDenied(reason) => {
                 SyncError::permanent(ParticipantState::ScopeMissing, reason)
             }
         }
@@ -551,6 +571,9 @@ pub fn classify_data_error(
         StatusCode::UNAUTHORIZED => SyncError::access_token_refused(detail),
         StatusCode::FORBIDDEN if kind == PathKind::Intraday => {
             return Refusal::IntradayDenied(format!("{INTRADAY_DENIED_REASON}: {detail}"));
+        }
+        StatusCode::FORBIDDEN if kind == PathKind::Daily => {
+            return Refusal::FamilyDenied(detail);
         }
         StatusCode::FORBIDDEN => SyncError::permanent(ParticipantState::ScopeMissing, detail),
         _ => SyncError::invalid_data(detail),

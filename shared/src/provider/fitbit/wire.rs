@@ -42,7 +42,7 @@ impl<'de> Deserialize<'de> for Num {
 
 /// Deserializes an all-optional struct only from a JSON object: serde would also read `[]` as
 /// one with every field missing, and store a day of nulls over a good one.
-fn object<'de, D: Deserializer<'de>, T: DeserializeOwned>(d: D) -> Result<T, D::Error> {
+pub(super) fn object<'de, D: Deserializer<'de>, T: DeserializeOwned>(d: D) -> Result<T, D::Error> {
     let value = serde_json::Value::deserialize(d)?;
     if !value.is_object() {
         return Err(serde::de::Error::custom(format!(
