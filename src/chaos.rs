@@ -679,12 +679,12 @@ async fn check(
     }
 
     println!(
-        "\n{:<22} {:>10} {:>8} {:>11} {:>8}",
+        "\n{:<28} {:>10} {:>8} {:>11} {:>8}",
         "table", "expected", "lost", "duplicated", "wrong"
     );
     for (table, d) in &totals {
         println!(
-            "{table:<22} {:>10} {:>8} {:>11} {:>8}",
+            "{table:<28} {:>10} {:>8} {:>11} {:>8}",
             d.expected, d.lost, d.duplicated, d.wrong
         );
     }

@@ -112,7 +112,7 @@ impl fmt::Display for ParticipantCheck {
         for (table, d) in &self.tables {
             writeln!(
                 f,
-                "  {table:<20} expected {:>7}  lost {:>5}  duplicated {:>5}  wrong {:>5}  {}",
+                "  {table:<28} expected {:>7}  lost {:>5}  duplicated {:>5}  wrong {:>5}  {}",
                 d.expected,
                 d.lost,
                 d.duplicated,

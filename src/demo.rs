@@ -117,7 +117,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     }
     println!("rows stored:");
     for (table, n) in &outcome.table_counts {
-        println!("  {table:<22} {n:>10}");
+        println!("  {table:<28} {n:>10}");
     }
     let url = fitlink_shared::store::redact_url(&args.database_url());
     println!("\ndatabase: {url}  (try: FITLINK_DATABASE_URL={url} fitlink status)");

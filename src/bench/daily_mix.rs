@@ -30,9 +30,7 @@ pub fn day(date: NaiveDate, seed: i64) -> (DailyFamilies, DeviceSnapshot) {
             duration_seconds: 1200,
         })
         .collect();
-    let minutes = |name: &str| {
-        Some(20 * levels.iter().filter(|l| l.level == name).count() as i64)
-    };
+    let minutes = |name: &str| Some(20 * levels.iter().filter(|l| l.level == name).count() as i64);
     let sleep = SleepSession {
         session_id: format!("{}{:05}", date.format("%Y%m%d"), seed),
         sleep_date: date,
