@@ -128,3 +128,13 @@ where
     .when(when)
     .await
 }
+
+/// A JSON number, or a string that may hold one: how both providers send numbers in places
+/// (Google's int64 and `"NaN"` doubles, legacy Fitbit's `"7390"`). What the text means is the
+/// caller's business.
+#[derive(serde::Deserialize)]
+#[serde(untagged)]
+pub enum NumberOrText<'a> {
+    Number(f64),
+    Text(#[serde(borrow)] std::borrow::Cow<'a, str>),
+}

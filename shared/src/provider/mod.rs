@@ -9,7 +9,7 @@
 
 pub mod fitbit;
 pub mod google;
-mod http;
+pub(crate) mod http;
 
 pub use http::client as http_client;
 

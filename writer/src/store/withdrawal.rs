@@ -9,6 +9,7 @@ use std::collections::BTreeMap;
 
 use fitlink_shared::domain::ParticipantState;
 use fitlink_shared::messages::{ReplyBody, Withdrawal, WriterReply};
+use fitlink_shared::store::DATA_TABLES;
 use fitlink_shared::{execute, fetch};
 use sqlx::AssertSqlSafe;
 
@@ -16,28 +17,23 @@ use super::{CommandResult, Effect, Tx, capped, date_of, job_text};
 
 /// Every table holding a participant's data or sync bookkeeping, deleted by a purge, each
 /// counted in its own audit column (`{table}_rows`).
-const PURGED: [&str; 16] = [
-    "activity_summary",
-    "heart_rate_summary",
-    "resting_heart_rate",
-    "heart_rate_intraday",
-    "steps_intraday",
-    "device",
-    "sleep_daily_summary",
-    "sleep_level",
-    "heart_rate_variability_daily",
-    "oxygen_saturation_daily",
-    "breathing_rate_daily",
-    "skin_temperature_daily",
-    "active_zone_minutes_daily",
+fn purged_tables() -> impl Iterator<Item = &'static str> {
+    DATA_TABLES.into_iter().chain(BOOKKEEPING)
+}
+
+/// The participant's rows besides its data: refused families and sync bookkeeping.
+const BOOKKEEPING: [&str; 3] = [
     "family_permissions",
     "sync_slices",
     "provider_notifications",
 ];
 
-/// The audit columns, one per purged table, in [`PURGED`] order.
+/// The audit columns, one per purged table, in [`purged_tables`] order.
 fn audit_columns() -> String {
-    PURGED.map(|t| format!("{t}_rows")).join(", ")
+    purged_tables()
+        .map(|t| format!("{t}_rows"))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 impl Tx<'_> {
@@ -106,7 +102,7 @@ impl Tx<'_> {
         )?;
         let mut rows_deleted = BTreeMap::new();
         if withdrawal.purge {
-            for table in PURGED {
+            for table in purged_tables() {
                 let deleted = execute!(
                     self.conn.exec(),
                     sqlx::query(AssertSqlSafe(format!(
@@ -118,7 +114,9 @@ impl Tx<'_> {
             }
         }
         let count = |table: &str| rows_deleted.get(table).copied().unwrap_or(0) as i64;
-        let params: Vec<String> = (7..7 + PURGED.len()).map(|n| format!("${n}")).collect();
+        let params: Vec<String> = (7..7 + purged_tables().count())
+            .map(|n| format!("${n}"))
+            .collect();
         let insert = format!(
             "INSERT INTO withdrawals (participant_id, withdrawn_at, withdrawn_by, purged, \
              provider_revocation, request_id, {}) VALUES ($1, $2, $3, $4, $5, $6, {})",
@@ -133,7 +131,7 @@ impl Tx<'_> {
                 .bind(withdrawal.purge)
                 .bind(capped(&withdrawal.provider_revocation))
                 .bind(&request_id);
-            for table in PURGED {
+            for table in purged_tables() {
                 query = query.bind(count(table));
             }
             query
@@ -154,7 +152,7 @@ impl Tx<'_> {
         if !purged {
             return Ok(counts);
         }
-        for table in PURGED {
+        for table in purged_tables() {
             let n: i64 = fetch!(
                 self.conn.exec(),
                 sqlx::query_scalar(AssertSqlSafe(format!(

@@ -6,6 +6,7 @@
 //! numeric field is a lenient [`Num`]. A field of the wrong shape (an object where a number
 //! belongs, a string that is not a number) fails to parse, and the caller reports invalid data.
 
+use crate::provider::http::NumberOrText;
 use chrono::NaiveDate;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Deserializer};
@@ -17,17 +18,11 @@ pub struct Num(pub f64);
 
 impl<'de> Deserialize<'de> for Num {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        #[derive(Deserialize)]
-        #[serde(untagged)]
-        enum Raw<'a> {
-            Number(f64),
-            Text(std::borrow::Cow<'a, str>),
-        }
-        let value = match Raw::deserialize(d)
+        let value = match NumberOrText::deserialize(d)
             .map_err(|_| serde::de::Error::custom("expected a number or a string holding one"))?
         {
-            Raw::Number(n) => n,
-            Raw::Text(t) => t
+            NumberOrText::Number(n) => n,
+            NumberOrText::Text(t) => t
                 .trim()
                 .parse::<f64>()
                 .map_err(|_| serde::de::Error::custom(format!("{t:?} is not a number")))?,

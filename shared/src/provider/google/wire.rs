@@ -7,6 +7,8 @@
 use chrono::{DateTime, NaiveDate, Utc};
 use serde::{Deserialize, Deserializer};
 
+use crate::provider::http::NumberOrText;
+
 /// An `int64` field: a JSON string per proto3-JSON (`"72"`), though numbers are accepted too.
 /// Proto3-JSON omits zero values, so rollup members that may be zero default to 0.
 #[derive(Debug, Clone, Copy, PartialEq, Default)]
@@ -41,17 +43,11 @@ pub struct Double(pub f64);
 
 impl<'de> Deserialize<'de> for Double {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        #[derive(Deserialize)]
-        #[serde(untagged)]
-        enum Raw<'a> {
-            Number(f64),
-            Text(std::borrow::Cow<'a, str>),
-        }
-        match Raw::deserialize(d)
+        match NumberOrText::deserialize(d)
             .map_err(|_| serde::de::Error::custom("expected a double as a number or a string"))?
         {
-            Raw::Number(n) => Ok(Double(n)),
-            Raw::Text(t) => match t.as_ref() {
+            NumberOrText::Number(n) => Ok(Double(n)),
+            NumberOrText::Text(t) => match t.as_ref() {
                 "NaN" => Ok(Double(f64::NAN)),
                 "Infinity" => Ok(Double(f64::INFINITY)),
                 "-Infinity" => Ok(Double(f64::NEG_INFINITY)),
