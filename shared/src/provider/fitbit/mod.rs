@@ -31,6 +31,7 @@
 
 mod families;
 pub mod parse;
+mod refusal;
 mod sleep;
 mod time;
 mod wire;
