@@ -136,7 +136,7 @@ fn slice(participant: &str, start: &str, minutes: i64) -> WriterCommand {
     })
 }
 
-/// What the demo does not make, through the writer's own store: invitations (one used by a
+/// What the demo does not make, through the writer's own store: a refused family, invitations (one used by a
 /// consent, one declined), webhook notifications and a provider deletion, slices ahead of the
 /// cursor (one in a month no partition exists for yet), withdrawals with and without purge.
 async fn top_up(url: &str) {
@@ -153,7 +153,19 @@ async fn top_up(url: &str) {
         expires_at: at("2026-11-12T09:00:00Z"),
     };
     let (used, declined) = (Uuid::new_v4(), Uuid::new_v4());
+    // sim-0002's provider refused skin temperature on a later sync (a family_permissions row).
+    let mut refused = slice("sim-0002", "2026-11-05T00:00:00Z", 5);
+    if let WriterCommand::StoreSlice(s) = &mut refused {
+        let day = chrono::NaiveDate::from_ymd_opt(2026, 11, 5).unwrap();
+        s.daily.complete_days = Some(day..day.succ_opt().unwrap());
+        s.daily.not_permitted = [(
+            fitlink_shared::families::Family::SkinTemperature,
+            "list daily-sleep-temperature-derivations: HTTP 403".to_owned(),
+        )]
+        .into();
+    }
     let commands = vec![
+        refused,
         slice("sim-0001", "2026-11-05T00:00:00Z", 30),
         slice("sim-0001", "2027-06-01T00:00:00Z", 10),
         WriterCommand::RecordInvitation(invitation(used, "invitee-1")),
