@@ -64,13 +64,7 @@ async fn a_participant_without_sleep_gets_every_other_family_and_is_offered_cons
         "refusing sleep does not stall the participant"
     );
 
-    let out = t.cli(&["status", "--json"]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let status: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let status = t.status_json();
     let participant = |id: &str| {
         status["participants"]
             .as_array()

@@ -333,6 +333,17 @@ impl TestFleet {
     }
 
     /// Runs `fitlink <args>` with the fleet's environment and returns its output.
+    /// `fitlink status --json`, which must succeed, parsed.
+    pub fn status_json(&self) -> serde_json::Value {
+        let out = self.cli(&["status", "--json"]);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice(&out.stdout).unwrap()
+    }
+
     pub fn cli(&self, args: &[&str]) -> Output {
         std::process::Command::new(BIN)
             .args(args)

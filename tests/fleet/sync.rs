@@ -86,13 +86,7 @@ async fn every_point_is_stored_once_and_a_second_sync_adds_nothing_but_restateme
     }
 
     // The status report sees everyone active and synced.
-    let out = t.cli(&["status", "--json"]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let status: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let status = t.status_json();
     assert_eq!(status["participants"].as_array().unwrap().len(), ids.len());
     assert!(
         status["participants"]
