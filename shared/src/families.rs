@@ -193,6 +193,32 @@ impl Family {
         Family::ActiveZoneMinutes,
     ];
 
+    /// The families of the completeness ledger (`coverage_daily`, `docs/coverage.md`): data
+    /// a tracker records on a day. Devices are snapshots taken at each sync, not in it.
+    pub const LEDGER: [Family; 11] = [
+        Family::Activity,
+        Family::HeartRateZones,
+        Family::RestingHeartRate,
+        Family::HeartRateIntraday,
+        Family::StepsIntraday,
+        Family::Sleep,
+        Family::HeartRateVariability,
+        Family::OxygenSaturation,
+        Family::BreathingRate,
+        Family::SkinTemperature,
+        Family::ActiveZoneMinutes,
+    ];
+
+    /// Whether the ledger counts the family in minutes (an intraday series) or in values a day.
+    pub fn is_intraday(self) -> bool {
+        matches!(self, Family::HeartRateIntraday | Family::StepsIntraday)
+    }
+
+    /// The family named `name` (its [`as_str`](Self::as_str)).
+    pub fn parse(name: &str) -> Option<Family> {
+        Family::ALL.into_iter().find(|f| f.as_str() == name)
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             Family::Activity => "activity",

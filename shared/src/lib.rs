@@ -5,6 +5,7 @@
 
 pub mod broker;
 pub mod config;
+pub mod coverage;
 pub mod domain;
 pub mod errors;
 pub mod families;

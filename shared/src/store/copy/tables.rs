@@ -87,7 +87,7 @@ impl Table {
 use Kind::*;
 
 /// Every table, parents before children (`credentials` references `participants`).
-pub const TABLES: [Table; 23] = [
+pub const TABLES: [Table; 24] = [
     Table {
         name: "participants",
         columns: &[
@@ -336,6 +336,22 @@ pub const TABLES: [Table; 23] = [
             col("since", Instant),
         ],
         key: &["participant_id", "family"],
+    },
+    Table {
+        name: "coverage_daily",
+        columns: &[
+            col("participant_id", Text),
+            col("date", Date),
+            col("family", Text),
+            col("expected", Integer),
+            col("received", Integer),
+            opt("worn_minutes", Integer),
+            col("status", Text),
+            col("reason", Text),
+            opt("dead_letter_id", Text),
+            col("updated_at", Instant),
+        ],
+        key: &["participant_id", "date", "family"],
     },
     Table {
         name: "heart_rate_intraday",
