@@ -355,9 +355,34 @@ impl Slice {
     }
 }
 
+/// A participant's zone by its IANA name; UTC when it is not known (or not a zone), the same
+/// rule for the worker cutting local days and the writer counting them.
+pub fn zone_or_utc(zone: Option<&str>) -> chrono_tz::Tz {
+    zone.and_then(|z| z.parse().ok()).unwrap_or(chrono_tz::UTC)
+}
+
+/// `[start, end)` of local day `date` in `tz`: 23 or 25 hours on a DST day. A midnight the zone
+/// skips (a change at 00:00) starts the day at its first instant that exists.
+pub fn local_day_span(date: NaiveDate, tz: chrono_tz::Tz) -> (DateTime<Utc>, DateTime<Utc>) {
+    let midnight = |d: NaiveDate| {
+        use chrono::TimeZone;
+        let mut local = d.and_time(chrono::NaiveTime::MIN);
+        // Offsets change by at most a few hours; a skipped midnight resolves within them.
+        for _ in 0..(24 * 60) {
+            if let Some(at) = tz.from_local_datetime(&local).earliest() {
+                return at.with_timezone(&Utc);
+            }
+            local += TimeDelta::minutes(1);
+        }
+        local.and_utc()
+    };
+    let next = date.succ_opt().unwrap_or(date);
+    (midnight(date), midnight(next))
+}
+
 /// The local dates a UTC range touches in a time zone (`None` zone: UTC).
 pub fn local_days(from: DateTime<Utc>, to: DateTime<Utc>, zone: Option<&str>) -> Range<NaiveDate> {
-    let tz: chrono_tz::Tz = zone.and_then(|z| z.parse().ok()).unwrap_or(chrono_tz::UTC);
+    let tz = zone_or_utc(zone);
     let first = from.with_timezone(&tz).date_naive();
     let last = (to - TimeDelta::seconds(1))
         .max(from)
@@ -399,6 +424,29 @@ mod tests {
             "2026-10-01T10:00:00Z"
         );
         assert!(parse_date_or_instant("yesterday").is_err());
+    }
+
+    #[test]
+    fn a_local_day_is_23_or_25_hours_on_dst_days() {
+        let ny: chrono_tz::Tz = "America/New_York".parse().unwrap();
+        let hours = |d: &str| {
+            let (start, end) = local_day_span(d.parse().unwrap(), ny);
+            (start.to_rfc3339(), (end - start).num_hours())
+        };
+        assert_eq!(
+            hours("2026-11-01"),
+            ("2026-11-01T04:00:00+00:00".into(), 25)
+        );
+        assert_eq!(
+            hours("2026-03-08"),
+            ("2026-03-08T05:00:00+00:00".into(), 23)
+        );
+        assert_eq!(hours("2026-11-02").1, 24);
+        // Havana skips midnight itself on its spring change (00:00 becomes 01:00).
+        let havana: chrono_tz::Tz = "America/Havana".parse().unwrap();
+        let (start, end) = local_day_span("2026-03-08".parse().unwrap(), havana);
+        assert_eq!(start.to_rfc3339(), "2026-03-08T05:00:00+00:00");
+        assert_eq!((end - start).num_hours(), 23);
     }
 
     #[test]

@@ -243,6 +243,10 @@ pub struct SliceResult {
     /// The paired devices as the job found them (first slice of a job only).
     #[serde(default)]
     pub devices: Option<DeviceSnapshot>,
+    /// The participant's IANA zone the slice's local days were cut in: the completeness
+    /// ledger counts the same local days (`None` in older messages: the stored zone is used).
+    #[serde(default)]
+    pub time_zone: Option<String>,
     #[serde(default)]
     pub heart_rate: Vec<IntradayPoint>,
     #[serde(default)]

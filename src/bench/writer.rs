@@ -194,6 +194,7 @@ impl Workload {
                     },
                     daily,
                     devices,
+                    time_zone: None,
                     heart_rate: (0..half).map(|m| point(m, 60 + (m % 40) as i64)).collect(),
                     steps: (0..half).map(|m| point(m, (m % 90) as i64)).collect(),
                 })

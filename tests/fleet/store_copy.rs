@@ -131,6 +131,7 @@ fn slice(participant: &str, start: &str, minutes: i64) -> WriterCommand {
         },
         daily: Default::default(),
         devices: None,
+        time_zone: None,
         heart_rate: points.clone(),
         steps: points,
     })

@@ -204,6 +204,7 @@ impl<P: HealthProvider> JobContext<'_, P> {
                 daily,
                 // The first slice carries the devices as this job found them.
                 devices: devices.take(),
+                time_zone: time_zone.clone(),
                 heart_rate: intraday.heart_rate,
                 steps: intraday.steps,
             });

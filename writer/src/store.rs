@@ -26,6 +26,7 @@ use fitlink_shared::on_backend;
 use fitlink_shared::store::{Conn, Database, Durability, WriteConnection};
 use uuid::Uuid;
 
+mod coverage;
 mod credential;
 mod families;
 mod grant;
@@ -36,6 +37,8 @@ mod outcome;
 mod slices;
 mod withdrawal;
 
+#[cfg(test)]
+mod coverage_tests;
 #[cfg(test)]
 mod families_tests;
 #[cfg(test)]
@@ -456,7 +459,7 @@ impl Tx<'_> {
         command: &WriterCommand,
         applied: &mut Applied,
     ) -> CommandResult<Effect> {
-        match command {
+        let effect = match command {
             WriterCommand::ImportParticipants(batch) => self.import(batch).await,
             WriterCommand::RequestSync(request) => self.request_sync(request).await,
             WriterCommand::StoreSlice(slice) => self.store_slice(slice, applied).await,
@@ -475,7 +478,11 @@ impl Tx<'_> {
             }
             WriterCommand::ConsentLost(loss) => self.consent_lost(loss).await,
             WriterCommand::Withdraw(withdrawal) => self.withdraw(withdrawal).await,
+        }?;
+        if let Some((participant, days)) = coverage::changed_days(command, &effect) {
+            self.refresh_coverage(participant, days, applied).await?;
         }
+        Ok(effect)
     }
 }
 

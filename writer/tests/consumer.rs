@@ -129,6 +129,7 @@ fn minute(job_id: Uuid, participant: &str, start: UtcInstant) -> WriterCommand {
         },
         daily: Default::default(),
         devices: None,
+        time_zone: None,
         heart_rate: vec![IntradayPoint {
             datetime: start,
             utc_offset_seconds: 0,

@@ -27,6 +27,7 @@ use crate::messages::IntradayPoint;
 pub mod admin;
 pub mod bulk;
 pub mod copy;
+mod minutes;
 mod postgres;
 mod sqlite;
 mod types;

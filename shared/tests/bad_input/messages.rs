@@ -166,6 +166,7 @@ fn slice_result() -> impl Strategy<Value = SliceResult> {
                         ..Default::default()
                     },
                     devices: None,
+                    time_zone: None,
                     heart_rate: hr,
                     steps,
                 }

@@ -14,6 +14,7 @@ use fitlink_shared::messages::SliceResult;
 use fitlink_shared::store::IntradayTable;
 use fitlink_shared::{execute, fetch};
 
+use super::coverage::Days;
 use super::families::Owner;
 use super::{Applied, CommandResult, Effect, Rejection, Tx, job_text};
 
@@ -72,7 +73,33 @@ impl Tx<'_> {
             .store_families(owner, &result.daily, result.devices.as_ref(), applied)
             .await?;
 
-        let cursor = self.advance_cursor(result, cursor).await?;
+        if let Some(zone) = &result.time_zone {
+            // The zone the worker cut the slice's days in is the participant's zone from now
+            // on: every later ledger day (a deletion, an outcome) is cut in it too.
+            execute!(
+                self.conn.exec(),
+                sqlx::query(
+                    "UPDATE participants SET time_zone = $2 WHERE participant_id = $1                      AND time_zone IS DISTINCT FROM $2",
+                )
+                .bind(participant.as_str())
+                .bind(zone)
+            )?;
+        }
+        let before = cursor;
+        let cursor = self.advance_cursor(result, before).await?;
+        // The ledger of the days this slice touched, and of the days the cursor now passed.
+        let days = Days::Touched {
+            from: slice.start,
+            to: if cursor > before {
+                cursor.max(slice.end)
+            } else {
+                slice.end
+            },
+            dates: result.daily.complete_days.clone(),
+            zone: result.time_zone.clone(),
+        };
+        self.refresh_coverage(participant.as_str(), days, applied)
+            .await?;
 
         // Counts rows actually written, so a redelivered slice does not inflate the ledger.
         execute!(

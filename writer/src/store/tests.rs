@@ -102,6 +102,7 @@ pub(super) fn slice(job_id: Uuid, participant: &str, start: &str, minutes: i64) 
         slice: Slice { start, end },
         daily: Default::default(),
         devices: None,
+        time_zone: None,
         heart_rate: points.clone(),
         steps: points,
     }
