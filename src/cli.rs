@@ -20,7 +20,7 @@ use fitlink_simulator::SimConfig;
 use fitlink_worker::WorkerArgs;
 use fitlink_writer::WriterArgs;
 
-use crate::{bench, chaos, demo, status, store_copy};
+use crate::{bench, chaos, coverage, demo, status, store_copy};
 
 #[derive(Parser, Debug)]
 #[command(
@@ -75,16 +75,21 @@ pub enum Command {
         #[command(subcommand)]
         action: DlqAction,
     },
-    /// Per-participant sync state and queue depths.
+    /// Per-participant sync state, queue depths, and cohort wear compliance.
     Status {
         #[command(flatten)]
         database: DatabaseArgs,
         #[command(flatten)]
         broker: BrokerArgs,
+        #[command(flatten)]
+        compliance: status::compliance::ComplianceArgs,
         /// Print the stable JSON form (documented in the README) instead of a table.
         #[arg(long)]
         json: bool,
     },
+    /// The completeness ledger: per participant, local day and family, what is stored, the
+    /// wear, and why a day is not complete (docs/coverage.md).
+    Coverage(coverage::CoverageArgs),
     /// Print a new random FITLINK_TOKEN_KEY.
     Keygen,
     /// Run the whole fleet locally against the simulator and print what was stored.
@@ -173,6 +178,8 @@ impl Cli {
         // which lapin logs as an error. The report says which queues are missing instead.
         let default_filter = match self.command {
             Command::Status { .. } | Command::Store { .. } => "info,lapin=off",
+            // Its output is the data: stderr stays for errors.
+            Command::Coverage(_) => "warn",
             _ => "info",
         };
         telemetry::init_logging(self.log_format, default_filter);
@@ -280,9 +287,10 @@ impl Cli {
             Command::Status {
                 database,
                 broker,
+                compliance,
                 json,
             } => {
-                let report = status::status(&database, &broker).await?;
+                let report = status::status(&database, &broker, &compliance).await?;
                 if json {
                     println!("{}", serde_json::to_string_pretty(&report)?);
                 } else {
@@ -290,6 +298,7 @@ impl Cli {
                 }
                 Ok(())
             }
+            Command::Coverage(args) => coverage::run(args).await,
             Command::Keygen => {
                 println!("{}", TokenKey::generate().expose());
                 Ok(())

@@ -47,7 +47,10 @@
 //!         "activity_summary": 305, "heart_rate_summary": 1220, "resting_heart_rate": 305,
 //!         "heart_rate_intraday": 439200, "steps_intraday": 439200, "device": 305,
 //!         "sleep_daily_summary": 320, "sleep_level": 9100, …
-//!       }
+//!       },
+//!       "days_worn_enough": 5,               // days of the compliance window worn long enough;
+//!       "compliant": true,                   // both null for a withdrawn participant (not counted)
+//!       "gaps": { "not_worn": 1, "device_not_synced": 1 } // window days with a gap, by reason
 //!     }
 //!   ],
 //!   "totals": {
@@ -80,6 +83,16 @@
 //!   "expiring_grants": [                     // grants that stop working within 48 hours
 //!     { "participant_id": "P-0002", "refresh_token_expires_at": "2026-11-02T09:00:00Z" }
 //!   ],
+//!   "compliance": {                          // cohort wear compliance (status/compliance.rs)
+//!     "as_of": "2026-11-04",                 // --as-of (default: today's UTC date), excluded
+//!     "window_days": 7,
+//!     "first_day": "2026-10-28", "last_day": "2026-11-03", // the window's local days, inclusive
+//!     "min_wear_hours": 10.0, "min_days": 4,
+//!     "participants": 10,                    // every participant not withdrawn
+//!     "compliant": 8,
+//!     "not_compliant": ["P-0003", "P-0007"], // by id, the first 50
+//!     "not_compliant_count": 2               // all of them
+//!   },
 //!   "warnings": []                           // e.g. "broker unreachable: ..."
 //! }
 //! ```
@@ -88,6 +101,9 @@
 //! `consent_expired` and `withdrawn`; the participant fields `granted_scopes`, `consented_at`,
 //! `refresh_token_expires_at` and `credential_used_at`; the top-level `invitations`, `webhooks`,
 //! `withdrawals` and `expiring_grants`.
+//!
+//! Added in format 1 without a version bump (the completeness ledger, `docs/coverage.md`): the
+//! top-level `compliance` and the participant fields `days_worn_enough`, `compliant`, `gaps`.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -103,6 +119,10 @@ use fitlink_shared::messages::now_instant;
 use fitlink_shared::store::DATA_TABLES;
 use fitlink_shared::store::Database;
 use serde::Serialize;
+
+pub mod compliance;
+
+use compliance::{Compliance, ComplianceArgs, ComplianceRule};
 
 /// Bumped only when a field changes meaning or disappears; new fields do not bump it.
 pub const FORMAT_VERSION: u32 = 1;
@@ -130,6 +150,8 @@ pub struct StatusReport {
     /// Grants that stop working within 48 hours (soonest first): invite these participants
     /// again before they stop syncing.
     pub expiring_grants: Vec<ExpiringGrant>,
+    /// Who wore their tracker long enough on enough recent days.
+    pub compliance: Compliance,
     pub warnings: Vec<String>,
 }
 
@@ -208,6 +230,13 @@ pub struct ParticipantStatus {
     /// provider's reason: the other families keep syncing; a new consent may grant these.
     pub not_permitted: BTreeMap<String, String>,
     pub rows: TableRows,
+    /// Days of the compliance window with at least `min_wear_hours` of wear; `None` for a
+    /// participant the compliance does not count (withdrawn).
+    pub days_worn_enough: Option<i64>,
+    /// `days_worn_enough >= min_days`; `None` when not counted.
+    pub compliant: Option<bool>,
+    /// Days of the compliance window with a gap in the ledger, by reason: why data is missing.
+    pub gaps: BTreeMap<String, i64>,
 }
 
 /// Row counts of the data tables ([`DATA_TABLES`], names as in the database), every table
@@ -277,16 +306,21 @@ pub struct RetryDepth {
     pub depth: Option<u32>,
 }
 
-/// Per-table row counts, one grouped query per table (not one per participant). Static strings
-/// so no table name is ever spliced into SQL.
-/// Builds the report: the database part (required) and the queue part (best effort).
-pub async fn status(database: &DatabaseArgs, broker: &BrokerArgs) -> anyhow::Result<StatusReport> {
+/// Builds the report: the database part (required) and the queue part (best effort), with
+/// compliance under `compliance`'s thresholds (checked before anything is read).
+pub async fn status(
+    database: &DatabaseArgs,
+    broker: &BrokerArgs,
+    compliance: &ComplianceArgs,
+) -> anyhow::Result<StatusReport> {
     let generated_at = now_instant();
-    let (participants, queues) = tokio::join!(read_database(database), read_queues(broker));
+    let rule = compliance.rule(generated_at.get().date_naive())?;
+    let (participants, queues) = tokio::join!(read_database(database, &rule), read_queues(broker));
     let Tables {
         participants,
         totals,
         linkage,
+        compliance,
     } = participants?;
     let mut warnings = Vec::new();
     let queues = match queues {
@@ -327,6 +361,7 @@ pub async fn status(database: &DatabaseArgs, broker: &BrokerArgs) -> anyhow::Res
         webhooks: linkage.webhooks,
         withdrawals: linkage.withdrawals,
         expiring_grants: linkage.expiring_grants,
+        compliance,
         warnings,
     })
 }
@@ -358,6 +393,7 @@ struct Tables {
     participants: Vec<ParticipantStatus>,
     totals: Totals,
     linkage: Linkage,
+    compliance: Compliance,
 }
 
 /// Invitations, webhooks, withdrawals and expiring grants.
@@ -368,14 +404,14 @@ struct Linkage {
     expiring_grants: Vec<ExpiringGrant>,
 }
 
-async fn read_database(database: &DatabaseArgs) -> anyhow::Result<Tables> {
+async fn read_database(database: &DatabaseArgs, rule: &ComplianceRule) -> anyhow::Result<Tables> {
     let db = database.open_for_reading("status").await?;
-    let result = read_tables(&db).await;
+    let result = read_tables(&db, rule).await;
     db.close().await;
     result
 }
 
-async fn read_tables(db: &Database) -> anyhow::Result<Tables> {
+async fn read_tables(db: &Database, rule: &ComplianceRule) -> anyhow::Result<Tables> {
     let rows: Vec<ParticipantRow> = fetch!(
         db.exec(),
         sqlx::query_as(
@@ -388,6 +424,10 @@ async fn read_tables(db: &Database) -> anyhow::Result<Tables> {
         all
     )
     .context("cannot read participants")?;
+    let compliance::CohortCompliance {
+        summary: compliance,
+        by_participant: mut wear,
+    } = compliance::read_compliance(db, rule).await?;
 
     let mut counts: BTreeMap<String, TableRows> = BTreeMap::new();
     let mut table_totals = TableRows::default();
@@ -457,7 +497,11 @@ async fn read_tables(db: &Database) -> anyhow::Result<Tables> {
                     .or_default() += 1;
                 let lag_seconds =
                     latest_device_sync.map(|latest| (latest.get() - cursor.get()).num_seconds());
+                let wear = wear.remove(&participant_id).unwrap_or_default();
                 ParticipantStatus {
+                    days_worn_enough: wear.days_worn_enough,
+                    compliant: wear.compliant,
+                    gaps: wear.gaps,
                     rows: counts.remove(&participant_id).unwrap_or_default(),
                     not_permitted: not_permitted.remove(&participant_id).unwrap_or_default(),
                     participant_id,
@@ -496,6 +540,7 @@ async fn read_tables(db: &Database) -> anyhow::Result<Tables> {
         participants,
         totals,
         linkage,
+        compliance,
     })
 }
 
@@ -772,6 +817,14 @@ pub fn render_text(report: &StatusReport) -> String {
         "withdrawals: {} ({} purged)",
         report.withdrawals.count, report.withdrawals.purged
     );
+    let days_worn = |id: &str| {
+        report
+            .participants
+            .iter()
+            .find(|p| p.participant_id == id)
+            .and_then(|p| p.days_worn_enough)
+    };
+    out.push_str(&compliance::render_text(&report.compliance, days_worn));
     if !report.expiring_grants.is_empty() {
         let expiring: Vec<String> = report
             .expiring_grants

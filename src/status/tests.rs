@@ -10,6 +10,7 @@ fitlink_shared::on_both_backends!(
     reports_the_database_even_without_a_broker,
     reports_linkage_consents_webhooks_and_withdrawals,
     reports_queue_depths_and_missing_queues,
+    reports_cohort_compliance_and_each_participants_wear,
 );
 
 fn at(text: &str) -> UtcInstant {
@@ -95,7 +96,9 @@ async fn reports_the_database_even_without_a_broker(backend: Backend) {
         namespace: "t-status".into(),
         results_partitions: 1,
     };
-    let report = status(&database, &broker).await.unwrap();
+    let report = status(&database, &broker, &ComplianceArgs::default())
+        .await
+        .unwrap();
     assert!(report.queues.is_none());
     assert!(report.warnings[0].contains("broker unreachable"));
     let p1 = &report.participants[0];
@@ -199,7 +202,9 @@ async fn reports_linkage_consents_webhooks_and_withdrawals(backend: Backend) {
         namespace: "t-status".into(),
         results_partitions: 1,
     };
-    let report = status(&database, &broker).await.unwrap();
+    let report = status(&database, &broker, &ComplianceArgs::default())
+        .await
+        .unwrap();
     assert_eq!(
         report.invitations,
         InvitationCounts {
@@ -269,7 +274,9 @@ async fn reports_queue_depths_and_missing_queues(backend: Backend) {
         results_partitions: 1,
     };
     // Nothing declared yet: every queue is reported missing, none fails the report.
-    let report = status(&database, &broker).await.unwrap();
+    let report = status(&database, &broker, &ComplianceArgs::default())
+        .await
+        .unwrap();
     let queues = report.queues.as_ref().expect("the test broker is running");
     assert_eq!(queues.jobs, None);
     assert_eq!(queues.results_dead, None);
@@ -291,7 +298,7 @@ async fn reports_queue_depths_and_missing_queues(backend: Backend) {
         .publish(&topology.jobs_dead, b"{}", Vec::new())
         .await
         .unwrap();
-    let report = status(&database, &broker).await;
+    let report = status(&database, &broker, &ComplianceArgs::default()).await;
 
     // Clean up before asserting, so a failure leaves no queues behind.
     let channel = conn.create_channel().await.unwrap();
@@ -308,4 +315,116 @@ async fn reports_queue_depths_and_missing_queues(backend: Backend) {
     let json = serde_json::to_value(&report).unwrap();
     assert_eq!(json["queues"]["jobs_dead"], 1);
     let _ = conn.close(200, "OK".into()).await;
+}
+
+/// p1 wore it long enough on 4 of the 7 days before 2026-11-08 (and not on a fifth, a gap);
+/// p2 (revoked) has no ledger rows; p3 withdrew.
+async fn reports_cohort_compliance_and_each_participants_wear(backend: Backend) {
+    use crate::coverage::testing::{add_ledger_rows, add_participant, ledger_row};
+    use fitlink_shared::families::Family;
+
+    let (_db, database) = database(backend).await;
+    let db = writable(&database).await;
+    add_participant(&db, "p3", "withdrawn").await;
+    let mut rows: Vec<_> = (1..=4)
+        .map(|d| {
+            ledger_row(
+                "p1",
+                &format!("2026-11-0{d}"),
+                Family::HeartRateIntraday,
+                Some(600),
+                "ok",
+            )
+        })
+        .collect();
+    rows.push(ledger_row(
+        "p1",
+        "2026-11-05",
+        Family::HeartRateIntraday,
+        Some(0),
+        "not_worn",
+    ));
+    rows.push(ledger_row(
+        "p3",
+        "2026-11-05",
+        Family::HeartRateIntraday,
+        None,
+        "withdrawn",
+    ));
+    add_ledger_rows(&db, &rows).await;
+    db.close().await;
+
+    let broker = BrokerArgs {
+        amqp_url: Secret::new("amqp://guest:guest@127.0.0.1:1/%2f".into()),
+        namespace: "t-status".into(),
+        results_partitions: 1,
+    };
+    let compliance = ComplianceArgs {
+        as_of: Some(chrono::NaiveDate::from_ymd_opt(2026, 11, 8).unwrap()),
+        ..ComplianceArgs::default()
+    };
+    let report = status(&database, &broker, &compliance).await.unwrap();
+    let json = serde_json::to_value(&report).unwrap();
+    assert_eq!(
+        json["compliance"],
+        serde_json::json!({
+            "as_of": "2026-11-08", "window_days": 7,
+            "first_day": "2026-11-01", "last_day": "2026-11-07",
+            "min_wear_hours": 10.0, "min_days": 4,
+            "participants": 2, "compliant": 1,
+            "not_compliant": ["p2"], "not_compliant_count": 1
+        })
+    );
+    let wear = |i: usize| {
+        let p = &json["participants"][i];
+        (
+            p["participant_id"].clone(),
+            p["days_worn_enough"].clone(),
+            p["compliant"].clone(),
+            p["gaps"].clone(),
+        )
+    };
+    assert_eq!(
+        wear(0),
+        (
+            "p1".into(),
+            4.into(),
+            true.into(),
+            serde_json::json!({"not_worn": 1})
+        )
+    );
+    assert_eq!(
+        wear(1),
+        ("p2".into(), 0.into(), false.into(), serde_json::json!({}))
+    );
+    assert_eq!(
+        wear(2),
+        (
+            "p3".into(),
+            serde_json::Value::Null,
+            serde_json::Value::Null,
+            serde_json::json!({"withdrawn": 1})
+        )
+    );
+
+    let text = render_text(&report);
+    assert!(
+        text.contains(
+            "compliance: 1 of 2 participants wore their tracker \u{2265}10 h on \u{2265}4 of the 7 days before 2026-11-08\n  not compliant: p2 (0 days)\n"
+        ),
+        "{text}"
+    );
+
+    // Thresholds that cannot hold fail before anything is read.
+    let impossible = ComplianceArgs {
+        min_days: 8,
+        ..ComplianceArgs::default()
+    };
+    let error = status(&database, &broker, &impossible).await.unwrap_err();
+    assert!(
+        error
+            .to_string()
+            .starts_with("--min-days (FITLINK_COMPLIANCE_MIN_DAYS) is 8"),
+        "{error:#}"
+    );
 }
