@@ -1,6 +1,7 @@
 //! The lost / duplicated / wrong checker: compares what a fleet stored for a participant with the
-//! simulator's ground truth for `[sync_from, cursor)`, table by table. Used by `fitlink chaos`
-//! and by the fleet tests, so both judge the same way.
+//! simulator's ground truth for `[sync_from, cursor)`, table by table, and the completeness
+//! ledger with the gaps the truth has (`coverage`). Used by `fitlink chaos` and by the fleet
+//! tests, so both judge the same way.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -11,6 +12,7 @@ use fitlink_shared::fetch;
 use fitlink_shared::store::Database;
 use fitlink_simulator::{SimConfig, truth};
 
+mod coverage;
 mod families;
 
 /// Which provider served a participant's data, which decides what the truth looks like.
@@ -171,6 +173,8 @@ pub async fn check_participant(
         .into_iter()
         .map(|s| point(s.start, s.utc_offset_seconds, s.steps))
         .collect();
+    let heart_rate_minutes = coverage::minutes(heart_rate.keys());
+    let steps_minutes = coverage::minutes(steps.keys());
 
     // Fitbit serves whole kilocalories; once Fitbit served a day, compare whole numbers.
     let whole_kcal = !matches!(history, History::Google);
@@ -322,6 +326,19 @@ pub async fn check_participant(
     for (table, diff) in judged.tables().await? {
         check.tables.insert(table, diff);
     }
+    let ledger = coverage::Ledger {
+        db,
+        sim,
+        id,
+        history,
+        from,
+        cursor,
+        days: &days,
+        version: &version,
+        heart_rate_minutes: &heart_rate_minutes,
+        steps_minutes: &steps_minutes,
+    };
+    check.tables.insert("coverage_daily", ledger.judge().await?);
     if let Some(devices) = check_devices(db, sim, id).await? {
         check.tables.insert("device", devices);
     }

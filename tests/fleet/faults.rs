@@ -193,6 +193,24 @@ async fn a_job_that_keeps_failing_is_dead_lettered_and_replay_recovers_it() {
         "no token in a listing: {listing}"
     );
 
+    // The ledger says why sim-0002's days are missing, naming the dead letter.
+    let (dead_job,): (String,) = fetch!(
+        t.db.exec(),
+        sqlx::query_as(
+            "SELECT job_id FROM sync_jobs WHERE participant_id = 'sim-0002' \
+             AND outcome = 'dead_lettered'"
+        ),
+        one
+    )
+    .unwrap();
+    let dead_days = ledger_rows(&t, "provider_error");
+    assert!(!dead_days.is_empty(), "the dead-lettered days are in the ledger");
+    assert!(
+        dead_days.iter().all(|r| r.dead_letter_id == dead_job),
+        "every provider_error names the dead letter {dead_job}: {:?}",
+        dead_days.first()
+    );
+
     // Fault removed: the replay syncs the participant from its cursor.
     t.sim_control("/_sim/faults", serde_json::json!({})).await;
     let out = t.cli(&["dlq", "replay", "--all"]);
@@ -204,8 +222,56 @@ async fn a_job_that_keeps_failing_is_dead_lettered_and_replay_recovers_it() {
     t.wait_synced(&["sim-0002".into()], 60).await;
     assert_eq!(t.participant("sim-0002").await.state, "active");
     assert_eq!(t.queue_depth(&t.topology.jobs_dead).await, 0);
+    // Stored, the replayed days turned ok by themselves (or not_worn where the truth has no
+    // data); the checker below compares every ledger row with the truth.
+    assert!(ledger_rows(&t, "provider_error").is_empty());
+    let ok = ledger_rows(&t, "ok");
+    let turned_ok: Vec<&LedgerRow> = dead_days
+        .iter()
+        .filter(|d| ok.iter().any(|o| o.date == d.date && o.family == d.family))
+        .collect();
+    assert!(
+        turned_ok.iter().any(|d| d.family == "heart_rate_intraday")
+            && turned_ok.iter().any(|d| d.family == "activity"),
+        "replayed days turned ok: {} of {} dead-lettered rows",
+        turned_ok.len(),
+        dead_days.len()
+    );
     for id in t.participant_ids() {
         t.assert_matches_truth(&id, &BTreeMap::new()).await;
     }
     t.finish().await;
+}
+
+/// One row of `fitlink coverage --csv`.
+#[derive(Debug)]
+struct LedgerRow {
+    date: String,
+    family: String,
+    dead_letter_id: String,
+}
+
+/// sim-0002's ledger rows with `reason`, as `fitlink coverage --csv` prints them.
+fn ledger_rows(t: &TestFleet, reason: &str) -> Vec<LedgerRow> {
+    let out = t.cli(&["coverage", "sim-0002", "--csv"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let csv = String::from_utf8(out.stdout).unwrap();
+    let mut lines = csv.lines();
+    assert_eq!(
+        lines.next(),
+        Some("participant_id,date,family,expected,received,worn_minutes,status,reason,dead_letter_id")
+    );
+    lines
+        .map(|l| l.split(',').collect::<Vec<_>>())
+        .filter(|f| f[7] == reason)
+        .map(|f| LedgerRow {
+            date: f[1].to_owned(),
+            family: f[2].to_owned(),
+            dead_letter_id: f[8].to_owned(),
+        })
+        .collect()
 }
