@@ -42,6 +42,11 @@ pub struct DemoArgs {
     /// Every Nth participant has 1-second heart rate (0: none).
     #[arg(long, default_value_t = 0)]
     pub fine_hr_every: usize,
+    /// The simulator's clock: the trackers' latest sync (RFC 3339). `fitlink demo` uses now,
+    /// so the completeness ledger and cohort compliance read like a study running today;
+    /// benchmarks keep the simulator's default week, which crosses a DST change.
+    #[arg(long)]
+    pub until: Option<chrono::DateTime<chrono::Utc>>,
     /// Give up if the fleet has not synced everyone within this many seconds.
     #[arg(long, default_value_t = 600)]
     pub timeout_secs: u64,
@@ -90,13 +95,16 @@ pub struct FleetRun {
     pub participant_days: f64,
     pub elapsed: Duration,
     pub table_counts: Vec<(&'static str, i64)>,
+    /// Rows of the completeness ledger.
+    pub ledger_rows: i64,
     /// Requests the simulated provider answered (token endpoints included).
     pub provider_requests: u64,
     /// Each worker's peak resident memory (VmHWM), in KiB, where the OS tells.
     pub worker_peak_rss_kib: Vec<u64>,
 }
 
-pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
+pub async fn run(mut args: DemoArgs) -> anyhow::Result<()> {
+    args.until.get_or_insert_with(chrono::Utc::now);
     println!(
         "fitlink demo: {} participants × {} days, {} workers × {} jobs, simulator latency {} ms",
         args.participants, args.days, args.workers, args.concurrency, args.latency_ms
@@ -119,8 +127,14 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     for (table, n) in &outcome.table_counts {
         println!("  {table:<28} {n:>10}");
     }
+    println!(
+        "  {:<28} {:>10}  (participant-days × families; fitlink coverage)",
+        "coverage_daily", outcome.ledger_rows
+    );
     let url = fitlink_shared::store::redact_url(&args.database_url());
-    println!("\ndatabase: {url}  (try: FITLINK_DATABASE_URL={url} fitlink status)");
+    println!(
+        "\ndatabase: {url}  (try: FITLINK_DATABASE_URL={url} fitlink status, or fitlink coverage --csv)"
+    );
     Ok(())
 }
 
@@ -175,6 +189,13 @@ pub async fn start_fleet(
         "--fine-hr-every".into(),
         args.fine_hr_every.to_string(),
     ];
+    let mut sim_args = sim_args;
+    if let Some(until) = args.until {
+        sim_args.extend([
+            "--until".into(),
+            until.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+        ]);
+    }
     let sim = fleet::start_simulator(&bin, &sim_args, &args.dir.join("simulator.log")).await?;
     let mut env = FleetEnv::simulated(
         args.broker.amqp_url.expose(),
@@ -279,6 +300,11 @@ pub async fn run_fleet(args: &DemoArgs) -> anyhow::Result<FleetRun> {
     let total = args.participants as i64;
     let stopped = fleet::progress(&running.db).await?.stopped;
     let table_counts = fleet::table_counts(&running.db).await?;
+    let ledger_rows: i64 = fitlink_shared::fetch!(
+        running.db.exec(),
+        sqlx::query_scalar("SELECT count(*) FROM coverage_daily"),
+        one
+    )?;
     let worker_peak_rss_kib = running
         .fleet
         .processes
@@ -298,6 +324,7 @@ pub async fn run_fleet(args: &DemoArgs) -> anyhow::Result<FleetRun> {
         participant_days,
         elapsed,
         table_counts,
+        ledger_rows,
         provider_requests,
         worker_peak_rss_kib,
     })
