@@ -7,11 +7,18 @@
 //! The model, per participant and per UTC minute:
 //! * a daily plan keyed by the participant's *local* date (wake/bed time, a 15–40 minute
 //!   off-wrist window after waking, weekends sleep in);
+//! * when the tracker is on the wrist (`wear`): besides that window, about 1 night in 10
+//!   without a device, about 1 day in 12 not worn at all and 1 in 22 mostly on the charger
+//!   (at most one of them a week), and a low-adherence subset (index 4 modulo 5: sim-0004,
+//!   sim-0009, …) not wearing it properly on 4 days of each week, so never compliant. A
+//!   minute off the wrist is sedentary, with no steps and no heart rate;
 //! * 15-minute activity blocks whose probability depends on the local hour (commutes,
 //!   lunch, evenings), each a light walk, a brisk walk or (for "runners") a run;
 //! * outside blocks, occasional pottering (a few steps, lightly active);
 //! * heart rate following activity (sleep ≈ resting − 4, rest ≈ resting + 10, walking
 //!   90–140, running 140–175), smoothed over the previous two minutes so it lags effort;
+//!   resting heart rate from the worn minutes asleep (else awake and at rest), none on a day
+//!   without them;
 //! * distance from steps × stride, floors on some walking minutes, calories = BMR share +
 //!   activity calories.
 //!
@@ -28,9 +35,11 @@ use crate::config::SimConfig;
 mod battery;
 mod nightly;
 mod sleep;
+mod wear;
 
 pub(crate) use nightly::Nightly;
 pub(crate) use sleep::{SleepKind, SleepSession};
+pub(crate) use wear::DayWear;
 
 /// Time zones assigned round-robin (`sim-0001` gets the first). New York and Los Angeles
 /// leave DST on 2026-11-01 (inside the default window); Kolkata and Kathmandu have
@@ -77,6 +86,7 @@ enum Tag {
     Stage,
     Nightly,
     Battery,
+    Wear,
 }
 
 /// Per-participant hash source.
@@ -194,10 +204,13 @@ impl Window {
     }
 }
 
+/// The planned day of one local date, in wall minutes of that date.
 #[derive(Clone, Copy, Debug)]
 struct DayPlan {
     wake: i64,
     bed: i64,
+    /// The morning off-wrist window, unless `wear.rs` makes the day a charger day or a day
+    /// not worn at all.
     off_wrist_start: i64,
     off_wrist_end: i64,
     weekend: bool,
@@ -497,43 +510,44 @@ impl Profile {
         let offset = offset_secs(self.tz, start);
         let local = start.naive_utc() + Duration::seconds(i64::from(offset));
         let minute_of_day = i64::from(local.hour() * 60 + local.minute());
-        let plan = self.day_plan(local.date());
+        let date = local.date();
+        let plan = self.day_plan(date);
+        let wear = self.day_wear(date, &plan);
         let n = self.noise;
 
-        let (level, steps, worn, in_block) =
-            if minute_of_day < plan.wake || minute_of_day >= plan.bed {
-                (Level::Asleep, 0, true, false)
-            } else if (plan.off_wrist_start..plan.off_wrist_end).contains(&minute_of_day) {
-                (Level::Sedentary, 0, false, false)
-            } else {
-                let hour = local.hour();
-                let block = m.div_euclid(15);
-                if n.unit(Tag::Block, block) < activity_probability(hour, plan.weekend) {
-                    let u = n.unit(Tag::Intensity, block);
-                    let level = if self.runner && matches!(hour, 6..=8 | 17..=19) && u < 0.45 {
-                        Level::Vigorous
-                    } else if u > 0.7 {
-                        Level::Moderate
-                    } else {
-                        Level::Light
-                    };
-                    let steps = match level {
-                        Level::Light => n.pick(Tag::Steps, m, 60, 100),
-                        Level::Moderate => n.pick(Tag::Steps, m, 100, 125),
-                        _ => n.pick(Tag::Steps, m, 140, 175),
-                    };
-                    (level, steps, true, true)
-                } else if n.unit(Tag::Putter, m) < 0.25 {
-                    (
-                        Level::Light,
-                        n.pick(Tag::PutterSteps, m, 5, 40),
-                        true,
-                        false,
-                    )
+        let (level, steps, worn, in_block) = if !self.worn_at(date, minute_of_day, &plan, wear) {
+            (Level::Sedentary, 0, false, false)
+        } else if minute_of_day < plan.wake || minute_of_day >= plan.bed {
+            (Level::Asleep, 0, true, false)
+        } else {
+            let hour = local.hour();
+            let block = m.div_euclid(15);
+            if n.unit(Tag::Block, block) < activity_probability(hour, plan.weekend) {
+                let u = n.unit(Tag::Intensity, block);
+                let level = if self.runner && matches!(hour, 6..=8 | 17..=19) && u < 0.45 {
+                    Level::Vigorous
+                } else if u > 0.7 {
+                    Level::Moderate
                 } else {
-                    (Level::Sedentary, 0, true, false)
-                }
-            };
+                    Level::Light
+                };
+                let steps = match level {
+                    Level::Light => n.pick(Tag::Steps, m, 60, 100),
+                    Level::Moderate => n.pick(Tag::Steps, m, 100, 125),
+                    _ => n.pick(Tag::Steps, m, 140, 175),
+                };
+                (level, steps, true, true)
+            } else if n.unit(Tag::Putter, m) < 0.25 {
+                (
+                    Level::Light,
+                    n.pick(Tag::PutterSteps, m, 5, 40),
+                    true,
+                    false,
+                )
+            } else {
+                (Level::Sedentary, 0, true, false)
+            }
+        };
 
         let jitter = n.unit(Tag::HrNoise, m) * 2.0 - 1.0;
         let rhr = self.rhr + plan.rhr_shift;

@@ -39,6 +39,8 @@ mod families_tests;
 mod linkage_tests;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod wear_tests;
 
 use std::future::Future;
 use std::io::Write;

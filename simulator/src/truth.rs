@@ -24,6 +24,12 @@
 //! The families of `docs/data-families.md` (sleep sessions, paired devices, HRV, SpO2,
 //! breathing rate, skin temperature, active zone minutes) are in `families`, re-exported
 //! here.
+//!
+//! Wear time and the latest sync, what the completeness ledger (`docs/coverage.md`) and
+//! cohort compliance are computed from, are in `wear`, re-exported here: [`worn_minutes`]
+//! (minutes of a local day with a served heart-rate sample; [`legacy::worn_minutes`] on
+//! the legacy API), [`latest_sync`] and [`wear_days`] (each day's wear with the plan behind
+//! it: not worn, on the charger, a night without the tracker).
 
 use chrono::{DateTime, NaiveDate, Utc};
 
@@ -33,12 +39,14 @@ use crate::generator::{DaySummary, Profile, Window};
 
 mod families;
 pub mod legacy;
+mod wear;
 
 pub use families::{
     ActiveZoneMinutesDay, HeartRateVariabilityDay, OxygenSaturationDay, PairedDevice, SleepLevel,
     SleepSession, active_zone_minutes, breathing_rate, heart_rate_variability, oxygen_saturation,
     paired_devices, skin_temperature, sleep_dates, sleep_sessions,
 };
+pub use wear::{WearDay, latest_sync, wear_days, worn_minutes};
 
 /// One heart-rate sample (`heartRate.sampleTime.physicalTime`, `utcOffset`, `beatsPerMinute`).
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -14,7 +14,8 @@
 //!   seconds and summary minutes; the API sends local times without offset);
 //! * HRV, SpO2, breathing rate, active zone minutes and devices are the Google truth.
 //!
-//! What differs: `1min` heart rate ([`heart_rate_minutes`]), the legacy zone model
+//! What differs: `1min` heart rate ([`heart_rate_minutes`]) and the wear time counted from
+//! it ([`worn_minutes`], equal to the Google one), the legacy zone model
 //! ([`heart_rate_zones`]) and skin temperature ([`skin_temperature`]). The encodedId is
 //! [`crate::SimParticipant::encoded_id`].
 
@@ -48,6 +49,15 @@ pub fn heart_rate_minutes(
             bpm,
         })
         .collect()
+}
+
+/// Minutes of local day `date` with a point in the legacy `1min` heart rate
+/// ([`heart_rate_minutes`] over the day's bounds): the legacy API's wear time, equal to the
+/// Google [`super::worn_minutes`]. 0 for an unknown participant.
+pub fn worn_minutes(config: &SimConfig, participant_id: &str, date: NaiveDate) -> i64 {
+    super::local_day_bounds_utc(config, participant_id, date).map_or(0, |(start, end)| {
+        heart_rate_minutes(config, participant_id, start, end).len() as i64
+    })
 }
 
 /// The four legacy zones of local day `date` (`"out of range"`, `"fat burn"`,
