@@ -37,6 +37,9 @@ pub(super) struct Ledger<'a> {
 
 /// What the fleet decided about the participant.
 struct Standing {
+    /// The fleet has learnt the participant's zone (from a job); before, the ledger's days are
+    /// UTC days, as documented.
+    zone_known: bool,
     state: Option<ParticipantState>,
     purged: bool,
     refused: BTreeSet<String>,
@@ -75,13 +78,27 @@ impl Ledger<'_> {
             })
             .collect();
 
-        let Some(first) = self.day_of(self.from) else {
+        let bounds = |date: NaiveDate| {
+            if standing.zone_known {
+                truth::local_day_bounds_utc(self.sim, self.id, date)
+            } else {
+                let midnight = |d: NaiveDate| d.and_time(chrono::NaiveTime::MIN).and_utc();
+                Some((midnight(date), midnight(date.succ_opt()?)))
+            }
+        };
+        let day_of = |at: DateTime<Utc>| {
+            let utc = at.date_naive();
+            [utc.pred_opt()?, utc, utc.succ_opt()?]
+                .into_iter()
+                .find(|d| bounds(*d).is_some_and(|(s, e)| s <= at && at < e))
+        };
+        let Some(first) = day_of(self.from) else {
             return Ok(Diff::compare(BTreeMap::new(), stored));
         };
         // The ledger reaches the writer's today; at least the cursor's day must be there.
         let last = last_stored
             .into_iter()
-            .chain(self.day_of(self.cursor))
+            .chain(day_of(self.cursor))
             .max()
             .unwrap_or(first);
         let latest_sync = truth::paired_devices(self.sim, self.id)
@@ -90,7 +107,7 @@ impl Ledger<'_> {
             .max();
         let mut expected = BTreeMap::new();
         for date in first.iter_days().take_while(|d| *d <= last) {
-            let Some((start, end)) = truth::local_day_bounds_utc(self.sim, self.id, date) else {
+            let Some((start, end)) = bounds(date) else {
                 continue;
             };
             let start = start.max(self.from);
@@ -137,17 +154,6 @@ impl Ledger<'_> {
         Ok(Diff::compare(expected, stored))
     }
 
-    /// The local day of `at` for the participant.
-    fn day_of(&self, at: DateTime<Utc>) -> Option<NaiveDate> {
-        let utc = at.date_naive();
-        [utc.pred_opt()?, utc, utc.succ_opt()?]
-            .into_iter()
-            .find(|d| {
-                truth::local_day_bounds_utc(self.sim, self.id, *d)
-                    .is_some_and(|(s, e)| s <= at && at < e)
-            })
-    }
-
     /// Units the truth served of a daily family on `date`, if the synced range touches it.
     fn daily_units(&self, family: Family, date: NaiveDate) -> i64 {
         if !self.days.contains(&date) {
@@ -181,12 +187,13 @@ impl Ledger<'_> {
     }
 
     async fn standing(&self) -> anyhow::Result<Standing> {
-        let state: Option<String> = fetch!(
+        let row: Option<(String, Option<String>)> = fetch!(
             self.db.exec(),
-            sqlx::query_scalar("SELECT state FROM participants WHERE participant_id = $1")
+            sqlx::query_as("SELECT state, time_zone FROM participants WHERE participant_id = $1")
                 .bind(self.id),
             optional
         )?;
+        let (state, zone) = row.unzip();
         let purged: Option<bool> = fetch!(
             self.db.exec(),
             sqlx::query_scalar(
@@ -204,6 +211,7 @@ impl Ledger<'_> {
         )?;
         let state = state.and_then(|s| s.parse().ok());
         Ok(Standing {
+            zone_known: zone.flatten().is_some(),
             purged: state == Some(ParticipantState::Withdrawn) && purged.unwrap_or(false),
             state,
             refused: refused.into_iter().collect(),
