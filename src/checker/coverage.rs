@@ -236,17 +236,18 @@ fn rule(
     } else {
         CoverageStatus::Missing
     };
-    let reason = match standing.state {
-        Some(S::Withdrawn) if standing.purged || !fetched => GapReason::Withdrawn,
-        _ if refused => GapReason::NotPermitted,
-        Some(
-            S::Revoked | S::ConsentExpired | S::NeedsReconsent | S::ScopeMissing | S::Invited,
-        ) if !fetched => GapReason::NotPermitted,
-        _ if fetched => GapReason::NotWorn,
-        Some(S::DeadLettered | S::ProviderDataInvalid) => GapReason::ProviderError,
-        _ if !synced_past => GapReason::DeviceNotSynced,
-        _ => GapReason::NotFetched,
-    };
+    let reason =
+        match standing.state {
+            Some(S::Withdrawn) if standing.purged || !fetched => GapReason::Withdrawn,
+            _ if refused => GapReason::NotPermitted,
+            Some(
+                S::Revoked | S::ConsentExpired | S::NeedsReconsent | S::ScopeMissing | S::Invited,
+            ) if !fetched => GapReason::NotPermitted,
+            _ if fetched => GapReason::NotWorn,
+            Some(S::DeadLettered | S::ProviderDataInvalid) => GapReason::ProviderError,
+            _ if !synced_past => GapReason::DeviceNotSynced,
+            _ => GapReason::NotFetched,
+        };
     (status, reason)
 }
 
@@ -259,7 +260,11 @@ fn text(
     names_dead_letter: bool,
 ) -> String {
     let worn = worn.map_or_else(|| "null".to_owned(), |w| w.to_string());
-    let dead_letter = if names_dead_letter { " dead_letter" } else { "" };
+    let dead_letter = if names_dead_letter {
+        " dead_letter"
+    } else {
+        ""
+    };
     format!("{expected} {received} worn {worn} {status} {reason}{dead_letter}")
 }
 

@@ -204,7 +204,10 @@ async fn a_job_that_keeps_failing_is_dead_lettered_and_replay_recovers_it() {
     )
     .unwrap();
     let dead_days = ledger_rows(&t, "provider_error");
-    assert!(!dead_days.is_empty(), "the dead-lettered days are in the ledger");
+    assert!(
+        !dead_days.is_empty(),
+        "the dead-lettered days are in the ledger"
+    );
     assert!(
         dead_days.iter().all(|r| r.dead_letter_id == dead_job),
         "every provider_error names the dead letter {dead_job}: {:?}",
@@ -263,7 +266,9 @@ fn ledger_rows(t: &TestFleet, reason: &str) -> Vec<LedgerRow> {
     let mut lines = csv.lines();
     assert_eq!(
         lines.next(),
-        Some("participant_id,date,family,expected,received,worn_minutes,status,reason,dead_letter_id")
+        Some(
+            "participant_id,date,family,expected,received,worn_minutes,status,reason,dead_letter_id"
+        )
     );
     lines
         .map(|l| l.split(',').collect::<Vec<_>>())

@@ -311,6 +311,20 @@ impl TestFleet {
         self.sim_config.advance_minutes += minutes;
     }
 
+    /// Makes the truth exclude what participants deleted at the provider so far
+    /// (`GET /_sim/deletions`).
+    pub async fn learn_deletions(&mut self) {
+        self.sim_config.deletions = self
+            .http
+            .get(format!("{}/_sim/deletions", self.sim.base_url))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+    }
+
     /// Waits for a fleet process to exit by itself (a chaos abort), then forgets it.
     pub async fn wait_process_exit(&mut self, name: &str, secs: u64) {
         let process = self.fleet.get(name);

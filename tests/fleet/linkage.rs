@@ -7,6 +7,7 @@ use reqwest::StatusCode;
 use reqwest::header::{COOKIE, LOCATION, SET_COOKIE};
 use serde_json::{Value, json};
 
+use fitlink_shared::domain::UtcInstant;
 use fitlink_shared::fetch;
 
 use crate::harness::{FITBIT_VERIFICATION_CODE, Options, TestFleet};
@@ -529,6 +530,55 @@ async fn webhooks_verify_sync_coalesce_refuse_and_delete() {
     )
     .unwrap();
     assert_eq!(recorded, inside, "the audit row counts what went");
+
+    // The participant deletes a sleep session too: it goes with its levels, and the ledger's
+    // days (one fewer session, fewer worn minutes) agree with the truth after both deletions.
+    let (session, session_end): (String, UtcInstant) = fetch!(
+        fleet.db.exec(),
+        sqlx::query_as(
+            "SELECT session_id, end_datetime FROM sleep_daily_summary WHERE participant_id = $1 \
+             ORDER BY end_datetime DESC LIMIT 1"
+        )
+        .bind(&victim),
+        one
+    )
+    .unwrap();
+    let around = |minutes: i64| {
+        fitlink_shared::domain::format_instant(
+            session_end.get() + chrono::TimeDelta::minutes(minutes),
+        )
+    };
+    fleet
+        .sim_post(
+            &format!("/_sim/participants/{victim}/delete-data"),
+            json!({"data_type": "sleep", "start": around(-1), "end": around(1)}),
+        )
+        .await;
+    fleet
+        .wait_for_count(
+            "the sleep deletion to be recorded",
+            "SELECT count(*) FROM provider_deletions WHERE participant_id = $1",
+            &victim,
+            1,
+            30,
+        )
+        .await;
+    let (left,): (i64,) = fetch!(
+        fleet.db.exec(),
+        sqlx::query_as(
+            "SELECT count(*) FROM sleep_level WHERE participant_id = $1 AND session_id = $2"
+        )
+        .bind(&victim)
+        .bind(&session),
+        one
+    )
+    .unwrap();
+    assert_eq!(left, 0, "the deleted session's levels went with it");
+    fleet.learn_deletions().await;
+    fleet.wait_synced(&ids, 60).await;
+    fleet
+        .assert_matches_truth(&victim, &Default::default())
+        .await;
     fleet.finish().await;
 }
 

@@ -23,8 +23,20 @@ static STATEMENTS: LazyLock<BTreeMap<&'static str, String>> =
     LazyLock::new(|| TABLES.iter().map(|t| (t.name, statement(t))).collect());
 
 fn statement(table: &Table) -> String {
+    statement_of_rows(table, 1)
+}
+
+/// The statement storing `rows` rows of `table` at once (`$1…` numbered row after row).
+fn statement_of_rows(table: &Table, rows: usize) -> String {
     let names: Vec<&str> = table.columns.iter().map(|c| c.name).collect();
-    let params: Vec<String> = (1..=names.len()).map(|n| format!("${n}")).collect();
+    let params: Vec<String> = (0..rows)
+        .map(|r| {
+            let row: Vec<String> = (1..=names.len())
+                .map(|n| format!("${}", r * names.len() + n))
+                .collect();
+            format!("({})", row.join(", "))
+        })
+        .collect();
     let values: Vec<&str> = names
         .iter()
         .copied()
@@ -51,7 +63,7 @@ fn statement(table: &Table) -> String {
         )
     };
     format!(
-        "INSERT INTO {} ({}) VALUES ({}) ON CONFLICT ({}) {conflict}",
+        "INSERT INTO {} ({}) VALUES {} ON CONFLICT ({}) {conflict}",
         table.name,
         names.join(", "),
         params.join(", "),
@@ -59,7 +71,44 @@ fn statement(table: &Table) -> String {
     )
 }
 
+/// Rows per multi-row statement: few statement texts to prepare, far below either backend's
+/// limit on parameters.
+const ROWS_PER_STATEMENT: usize = 64;
+
 impl Conn<'_> {
+    /// Stores many rows of `table` (each as [`upsert`](Self::upsert) takes it) in statements of
+    /// up to [`ROWS_PER_STATEMENT`] rows; the rows written. No two rows may share a key
+    /// (PostgreSQL refuses to change one row twice in a statement).
+    ///
+    /// # Panics
+    /// As [`upsert`](Self::upsert).
+    pub async fn upsert_rows(
+        &mut self,
+        table: &'static str,
+        rows: Vec<Vec<Value>>,
+    ) -> Result<u64, sqlx::Error> {
+        let described = TABLES
+            .iter()
+            .find(|t| t.name == table)
+            .unwrap_or_else(|| panic!("{table} is not described in copy::TABLES"));
+        let mut written = 0;
+        for chunk in rows.chunks(ROWS_PER_STATEMENT) {
+            let sql = statement_of_rows(described, chunk.len());
+            assert!(
+                chunk.iter().all(|r| r.len() == described.columns.len()),
+                "{table}: one value per described column"
+            );
+            written += on_backend!(self.exec(), |e| {
+                let mut query = sqlx::query(AssertSqlSafe(sql.as_str()));
+                for value in chunk.iter().flatten().cloned() {
+                    query = bind_value!(query, value);
+                }
+                query.execute(e).await.map(|done| done.rows_affected())
+            })?;
+        }
+        Ok(written)
+    }
+
     /// Stores one row of `table`, its values in the order the table describes its columns;
     /// the rows written (0 when the stored row already holds these values).
     ///
@@ -108,6 +157,20 @@ mod tests {
              updated_at = excluded.updated_at WHERE breathing_rate_daily.breathing_rate IS \
              DISTINCT FROM excluded.breathing_rate OR breathing_rate_daily.provider IS DISTINCT \
              FROM excluded.provider"
+        );
+    }
+
+    #[test]
+    fn many_rows_go_in_one_statement_numbered_row_after_row() {
+        let table = super::super::copy::table("breathing_rate_daily").unwrap();
+        let sql = statement_of_rows(table, 2);
+        assert!(
+            sql.contains("VALUES ($1, $2, $3, $4, $5), ($6, $7, $8, $9, $10) ON CONFLICT"),
+            "{sql}"
+        );
+        assert_eq!(
+            statement_of_rows(table, 1),
+            STATEMENTS["breathing_rate_daily"]
         );
     }
 

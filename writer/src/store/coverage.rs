@@ -335,7 +335,7 @@ impl Tx<'_> {
             minutes.insert(table.table(), per_day(&stored, p.zone));
         }
         let purged = matches!(p.standing, Standing::Withdrawn { purged: true });
-        let mut written = 0;
+        let mut rows = Vec::with_capacity(spans.len() * Family::LEDGER.len());
         for (date, start, end) in spans {
             let minutes_of = |table: IntradayTable| {
                 minutes[table.table()]
@@ -364,26 +364,21 @@ impl Tx<'_> {
                         || (family.is_intraday() && p.intraday_refused),
                     standing: p.standing.clone(),
                 });
-                written += self
-                    .conn
-                    .upsert(
-                        TABLE,
-                        vec![
-                            Value::Text(Some(participant.to_owned())),
-                            Value::Date(Some(date)),
-                            Value::Text(Some(family.as_str().to_owned())),
-                            Value::Integer(Some(expected)),
-                            Value::Integer(Some(received)),
-                            Value::Integer((!purged).then_some(worn)),
-                            Value::Text(Some(day.status.as_str().to_owned())),
-                            Value::Text(Some(day.reason.as_str().to_owned())),
-                            Value::Text(day.dead_letter_id),
-                            Value::Instant(Some(self.now)),
-                        ],
-                    )
-                    .await?;
+                rows.push(vec![
+                    Value::Text(Some(participant.to_owned())),
+                    Value::Date(Some(date)),
+                    Value::Text(Some(family.as_str().to_owned())),
+                    Value::Integer(Some(expected)),
+                    Value::Integer(Some(received)),
+                    Value::Integer((!purged).then_some(worn)),
+                    Value::Text(Some(day.status.as_str().to_owned())),
+                    Value::Text(Some(day.reason.as_str().to_owned())),
+                    Value::Text(day.dead_letter_id),
+                    Value::Instant(Some(self.now)),
+                ]);
             }
         }
+        let written = self.conn.upsert_rows(TABLE, rows).await?;
         applied.add_rows(TABLE, written);
         Ok(())
     }
