@@ -326,20 +326,28 @@ impl Tx<'_> {
         };
         let (from, to) = (UtcInstant::new(first.1), UtcInstant::new(last.2));
         let daily = self.daily_counts(participant, &range).await?;
-        let mut minutes = BTreeMap::new();
+        // Minutes per table and day, counted by the database; days after a table's latest
+        // point hold none (the days a job outcome adds ahead of the cursor, mostly).
+        let mut minutes: BTreeMap<(&str, NaiveDate), i64> = BTreeMap::new();
         for table in IntradayTable::ALL {
-            let stored = self
-                .conn
-                .minutes_with_points(table, participant, from, to)
-                .await?;
-            minutes.insert(table.table(), per_day(&stored, p.zone));
+            let Some(latest) = self.conn.latest_point(table, participant, from, to).await? else {
+                continue;
+            };
+            for (date, start, end) in spans.iter().filter(|s| UtcInstant::new(s.1) <= latest) {
+                let (start, end) = (UtcInstant::new(*start), UtcInstant::new(*end));
+                let n = self
+                    .conn
+                    .minutes_with_points(table, participant, start, end)
+                    .await?;
+                minutes.insert((table.table(), *date), n);
+            }
         }
         let purged = matches!(p.standing, Standing::Withdrawn { purged: true });
         let mut rows = Vec::with_capacity(spans.len() * Family::LEDGER.len());
         for (date, start, end) in spans {
             let minutes_of = |table: IntradayTable| {
-                minutes[table.table()]
-                    .get(&date)
+                minutes
+                    .get(&(table.table(), date))
                     .copied()
                     .unwrap_or_default()
             };
@@ -413,13 +421,4 @@ fn dates(range: &Range<NaiveDate>) -> impl Iterator<Item = NaiveDate> + '_ {
 fn whole_minutes(start: DateTime<Utc>, end: DateTime<Utc>) -> i64 {
     let first = start.timestamp().div_euclid(60) + i64::from(start.timestamp() % 60 != 0);
     (end.timestamp().div_euclid(60) - first).max(0)
-}
-
-/// Minutes per local day.
-fn per_day(minutes: &[DateTime<Utc>], zone: chrono_tz::Tz) -> BTreeMap<NaiveDate, i64> {
-    let mut days = BTreeMap::new();
-    for m in minutes {
-        *days.entry(m.with_timezone(&zone).date_naive()).or_default() += 1;
-    }
-    days
 }
