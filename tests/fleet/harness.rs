@@ -314,15 +314,7 @@ impl TestFleet {
     /// Makes the truth exclude what participants deleted at the provider so far
     /// (`GET /_sim/deletions`).
     pub async fn learn_deletions(&mut self) {
-        self.sim_config.deletions = self
-            .http
-            .get(format!("{}/_sim/deletions", self.sim.base_url))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        self.sim_config.deletions = self.sim_get("/_sim/deletions").await;
     }
 
     /// Waits for a fleet process to exit by itself (a chaos abort), then forgets it.
@@ -385,8 +377,13 @@ impl TestFleet {
     }
 
     pub async fn sim_stats(&self) -> serde_json::Value {
+        self.sim_get("/_sim/stats").await
+    }
+
+    /// GETs JSON from the simulator's control API.
+    pub async fn sim_get<T: serde::de::DeserializeOwned>(&self, path: &str) -> T {
         self.http
-            .get(format!("{}/_sim/stats", self.sim.base_url))
+            .get(format!("{}{path}", self.sim.base_url))
             .send()
             .await
             .unwrap()

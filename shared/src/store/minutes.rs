@@ -22,19 +22,14 @@ impl Conn<'_> {
             ByBackend::Sqlite(_) => "substr(datetime, 1, 16)",
             ByBackend::Postgres(_) => "date_trunc('minute', datetime)",
         };
-        let sql = format!(
-            "SELECT count(DISTINCT {minute}) FROM {} \
-             WHERE participant_id = $1 AND datetime >= $2 AND datetime < $3",
-            table.table()
-        );
-        crate::fetch!(
-            self.exec(),
-            sqlx::query_scalar(AssertSqlSafe(sql))
-                .bind(participant)
-                .bind(from)
-                .bind(to),
-            one
+        self.over_span(
+            &format!("count(DISTINCT {minute})"),
+            table,
+            participant,
+            from,
+            to,
         )
+        .await
     }
 
     /// The latest point of `table` the participant has in `[from, to)`: days after it need
@@ -46,18 +41,37 @@ impl Conn<'_> {
         from: UtcInstant,
         to: UtcInstant,
     ) -> Result<Option<UtcInstant>, sqlx::Error> {
+        self.over_span("max(datetime)", table, participant, from, to)
+            .await
+    }
+
+    /// One aggregate over the participant's points of `table` in `[from, to)`.
+    async fn over_span<T>(
+        &mut self,
+        aggregate: &str,
+        table: IntradayTable,
+        participant: &str,
+        from: UtcInstant,
+        to: UtcInstant,
+    ) -> Result<T, sqlx::Error>
+    where
+        T: Send + Unpin,
+        (T,): for<'r> sqlx::FromRow<'r, sqlx::sqlite::SqliteRow>
+            + for<'r> sqlx::FromRow<'r, sqlx::postgres::PgRow>,
+    {
         let sql = format!(
-            "SELECT max(datetime) FROM {} \
+            "SELECT {aggregate} FROM {} \
              WHERE participant_id = $1 AND datetime >= $2 AND datetime < $3",
             table.table()
         );
-        crate::fetch!(
+        let (value,): (T,) = crate::fetch!(
             self.exec(),
-            sqlx::query_scalar(AssertSqlSafe(sql))
+            sqlx::query_as(AssertSqlSafe(sql))
                 .bind(participant)
                 .bind(from)
                 .bind(to),
             one
-        )
+        )?;
+        Ok(value)
     }
 }

@@ -47,6 +47,21 @@ async fn ledger(store: &Store, date: &str, family: Family) -> Row {
     .unwrap_or_else(|| panic!("no ledger row for {date} {family}"))
 }
 
+async fn reason_of(store: &Store, date: &str, family: Family) -> String {
+    ledger(store, date, family).await.4
+}
+
+/// Each `(date, family)` has `reason`.
+async fn assert_reasons(store: &Store, expected: &[(&str, Family, &str)]) {
+    for (date, family, reason) in expected {
+        assert_eq!(
+            reason_of(store, date, *family).await,
+            *reason,
+            "{date} {family}"
+        );
+    }
+}
+
 async fn reasons(store: &Store, date: &str) -> Vec<(String, String)> {
     fetch!(
         store.database().exec(),
@@ -120,6 +135,24 @@ async fn apply(store: &mut Store, commands: Vec<WriterCommand>) {
     store.apply(&commands).await.unwrap();
 }
 
+/// A first job: [`first_slice`], completed to the end of local 2026-10-01 with the tracker's
+/// latest sync at `latest_device_sync`.
+async fn first_job(store: &mut Store, latest_device_sync: &str) {
+    let job = Uuid::new_v4();
+    apply(
+        store,
+        vec![
+            WriterCommand::StoreSlice(first_slice(job)),
+            finish(
+                job,
+                "p1",
+                completed_to("2026-10-02T04:00:00Z", latest_device_sync),
+            ),
+        ],
+    )
+    .await;
+}
+
 async fn a_fetched_day_is_complete_and_its_wear_is_the_minutes_with_heart_rate(backend: Backend) {
     let (_db, mut store) = with_p1(backend).await;
     apply(
@@ -171,20 +204,8 @@ async fn a_fetched_day_is_complete_and_its_wear_is_the_minutes_with_heart_rate(b
 
 async fn days_the_tracker_has_not_synced_reach_the_writers_today(backend: Backend) {
     let (_db, mut store) = with_p1(backend).await;
-    let job = Uuid::new_v4();
-    apply(
-        &mut store,
-        vec![
-            WriterCommand::StoreSlice(first_slice(job)),
-            // The tracker synced at 08:00 local on the 2nd; the job fetched to its end.
-            finish(
-                job,
-                "p1",
-                completed_to("2026-10-02T04:00:00Z", "2026-10-02T12:00:00Z"),
-            ),
-        ],
-    )
-    .await;
+    // The tracker synced at 08:00 local on the 2nd; the job fetched to its end.
+    first_job(&mut store, "2026-10-02T12:00:00Z").await;
     let (_, _, _, status, reason, _) = ledger(&store, "2026-10-02", Family::Activity).await;
     assert_eq!(
         (status.as_str(), reason.as_str()),
@@ -217,19 +238,7 @@ async fn days_the_tracker_has_not_synced_reach_the_writers_today(backend: Backen
 
 async fn a_dead_letter_leaves_its_days_provider_error_until_its_replay_is_stored(backend: Backend) {
     let (_db, mut store) = with_p1(backend).await;
-    let first = Uuid::new_v4();
-    apply(
-        &mut store,
-        vec![
-            WriterCommand::StoreSlice(first_slice(first)),
-            finish(
-                first,
-                "p1",
-                completed_to("2026-10-02T04:00:00Z", "2026-10-02T04:00:00Z"),
-            ),
-        ],
-    )
-    .await;
+    first_job(&mut store, "2026-10-02T04:00:00Z").await;
     let dead = Uuid::new_v4();
     assert!(matches!(
         grant(&mut store, request(dead, "p1")).await,
@@ -255,9 +264,7 @@ async fn a_dead_letter_leaves_its_days_provider_error_until_its_replay_is_stored
     assert_eq!(dead_letter, Some(dead.hyphenated().to_string()));
     // Days fetched before the dead letter keep their own reasons.
     assert_eq!(
-        ledger(&store, "2026-10-01", Family::HeartRateIntraday)
-            .await
-            .4,
+        reason_of(&store, "2026-10-01", Family::HeartRateIntraday).await,
         "ok"
     );
 
@@ -300,16 +307,14 @@ async fn a_dead_letter_leaves_its_days_provider_error_until_its_replay_is_stored
         ledger(&store, "2026-10-02", Family::HeartRateIntraday).await,
         (1440, 1440, Some(1440), "complete".into(), "ok".into(), None)
     );
-    assert_eq!(
-        ledger(&store, "2026-10-02", Family::Sleep).await.4,
-        "not_worn"
-    );
-    assert_eq!(
-        ledger(&store, "2026-10-03", Family::HeartRateIntraday)
-            .await
-            .4,
-        "device_not_synced"
-    );
+    assert_reasons(
+        &store,
+        &[
+            ("2026-10-02", Family::Sleep, "not_worn"),
+            ("2026-10-03", Family::HeartRateIntraday, "device_not_synced"),
+        ],
+    )
+    .await;
 }
 
 async fn a_refused_family_and_a_lost_consent_are_not_permitted(backend: Backend) {
@@ -319,11 +324,14 @@ async fn a_refused_family_and_a_lost_consent_are_not_permitted(backend: Backend)
         .not_permitted
         .insert(Family::Sleep, "HTTP 403: sleep scope not granted".into());
     apply(&mut store, vec![WriterCommand::StoreSlice(s)]).await;
-    assert_eq!(
-        ledger(&store, "2026-10-01", Family::Sleep).await.4,
-        "not_permitted"
-    );
-    assert_eq!(ledger(&store, "2026-10-01", Family::Activity).await.4, "ok");
+    assert_reasons(
+        &store,
+        &[
+            ("2026-10-01", Family::Sleep, "not_permitted"),
+            ("2026-10-01", Family::Activity, "ok"),
+        ],
+    )
+    .await;
 
     apply(
         &mut store,
@@ -336,16 +344,14 @@ async fn a_refused_family_and_a_lost_consent_are_not_permitted(backend: Backend)
     )
     .await;
     // Not fetched, and no consent to fetch it with; fetched days keep their reasons.
-    assert_eq!(
-        ledger(&store, "2026-10-02", Family::Activity).await.4,
-        "not_permitted"
-    );
-    assert_eq!(
-        ledger(&store, "2026-10-01", Family::RestingHeartRate)
-            .await
-            .4,
-        "not_worn"
-    );
+    assert_reasons(
+        &store,
+        &[
+            ("2026-10-02", Family::Activity, "not_permitted"),
+            ("2026-10-01", Family::RestingHeartRate, "not_worn"),
+        ],
+    )
+    .await;
 }
 
 async fn a_purge_keeps_the_days_as_withdrawn_with_nothing_received(backend: Backend) {
