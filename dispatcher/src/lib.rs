@@ -22,6 +22,7 @@ pub mod enqueue;
 mod identity;
 pub mod import;
 pub mod invite;
+mod observe;
 mod outbox;
 pub mod portal;
 mod progress;

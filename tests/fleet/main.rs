@@ -11,6 +11,7 @@ mod browser;
 mod chaos;
 mod crashes;
 mod families;
+mod gauges;
 mod faults;
 mod legacy;
 mod linkage;

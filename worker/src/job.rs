@@ -265,13 +265,19 @@ impl<P: HealthProvider> JobContext<'_, P> {
         let grant = match self.provider.refresh(&refresh_token).await {
             Ok(grant) => grant,
             Err(e) => {
-                if matches!(
-                    e,
+                let class = match &e {
                     SyncError::Permanent {
                         state: ParticipantState::Revoked | ParticipantState::NeedsReconsent,
                         ..
-                    }
-                ) {
+                    } => "revoked",
+                    SyncError::Transient { .. } => "transient",
+                    SyncError::RateLimited { .. } => "rate_limited",
+                    _ => "other",
+                };
+                metrics::counter!("fitlink_token_refresh_failures_total",
+                    "provider" => job.provider.as_str(), "class" => class)
+                .increment(1);
+                if class == "revoked" {
                     // The writer checks whether a newer token was stored since (a worker that
                     // rotated it died): then it retries once with that one.
                     progress.rejected_token = Some(progress.token.clone());
