@@ -222,10 +222,16 @@ impl Schedule {
         let touched = self.touch_idle_grants(&pool, outbox, now).await?;
         // The gauges are a view: failing to read them never stops the schedule.
         if let Err(error) = crate::observe::cohort(&pool, now).await {
-            tracing::warn!(error = format!("{error:#}"), "cannot read the cohort's gauges");
+            tracing::warn!(
+                error = format!("{error:#}"),
+                "cannot read the cohort's gauges"
+            );
         }
         if let Err(error) = crate::observe::queues(&outbox.conn, &outbox.topology).await {
-            tracing::warn!(error = format!("{error:#}"), "cannot read the queues' gauges");
+            tracing::warn!(
+                error = format!("{error:#}"),
+                "cannot read the queues' gauges"
+            );
         }
         tracing::info!(
             due = due.len(),

@@ -4,12 +4,14 @@
 //! a test reads the code's `metrics::…!("name")` calls so no metric is exported undescribed.
 
 /// How a metric is exported.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq)]
 pub enum Kind {
     Counter,
     Gauge,
-    /// Exported as `_bucket`, `_sum` and `_count` series.
-    Histogram,
+    /// Exported as `_bucket`, `_sum` and `_count` series, with these bucket bounds (seconds).
+    Histogram {
+        buckets: &'static [f64],
+    },
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -60,7 +62,11 @@ pub const CATALOG: &[Metric] = &[
     ),
     metric(
         "fitlink_worker_job_seconds",
-        Histogram,
+        Histogram {
+            buckets: &[
+                0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0,
+            ],
+        },
         &[],
         "worker: time one sync job took",
     ),
@@ -79,7 +85,11 @@ pub const CATALOG: &[Metric] = &[
     ),
     metric(
         "fitlink_writer_batch_seconds",
-        Histogram,
+        Histogram {
+            buckets: &[
+                0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+            ],
+        },
         &[],
         "writer: time from a batch's first message to its commit and acks (commit latency)",
     ),
@@ -181,11 +191,28 @@ pub const CATALOG: &[Metric] = &[
 pub fn metric_of_series(series: &str) -> Option<&'static Metric> {
     CATALOG.iter().find(|m| {
         m.name == series
-            || (m.kind == Histogram
+            || (matches!(m.kind, Histogram { .. })
                 && ["_bucket", "_sum", "_count"]
                     .iter()
                     .any(|s| series.strip_suffix(s) == Some(m.name)))
     })
+}
+
+/// The exporter, with every histogram's buckets (without them a histogram is exported as a
+/// summary, which `histogram_quantile` cannot read and which does not aggregate across roles).
+pub fn exporter() -> metrics_exporter_prometheus::PrometheusBuilder {
+    let mut builder = metrics_exporter_prometheus::PrometheusBuilder::new();
+    for m in CATALOG {
+        if let Histogram { buckets } = m.kind {
+            builder = builder
+                .set_buckets_for_metric(
+                    metrics_exporter_prometheus::Matcher::Full(m.name.to_owned()),
+                    buckets,
+                )
+                .expect("catalog buckets are not empty");
+        }
+    }
+    builder
 }
 
 /// Gives the recorder every metric's help text.
@@ -194,7 +221,7 @@ pub fn describe_all() {
         match m.kind {
             Counter => metrics::describe_counter!(m.name, m.help),
             Gauge => metrics::describe_gauge!(m.name, m.help),
-            Histogram => metrics::describe_histogram!(m.name, m.help),
+            Histogram { .. } => metrics::describe_histogram!(m.name, m.help),
         }
     }
 }
@@ -259,6 +286,24 @@ mod tests {
                 out.push(path);
             }
         }
+    }
+
+    #[test]
+    fn histograms_are_exported_with_their_buckets() {
+        let recorder = exporter().build_recorder();
+        let handle = recorder.handle();
+        metrics::with_local_recorder(&recorder, || {
+            metrics::histogram!("fitlink_writer_batch_seconds").record(0.03);
+        });
+        let page = handle.render();
+        assert!(
+            page.contains("fitlink_writer_batch_seconds_bucket{le=\"0.05\"} 1"),
+            "{page}"
+        );
+        assert!(
+            page.contains("fitlink_writer_batch_seconds_bucket{le=\"0.025\"} 0"),
+            "{page}"
+        );
     }
 
     #[test]
