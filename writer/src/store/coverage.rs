@@ -63,13 +63,14 @@ enum Source {
     Intraday(IntradayTable),
 }
 
-fn source(family: Family) -> Source {
+/// Where the ledger counts `family`; `None` for a family outside the ledger.
+fn source(family: Family) -> Option<Source> {
     let daily = |table, date| Source::Daily {
         table,
         date,
         count_rows: false,
     };
-    match family {
+    Some(match family {
         Family::Activity => daily("activity_summary", "date"),
         Family::HeartRateZones => daily("heart_rate_summary", "date"),
         Family::RestingHeartRate => daily("resting_heart_rate", "date"),
@@ -85,16 +86,16 @@ fn source(family: Family) -> Source {
         Family::BreathingRate => daily("breathing_rate_daily", "date"),
         Family::SkinTemperature => daily("skin_temperature_daily", "date"),
         Family::ActiveZoneMinutes => daily("active_zone_minutes_daily", "date"),
-        // Not a ledger family (snapshots, not a day's data); never asked.
-        Family::Devices => daily("device", "date"),
-    }
+        // Snapshots taken at each sync, not a day's data (`Family::LEDGER`).
+        Family::Devices => return None,
+    })
 }
 
 /// Rows per local day of every daily family, in one round trip: `(family, date, rows)`.
 static DAILY_COUNTS: LazyLock<String> = LazyLock::new(|| {
     Family::LEDGER
         .iter()
-        .filter_map(|f| match source(*f) {
+        .filter_map(|f| match source(*f)? {
             Source::Daily { table, date, .. } => Some(format!(
                 "SELECT '{family}' AS family, {date} AS day, count(*) AS n FROM {table} \
                  WHERE participant_id = $1 AND {date} >= $2 AND {date} < $3 GROUP BY {date}",
@@ -352,8 +353,11 @@ impl Tx<'_> {
                     .unwrap_or_default()
             };
             let worn = minutes_of(IntradayTable::HeartRate);
-            for family in Family::LEDGER {
-                let (expected, received) = match source(family) {
+            for (family, source) in Family::LEDGER
+                .iter()
+                .filter_map(|f| Some((*f, source(*f)?)))
+            {
+                let (expected, received) = match source {
                     Source::Intraday(table) => (whole_minutes(start, end), minutes_of(table)),
                     Source::Daily { count_rows, .. } => {
                         let rows = daily
