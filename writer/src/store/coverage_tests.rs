@@ -21,6 +21,7 @@ fitlink_shared::on_both_backends!(
     a_purge_keeps_the_days_as_withdrawn_with_nothing_received,
     a_provider_deletion_takes_its_minutes_out_of_the_wear,
     a_dst_day_is_due_25_hours_and_a_slice_ahead_of_a_gap_is_not_fetched,
+    history_older_than_the_ledger_is_filled_in_by_job_outcomes,
 );
 
 const NEW_YORK: &str = "America/New_York";
@@ -440,4 +441,35 @@ async fn a_dst_day_is_due_25_hours_and_a_slice_ahead_of_a_gap_is_not_fetched(bac
     );
     // The cursor is still at sync_from and no tracker sync is known yet.
     assert_eq!(reason, "device_not_synced");
+}
+
+async fn history_older_than_the_ledger_is_filled_in_by_job_outcomes(backend: Backend) {
+    let (_db, mut store) = with_p1(backend).await;
+    first_job(&mut store, "2026-10-02T04:00:00Z").await;
+    // A database made before the ledger: its first days have no rows.
+    fitlink_shared::execute!(
+        store.database().exec(),
+        sqlx::query("DELETE FROM coverage_daily WHERE participant_id = 'p1' AND date < $1")
+            .bind(day("2026-10-02"))
+    )
+    .unwrap();
+    let job = Uuid::new_v4();
+    apply(
+        &mut store,
+        vec![finish(
+            job,
+            "p1",
+            completed_to("2026-10-02T04:00:00Z", "2026-10-02T04:00:00Z"),
+        )],
+    )
+    .await;
+    assert_eq!(
+        ledger(&store, "2026-10-01", Family::HeartRateIntraday).await,
+        (1440, 600, Some(600), "complete".into(), "ok".into(), None)
+    );
+    assert_eq!(
+        reason_of(&store, "2026-09-30", Family::Sleep).await,
+        "not_worn",
+        "back to sync_from's day"
+    );
 }
