@@ -17,11 +17,12 @@ use std::fmt;
 use std::io::Write;
 
 use anyhow::Context as _;
-use chrono::{Datelike, NaiveDate};
+use chrono::NaiveDate;
 use clap::Args;
 use fitlink_shared::config::DatabaseArgs;
 use fitlink_shared::coverage::GapReason;
-use fitlink_shared::domain::{InvalidValue, ParticipantId};
+use fitlink_shared::domain::ParticipantId;
+pub use fitlink_shared::domain::parse_local_date;
 use fitlink_shared::families::Family;
 use fitlink_shared::fetch;
 use fitlink_shared::store::Database;
@@ -151,17 +152,6 @@ impl fmt::Display for SelectionError {
 }
 
 impl std::error::Error for SelectionError {}
-
-/// A local day flag (`--since`, `--until`, `status --as-of`): `YYYY-MM-DD`, years 0000–9999
-/// (the dates both stores hold).
-pub fn parse_local_date(text: &str) -> Result<NaiveDate, InvalidValue> {
-    NaiveDate::parse_from_str(text.trim(), "%Y-%m-%d")
-        .ok()
-        .filter(|d| (0..=9999).contains(&d.year()))
-        .ok_or_else(|| {
-            InvalidValue::new("date", text, "a local day as YYYY-MM-DD, e.g. 2026-11-01")
-        })
-}
 
 /// A `--family` value: one of the ledger's families ([`Family::LEDGER`]), by its name.
 pub fn parse_ledger_family(text: &str) -> Result<Family, String> {

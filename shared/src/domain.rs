@@ -57,6 +57,17 @@ impl fmt::Display for ParticipantId {
     }
 }
 
+/// A local day flag (`--since`, `--until`, `status --as-of`): `YYYY-MM-DD`, years 0000–9999
+/// (the dates both stores hold).
+pub fn parse_local_date(text: &str) -> Result<NaiveDate, InvalidValue> {
+    NaiveDate::parse_from_str(text.trim(), "%Y-%m-%d")
+        .ok()
+        .filter(|d| (0..=9999).contains(&d.year()))
+        .ok_or_else(|| {
+            InvalidValue::new("date", text, "a local day as YYYY-MM-DD, e.g. 2026-11-01")
+        })
+}
+
 /// A value from outside (a CSV cell, a CLI argument, a message field) that is not acceptable.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("invalid {what} {value:?}: expected {expected}")]

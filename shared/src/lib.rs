@@ -4,6 +4,7 @@
 //! Roles (`dispatcher`, `worker`, `writer`) depend on this crate and never on each other.
 
 pub mod broker;
+pub mod compliance;
 pub mod config;
 pub mod coverage;
 pub mod domain;

@@ -99,6 +99,7 @@ pub enum WriterCommand {
     DeleteProviderData(ProviderDeletion),
     ConsentLost(ConsentLoss),
     Withdraw(Withdrawal),
+    RecordOperatorAction(OperatorAction),
 }
 
 impl WriterCommand {
@@ -117,6 +118,7 @@ impl WriterCommand {
             WriterCommand::DeleteProviderData(d) => Some(&d.participant_id),
             WriterCommand::ConsentLost(l) => Some(&l.participant_id),
             WriterCommand::Withdraw(w) => Some(&w.participant_id),
+            WriterCommand::RecordOperatorAction(a) => a.participant_id.as_ref(),
         }
     }
 
@@ -134,6 +136,7 @@ impl WriterCommand {
             WriterCommand::DeleteProviderData(_) => "delete_provider_data",
             WriterCommand::ConsentLost(_) => "consent_lost",
             WriterCommand::Withdraw(_) => "withdraw",
+            WriterCommand::RecordOperatorAction(_) => "record_operator_action",
         }
     }
 
@@ -471,6 +474,27 @@ pub struct Withdrawal {
     pub at: UtcInstant,
     #[serde(default)]
     pub reply_to: Option<String>,
+}
+
+/// Something a person did in the console, for the `operator_actions` audit table: who, when,
+/// what. Published *before* the action it describes, so no action happens unrecorded (a failed
+/// action leaves a row saying it was asked for). Never holds a token or health data.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct OperatorAction {
+    /// Makes a redelivered record land once.
+    pub action_id: Uuid,
+    pub at: UtcInstant,
+    /// Who: the console login (the identity provider's email or subject, or the admin name).
+    pub actor: String,
+    /// The actor's console role when they acted (`operator`).
+    pub role: String,
+    /// `sync_now`, `consent_link`, `consent_links_needing`, `dead_letters_retry`,
+    /// `dead_letters_discard`.
+    pub action: String,
+    /// The participant acted on, when it is one (routes the record to their writer).
+    pub participant_id: Option<ParticipantId>,
+    /// What was asked, as JSON: job ids, a dead-letter group's reason, why letters were discarded.
+    pub detail: serde_json::Value,
 }
 
 /// The writer's answer, after commit, to a command that carried `reply_to`.

@@ -26,6 +26,7 @@ use fitlink_shared::on_backend;
 use fitlink_shared::store::{Conn, Database, Durability, WriteConnection};
 use uuid::Uuid;
 
+mod audit;
 mod coverage;
 mod credential;
 mod families;
@@ -37,6 +38,8 @@ mod outcome;
 mod slices;
 mod withdrawal;
 
+#[cfg(test)]
+mod audit_tests;
 #[cfg(test)]
 mod coverage_tests;
 #[cfg(test)]
@@ -164,6 +167,8 @@ pub enum Effect {
     },
     /// The provider said the participant took their consent back; `previous_state` before it.
     ConsentLost { previous_state: String },
+    /// A console action was written to the audit (`operator_actions`).
+    ActionRecorded,
 }
 
 /// What became of provider notifications (a webhook `UPSERT`, or the re-read after a `DELETE`).
@@ -478,6 +483,9 @@ impl Tx<'_> {
             }
             WriterCommand::ConsentLost(loss) => self.consent_lost(loss).await,
             WriterCommand::Withdraw(withdrawal) => self.withdraw(withdrawal).await,
+            WriterCommand::RecordOperatorAction(action) => {
+                self.record_operator_action(action).await
+            }
         }?;
         if let Some((participant, days)) = coverage::changed_days(command, &effect) {
             self.refresh_coverage(participant, days, applied).await?;

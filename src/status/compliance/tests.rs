@@ -2,7 +2,7 @@
 
 use clap::{CommandFactory as _, Parser as _};
 use fitlink_shared::families::Family::{Activity, HeartRateIntraday, Sleep};
-use fitlink_shared::store::Backend;
+use fitlink_shared::store::{Backend, Database};
 
 use super::*;
 use crate::cli::{Cli, Command};

@@ -87,7 +87,7 @@ impl Table {
 use Kind::*;
 
 /// Every table, parents before children (`credentials` references `participants`).
-pub const TABLES: [Table; 24] = [
+pub const TABLES: [Table; 25] = [
     Table {
         name: "participants",
         columns: &[
@@ -352,6 +352,19 @@ pub const TABLES: [Table; 24] = [
             col("updated_at", Instant),
         ],
         key: &["participant_id", "date", "family"],
+    },
+    Table {
+        name: "operator_actions",
+        columns: &[
+            col("action_id", Text),
+            col("at", Instant),
+            col("actor", Text),
+            col("role", Text),
+            col("action", Text),
+            opt("participant_id", Text),
+            col("detail", Text),
+        ],
+        key: &["action_id"],
     },
     Table {
         name: "heart_rate_intraday",
