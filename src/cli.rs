@@ -10,7 +10,7 @@ use clap::{Parser, Subcommand};
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
-use fitlink_dispatcher::{DispatcherArgs, InviteArgs, ReplaySelection, WithdrawArgs};
+use fitlink_dispatcher::{ConsoleArgs, DispatcherArgs, InviteArgs, ReplaySelection, WithdrawArgs};
 use fitlink_shared::config::{BrokerArgs, DatabaseArgs, GoogleArgs, TokenKeyArgs};
 use fitlink_shared::domain::parse_date_or_instant;
 use fitlink_shared::provider::google::GoogleHealthClient;
@@ -45,6 +45,9 @@ pub enum Command {
     Worker(WorkerArgs),
     /// Run the writer: the only process that writes the database (a second one is a hot standby).
     Writer(WriterArgs),
+    /// Run the coordinators' console: a web view of the cohort (sign-in required) whose actions
+    /// go through the writer like the commands below.
+    Console(Box<ConsoleArgs>),
     /// Run or inspect the local provider simulator (Google Health API v4 + OAuth).
     Simulator {
         #[command(subcommand)]
@@ -202,6 +205,13 @@ impl Cli {
                 args.check()?;
                 supervise("writer", |shutdown| {
                     fitlink_writer::run(args.clone(), shutdown)
+                })
+                .await
+            }
+            Command::Console(args) => {
+                args.token_key.key().context("FITLINK_TOKEN_KEY")?;
+                supervise("console", |shutdown| {
+                    fitlink_dispatcher::console::run((*args).clone(), shutdown)
                 })
                 .await
             }

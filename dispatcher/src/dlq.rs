@@ -36,6 +36,9 @@ use uuid::Uuid;
 use crate::outbox::{Outbox, RequestShape};
 use crate::progress;
 
+mod discard;
+pub use discard::{DiscardReport, dlq_discard};
+
 /// Dead-letter queues smaller than this are read too fast for a progress bar to matter.
 const PROGRESS_MIN: u64 = 200;
 
@@ -205,6 +208,24 @@ pub async fn dlq_list(broker: &BrokerArgs) -> anyhow::Result<Vec<DeadLetter>> {
     Ok(letters)
 }
 
+/// How many messages wait in the jobs and the results dead-letter queues.
+pub async fn dlq_depths(broker: &BrokerArgs) -> anyhow::Result<(u32, u32)> {
+    let outbox = Outbox::open(broker, "dlq-depths").await?;
+    let channel = outbox
+        .conn
+        .create_channel()
+        .await
+        .context("cannot open a broker channel")?;
+    let jobs = queue_depth(&channel, &outbox.topology.jobs_dead).await;
+    let results = queue_depth(&channel, &outbox.topology.results_dead).await;
+    let _ = channel.close(200, "OK".into()).await;
+    outbox.close().await;
+    Ok((
+        jobs.context("cannot read the jobs dead-letter queue")?,
+        results.context("cannot read the results dead-letter queue")?,
+    ))
+}
+
 /// Replays the selected dead jobs: for each participant, one new sync request (`force`, naming a
 /// dead job in `replaces`), confirmed before that participant's dead letters are acked. Jobs of
 /// participants the database does not know stay in the queue and are reported.
@@ -212,6 +233,17 @@ pub async fn dlq_replay(
     broker: &BrokerArgs,
     database: &DatabaseArgs,
     selection: ReplaySelection,
+) -> anyhow::Result<ReplayReport> {
+    dlq_replay_watched(broker, database, selection, None).await
+}
+
+/// [`dlq_replay`], counting the participants replayed on `watch` (its length is set to how many
+/// there are) for someone watching elsewhere: the console's progress page.
+pub async fn dlq_replay_watched(
+    broker: &BrokerArgs,
+    database: &DatabaseArgs,
+    selection: ReplaySelection,
+    watch: Option<&ProgressBar>,
 ) -> anyhow::Result<ReplayReport> {
     let db = database.open_for_reading("dlq-replay").await?;
     let outbox = Outbox::open(broker, "dlq-replay").await?;
@@ -273,7 +305,13 @@ pub async fn dlq_replay(
             .collect();
     }
 
-    let bar = progress::bar(by_participant.len() as u64, "replaying", PROGRESS_MIN);
+    let bar = match watch {
+        Some(watch) => {
+            watch.set_length(by_participant.len() as u64);
+            watch.clone()
+        }
+        None => progress::bar(by_participant.len() as u64, "replaying", PROGRESS_MIN),
+    };
     let mut acked: HashSet<u64> = HashSet::new();
     let outcome = replay_groups(&outbox, &db, by_participant, &bar, &mut report, &mut acked).await;
     bar.finish_and_clear();
@@ -473,7 +511,8 @@ impl BodyFacts {
                 | WriterCommand::RecordConsentProblem(_)
                 | WriterCommand::ProviderNotified(_)
                 | WriterCommand::DeleteProviderData(_)
-                | WriterCommand::ConsentLost(_) => None,
+                | WriterCommand::ConsentLost(_)
+                | WriterCommand::RecordOperatorAction(_) => None,
             };
             return Self {
                 kind: Some(command.kind().into()),

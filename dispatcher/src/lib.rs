@@ -8,7 +8,9 @@
 //! - [`dlq_list`] / [`dlq_replay`] (`fitlink dlq …`): the jobs that exhausted their retries;
 //! - [`portal`] (served by `fitlink dispatcher --portal-addr`): the participant consent flow and
 //!   the provider webhooks; [`invite`] (`fitlink invite`) issues the links it accepts;
-//! - [`withdraw`] (`fitlink participants withdraw`): a participant leaves the study.
+//! - [`withdraw`] (`fitlink participants withdraw`): a participant leaves the study;
+//! - [`console`] (`fitlink console`, a role of its own): the coordinators' web view of the
+//!   cohort, whose actions are the commands above.
 //!
 //! What this crate must not do: write the database. It opens it read-only (SQLite `query_only`,
 //! PostgreSQL `default_transaction_read_only`) and turns every change it wants into a [`WriterCommand`](fitlink_shared::messages::WriterCommand)
@@ -17,6 +19,7 @@
 //! flight per participant" true. A request the writer refuses costs one message; a second
 //! process deciding would cost a duplicate job.
 
+pub mod console;
 pub mod dlq;
 pub mod enqueue;
 mod identity;
@@ -29,6 +32,7 @@ mod progress;
 pub mod schedule;
 pub mod withdraw;
 
+pub use console::ConsoleArgs;
 pub use dlq::{
     DeadLetter, ReplayReport, ReplaySelection, Replayed, SkippedDeadLetter, dlq_list, dlq_replay,
     parse_job_ids, render_dead_letters,

@@ -115,6 +115,14 @@ impl ComplianceRule {
         })
     }
 
+    /// The rule in words: `≥10 h on ≥4 of the 7 days before 2026-11-04`.
+    pub fn describe(&self) -> String {
+        format!(
+            "\u{2265}{} h on \u{2265}{} of the {} days before {}",
+            self.min_wear_hours, self.min_days, self.window_days, self.as_of
+        )
+    }
+
     /// The window's first local day.
     pub fn first_day(&self) -> NaiveDate {
         self.as_of - Days::new(self.window_days.into())
@@ -166,6 +174,34 @@ pub struct Wear {
 pub struct CohortCompliance {
     pub summary: Compliance,
     pub by_participant: BTreeMap<String, Wear>,
+}
+
+/// How many participants are counted and how many of them are compliant under `rule`, without
+/// the per-participant detail: one grouped query, for a page that answers on every visit.
+pub async fn count_compliant(db: &Database, rule: &ComplianceRule) -> anyhow::Result<(i64, i64)> {
+    let counts: (i64, i64) = fetch!(
+        db.exec(),
+        sqlx::query_as(
+            "SELECT CAST(count(*) AS BIGINT),
+                    CAST(count(*) FILTER (WHERE coalesce(w.days, 0) >= $6) AS BIGINT)
+             FROM participants p
+             LEFT JOIN (SELECT participant_id, count(*) AS days
+                        FROM coverage_daily
+                        WHERE family = $1 AND date >= $2 AND date < $3 AND worn_minutes >= $4
+                        GROUP BY participant_id) w
+                 ON w.participant_id = p.participant_id
+             WHERE p.state <> $5",
+        )
+        .bind(Family::HeartRateIntraday.as_str())
+        .bind(rule.first_day())
+        .bind(rule.as_of)
+        .bind(rule.min_wear_minutes())
+        .bind(ParticipantState::Withdrawn.as_str())
+        .bind(i64::from(rule.min_days)),
+        one
+    )
+    .context("cannot count compliance in the completeness ledger (coverage_daily)")?;
+    Ok(counts)
 }
 
 /// Reads the cohort's compliance under `rule`.

@@ -17,7 +17,7 @@ use crate::webdriver::Browser;
 
 /// Saves a screenshot to the test's folder (and to `FITLINK_SCREENSHOT_DIR` if set), and checks
 /// it is a real PNG.
-async fn screenshot(browser: &Browser, dir: &std::path::Path, name: &str) {
+pub(crate) async fn screenshot(browser: &Browser, dir: &std::path::Path, name: &str) {
     let path = dir.join(name);
     browser.screenshot(&path).await;
     let bytes = std::fs::read(&path).unwrap();

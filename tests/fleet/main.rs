@@ -9,6 +9,7 @@ mod bad_input;
 mod bench;
 mod browser;
 mod chaos;
+mod console;
 mod crashes;
 mod families;
 mod faults;

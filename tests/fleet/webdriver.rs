@@ -193,6 +193,58 @@ impl Browser {
         panic!("clicking {css} did not lead to another page");
     }
 
+    /// The visible text of the element matching a CSS selector.
+    pub async fn text_of(&self, css: &str) -> String {
+        let element = self.find(css).await;
+        let text = self
+            .call(
+                reqwest::Method::GET,
+                &format!("/element/{element}/text"),
+                None,
+            )
+            .await;
+        text.as_str().unwrap_or_default().to_owned()
+    }
+
+    /// Types `text` into the input matching a CSS selector.
+    pub async fn fill(&self, css: &str, text: &str) {
+        let element = self.find(css).await;
+        self.call(
+            reqwest::Method::POST,
+            &format!("/element/{element}/value"),
+            Some(json!({ "text": text })),
+        )
+        .await;
+    }
+
+    /// The value of an attribute of the element matching a CSS selector.
+    pub async fn attribute(&self, css: &str, name: &str) -> Option<String> {
+        let element = self.find(css).await;
+        let value = self
+            .call(
+                reqwest::Method::GET,
+                &format!("/element/{element}/attribute/{name}"),
+                None,
+            )
+            .await;
+        value.as_str().map(str::to_owned)
+    }
+
+    /// `name=value` of a cookie the browser holds for the current page (HttpOnly ones too).
+    pub async fn cookie(&self, name: &str) -> Option<String> {
+        let found = self
+            .try_call(reqwest::Method::GET, &format!("/cookie/{name}"), None)
+            .await
+            .ok()?;
+        Some(format!("{name}={}", found["value"].as_str()?))
+    }
+
+    /// The current page's URL.
+    pub async fn url(&self) -> String {
+        let url = self.call(reqwest::Method::GET, "/url", None).await;
+        url.as_str().unwrap_or_default().to_owned()
+    }
+
     /// Chooses the `<option>` with this value inside a `<select>`.
     pub async fn select(&self, select_css: &str, value: &str) {
         self.click(&format!("{select_css} option[value=\"{value}\"]"))

@@ -16,3 +16,6 @@ CREATE TABLE operator_actions (
 );
 CREATE INDEX operator_actions_at ON operator_actions (at);
 CREATE INDEX operator_actions_participant ON operator_actions (participant_id, at);
+
+-- The console's "newest failures" reads the latest errors first.
+CREATE INDEX participants_last_error_at ON participants (last_error_at);

@@ -1,0 +1,176 @@
+//! Signing in and out: the single admin credential from the environment (an operator), and
+//! the program's OpenID Connect identity provider, whose `groups` claim gives the role.
+
+use std::sync::Arc;
+
+use axum::Form;
+use axum::extract::{Query, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Redirect, Response};
+use fitlink_shared::secret::Secret;
+use maud::html;
+use serde::Deserialize;
+use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq as _;
+
+use super::layout;
+use super::session::{Role, SESSION_COOKIE, Session};
+use super::{Console, ConsoleArgs};
+
+/// How people may sign in to this console.
+pub(crate) struct Login {
+    admin: Option<(String, Secret<String>)>,
+}
+
+impl Login {
+    pub(crate) async fn configure(args: &ConsoleArgs, _public_base: &str) -> anyhow::Result<Login> {
+        let admin = match (&args.admin_user, &args.admin_password) {
+            (Some(user), Some(password)) if !user.trim().is_empty() => {
+                anyhow::ensure!(
+                    password.expose().chars().count() >= 12,
+                    "FITLINK_CONSOLE_ADMIN_PASSWORD must be at least 12 characters"
+                );
+                Some((user.trim().to_owned(), password.clone()))
+            }
+            (None, None) => None,
+            _ => anyhow::bail!(
+                "set both FITLINK_CONSOLE_ADMIN_USER and FITLINK_CONSOLE_ADMIN_PASSWORD, or neither"
+            ),
+        };
+        anyhow::ensure!(
+            admin.is_some(),
+            "the console needs a way to sign in: set FITLINK_CONSOLE_ADMIN_USER and \
+             FITLINK_CONSOLE_ADMIN_PASSWORD, or FITLINK_OIDC_ISSUER"
+        );
+        Ok(Login { admin })
+    }
+
+    /// The role of the admin credential, if `user` and `password` are it. Both compared in
+    /// constant time (as digests, so neither length shows).
+    fn check_admin(&self, user: &str, password: &str) -> Option<Role> {
+        let (admin_user, admin_password) = self.admin.as_ref()?;
+        let same = |a: &str, b: &str| bool::from(Sha256::digest(a).ct_eq(&Sha256::digest(b)));
+        let user_ok = same(user.trim(), admin_user);
+        let password_ok = same(password, admin_password.expose());
+        (user_ok & password_ok).then_some(Role::Operator)
+    }
+}
+
+#[derive(Deserialize)]
+pub(crate) struct Next {
+    next: Option<String>,
+}
+
+/// Only a path on this console (never another host) is followed after sign-in.
+fn safe_next(next: Option<&str>) -> &str {
+    match next {
+        Some(n) if n.starts_with('/') && !n.starts_with("//") && !n.contains('\\') => n,
+        _ => "/",
+    }
+}
+
+/// Percent-encodes a query component.
+pub(crate) fn encode_component(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for b in text.bytes() {
+        if b.is_ascii_alphanumeric() || b"-._~/".contains(&b) {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+pub(crate) async fn page(
+    State(console): State<Arc<Console>>,
+    Query(next): Query<Next>,
+) -> Response {
+    sign_in_page(&console, safe_next(next.next.as_deref()), None)
+}
+
+fn sign_in_page(console: &Console, next: &str, problem: Option<&str>) -> Response {
+    let status = if problem.is_some() {
+        StatusCode::UNAUTHORIZED
+    } else {
+        StatusCode::OK
+    };
+    layout::bare(
+        status,
+        "Sign in",
+        html! {
+            @if let Some(problem) = problem {
+                p.problem role="alert" { (problem) }
+            }
+            @if console.login.admin.is_some() {
+                form method="post" action="/login" {
+                    input type="hidden" name="next" value=(next);
+                    p { label for="user" { "User" } br; input id="user" name="user" autocomplete="username" required; }
+                    p { label for="password" { "Password" } br;
+                        input id="password" name="password" type="password" autocomplete="current-password" required; }
+                    button type="submit" id="sign-in" { "Sign in" }
+                }
+            }
+            p.muted { "The console shows participants' sync status and wear. Sign-ins and every action are recorded." }
+        },
+    )
+}
+
+#[derive(Deserialize)]
+pub(crate) struct AdminForm {
+    user: String,
+    password: String,
+    next: Option<String>,
+}
+
+pub(crate) async fn admin(
+    State(console): State<Arc<Console>>,
+    Form(form): Form<AdminForm>,
+) -> Response {
+    let next = safe_next(form.next.as_deref()).to_owned();
+    match console.login.check_admin(&form.user, &form.password) {
+        Some(role) => {
+            tracing::info!(user = %form.user.trim(), "console sign-in (admin credential)");
+            signed_in(&console, form.user.trim(), role, &next)
+        }
+        None => {
+            tracing::warn!("console sign-in refused: wrong admin user or password");
+            sign_in_page(&console, &next, Some("Wrong user or password."))
+        }
+    }
+}
+
+/// Starts a session and goes to `next`.
+fn signed_in(console: &Console, user: &str, role: Role, next: &str) -> Response {
+    let (_, cookie) = console.sessions.start(user, role);
+    ([(header::SET_COOKIE, cookie)], Redirect::to(next)).into_response()
+}
+
+#[derive(Deserialize)]
+pub(crate) struct CsrfForm {
+    csrf: String,
+}
+
+pub(crate) async fn logout(
+    State(console): State<Arc<Console>>,
+    session: Session,
+    Form(form): Form<CsrfForm>,
+) -> Response {
+    // Signing out needs no role, only a form this console made.
+    if session.authorize(&form.csrf) == Err(super::session::Refusal::ForgedForm) {
+        return layout::refused(super::session::Refusal::ForgedForm);
+    }
+    let cookie = console.sessions.clear(SESSION_COOKIE);
+    ([(header::SET_COOKIE, cookie)], Redirect::to("/login")).into_response()
+}
+
+pub(crate) async fn oidc_start(
+    State(_console): State<Arc<Console>>,
+    _headers: HeaderMap,
+) -> Response {
+    StatusCode::NOT_FOUND.into_response()
+}
+
+pub(crate) async fn oidc_callback(State(_console): State<Arc<Console>>) -> Response {
+    StatusCode::NOT_FOUND.into_response()
+}

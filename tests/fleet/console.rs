@@ -1,0 +1,320 @@
+//! The coordinators' console in a real browser (headless Chromium through chromedriver) against
+//! a fleet of real processes: sign in, find the participant whose battery is lowest, open their
+//! page, sync them now and see the data arrive, make a consent link, retry a group of dead
+//! letters and see them leave the queue and the participant sync; a forged form and a viewer are
+//! refused (403) and change nothing; every action is in the audit table.
+//!
+//! Set `FITLINK_SCREENSHOT_DIR` to keep the screenshots (the README's come from here).
+
+use std::time::Duration;
+
+use reqwest::StatusCode;
+
+use fitlink_shared::fetch;
+
+use crate::browser::screenshot;
+use crate::harness::{Options, TestFleet};
+use crate::webdriver::Browser;
+
+pub const ADMIN_USER: &str = "coordinator";
+pub const ADMIN_PASSWORD: &str = "a long test password";
+
+/// Starts `fitlink console` for the fleet; returns its base URL once it answers.
+pub async fn start_console(t: &mut TestFleet, env: &[(&str, &str)]) -> String {
+    let port = fitlink::fleet::free_port().unwrap();
+    let addr = format!("127.0.0.1:{port}");
+    let portal = t.portal_url.clone().unwrap_or_default();
+    let mut all: Vec<(&str, &str)> = vec![
+        ("FITLINK_CONSOLE_ADDR", &addr),
+        ("FITLINK_CONSOLE_ADMIN_USER", ADMIN_USER),
+        ("FITLINK_CONSOLE_ADMIN_PASSWORD", ADMIN_PASSWORD),
+        ("FITLINK_PUBLIC_URL", &portal),
+    ];
+    all.extend_from_slice(env);
+    t.fleet
+        .spawn_with_env("console", &["console"], &all)
+        .unwrap();
+    let base = format!("http://{addr}");
+    let http = t.http.clone();
+    let login = format!("{base}/login");
+    fitlink::fleet::wait_for("the console", Duration::from_secs(30), || {
+        let (http, login) = (http.clone(), login.clone());
+        async move { Ok(http.get(login).send().await.ok().map(|_| ())) }
+    })
+    .await
+    .unwrap();
+    base
+}
+
+/// Signs in with the admin credential on the sign-in page the console sent the browser to.
+async fn sign_in(browser: &Browser, base: &str) {
+    browser.goto(&format!("{base}/")).await;
+    assert!(
+        browser.url().await.contains("/login"),
+        "a session is needed"
+    );
+    browser.fill("#user", ADMIN_USER).await;
+    browser.fill("#password", ADMIN_PASSWORD).await;
+    browser.click_to_next_page("#sign-in").await;
+}
+
+async fn audit_actions(t: &TestFleet) -> Vec<(String, String, Option<String>)> {
+    fetch!(
+        t.db.exec(),
+        sqlx::query_as(
+            "SELECT actor, action, participant_id FROM operator_actions ORDER BY action_id"
+        ),
+        all
+    )
+    .unwrap()
+}
+
+async fn jobs_of(t: &TestFleet, id: &str) -> i64 {
+    let (n,): (i64,) = fetch!(
+        t.db.exec(),
+        sqlx::query_as("SELECT count(*) FROM sync_jobs WHERE participant_id = $1").bind(id),
+        one
+    )
+    .unwrap();
+    n
+}
+
+#[tokio::test]
+async fn a_coordinator_finds_acts_and_every_action_is_audited() {
+    let mut t = TestFleet::start(Options {
+        participants: 4,
+        days: 2,
+        portal: true,
+        start_sync: false,
+        env: vec![("FITLINK_MAX_ATTEMPTS", "2".into())],
+        ..Options::default()
+    })
+    .await;
+    // sim-0002's provider keeps failing: its job ends in the dead-letter queue.
+    t.sim_control(
+        "/_sim/faults",
+        serde_json::json!({ "participants": { "sim-0002": { "fail_5xx": true } } }),
+    )
+    .await;
+    t.import_roster().await;
+    t.start_workers(2);
+    t.fleet.spawn("dispatcher", &["dispatcher"]).unwrap();
+    let others: Vec<String> = ["sim-0001", "sim-0003", "sim-0004"]
+        .map(String::from)
+        .to_vec();
+    t.wait_synced(&others, 90).await;
+    t.wait_until("sim-0002 to be dead-lettered", 90, |db| async move {
+        let (state,): (String,) = fetch!(
+            db.exec(),
+            sqlx::query_as("SELECT state FROM participants WHERE participant_id = 'sim-0002'"),
+            one
+        )
+        .unwrap();
+        state == "dead_lettered"
+    })
+    .await;
+
+    let base = start_console(&mut t, &[]).await;
+    let shots = t.dir.path().join("screenshots");
+    std::fs::create_dir_all(&shots).unwrap();
+    let browser = Browser::start().await;
+    sign_in(&browser, &base).await;
+    let cohort = browser.text().await;
+    assert!(
+        cohort.contains("Cohort") && cohort.contains("coordinator (operator)"),
+        "{cohort}"
+    );
+    assert_eq!(browser.text_of("#total").await, "4", "{cohort}");
+    screenshot(&browser, &shots, "console-cohort.png").await;
+
+    // The list by battery, lowest first: its first row is the participant whose tracker is
+    // running out (the lowest level on anyone's latest device snapshot).
+    let (lowest,): (String,) = fetch!(
+        t.db.exec(),
+        sqlx::query_as(
+            "SELECT d.participant_id FROM device d WHERE d.battery_level IS NOT NULL \
+               AND d.device_date = (SELECT max(device_date) FROM device \
+                                    WHERE participant_id = d.participant_id) \
+             ORDER BY d.battery_level, d.participant_id LIMIT 1"
+        ),
+        one
+    )
+    .unwrap();
+    browser.goto(&format!("{base}/participants")).await;
+    browser.select("#sort", "battery").await;
+    browser.click_to_next_page("#apply").await;
+    browser
+        .click_to_next_page("#participants tbody tr:first-child td:first-child a")
+        .await;
+    assert!(
+        browser
+            .url()
+            .await
+            .ends_with(&format!("/participants/{lowest}")),
+        "the first row of the battery order is {lowest}: {}",
+        browser.url().await
+    );
+    let page = browser.text().await;
+    assert!(
+        page.contains(&format!("Participant {lowest}")) && page.contains("Devices"),
+        "{page}"
+    );
+    screenshot(&browser, &shots, "console-participant.png").await;
+
+    // Sync now: the provider has two more hours of data; the button asks for a sync, and the
+    // data arrives (the cursor moves and the page shows it).
+    let before = t.participant(&lowest).await;
+    t.sim_control("/_sim/advance", serde_json::json!({ "minutes": 120 }))
+        .await;
+    t.advance_truth(120);
+    browser.click_to_next_page("#sync-now").await;
+    assert!(browser.text().await.contains("Sync requested"));
+    let id = lowest.clone();
+    let cursor = before.sync_cursor.clone();
+    t.wait_until("the console's sync to store new data", 60, move |db| {
+        let (id, cursor) = (id.clone(), cursor.clone());
+        async move {
+            let row: (String, Option<String>) = fetch!(
+                db.exec(),
+                sqlx::query_as(
+                    "SELECT CAST(sync_cursor AS TEXT), in_flight_job_id FROM participants WHERE participant_id = $1"
+                )
+                .bind(id),
+                one
+            )
+            .unwrap();
+            row.0 != cursor && row.1.is_none()
+        }
+    })
+    .await;
+    let after = t.participant(&lowest).await;
+    browser.goto(&format!("{base}/participants/{lowest}")).await;
+    let page = browser.text().await;
+    let shown = after.sync_cursor.get(..16).unwrap().replace('T', " ");
+    assert!(
+        page.contains(&shown),
+        "the page shows the new cursor {shown}: {page}"
+    );
+    assert!(
+        page.contains("manual"),
+        "the sync history names the manual sync: {page}"
+    );
+    t.assert_matches_truth(&lowest, &Default::default()).await;
+
+    // A new consent link: a working link to the portal, recorded as an invitation.
+    browser.click_to_next_page("#consent-link").await;
+    let link = browser.attribute("#link", "value").await.unwrap();
+    let portal = t.portal_url.clone().unwrap();
+    assert!(link.starts_with(&format!("{portal}/link/")), "{link}");
+    let answer = t.http.get(&link).send().await.unwrap();
+    assert!(
+        answer.status().is_redirection() || answer.status().is_success(),
+        "{}",
+        answer.status()
+    );
+    let id = lowest.clone();
+    t.wait_until("the invitation to be recorded", 30, move |db| {
+        let id = id.clone();
+        async move {
+            let (n,): (i64,) = fetch!(
+                db.exec(),
+                sqlx::query_as("SELECT count(*) FROM invitations WHERE participant_id = $1")
+                    .bind(id),
+                one
+            )
+            .unwrap();
+            n == 1
+        }
+    })
+    .await;
+
+    // Dead letters, grouped by reason; the provider recovers; retrying the group empties the
+    // queue and sim-0002 syncs.
+    browser.goto(&format!("{base}/dead-letters")).await;
+    let page = browser.text().await;
+    assert!(
+        page.contains("Dead jobs: 1") && page.contains("sim-0002"),
+        "{page}"
+    );
+    screenshot(&browser, &shots, "console-dead-letters.png").await;
+    t.sim_control("/_sim/faults", serde_json::json!({})).await;
+    browser
+        .click_to_next_page("#groups tbody tr:first-child button[id^=retry-]")
+        .await;
+    assert!(browser.url().await.contains("/dead-letters/replays/"));
+    let mut done = String::new();
+    for _ in 0..100 {
+        done = browser.text().await;
+        if done.contains("Done:") {
+            break;
+        }
+        browser.goto(&browser.url().await).await;
+    }
+    assert!(done.contains("Done: 1 participant(s)"), "{done}");
+    assert_eq!(t.queue_depth(&t.topology.jobs_dead).await, 0);
+    t.wait_synced(&["sim-0002".to_owned()], 60).await;
+    assert_eq!(t.participant("sim-0002").await.state, "active");
+
+    // A forged form (this session's cookie, not its token) is refused and does nothing.
+    let cookie = browser.cookie("fitlink_console").await.unwrap();
+    let jobs_before = jobs_of(&t, "sim-0001").await;
+    let audited_before = audit_actions(&t).await.len();
+    let forged = t
+        .http
+        .post(format!("{base}/participants/sim-0001/sync"))
+        .header("cookie", &cookie)
+        .form(&[("csrf", "forged")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(forged.status(), StatusCode::FORBIDDEN);
+    assert!(
+        forged
+            .text()
+            .await
+            .unwrap()
+            .contains("not issued by the console")
+    );
+    // Without any session, an action goes to the sign-in page.
+    let anonymous = t
+        .http
+        .post(format!("{base}/dead-letters/retry"))
+        .form(&[("csrf", "x"), ("scope", "all")])
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        anonymous.url().path().starts_with("/login"),
+        "{}",
+        anonymous.url()
+    );
+
+    // Every action is audited, by who did it; the refused ones are not.
+    let audited = audit_actions(&t).await;
+    let actions: Vec<&str> = audited.iter().map(|(_, a, _)| a.as_str()).collect();
+    assert_eq!(
+        actions,
+        ["sync_now", "consent_link", "dead_letters_retry"],
+        "{audited:?}"
+    );
+    assert!(
+        audited.iter().all(|(actor, _, _)| actor == ADMIN_USER),
+        "{audited:?}"
+    );
+    assert_eq!(audited[0].2.as_deref(), Some(lowest.as_str()));
+    assert_eq!(audited.len(), audited_before);
+    assert_eq!(
+        jobs_of(&t, "sim-0001").await,
+        jobs_before,
+        "the forged form did nothing"
+    );
+    browser.goto(&format!("{base}/audit")).await;
+    let page = browser.text().await;
+    assert!(
+        page.contains("dead letters retry") && page.contains(ADMIN_USER),
+        "{page}"
+    );
+
+    browser.close().await;
+    t.finish().await;
+}
