@@ -1,6 +1,7 @@
 //! `fitlink bench`: throughput figures, measured on the real parts (RabbitMQ, SQLite or
 //! PostgreSQL, the simulator over HTTP), never asserted in tests.
 
+mod console;
 mod daily_mix;
 mod webhooks;
 mod writer;
@@ -18,12 +19,16 @@ pub enum BenchCommand {
     Fleet(DemoArgs),
     /// Push-driven sync: device sync → data stored, through the provider's webhooks.
     Webhooks(webhooks::WebhookBench),
+    /// The console's cohort page for a generated cohort, beside its queries alone, and while
+    /// the writer commits at full speed.
+    Console(console::ConsoleBench),
 }
 
 pub async fn run(command: BenchCommand) -> anyhow::Result<()> {
     match command {
         BenchCommand::Writer(args) => writer::run(args).await,
         BenchCommand::Webhooks(args) => webhooks::run(args).await,
+        BenchCommand::Console(args) => console::run(args).await,
         BenchCommand::Fleet(args) => {
             let run = demo::run_fleet(&args).await?;
             println!(

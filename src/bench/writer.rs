@@ -161,7 +161,7 @@ fn report(what: &str, rows: usize, took: Duration, ceiling: Option<Duration>) {
 }
 
 /// The bench's rows: consecutive slices for each participant.
-struct Workload {
+pub(super) struct Workload {
     start: DateTime<Utc>,
     participants: Vec<ParticipantId>,
     commands: Vec<WriterCommand>,
@@ -169,7 +169,7 @@ struct Workload {
 }
 
 impl Workload {
-    fn new(args: &WriterBench, start: DateTime<Utc>) -> Workload {
+    pub(super) fn new(args: &WriterBench, start: DateTime<Utc>) -> Workload {
         let participants: Vec<ParticipantId> = (0..args.participants.max(1))
             .map(|i| ParticipantId::new(format!("bench-{i:05}")).expect("valid id"))
             .collect();
@@ -223,7 +223,7 @@ impl Workload {
     }
 
     /// Intraday rows, the ones every load method writes.
-    fn rows(&self) -> usize {
+    pub(super) fn rows(&self) -> usize {
         self.slices()
             .map(|s| s.heart_rate.len() + s.steps.len())
             .sum()
@@ -305,6 +305,13 @@ impl Workload {
     /// Applies the commands through the writer's store in process.
     async fn time_store(&self, url: &str) -> anyhow::Result<Duration> {
         recreate_database(url).await?;
+        self.apply_through_store(url).await
+    }
+
+    /// Imports the workload's participants into the database at `url` (which may hold others)
+    /// and applies every command through the writer's store; returns how long the commands
+    /// took.
+    pub(super) async fn apply_through_store(&self, url: &str) -> anyhow::Result<Duration> {
         let mut store =
             fitlink_writer::Store::open(&DatabaseArgs::url(url), Duration::from_secs(3600)).await?;
         store

@@ -87,6 +87,13 @@ async fn a_coordinator_finds_acts_and_every_action_is_audited() {
         portal: true,
         start_sync: false,
         env: vec![("FITLINK_MAX_ATTEMPTS", "2".into())],
+        // The provider's clock is now, so the pages read like a study running today.
+        sim_args: vec![
+            "--until".into(),
+            chrono::Utc::now()
+                .format("%Y-%m-%dT%H:00:00Z")
+                .to_string(),
+        ],
         ..Options::default()
     })
     .await;
@@ -163,7 +170,10 @@ async fn a_coordinator_finds_acts_and_every_action_is_audited() {
 
     // Sync now: the provider has two more hours of data; the button asks for a sync, and the
     // data arrives (the cursor moves and the page shows it).
+    // The provider's webhooks are turned off first, so what brings the data is the button.
     let before = t.participant(&lowest).await;
+    t.sim_control("/_sim/webhooks", serde_json::json!({ "google_webhook_url": null }))
+        .await;
     t.sim_control("/_sim/advance", serde_json::json!({ "minutes": 120 }))
         .await;
     t.advance_truth(120);

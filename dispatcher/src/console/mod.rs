@@ -19,8 +19,10 @@ mod chart;
 mod layout;
 mod login;
 mod pages;
-mod read;
+pub mod read;
 pub mod session;
+
+pub use pages::cohort::{CohortFacts, read_cohort};
 
 use std::net::SocketAddr;
 use std::sync::Arc;

@@ -7,8 +7,9 @@ use std::sync::Arc;
 
 use axum::extract::{Query, State};
 use axum::response::Response;
-use chrono::Utc;
-use fitlink_shared::compliance::count_compliant;
+use chrono::{DateTime, Utc};
+use fitlink_shared::compliance::{ComplianceRule, count_compliant};
+use fitlink_shared::store::Database;
 use maud::html;
 use serde::Deserialize;
 
@@ -17,6 +18,41 @@ use crate::console::Console;
 use crate::console::chart::{self, Bar};
 use crate::console::read::{self, LAG_BUCKETS};
 use crate::console::session::Session;
+
+/// Everything the cohort page reads from the database.
+pub struct CohortFacts {
+    pub states: Vec<read::StateCount>,
+    /// Syncing participants per [`LAG_BUCKETS`] entry.
+    pub lag: [i64; 5],
+    /// Participants counted for compliance, and how many are compliant.
+    pub counted: i64,
+    pub compliant: i64,
+    pub needing: usize,
+    pub failures: Vec<read::Failure>,
+}
+
+/// The cohort page's queries (of one provider if `provider` is not empty): what the page costs
+/// the database, which `fitlink bench console` times beside the whole page.
+pub async fn read_cohort(
+    db: &Database,
+    rule: &ComplianceRule,
+    now: DateTime<Utc>,
+    provider: &str,
+) -> anyhow::Result<CohortFacts> {
+    let states = read::states(db, provider).await?;
+    let lag = read::lag_histogram(db, now, provider).await?;
+    let (counted, compliant) = count_compliant(db, rule).await?;
+    let needing = crate::invite::needing_consent(db, now).await?.len();
+    let failures = read::newest_failures(db, 10).await?;
+    Ok(CohortFacts {
+        states,
+        lag,
+        counted,
+        compliant,
+        needing,
+        failures,
+    })
+}
 
 #[derive(Deserialize, Default)]
 pub(crate) struct CohortQuery {
@@ -42,18 +78,18 @@ pub(crate) async fn page(
         Ok(rule) => rule,
         Err(error) => return layout::unavailable("apply the compliance rule", &error),
     };
-    let read = async {
-        let states = read::states(&db, provider).await?;
-        let lag = read::lag_histogram(&db, now, provider).await?;
-        let (counted, compliant) = count_compliant(&db, &rule).await?;
-        let needing = crate::invite::needing_consent(&db, now).await?.len();
-        let failures = read::newest_failures(&db, 10).await?;
-        anyhow::Ok((states, lag, counted, compliant, needing, failures))
-    };
-    let (states, lag, counted, compliant, needing, failures) = match read.await {
-        Ok(all) => all,
+    let facts = match read_cohort(&db, &rule, now, provider).await {
+        Ok(facts) => facts,
         Err(error) => return layout::unavailable("read the cohort", &error),
     };
+    let CohortFacts {
+        states,
+        lag,
+        counted,
+        compliant,
+        needing,
+        failures,
+    } = facts;
     let dead = console.dead_letter_depths().await;
 
     let total: i64 = states.iter().map(|s| s.count).sum();

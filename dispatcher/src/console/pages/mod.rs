@@ -2,7 +2,7 @@
 //! gate every action passes ([`authorized`]).
 
 pub(crate) mod audit;
-pub(crate) mod cohort;
+pub mod cohort;
 pub(crate) mod consent;
 pub(crate) mod dead_letters;
 pub(crate) mod participant;
