@@ -11,7 +11,7 @@ use reqwest::StatusCode;
 use serde_json::{Value, json};
 
 use crate::linkage_tests::pkce_pair;
-use crate::oidc::{CLIENT_ID, CLIENT_SECRET};
+use crate::oidc::{CLIENT_ID, CLIENT_SECRET, allowed_redirect_uri};
 use crate::tests::{Sim, small, start};
 
 const CALLBACK: &str = "http://127.0.0.1:9/console/oidc/callback";
@@ -411,4 +411,20 @@ async fn the_fault_switch_spoils_one_id_token() {
         .await;
     let claims = verified_claims(&sim, body["id_token"].as_str().unwrap()).await;
     assert_eq!(claims["aud"], CLIENT_ID, "the fault is used once");
+}
+
+#[test]
+fn redirect_uris_are_loopback_with_a_port_and_a_path() {
+    assert!(allowed_redirect_uri(
+        "http://127.0.0.1:8080/console/callback"
+    ));
+    assert!(allowed_redirect_uri("http://localhost:1/cb?x=1"));
+    assert!(!allowed_redirect_uri("http://127.0.0.1/cb"));
+    assert!(!allowed_redirect_uri("http://127.0.0.1:8080"));
+    assert!(!allowed_redirect_uri("http://127.0.0.1:0/cb"));
+    assert!(!allowed_redirect_uri("http://127.0.0.1:99999/cb"));
+    assert!(!allowed_redirect_uri("https://127.0.0.1:8080/cb"));
+    assert!(!allowed_redirect_uri("http://127.0.0.1.evil.test:80/cb"));
+    assert!(!allowed_redirect_uri("http://localhost:80@evil.test/cb"));
+    assert!(!allowed_redirect_uri("http://127.0.0.1:8080/cb#x"));
 }
