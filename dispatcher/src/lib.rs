@@ -17,6 +17,7 @@
 //! flight per participant" true. A request the writer refuses costs one message; a second
 //! process deciding would cost a duplicate job.
 
+pub mod console;
 pub mod dlq;
 pub mod enqueue;
 mod identity;
