@@ -54,6 +54,10 @@ pub struct DemoArgs {
     /// (`postgres://…`) that must be empty or not exist yet (the writer creates it).
     #[arg(long = "database-url")]
     pub database_url: Option<String>,
+    /// Keep the fleet running afterwards with the participant portal and the coordinators'
+    /// console on the demo's data, and print how to sign in; Ctrl-C stops everything.
+    #[arg(long)]
+    pub console: bool,
 }
 
 impl DemoArgs {
@@ -109,6 +113,9 @@ pub async fn run(mut args: DemoArgs) -> anyhow::Result<()> {
         "fitlink demo: {} participants × {} days, {} workers × {} jobs, simulator latency {} ms",
         args.participants, args.days, args.workers, args.concurrency, args.latency_ms
     );
+    if args.console {
+        return run_with_console(&args).await;
+    }
     let outcome = run_fleet(&args).await?;
     println!(
         "\nsynced {} participants ({:.0} participant-days) in {:.1} s: {:.1} participant-days/s",
@@ -136,6 +143,72 @@ pub async fn run(mut args: DemoArgs) -> anyhow::Result<()> {
         "\ndatabase: {url}  (try: FITLINK_DATABASE_URL={url} fitlink status, or fitlink coverage --csv)"
     );
     Ok(())
+}
+
+/// The demo with the console: the fleet (with its portal) syncs everyone, then the console
+/// serves the demo's data until Ctrl-C, signed in with a printed one-off admin password or as
+/// the simulator's staff through its identity provider.
+async fn run_with_console(args: &DemoArgs) -> anyhow::Result<()> {
+    let portal = format!("127.0.0.1:{}", fleet::free_port()?);
+    let console = format!("127.0.0.1:{}", fleet::free_port()?);
+    let portal_env = portal.clone();
+    let mut running = start_fleet(args, move |sim| {
+        vec![
+            ("FITLINK_PUBLIC_URL".into(), format!("http://{portal_env}")),
+            ("FITLINK_PORTAL_ADDR".into(), portal_env),
+            ("FITLINK_OIDC_ISSUER".into(), format!("{sim}/oidc")),
+            (
+                "FITLINK_OIDC_CLIENT_SECRET".into(),
+                "sim-console-secret".into(),
+            ),
+        ]
+    })
+    .await?;
+    let settled = running.wait_settled(args).await;
+    if let Err(error) = settled {
+        running.stop().await;
+        return Err(error);
+    }
+    let password = format!("demo-{}", uuid::Uuid::new_v4().simple());
+    running.fleet.spawn_with_env(
+        "console",
+        &["console"],
+        &[
+            ("FITLINK_CONSOLE_ADDR", &console),
+            ("FITLINK_CONSOLE_ADMIN_USER", "admin"),
+            ("FITLINK_CONSOLE_ADMIN_PASSWORD", &password),
+        ],
+    )?;
+    let login = format!("http://{console}/login");
+    let http = fitlink_shared::provider::http_client();
+    fleet::wait_for("the console", Duration::from_secs(30), || {
+        let (http, login) = (http.clone(), login.clone());
+        async move { Ok(http.get(login).send().await.ok().map(|_| ())) }
+    })
+    .await?;
+    println!(
+        "\nthe fleet keeps syncing; the console is at http://{console}/\n  \
+         sign in as admin / {password}\n  \
+         or \"Sign in with your organisation\" as the simulator's coordinator@example.org (operator) \
+         or viewer@example.org (viewer)\n  \
+         consent links point at the portal on http://{portal}/\n\
+         Ctrl-C stops everything (the data stays in {})",
+        args.dir.display()
+    );
+    let stopped = tokio::select! {
+        _ = tokio::signal::ctrl_c() => Ok(()),
+        dead = wait_for_a_death(&mut running) => dead,
+    };
+    running.stop().await;
+    stopped
+}
+
+/// Returns when a fleet process has died.
+async fn wait_for_a_death(running: &mut RunningFleet) -> anyhow::Result<()> {
+    loop {
+        running.fleet.check_alive()?;
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
 }
 
 /// A run counts and checks what it stored, so it needs a database nobody else filled.

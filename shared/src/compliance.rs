@@ -176,22 +176,31 @@ pub struct CohortCompliance {
     pub by_participant: BTreeMap<String, Wear>,
 }
 
+/// Every counted participant (`w.days`: their days worn enough, NULL for none). Binds: `$1`
+/// the family whose wear counts, `$2`..`$3` the window, `$4` the minutes a day needs, `$5` the
+/// state not counted (withdrawn).
+macro_rules! days_worn_enough {
+    () => {
+        " FROM participants p
+          LEFT JOIN (SELECT participant_id, count(*) AS days
+                     FROM coverage_daily
+                     WHERE family = $1 AND date >= $2 AND date < $3 AND worn_minutes >= $4
+                     GROUP BY participant_id) w
+              ON w.participant_id = p.participant_id
+          WHERE p.state <> $5"
+    };
+}
+
 /// How many participants are counted and how many of them are compliant under `rule`, without
 /// the per-participant detail: one grouped query, for a page that answers on every visit.
 pub async fn count_compliant(db: &Database, rule: &ComplianceRule) -> anyhow::Result<(i64, i64)> {
     let counts: (i64, i64) = fetch!(
         db.exec(),
-        sqlx::query_as(
+        sqlx::query_as(concat!(
             "SELECT CAST(count(*) AS BIGINT),
-                    CAST(count(*) FILTER (WHERE coalesce(w.days, 0) >= $6) AS BIGINT)
-             FROM participants p
-             LEFT JOIN (SELECT participant_id, count(*) AS days
-                        FROM coverage_daily
-                        WHERE family = $1 AND date >= $2 AND date < $3 AND worn_minutes >= $4
-                        GROUP BY participant_id) w
-                 ON w.participant_id = p.participant_id
-             WHERE p.state <> $5",
-        )
+                        CAST(count(*) FILTER (WHERE coalesce(w.days, 0) >= $6) AS BIGINT)",
+            days_worn_enough!()
+        ),)
         .bind(Family::HeartRateIntraday.as_str())
         .bind(rule.first_day())
         .bind(rule.as_of)
@@ -212,17 +221,11 @@ pub async fn read_compliance(
     let (first, until) = (rule.first_day(), rule.as_of);
     let days_worn: Vec<(String, i64)> = fetch!(
         db.exec(),
-        sqlx::query_as(
-            "SELECT p.participant_id, CAST(coalesce(w.days, 0) AS BIGINT)
-             FROM participants p
-             LEFT JOIN (SELECT participant_id, count(*) AS days
-                        FROM coverage_daily
-                        WHERE family = $1 AND date >= $2 AND date < $3 AND worn_minutes >= $4
-                        GROUP BY participant_id) w
-                 ON w.participant_id = p.participant_id
-             WHERE p.state <> $5
-             ORDER BY p.participant_id",
-        )
+        sqlx::query_as(concat!(
+            "SELECT p.participant_id, CAST(coalesce(w.days, 0) AS BIGINT)",
+            days_worn_enough!(),
+            " ORDER BY p.participant_id"
+        ),)
         .bind(Family::HeartRateIntraday.as_str())
         .bind(first)
         .bind(until)

@@ -1051,6 +1051,7 @@ pub(crate) fn endpoint_name(path: &str) -> String {
         "/revoke" => return "revoke".to_owned(),
         "/o/oauth2/v2/auth" => return "authorize".to_owned(),
         "/o/oauth2/v2/auth/decision" => return "authorize-decision".to_owned(),
+        _ if path.starts_with("/oidc/") => return "oidc".to_owned(),
         _ => {}
     }
     let rest = path

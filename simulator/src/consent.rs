@@ -228,7 +228,7 @@ fn fitbit_scope_description(scope: &str) -> Option<String> {
 }
 
 /// Escapes text for HTML element content and attribute values.
-fn esc(text: &str) -> String {
+pub(crate) fn esc(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     for c in text.chars() {
         match c {
@@ -257,7 +257,7 @@ pub(crate) fn url_encode(text: &str) -> String {
 }
 
 /// `uri` with `params` appended to its query.
-fn with_query(uri: &str, params: &[(&str, &str)]) -> String {
+pub(crate) fn with_query(uri: &str, params: &[(&str, &str)]) -> String {
     let mut out = uri.to_owned();
     let mut sep = if uri.contains('?') { '&' } else { '?' };
     for (k, v) in params {
@@ -292,7 +292,7 @@ button{font:inherit;font-weight:500;padding:.5rem 1.5rem;border-radius:4px;curso
 button:focus-visible,select:focus-visible,input:focus-visible{outline:3px solid #fbbc04;outline-offset:2px}\
 #deny{background:#fff;border:1px solid #dadce0}.error{color:#b3261e}";
 
-fn page(status: StatusCode, title: &str, body: &str) -> Response {
+pub(crate) fn page(status: StatusCode, title: &str, body: &str) -> Response {
     let html = format!(
         "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n\
          <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n\

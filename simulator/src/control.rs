@@ -1,7 +1,8 @@
 //! The control API under `/_sim/`: fault switches, grant revocation, expiry and scopes,
 //! restatements, provider-side deletions, the synthetic clock, statistics and the roster,
 //! the legacy Fitbit switches (turn-off, intraday permission, identity mapping, token
-//! expiry) and the webhook calls (`crate::webhooks`).
+//! expiry), the webhook calls (`crate::webhooks`) and the staff issuer's ID-token fault
+//! (`crate::oidc`).
 //!
 //! It is for tests and demos only; it is not rate limited, not delayed and not counted in
 //! the statistics. Errors use the same Google envelope as the API for uniform handling.
@@ -47,6 +48,7 @@ pub(crate) fn routes() -> Router<Arc<AppState>> {
         .route("/participants/{id}/delete-data", post(delete_data))
         .route("/deletions", get(deletions))
         .merge(crate::webhooks::routes())
+        .merge(crate::oidc::control_routes())
 }
 
 /// The value of a `Result`, or (returned at once) the error's response: what every control

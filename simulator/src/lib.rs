@@ -12,7 +12,8 @@
 //! Layout: [`config`](SimConfig) (CLI/env), `clock` (time-zone arithmetic), `generator`
 //! (deterministic data), `catalog` (data types, scopes), `filter` (AIP-160 subset),
 //! `wire` (JSON shapes and error envelopes), `consent` (the consent pages and
-//! authorization codes of both providers), `oauth` (`/token`, `/revoke`), `api` (`/v4`),
+//! authorization codes of both providers), `oauth` (`/token`, `/revoke`), `oidc` (the staff
+//! OpenID Connect issuer the console signs in with, `/oidc`), `api` (`/v4`),
 //! `legacy` (Fitbit Web API and OAuth), `webhooks` (notifications, signatures,
 //! handshakes), `faults`, `control` (`/_sim/`), `state` and [`truth`] (with
 //! [`truth::legacy`]).
@@ -28,6 +29,7 @@ mod filter;
 mod generator;
 mod legacy;
 mod oauth;
+mod oidc;
 mod state;
 pub mod truth;
 mod webhooks;
@@ -37,6 +39,8 @@ mod wire;
 mod families_tests;
 #[cfg(test)]
 mod linkage_tests;
+#[cfg(test)]
+mod oidc_tests;
 #[cfg(test)]
 mod tests;
 #[cfg(test)]
@@ -183,6 +187,7 @@ fn router(state: Arc<AppState>) -> Router {
         .route("/o/oauth2/v2/auth", get(consent::google_authorize))
         .route("/o/oauth2/v2/auth/decision", post(consent::decision))
         .merge(legacy::routes())
+        .nest("/oidc", oidc::routes())
         .nest("/v4", api::routes())
         .nest("/v4beta", api::routes())
         .nest("/_sim", control::routes())

@@ -266,6 +266,8 @@ pub(crate) struct AppState {
     by_id: HashMap<String, usize>,
     /// Signs Google webhook notifications (its public half is the served keyset).
     pub signer: Signer,
+    /// The console's OpenID Connect issuer: its signing key and pending sign-ins.
+    pub oidc: crate::oidc::Issuer,
     /// Sends webhook notifications (plain http to loopback receivers).
     pub http: reqwest::Client,
     runtime: Mutex<Runtime>,
@@ -320,6 +322,7 @@ impl AppState {
             profiles,
             by_id,
             signer: Signer::generate(),
+            oidc: crate::oidc::Issuer::generate(),
             http: crate::webhooks::client(),
             runtime: Mutex::new(runtime),
         }

@@ -90,9 +90,7 @@ async fn a_coordinator_finds_acts_and_every_action_is_audited() {
         // The provider's clock is now, so the pages read like a study running today.
         sim_args: vec![
             "--until".into(),
-            chrono::Utc::now()
-                .format("%Y-%m-%dT%H:00:00Z")
-                .to_string(),
+            chrono::Utc::now().format("%Y-%m-%dT%H:00:00Z").to_string(),
         ],
         ..Options::default()
     })
@@ -121,7 +119,15 @@ async fn a_coordinator_finds_acts_and_every_action_is_audited() {
     })
     .await;
 
-    let base = start_console(&mut t, &[]).await;
+    let issuer = format!("{}/oidc", t.sim.base_url);
+    let base = start_console(
+        &mut t,
+        &[
+            ("FITLINK_OIDC_ISSUER", &issuer),
+            ("FITLINK_OIDC_CLIENT_SECRET", "sim-console-secret"),
+        ],
+    )
+    .await;
     let shots = t.dir.path().join("screenshots");
     std::fs::create_dir_all(&shots).unwrap();
     let browser = Browser::start().await;
@@ -172,8 +178,11 @@ async fn a_coordinator_finds_acts_and_every_action_is_audited() {
     // data arrives (the cursor moves and the page shows it).
     // The provider's webhooks are turned off first, so what brings the data is the button.
     let before = t.participant(&lowest).await;
-    t.sim_control("/_sim/webhooks", serde_json::json!({ "google_webhook_url": null }))
-        .await;
+    t.sim_control(
+        "/_sim/webhooks",
+        serde_json::json!({ "google_webhook_url": null }),
+    )
+    .await;
     t.sim_control("/_sim/advance", serde_json::json!({ "minutes": 120 }))
         .await;
     t.advance_truth(120);
@@ -326,5 +335,64 @@ async fn a_coordinator_finds_acts_and_every_action_is_audited() {
     );
 
     browser.close().await;
+
+    // Through the program's identity provider: a viewer sees every page but cannot act (403,
+    // nothing done, nothing audited); someone in neither group is not let in.
+    let viewer = Browser::start().await;
+    sign_in_with_provider(&viewer, &base, "viewer@example.org").await;
+    let page = viewer.text().await;
+    assert!(page.contains("viewer@example.org (viewer)"), "{page}");
+    viewer.goto(&format!("{base}/participants/sim-0001")).await;
+    assert_eq!(
+        viewer.attribute("#sync-now", "disabled").await.as_deref(),
+        Some("true"),
+        "a viewer's button is disabled"
+    );
+    let csrf = viewer
+        .attribute("form[action$='/sync'] input[name=csrf]", "value")
+        .await
+        .unwrap();
+    let cookie = viewer.cookie("fitlink_console").await.unwrap();
+    let refused = t
+        .http
+        .post(format!("{base}/participants/sim-0001/sync"))
+        .header("cookie", &cookie)
+        .form(&[("csrf", csrf.as_str())])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), StatusCode::FORBIDDEN);
+    assert!(refused.text().await.unwrap().contains("Viewers cannot act"));
+    assert_eq!(
+        audit_actions(&t).await.len(),
+        audited_before,
+        "nothing audited"
+    );
+    assert_eq!(jobs_of(&t, "sim-0001").await, jobs_before, "nothing done");
+    viewer.close().await;
+
+    let outsider = Browser::start().await;
+    sign_in_with_provider(&outsider, &base, "outsider@example.org").await;
+    let page = outsider.text().await;
+    assert!(page.contains("No access to the console"), "{page}");
+    outsider.goto(&format!("{base}/")).await;
+    assert!(
+        outsider.url().await.contains("/login"),
+        "no session was started"
+    );
+    outsider.close().await;
+
     t.finish().await;
+}
+
+/// Signs in as `email` on the identity provider's (the simulator's) sign-in page.
+async fn sign_in_with_provider(browser: &Browser, base: &str, email: &str) {
+    browser.goto(&format!("{base}/")).await;
+    browser.click_to_next_page("#sign-in-oidc").await;
+    assert!(
+        browser.text().await.contains("Staff sign-in"),
+        "the provider's page"
+    );
+    browser.select("#user", email).await;
+    browser.click_to_next_page("#sign-in").await;
 }

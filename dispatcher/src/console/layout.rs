@@ -53,12 +53,7 @@ pub fn page(session: &Session, current: &str, title: &str, body: Markup) -> Resp
     let markup = html! {
         (DOCTYPE)
         html lang="en" {
-            head {
-                meta charset="utf-8";
-                meta name="viewport" content="width=device-width, initial-scale=1";
-                title { (title) " · fitlink console" }
-                style { (maud::PreEscaped(STYLE)) }
-            }
+            (head(title))
             body {
                 header {
                     strong { "fitlink console" }
@@ -93,17 +88,23 @@ pub fn page(session: &Session, current: &str, title: &str, body: Markup) -> Resp
     respond(StatusCode::OK, markup)
 }
 
+fn head(title: &str) -> Markup {
+    html! {
+        head {
+            meta charset="utf-8";
+            meta name="viewport" content="width=device-width, initial-scale=1";
+            title { (title) " · fitlink console" }
+            style { (maud::PreEscaped(STYLE)) }
+        }
+    }
+}
+
 /// A page outside a session (sign-in, errors before sign-in).
 pub fn bare(status: StatusCode, title: &str, body: Markup) -> Response {
     let markup = html! {
         (DOCTYPE)
         html lang="en" {
-            head {
-                meta charset="utf-8";
-                meta name="viewport" content="width=device-width, initial-scale=1";
-                title { (title) " · fitlink console" }
-                style { (maud::PreEscaped(STYLE)) }
-            }
+            (head(title))
             body {
                 main id="main" style="max-width:30rem;margin-top:3rem" {
                     section { h1 { (title) } (body) }

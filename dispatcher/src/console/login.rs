@@ -9,21 +9,74 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
 use fitlink_shared::secret::Secret;
 use maud::html;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq as _;
 
 use super::layout;
-use super::session::{Role, SESSION_COOKIE, Session};
+use super::oidc::{OidcConfig, OidcLogin, PendingLogin};
+use super::session::{PENDING_COOKIE, Role, SESSION_COOKIE, Session};
 use super::{Console, ConsoleArgs};
 
 /// How people may sign in to this console.
 pub(crate) struct Login {
     admin: Option<(String, Secret<String>)>,
+    oidc: Option<IdentityProvider>,
+}
+
+/// The program's identity provider and which of its groups give which role.
+struct IdentityProvider {
+    login: OidcLogin,
+    operator_group: String,
+    viewer_group: String,
+}
+
+impl IdentityProvider {
+    /// The role `groups` give; `None` for someone in neither group.
+    fn role(&self, groups: &[String]) -> Option<Role> {
+        if groups.contains(&self.operator_group) {
+            Some(Role::Operator)
+        } else if groups.contains(&self.viewer_group) {
+            Some(Role::Viewer)
+        } else {
+            None
+        }
+    }
+}
+
+/// Purpose of the sealed cookie that carries a sign-in in progress.
+const PENDING_PURPOSE: &str = "console-oidc";
+
+/// A sign-in at the identity provider in progress, and where to go afterwards.
+#[derive(Serialize, Deserialize)]
+struct Pending {
+    login: PendingLogin,
+    next: String,
 }
 
 impl Login {
-    pub(crate) async fn configure(args: &ConsoleArgs, _public_base: &str) -> anyhow::Result<Login> {
+    pub(crate) async fn configure(args: &ConsoleArgs, public_base: &str) -> anyhow::Result<Login> {
+        let oidc = match args.oidc_issuer.as_deref().map(str::trim) {
+            None | Some("") => None,
+            Some(issuer) => {
+                anyhow::ensure!(
+                    !args.oidc_client_id.trim().is_empty(),
+                    "FITLINK_OIDC_ISSUER is set: set FITLINK_OIDC_CLIENT_ID too"
+                );
+                let login = OidcLogin::discover(OidcConfig {
+                    issuer_url: issuer.to_owned(),
+                    client_id: args.oidc_client_id.trim().to_owned(),
+                    client_secret: args.oidc_client_secret.clone(),
+                    redirect_url: format!("{public_base}/login/callback"),
+                })
+                .await?;
+                Some(IdentityProvider {
+                    login,
+                    operator_group: args.operator_group.clone(),
+                    viewer_group: args.viewer_group.clone(),
+                })
+            }
+        };
         let admin = match (&args.admin_user, &args.admin_password) {
             (Some(user), Some(password)) if !user.trim().is_empty() => {
                 anyhow::ensure!(
@@ -38,11 +91,11 @@ impl Login {
             ),
         };
         anyhow::ensure!(
-            admin.is_some(),
+            admin.is_some() || oidc.is_some(),
             "the console needs a way to sign in: set FITLINK_CONSOLE_ADMIN_USER and \
              FITLINK_CONSOLE_ADMIN_PASSWORD, or FITLINK_OIDC_ISSUER"
         );
-        Ok(Login { admin })
+        Ok(Login { admin, oidc })
     }
 
     /// The role of the admin credential, if `user` and `password` are it. Both compared in
@@ -102,6 +155,9 @@ fn sign_in_page(console: &Console, next: &str, problem: Option<&str>) -> Respons
             @if let Some(problem) = problem {
                 p.problem role="alert" { (problem) }
             }
+            @if console.login.oidc.is_some() {
+                p { a.button id="sign-in-oidc" href={"/login/oidc?next=" (encode_component(next))} { "Sign in with your organisation" } }
+            }
             @if console.login.admin.is_some() {
                 form method="post" action="/login" {
                     input type="hidden" name="next" value=(next);
@@ -131,7 +187,7 @@ pub(crate) async fn admin(
     match console.login.check_admin(&form.user, &form.password) {
         Some(role) => {
             tracing::info!(user = %form.user.trim(), "console sign-in (admin credential)");
-            signed_in(&console, form.user.trim(), role, &next)
+            signed_in_response(&console, form.user.trim(), role, &next)
         }
         None => {
             tracing::warn!("console sign-in refused: wrong admin user or password");
@@ -141,7 +197,7 @@ pub(crate) async fn admin(
 }
 
 /// Starts a session and goes to `next`.
-fn signed_in(console: &Console, user: &str, role: Role, next: &str) -> Response {
+fn signed_in_response(console: &Console, user: &str, role: Role, next: &str) -> Response {
     let (_, cookie) = console.sessions.start(user, role);
     ([(header::SET_COOKIE, cookie)], Redirect::to(next)).into_response()
 }
@@ -165,12 +221,101 @@ pub(crate) async fn logout(
 }
 
 pub(crate) async fn oidc_start(
-    State(_console): State<Arc<Console>>,
-    _headers: HeaderMap,
+    State(console): State<Arc<Console>>,
+    Query(next): Query<Next>,
 ) -> Response {
-    StatusCode::NOT_FOUND.into_response()
+    let Some(idp) = &console.login.oidc else {
+        return sign_in_page(
+            &console,
+            "/",
+            Some("This console has no identity provider set up."),
+        );
+    };
+    let (url, login) = idp.login.begin();
+    let pending = Pending {
+        login,
+        next: safe_next(next.next.as_deref()).to_owned(),
+    };
+    let cookie = console
+        .sessions
+        .seal_cookie(PENDING_COOKIE, PENDING_PURPOSE, &pending);
+    ([(header::SET_COOKIE, cookie)], Redirect::to(&url)).into_response()
 }
 
-pub(crate) async fn oidc_callback(State(_console): State<Arc<Console>>) -> Response {
-    StatusCode::NOT_FOUND.into_response()
+#[derive(Deserialize)]
+pub(crate) struct Callback {
+    code: Option<String>,
+    #[serde(default)]
+    state: String,
+    error: Option<String>,
+    error_description: Option<String>,
+}
+
+pub(crate) async fn oidc_callback(
+    State(console): State<Arc<Console>>,
+    headers: HeaderMap,
+    Query(callback): Query<Callback>,
+) -> Response {
+    let Some(idp) = &console.login.oidc else {
+        return sign_in_page(
+            &console,
+            "/",
+            Some("This console has no identity provider set up."),
+        );
+    };
+    let Some(pending) =
+        console
+            .sessions
+            .open_cookie::<Pending>(&headers, PENDING_COOKIE, PENDING_PURPOSE)
+    else {
+        return sign_in_page(
+            &console,
+            "/",
+            Some("That sign-in was not started in this browser, or took too long. Sign in again."),
+        );
+    };
+    let next = pending.next.clone();
+    let outcome = match (&callback.code, &callback.error) {
+        (Some(code), None) => idp.login.finish(pending.login, code, &callback.state).await,
+        (_, error) => Err(idp.login.refused(
+            pending.login,
+            &callback.state,
+            error.as_deref().unwrap_or("no code"),
+            callback.error_description.as_deref(),
+        )),
+    };
+    let clear = console.sessions.clear(PENDING_COOKIE);
+    let signed_in = match outcome {
+        Ok(signed_in) => signed_in,
+        Err(error) => {
+            tracing::warn!(%error, "console sign-in at the identity provider failed");
+            let mut page =
+                sign_in_page(&console, &next, Some(&format!("Sign-in failed: {error}.")));
+            page.headers_mut()
+                .append(header::SET_COOKIE, header_value(&clear));
+            return page;
+        }
+    };
+    let Some(role) = idp.role(&signed_in.groups) else {
+        tracing::warn!(subject = %signed_in.subject, "console sign-in refused: in neither console group");
+        let mut page = layout::bare(
+            StatusCode::FORBIDDEN,
+            "No access to the console",
+            html! { p { "You signed in as " (signed_in.display_name) ", who is in neither of the console's groups ("
+            (idp.viewer_group) ", " (idp.operator_group) "). Ask your study's administrator for access." } },
+        );
+        page.headers_mut()
+            .append(header::SET_COOKIE, header_value(&clear));
+        return page;
+    };
+    tracing::info!(subject = %signed_in.subject, role = role.as_str(), "console sign-in (identity provider)");
+    let mut response = signed_in_response(&console, &signed_in.display_name, role, &next);
+    response
+        .headers_mut()
+        .append(header::SET_COOKIE, header_value(&clear));
+    response
+}
+
+fn header_value(text: &str) -> axum::http::HeaderValue {
+    axum::http::HeaderValue::from_str(text).expect("cookie text is a valid header value")
 }

@@ -18,9 +18,11 @@ mod actions;
 mod chart;
 mod layout;
 mod login;
+pub mod oidc;
 mod pages;
 pub mod read;
 pub mod session;
+mod snapshot;
 
 pub use pages::cohort::{CohortFacts, read_cohort};
 
@@ -133,7 +135,12 @@ pub(crate) struct Console {
     compliance: ComplianceArgs,
     /// The dead-letter queues' depths, read from the broker at most every few seconds.
     depths: tokio::sync::Mutex<Option<(std::time::Instant, (u32, u32))>>,
+    /// The cohort page's numbers for all providers, Google Health and legacy Fitbit.
+    cohorts: [Arc<snapshot::Snapshot<CohortFacts>>; 3],
 }
+
+/// How old the cohort page's numbers may be before a visit has them counted again.
+const COHORT_FRESH_FOR: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// How long the cohort page reuses the dead-letter queues' depths.
 const DEPTHS_FRESH_FOR: std::time::Duration = std::time::Duration::from_secs(5);
@@ -224,6 +231,7 @@ pub async fn start(args: &ConsoleArgs, shutdown: CancellationToken) -> anyhow::R
         replays: Replays::default(),
         compliance: args.compliance.clone(),
         depths: tokio::sync::Mutex::new(None),
+        cohorts: std::array::from_fn(|_| snapshot::Snapshot::new(COHORT_FRESH_FOR)),
     });
     let app = routes().with_state(console);
     tracing::info!(%bound, %public_base, "serving the console");

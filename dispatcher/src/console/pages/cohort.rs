@@ -9,6 +9,7 @@ use axum::extract::{Query, State};
 use axum::response::Response;
 use chrono::{DateTime, Utc};
 use fitlink_shared::compliance::{ComplianceRule, count_compliant};
+use fitlink_shared::domain::UtcInstant;
 use fitlink_shared::store::Database;
 use maud::html;
 use serde::Deserialize;
@@ -78,8 +79,17 @@ pub(crate) async fn page(
         Ok(rule) => rule,
         Err(error) => return layout::unavailable("apply the compliance rule", &error),
     };
-    let facts = match read_cohort(&db, &rule, now, provider).await {
-        Ok(facts) => facts,
+    let snapshot = match provider {
+        "google-health" => &console.cohorts[1],
+        "fitbit" => &console.cohorts[2],
+        _ => &console.cohorts[0],
+    };
+    let owned_provider = provider.to_owned();
+    let taken = match snapshot
+        .get(move || async move { read_cohort(&db, &rule, Utc::now(), &owned_provider).await })
+        .await
+    {
+        Ok(taken) => taken,
         Err(error) => return layout::unavailable("read the cohort", &error),
     };
     let CohortFacts {
@@ -89,12 +99,12 @@ pub(crate) async fn page(
         compliant,
         needing,
         failures,
-    } = facts;
+    } = &*taken.value;
     let dead = console.dead_letter_depths().await;
 
     let total: i64 = states.iter().map(|s| s.count).sum();
     let mut by_state: Vec<(String, i64)> = Vec::new();
-    for s in &states {
+    for s in states {
         match by_state.iter_mut().find(|(state, _)| *state == s.state) {
             Some((_, n)) => *n += s.count,
             None => by_state.push((s.state.clone(), s.count)),
@@ -116,7 +126,7 @@ pub(crate) async fn page(
     let lag_tones = ["ok", "ok", "warn", "bad", "bad"];
     let lag_bars: Vec<Bar<'_>> = LAG_BUCKETS
         .iter()
-        .zip(lag)
+        .zip(*lag)
         .zip(lag_tones)
         .map(|((label, count), tone)| Bar { label, count, tone })
         .collect();
@@ -173,12 +183,14 @@ pub(crate) async fn page(
                 p.muted { "Lag: now minus the end of what is stored (the cursor)." }
             }
         }
+        p.muted id="as-of" { "Counted " (when(Some(UtcInstant::new(taken.at)), now))
+            "; the counts are taken again at most every 30 seconds, the lists and pages are live." }
         section {
             h2 { "By provider and state" }
             div.scroll { table {
                 thead { tr { th scope="col" { "Provider" } th scope="col" { "State" } th.num scope="col" { "Participants" } } }
                 tbody {
-                    @for s in &states {
+                    @for s in states {
                         tr {
                             td { (s.provider) }
                             td { a href={"/participants?state=" (s.state) "&provider=" (s.provider)} { (layout::state_badge(&s.state)) } }
@@ -195,7 +207,7 @@ pub(crate) async fn page(
                 div.scroll { table id="failures" {
                     thead { tr { th scope="col" { "Participant" } th scope="col" { "Error" } th scope="col" { "When" } } }
                     tbody {
-                        @for f in &failures {
+                        @for f in failures {
                             tr {
                                 td { a href={"/participants/" (f.participant_id)} { (f.participant_id) } }
                                 td { (f.error) }

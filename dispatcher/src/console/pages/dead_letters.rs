@@ -214,25 +214,33 @@ fn bad_pick(problem: &str) -> Response {
     )
 }
 
+/// The gate of a retry or a discard (an operator's form from this console), then the dead jobs
+/// the pick names now and the pick in words; none left is a 400 that says so.
+async fn picked(
+    console: &Console,
+    session: &Session,
+    pick: &Pick,
+) -> Result<(String, Vec<Uuid>), Response> {
+    authorized(session, &pick.csrf)?;
+    let (jobs, _) = list(console).await?;
+    let (what, ids) = pick.select(&jobs).map_err(|problem| bad_pick(&problem))?;
+    if ids.is_empty() {
+        return Err(bad_pick(
+            "No dead letter matches any more (replayed or discarded already)",
+        ));
+    }
+    Ok((what, ids))
+}
+
 pub(crate) async fn retry(
     State(console): State<Arc<Console>>,
     session: Session,
     Form(pick): Form<Pick>,
 ) -> Response {
-    if let Err(refused) = authorized(&session, &pick.csrf) {
-        return refused;
-    }
-    let (jobs, _) = match list(&console).await {
-        Ok(lists) => lists,
+    let (what, ids) = match picked(&console, &session, &pick).await {
+        Ok(picked) => picked,
         Err(page) => return page,
     };
-    let (what, ids) = match pick.select(&jobs) {
-        Ok(picked) => picked,
-        Err(problem) => return bad_pick(&problem),
-    };
-    if ids.is_empty() {
-        return bad_pick("No dead letter matches any more (replayed or discarded already)");
-    }
     match console
         .actions
         .start_replay(&session, &console.replays, what, ids)
@@ -248,20 +256,13 @@ pub(crate) async fn discard(
     session: Session,
     Form(pick): Form<Pick>,
 ) -> Response {
-    if let Err(refused) = authorized(&session, &pick.csrf) {
-        return refused;
-    }
     let why = pick.why.trim();
     if why.chars().count() < 3 {
         return bad_pick("Say why these dead letters are discarded (the audit keeps it)");
     }
-    let (jobs, _) = match list(&console).await {
-        Ok(lists) => lists,
-        Err(page) => return page,
-    };
-    let (what, ids) = match pick.select(&jobs) {
+    let (what, ids) = match picked(&console, &session, &pick).await {
         Ok(picked) => picked,
-        Err(problem) => return bad_pick(&problem),
+        Err(page) => return page,
     };
     match console.actions.discard(&session, &what, why, &ids).await {
         Ok(report) => layout::page(

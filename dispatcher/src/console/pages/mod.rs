@@ -17,6 +17,10 @@ use super::layout;
 use super::session::Session;
 
 /// The gate of every action: this console's form, an operator. A refusal is the 403 page.
+#[expect(
+    clippy::result_large_err,
+    reason = "the refusal is the response itself, made once per request"
+)]
 fn authorized(session: &Session, csrf: &str) -> Result<(), Response> {
     session.authorize(csrf).map_err(|refusal| {
         tracing::warn!(user = %session.user, ?refusal, "console action refused");

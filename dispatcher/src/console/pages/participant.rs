@@ -191,7 +191,14 @@ pub(crate) struct ActionForm {
     csrf: String,
 }
 
-fn participant_id(id: &str) -> Result<ParticipantId, Response> {
+/// The gate of an action on one participant: an operator's form from this console, and a
+/// well-formed participant id.
+#[expect(
+    clippy::result_large_err,
+    reason = "the refusal is the response itself, made once per request"
+)]
+fn acting_on(session: &Session, form: &ActionForm, id: &str) -> Result<ParticipantId, Response> {
+    authorized(session, &form.csrf)?;
     ParticipantId::new(id).map_err(|e| {
         layout::bare(
             axum::http::StatusCode::BAD_REQUEST,
@@ -207,10 +214,7 @@ pub(crate) async fn sync_now(
     Path(id): Path<String>,
     Form(form): Form<ActionForm>,
 ) -> Response {
-    if let Err(refused) = authorized(&session, &form.csrf) {
-        return refused;
-    }
-    let pid = match participant_id(&id) {
+    let pid = match acting_on(&session, &form, &id) {
         Ok(pid) => pid,
         Err(page) => return page,
     };
@@ -229,10 +233,7 @@ pub(crate) async fn consent_link(
     Path(id): Path<String>,
     Form(form): Form<ActionForm>,
 ) -> Response {
-    if let Err(refused) = authorized(&session, &form.csrf) {
-        return refused;
-    }
-    let pid = match participant_id(&id) {
+    let pid = match acting_on(&session, &form, &id) {
         Ok(pid) => pid,
         Err(page) => return page,
     };
