@@ -246,14 +246,7 @@ pub async fn dlq_replay_watched(
     watch: Option<&ProgressBar>,
 ) -> anyhow::Result<ReplayReport> {
     let db = database.open_for_reading("dlq-replay").await?;
-    let outbox = Outbox::open(broker, "dlq-replay").await?;
-    let queue = outbox.topology.jobs_dead.clone();
-    let channel = outbox
-        .conn
-        .create_channel()
-        .await
-        .context("cannot open a broker channel")?;
-    let messages = take_all(&channel, &queue).await?;
+    let (outbox, channel, queue, messages) = take_dead_jobs(broker, "dlq-replay").await?;
 
     let mut report = ReplayReport::default();
     let selected: Option<HashSet<Uuid>> = match &selection {
@@ -411,6 +404,23 @@ async fn replay_groups(
         });
     }
     Ok(())
+}
+
+/// A broker session with every message of the jobs dead-letter queue taken (unacked) on its
+/// channel, to settle one by one: what a replay and a discard start from.
+async fn take_dead_jobs(
+    broker: &BrokerArgs,
+    purpose: &str,
+) -> anyhow::Result<(Outbox, Channel, String, Vec<BasicGetMessage>)> {
+    let outbox = Outbox::open(broker, purpose).await?;
+    let queue = outbox.topology.jobs_dead.clone();
+    let channel = outbox
+        .conn
+        .create_channel()
+        .await
+        .context("cannot open a broker channel")?;
+    let messages = take_all(&channel, &queue).await?;
+    Ok((outbox, channel, queue, messages))
 }
 
 /// Takes (without acking) every message that was in `queue` when we started. Later arrivals are

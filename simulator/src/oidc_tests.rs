@@ -276,16 +276,12 @@ async fn a_wrong_redirect_uri_or_verifier_is_invalid_grant_and_burns_the_code() 
     let (status, body) = sim
         .oidc_token(&code_form(&q["code"], other, Some(&verifier)), BASIC)
         .await;
-    assert_eq!(
-        (status, &body["error"]),
-        (StatusCode::BAD_REQUEST, &json!("invalid_grant"))
-    );
-    assert!(
-        body["error_description"]
-            .as_str()
-            .unwrap()
-            .contains("redirect_uri"),
-        "{body}"
+    refused_with(
+        status,
+        &body,
+        StatusCode::BAD_REQUEST,
+        "invalid_grant",
+        "redirect_uri",
     );
     let (_, body) = sim
         .oidc_token(&code_form(&q["code"], CALLBACK, Some(&verifier)), BASIC)
@@ -302,16 +298,12 @@ async fn a_wrong_redirect_uri_or_verifier_is_invalid_grant_and_burns_the_code() 
             BASIC,
         )
         .await;
-    assert_eq!(
-        (status, &body["error"]),
-        (StatusCode::BAD_REQUEST, &json!("invalid_grant"))
-    );
-    assert!(
-        body["error_description"]
-            .as_str()
-            .unwrap()
-            .contains("code_verifier"),
-        "{body}"
+    refused_with(
+        status,
+        &body,
+        StatusCode::BAD_REQUEST,
+        "invalid_grant",
+        "code_verifier",
     );
 
     let q = sim
@@ -427,4 +419,19 @@ fn redirect_uris_are_loopback_with_a_port_and_a_path() {
     assert!(!allowed_redirect_uri("http://127.0.0.1.evil.test:80/cb"));
     assert!(!allowed_redirect_uri("http://localhost:80@evil.test/cb"));
     assert!(!allowed_redirect_uri("http://127.0.0.1:8080/cb#x"));
+}
+
+/// A token endpoint refusal: this status, this RFC 6749 error code, a description naming `why`.
+fn refused_with(status: StatusCode, body: &Value, expected: StatusCode, error: &str, why: &str) {
+    assert_eq!(
+        (status, &body["error"]),
+        (expected, &json!(error)),
+        "{body}"
+    );
+    assert!(
+        body["error_description"]
+            .as_str()
+            .is_some_and(|d| d.contains(why)),
+        "{body}"
+    );
 }

@@ -108,16 +108,7 @@ async fn a_coordinator_finds_acts_and_every_action_is_audited() {
         .map(String::from)
         .to_vec();
     t.wait_synced(&others, 90).await;
-    t.wait_until("sim-0002 to be dead-lettered", 90, |db| async move {
-        let (state,): (String,) = fetch!(
-            db.exec(),
-            sqlx::query_as("SELECT state FROM participants WHERE participant_id = 'sim-0002'"),
-            one
-        )
-        .unwrap();
-        state == "dead_lettered"
-    })
-    .await;
+    t.wait_state("sim-0002", "dead_lettered", 90).await;
 
     let issuer = format!("{}/oidc", t.sim.base_url);
     let base = start_console(
@@ -395,4 +386,14 @@ async fn sign_in_with_provider(browser: &Browser, base: &str, email: &str) {
     );
     browser.select("#user", email).await;
     browser.click_to_next_page("#sign-in").await;
+    // A signed-in person lands on a page that moves on by itself (a same-site navigation, so the
+    // session cookie goes with it); a refused one stays on the callback's page.
+    for _ in 0..100 {
+        let url = browser.url().await;
+        if !url.contains("/login/callback") || !browser.text().await.contains("Signed in as") {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("the signed-in page did not move on");
 }

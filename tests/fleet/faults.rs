@@ -158,16 +158,7 @@ async fn a_job_that_keeps_failing_is_dead_lettered_and_replay_recovers_it() {
     t.start_workers(2);
     t.fleet.spawn("dispatcher", &["dispatcher"]).unwrap();
 
-    t.wait_until("sim-0002 to be dead-lettered", 90, |db| async move {
-        let (state,): (String,) = fetch!(
-            db.exec(),
-            sqlx::query_as("SELECT state FROM participants WHERE participant_id = 'sim-0002'"),
-            one
-        )
-        .unwrap();
-        state == "dead_lettered"
-    })
-    .await;
+    t.wait_state("sim-0002", "dead_lettered", 90).await;
     t.wait_synced(&["sim-0001".into(), "sim-0003".into()], 60)
         .await;
     let p = t.participant("sim-0002").await;

@@ -449,6 +449,26 @@ impl TestFleet {
         .await;
     }
 
+    /// Waits until participant `id` is in `state`.
+    pub async fn wait_state(&mut self, id: &str, state: &'static str, secs: u64) {
+        let id = id.to_owned();
+        let what = format!("{id} to be {state}");
+        self.wait_until(&what, secs, move |db| {
+            let id = id.clone();
+            async move {
+                let row: Option<(String,)> = fetch!(
+                    db.exec(),
+                    sqlx::query_as("SELECT state FROM participants WHERE participant_id = $1")
+                        .bind(id),
+                    optional
+                )
+                .unwrap();
+                row.is_some_and(|(s,)| s == state)
+            }
+        })
+        .await;
+    }
+
     pub async fn participant(&self, id: &str) -> ParticipantRow {
         let (state, state_reason, sync_from, sync_cursor): (
             String,

@@ -218,6 +218,15 @@ async fn top_up(url: &str) {
             }],
             received_at: now_instant(),
         }),
+        WriterCommand::RecordOperatorAction(OperatorAction {
+            action_id: Uuid::new_v4(),
+            at: now_instant(),
+            actor: "coordinator@example.org".into(),
+            role: "operator".into(),
+            action: "sync_now".into(),
+            participant_id: Some(pid("sim-0001")),
+            detail: serde_json::json!({}),
+        }),
     ];
     store.apply(&commands).await.unwrap();
     for (participant, purge) in [("sim-0003", true), ("sim-0004", false)] {

@@ -34,15 +34,24 @@ struct IdentityProvider {
 impl IdentityProvider {
     /// The role `groups` give; `None` for someone in neither group.
     fn role(&self, groups: &[String]) -> Option<Role> {
-        if groups.contains(&self.operator_group) {
-            Some(Role::Operator)
-        } else if groups.contains(&self.viewer_group) {
-            Some(Role::Viewer)
-        } else {
-            None
-        }
+        role_of(groups, &self.operator_group, &self.viewer_group)
     }
 }
+
+/// Operator wins over viewer for someone in both groups.
+fn role_of(groups: &[String], operator_group: &str, viewer_group: &str) -> Option<Role> {
+    let member = |group: &str| groups.iter().any(|g| g == group);
+    if member(operator_group) {
+        Some(Role::Operator)
+    } else if member(viewer_group) {
+        Some(Role::Viewer)
+    } else {
+        None
+    }
+}
+
+/// How long a wrong admin password waits before it is answered.
+const WRONG_PASSWORD_DELAY: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// Purpose of the sealed cookie that carries a sign-in in progress.
 const PENDING_PURPOSE: &str = "console-oidc";
@@ -191,6 +200,8 @@ pub(crate) async fn admin(
         }
         None => {
             tracing::warn!("console sign-in refused: wrong admin user or password");
+            // Each wrong guess costs the guesser a second (and nobody else anything).
+            tokio::time::sleep(WRONG_PASSWORD_DELAY).await;
             sign_in_page(&console, &next, Some("Wrong user or password."))
         }
     }
@@ -309,13 +320,56 @@ pub(crate) async fn oidc_callback(
         return page;
     };
     tracing::info!(subject = %signed_in.subject, role = role.as_str(), "console sign-in (identity provider)");
-    let mut response = signed_in_response(&console, &signed_in.display_name, role, &next);
-    response
-        .headers_mut()
-        .append(header::SET_COOKIE, header_value(&clear));
+    // Not a redirect: the identity provider's redirect here is a cross-site navigation, and a
+    // browser does not send a `SameSite=Strict` cookie on the redirect that follows it. This
+    // page moves on by itself, a navigation from this site, which does.
+    let (_, cookie) = console.sessions.start(&signed_in.display_name, role);
+    let mut response = layout::bare(
+        StatusCode::OK,
+        "Signed in",
+        html! {
+            meta http-equiv="refresh" content={"0;url=" (next)};
+            p { "Signed in as " (signed_in.display_name) ". " a href=(next) id="continue" { "Continue" } }
+        },
+    );
+    let headers = response.headers_mut();
+    headers.append(header::SET_COOKIE, header_value(&cookie));
+    headers.append(header::SET_COOKIE, header_value(&clear));
     response
 }
 
 fn header_value(text: &str) -> axum::http::HeaderValue {
     axum::http::HeaderValue::from_str(text).expect("cookie text is a valid header value")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn groups_give_the_role_and_no_group_gives_none() {
+        let groups = |g: &[&str]| g.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        let role = |g: &[&str]| role_of(&groups(g), "ops", "view");
+        assert_eq!(role(&["view", "ops"]), Some(Role::Operator));
+        assert_eq!(role(&["view"]), Some(Role::Viewer));
+        assert_eq!(role(&["staff", "opsx"]), None);
+        assert_eq!(role(&[]), None);
+    }
+
+    #[test]
+    fn only_a_path_on_this_console_is_followed_after_sign_in() {
+        assert_eq!(
+            safe_next(Some("/participants?sort=lag")),
+            "/participants?sort=lag"
+        );
+        for bad in [
+            "//evil.example/",
+            "https://evil.example/",
+            "/\\evil",
+            "participants",
+        ] {
+            assert_eq!(safe_next(Some(bad)), "/", "{bad}");
+        }
+        assert_eq!(safe_next(None), "/");
+    }
 }

@@ -20,6 +20,7 @@ use std::pin::Pin;
 use std::sync::Once;
 use std::time::Duration;
 
+use fitlink_shared::provider::error_chain;
 use fitlink_shared::secret::Secret;
 use openidconnect::core::{
     CoreAuthDisplay, CoreAuthPrompt, CoreAuthenticationFlow, CoreErrorResponseType,
@@ -166,17 +167,6 @@ impl<'c> AsyncHttpClient<'c> for NoRedirects {
     fn call(&'c self, request: HttpRequest) -> Self::Future {
         Box::pin(self.send(request))
     }
-}
-
-fn error_chain(err: &dyn std::error::Error) -> String {
-    let mut text = err.to_string();
-    let mut source = err.source();
-    while let Some(s) = source {
-        text.push_str(": ");
-        text.push_str(&s.to_string());
-        source = s.source();
-    }
-    text
 }
 
 /// A discovered issuer and the console's client at it.

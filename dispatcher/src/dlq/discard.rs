@@ -5,14 +5,12 @@
 
 use std::collections::HashSet;
 
-use anyhow::Context as _;
 use fitlink_shared::config::BrokerArgs;
 use lapin::options::{BasicAckOptions, BasicNackOptions};
 use serde::Serialize;
 use uuid::Uuid;
 
-use super::{DeadLetter, describe, take_all};
-use crate::outbox::Outbox;
+use super::{DeadLetter, describe, take_dead_jobs};
 
 /// What a discard removed.
 #[derive(Clone, Debug, Default, Serialize)]
@@ -25,14 +23,7 @@ pub struct DiscardReport {
 
 /// Removes the dead jobs named by `job_ids` from the jobs dead-letter queue.
 pub async fn dlq_discard(broker: &BrokerArgs, job_ids: &[Uuid]) -> anyhow::Result<DiscardReport> {
-    let outbox = Outbox::open(broker, "dlq-discard").await?;
-    let queue = outbox.topology.jobs_dead.clone();
-    let channel = outbox
-        .conn
-        .create_channel()
-        .await
-        .context("cannot open a broker channel")?;
-    let messages = take_all(&channel, &queue).await?;
+    let (outbox, channel, queue, messages) = take_dead_jobs(broker, "dlq-discard").await?;
     let selected: HashSet<Uuid> = job_ids.iter().copied().collect();
     let mut report = DiscardReport::default();
     let mut seen = HashSet::new();

@@ -34,7 +34,8 @@ pub fn transport_error(what: &str, err: &reqwest::Error) -> SyncError {
     SyncError::transient(format!("{what}: {}", error_chain(err)))
 }
 
-fn error_chain(err: &dyn std::error::Error) -> String {
+/// An error and its sources on one line (`a: b: c`), for messages that must say why.
+pub fn error_chain(err: &dyn std::error::Error) -> String {
     let mut text = err.to_string();
     let mut source = err.source();
     while let Some(s) = source {

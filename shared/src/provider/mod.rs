@@ -12,6 +12,7 @@ pub mod google;
 pub(crate) mod http;
 
 pub use http::client as http_client;
+pub use http::error_chain;
 
 use std::collections::{BTreeMap, VecDeque};
 use std::future::Future;
