@@ -138,7 +138,11 @@ pub async fn invite(args: &InviteArgs) -> anyhow::Result<InviteReport> {
     let mut chosen: Vec<(ParticipantId, String)> = Vec::new();
     if args.needing_consent {
         let db = db.as_ref().expect("opened above");
-        chosen = needing_consent(db, now).await?;
+        chosen = needing_consent(db, now)
+            .await?
+            .into_iter()
+            .map(|(id, reason, _)| (id, reason))
+            .collect();
     } else {
         let mut problems = Vec::new();
         for raw in &args.participants {
@@ -235,7 +239,7 @@ async fn known(db: &Database, id: &ParticipantId) -> anyhow::Result<Option<Known
 pub async fn needing_consent(
     db: &Database,
     now: DateTime<Utc>,
-) -> anyhow::Result<Vec<(ParticipantId, String)>> {
+) -> anyhow::Result<Vec<(ParticipantId, String, Provider)>> {
     let soon = UtcInstant::new(now + TimeDelta::hours(48));
     let states: Vec<&str> = ParticipantState::NEEDING_CONSENT
         .iter()
@@ -246,7 +250,7 @@ pub async fn needing_consent(
         .collect::<Vec<_>>()
         .join(", ");
     let sql = format!(
-        "SELECT participant_id, CASE WHEN state IN ({placeholders}) THEN state
+        "SELECT participant_id, provider, CASE WHEN state IN ({placeholders}) THEN state
                 WHEN refresh_token_expires_at IS NOT NULL AND refresh_token_expires_at <= $1 THEN 'grant_expiring'
                 ELSE 'family_not_permitted' END
          FROM participants
@@ -257,7 +261,7 @@ pub async fn needing_consent(
          ORDER BY participant_id"
     );
     // Only placeholders are interpolated; the states are bound.
-    let rows: Vec<(String, String)> = on_backend!(db.exec(), |e| {
+    let rows: Vec<(String, String, String)> = on_backend!(db.exec(), |e| {
         let mut query = sqlx::query_as(sqlx::AssertSqlSafe(sql)).bind(soon);
         for state in &states {
             query = query.bind(*state);
@@ -267,6 +271,9 @@ pub async fn needing_consent(
     .context("cannot read participants needing consent")?;
     Ok(rows
         .into_iter()
-        .filter_map(|(id, reason)| ParticipantId::new(id).ok().map(|id| (id, reason)))
+        .filter_map(|(id, provider, reason)| {
+            let id = ParticipantId::new(id).ok()?;
+            Some((id, reason, provider.parse().ok()?))
+        })
         .collect())
 }

@@ -16,25 +16,14 @@ use serde::Deserialize;
 
 use super::{authorized, layout};
 use crate::console::Console;
-use crate::console::read;
 use crate::console::session::Session;
 use crate::invite::{IssuedInvitation, needing_consent};
 
 /// The participants needing consent, with why and their provider.
 async fn needing(console: &Console) -> Result<Vec<(ParticipantId, String, Provider)>, Response> {
     let db = console.db().await?;
-    let read = async {
-        let mut out = Vec::new();
-        for (id, reason) in needing_consent(&db, Utc::now()).await? {
-            let provider = read::provider_of(&db, id.as_str())
-                .await?
-                .and_then(|p| p.parse().ok())
-                .unwrap_or(Provider::GoogleHealth);
-            out.push((id, reason, provider));
-        }
-        anyhow::Ok(out)
-    };
-    read.await
+    needing_consent(&db, Utc::now())
+        .await
         .map_err(|error| layout::unavailable("read who needs a consent", &error))
 }
 
