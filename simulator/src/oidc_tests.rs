@@ -38,6 +38,18 @@ fn hidden_request(html: &str) -> String {
 }
 
 impl Sim {
+    /// The JSON a GET of `url` answers.
+    async fn json_at(&self, url: &str) -> Value {
+        self.http
+            .get(url)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
+    }
+
     fn issuer(&self) -> String {
         format!("{}/oidc", self.base)
     }
@@ -123,15 +135,7 @@ const BASIC: Option<(&str, &str)> = Some((CLIENT_ID, CLIENT_SECRET));
 
 /// The claims of a compact JWS, after checking its ES256 signature with the JWKS's key.
 async fn verified_claims(sim: &Sim, jwt: &str) -> Value {
-    let jwks: Value = sim
-        .http
-        .get(format!("{}/jwks", sim.issuer()))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let jwks = sim.json_at(&format!("{}/jwks", sim.issuer())).await;
     let key = &jwks["keys"][0];
     let coordinate = |name: &str| URL_SAFE_NO_PAD.decode(key[name].as_str().unwrap()).unwrap();
     let mut sec1 = vec![4u8];
@@ -152,15 +156,9 @@ async fn verified_claims(sim: &Sim, jwt: &str) -> Value {
 async fn discovery_names_the_endpoints_and_es256() {
     let sim = start(small()).await;
     let issuer = sim.issuer();
-    let d: Value = sim
-        .http
-        .get(format!("{issuer}/.well-known/openid-configuration"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let d = sim
+        .json_at(&format!("{issuer}/.well-known/openid-configuration"))
+        .await;
     assert_eq!(d["issuer"], json!(issuer));
     assert_eq!(
         d["authorization_endpoint"],
@@ -178,15 +176,7 @@ async fn discovery_names_the_endpoints_and_es256() {
             .unwrap()
             .contains(&json!("openid"))
     );
-    let jwks: Value = sim
-        .http
-        .get(format!("{issuer}/jwks"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let jwks = sim.json_at(&format!("{issuer}/jwks")).await;
     let key = &jwks["keys"][0];
     assert_eq!(
         (&key["kty"], &key["crv"], &key["alg"]),

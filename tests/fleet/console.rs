@@ -1,8 +1,9 @@
 //! The coordinators' console in a real browser (headless Chromium through chromedriver) against
 //! a fleet of real processes: sign in, find the participant whose battery is lowest, open their
 //! page, sync them now and see the data arrive, make a consent link, retry a group of dead
-//! letters and see them leave the queue and the participant sync; a forged form and a viewer are
-//! refused (403) and change nothing; every action is in the audit table.
+//! letters and see them leave the queue and the participant sync, discard one with a reason; a
+//! forged form and a viewer are refused (403) and change nothing; every action is in the audit
+//! table.
 //!
 //! Set `FITLINK_SCREENSHOT_DIR` to keep the screenshots (the README's come from here).
 
@@ -96,11 +97,7 @@ async fn a_coordinator_finds_acts_and_every_action_is_audited() {
     })
     .await;
     // sim-0002's provider keeps failing: its job ends in the dead-letter queue.
-    t.sim_control(
-        "/_sim/faults",
-        serde_json::json!({ "participants": { "sim-0002": { "fail_5xx": true } } }),
-    )
-    .await;
+    t.fail_provider_for(Some("sim-0002")).await;
     t.import_roster().await;
     t.start_workers(2);
     t.fleet.spawn("dispatcher", &["dispatcher"]).unwrap();
@@ -247,7 +244,7 @@ async fn a_coordinator_finds_acts_and_every_action_is_audited() {
         "{page}"
     );
     screenshot(&browser, &shots, "console-dead-letters.png").await;
-    t.sim_control("/_sim/faults", serde_json::json!({})).await;
+    t.fail_provider_for(None).await;
     browser
         .click_to_next_page("#groups tbody tr:first-child button[id^=retry-]")
         .await;
@@ -264,6 +261,34 @@ async fn a_coordinator_finds_acts_and_every_action_is_audited() {
     assert_eq!(t.queue_depth(&t.topology.jobs_dead).await, 0);
     t.wait_synced(&["sim-0002".to_owned()], 60).await;
     assert_eq!(t.participant("sim-0002").await.state, "active");
+
+    // A dead letter nobody wants replayed is discarded, with the reason the audit keeps.
+    t.fail_provider_for(Some("sim-0003")).await;
+    browser.goto(&format!("{base}/participants/sim-0003")).await;
+    browser.click_to_next_page("#sync-now").await;
+    t.wait_state("sim-0003", "dead_lettered", 90).await;
+    t.fail_provider_for(None).await;
+    browser.goto(&format!("{base}/dead-letters")).await;
+    assert!(browser.text().await.contains("Dead jobs: 1"));
+    browser
+        .fill(
+            "#groups tbody tr:first-child input[name=why]",
+            "superseded by a newer sync",
+        )
+        .await;
+    browser
+        .click_to_next_page("#groups tbody tr:first-child button[id^=discard-]")
+        .await;
+    let page = browser.text().await;
+    assert!(page.contains("1 dead letter(s) discarded"), "{page}");
+    assert_eq!(t.queue_depth(&t.topology.jobs_dead).await, 0);
+    let (detail,): (String,) = fetch!(
+        t.db.exec(),
+        sqlx::query_as("SELECT detail FROM operator_actions WHERE action = 'dead_letters_discard'"),
+        one
+    )
+    .unwrap();
+    assert!(detail.contains("superseded by a newer sync"), "{detail}");
 
     // A forged form (this session's cookie, not its token) is refused and does nothing.
     let cookie = browser.cookie("fitlink_console").await.unwrap();
@@ -304,7 +329,13 @@ async fn a_coordinator_finds_acts_and_every_action_is_audited() {
     let actions: Vec<&str> = audited.iter().map(|(_, a, _)| a.as_str()).collect();
     assert_eq!(
         actions,
-        ["sync_now", "consent_link", "dead_letters_retry"],
+        [
+            "sync_now",
+            "consent_link",
+            "dead_letters_retry",
+            "sync_now",
+            "dead_letters_discard"
+        ],
         "{audited:?}"
     );
     assert!(
@@ -333,6 +364,11 @@ async fn a_coordinator_finds_acts_and_every_action_is_audited() {
     sign_in_with_provider(&viewer, &base, "viewer@example.org").await;
     let page = viewer.text().await;
     assert!(page.contains("viewer@example.org (viewer)"), "{page}");
+    // Everyone is linked and syncing (sim-0003's dead letter was discarded, not a consent
+    // problem): nobody needs a consent link, and the page says so.
+    viewer.goto(&format!("{base}/consent")).await;
+    let page = viewer.text().await;
+    assert!(page.contains("Nobody needs a consent."), "{page}");
     viewer.goto(&format!("{base}/participants/sim-0001")).await;
     assert_eq!(
         viewer.attribute("#sync-now", "disabled").await.as_deref(),

@@ -121,7 +121,7 @@ async fn a_429_storm_slows_the_fleet_but_loses_nothing() {
     let stats = t.sim_stats().await;
     assert!(stats["status_counts"]["429"].as_u64().unwrap_or(0) >= ids.len() as u64);
 
-    t.sim_control("/_sim/faults", serde_json::json!({})).await;
+    t.fail_provider_for(None).await;
     t.wait_synced(&ids, 120).await;
     for id in &ids {
         let p = t.participant(id).await;
@@ -149,11 +149,7 @@ async fn a_job_that_keeps_failing_is_dead_lettered_and_replay_recovers_it() {
         ..Options::default()
     })
     .await;
-    t.sim_control(
-        "/_sim/faults",
-        serde_json::json!({ "participants": { "sim-0002": { "fail_5xx": true } } }),
-    )
-    .await;
+    t.fail_provider_for(Some("sim-0002")).await;
     t.import_roster().await;
     t.start_workers(2);
     t.fleet.spawn("dispatcher", &["dispatcher"]).unwrap();
@@ -206,7 +202,7 @@ async fn a_job_that_keeps_failing_is_dead_lettered_and_replay_recovers_it() {
     );
 
     // Fault removed: the replay syncs the participant from its cursor.
-    t.sim_control("/_sim/faults", serde_json::json!({})).await;
+    t.fail_provider_for(None).await;
     let out = t.cli(&["dlq", "replay", "--all"]);
     assert!(
         out.status.success(),

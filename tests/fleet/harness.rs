@@ -449,6 +449,15 @@ impl TestFleet {
         .await;
     }
 
+    /// Makes the provider answer 503 to everything about `id` (`None`: to nobody).
+    pub async fn fail_provider_for(&self, id: Option<&str>) {
+        let faults = match id {
+            Some(id) => serde_json::json!({ "participants": { id: { "fail_5xx": true } } }),
+            None => serde_json::json!({}),
+        };
+        self.sim_control("/_sim/faults", faults).await;
+    }
+
     /// Waits until participant `id` is in `state`.
     pub async fn wait_state(&mut self, id: &str, state: &'static str, secs: u64) {
         let id = id.to_owned();

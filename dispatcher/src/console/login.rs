@@ -231,16 +231,20 @@ pub(crate) async fn logout(
     ([(header::SET_COOKIE, cookie)], Redirect::to("/login")).into_response()
 }
 
+fn no_identity_provider(console: &Console) -> Response {
+    sign_in_page(
+        console,
+        "/",
+        Some("This console has no identity provider set up."),
+    )
+}
+
 pub(crate) async fn oidc_start(
     State(console): State<Arc<Console>>,
     Query(next): Query<Next>,
 ) -> Response {
     let Some(idp) = &console.login.oidc else {
-        return sign_in_page(
-            &console,
-            "/",
-            Some("This console has no identity provider set up."),
-        );
+        return no_identity_provider(&console);
     };
     let (url, login) = idp.login.begin();
     let pending = Pending {
@@ -268,11 +272,7 @@ pub(crate) async fn oidc_callback(
     Query(callback): Query<Callback>,
 ) -> Response {
     let Some(idp) = &console.login.oidc else {
-        return sign_in_page(
-            &console,
-            "/",
-            Some("This console has no identity provider set up."),
-        );
+        return no_identity_provider(&console);
     };
     let Some(pending) =
         console
