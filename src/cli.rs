@@ -10,7 +10,9 @@ use clap::{Parser, Subcommand};
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
-use fitlink_dispatcher::{ConsoleArgs, DispatcherArgs, InviteArgs, ReplaySelection, WithdrawArgs};
+use fitlink_dispatcher::{
+    ConsoleArgs, DispatcherArgs, ImportError, ImportWait, InviteArgs, ReplaySelection, WithdrawArgs,
+};
 use fitlink_shared::config::{BrokerArgs, DatabaseArgs, GoogleArgs, TokenKeyArgs};
 use fitlink_shared::domain::parse_date_or_instant;
 use fitlink_shared::provider::google::GoogleHealthClient;
@@ -140,12 +142,13 @@ pub enum ParticipantsAction {
         /// Google Health, to check the account of participants moving from Fitbit.
         #[command(flatten)]
         google: GoogleArgs,
-        /// Do not wait for the writer to apply the import.
-        #[arg(long)]
+        /// Print the import id once it is queued, and exit 0 without waiting for a writer.
+        #[arg(long, conflicts_with = "timeout")]
         no_wait: bool,
-        /// How long to wait for the writer to apply it, in seconds.
-        #[arg(long, default_value_t = 60)]
-        wait_secs: u64,
+        /// Stop waiting for a writer after this many seconds and exit 3 (the import stays
+        /// queued and is applied when a writer runs). Default: wait until it is applied.
+        #[arg(long, alias = "wait-secs", env = "FITLINK_IMPORT_TIMEOUT_SECS")]
+        timeout: Option<u64>,
         file: PathBuf,
     },
     /// A participant leaves the study: revoke the provider grant, stop syncing, delete the
@@ -230,12 +233,18 @@ impl Cli {
                         token_key,
                         google,
                         no_wait,
-                        wait_secs,
+                        timeout,
                         file,
                     },
             } => {
                 let key = token_key.key().context("FITLINK_TOKEN_KEY")?;
-                let wait = (!no_wait).then(|| Duration::from_secs(wait_secs));
+                let wait = if no_wait {
+                    ImportWait::Queued
+                } else {
+                    ImportWait::Applied {
+                        timeout: timeout.map(Duration::from_secs),
+                    }
+                };
                 let report = fitlink_dispatcher::import_participants(
                     &broker,
                     &database,
@@ -365,6 +374,15 @@ where
                 delay = (delay * 2).min(Duration::from_secs(30));
             }
         }
+    }
+}
+
+/// The exit code for a command that failed: 3 for an import that is queued but was not applied
+/// within `--timeout` (nothing failed; a writer applies it when it runs), 1 for anything else.
+pub fn exit_code(error: &anyhow::Error) -> u8 {
+    match error.downcast_ref::<ImportError>() {
+        Some(ImportError::NotAppliedYet { .. }) => 3,
+        _ => 1,
     }
 }
 

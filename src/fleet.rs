@@ -112,7 +112,9 @@ impl FleetEnv {
             &self.database(),
             &key,
             csv,
-            Some(Duration::from_secs(60)),
+            fitlink_dispatcher::ImportWait::Applied {
+                timeout: Some(Duration::from_secs(60)),
+            },
             None,
         )
         .await

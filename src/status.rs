@@ -65,7 +65,7 @@
 //!     "jobs": 0,                             // messages ready; null if the queue does not exist
 //!     "retry": [ { "delay_secs": 5, "queue": "fitlink.jobs.retry.5s", "depth": 0 }, ... ],
 //!     "results": 0,                          // all results partitions together
-//!     "results_partitions": [ { "queue": "fitlink.results", "depth": 0 } ], // one per partition
+//!     "results_partitions": [ { "queue": "fitlink.results", "depth": 0, "consumers": 1 } ], // one per partition
 //!     "jobs_dead": 0,
 //!     "results_dead": 0
 //!   },
@@ -298,6 +298,8 @@ pub struct QueueDepths {
 pub struct QueueDepth {
     pub queue: String,
     pub depth: Option<u32>,
+    /// Writers consuming it (the active one and any standby).
+    pub consumers: Option<u32>,
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -343,6 +345,7 @@ pub async fn status(
                     missing.join(", ")
                 ));
             }
+            warnings.extend(waiting_for_a_writer(&queues));
             Some(queues)
         }
         Err(error) => {
@@ -365,6 +368,23 @@ pub async fn status(
         compliance,
         warnings,
     })
+}
+
+/// Results partitions whose messages no writer consumes: a queued import, consent or data
+/// waits there until a writer runs (nothing is lost).
+fn waiting_for_a_writer(queues: &QueueDepths) -> Vec<String> {
+    queues
+        .results_partitions
+        .iter()
+        .filter(|p| p.depth.is_some_and(|d| d > 0) && p.consumers == Some(0))
+        .map(|p| {
+            format!(
+                "{} message(s) wait on {} and no writer consumes it: queued imports, consents and data are applied when a writer runs",
+                p.depth.unwrap_or_default(),
+                p.queue
+            )
+        })
+        .collect()
 }
 
 #[derive(sqlx::FromRow)]
@@ -650,6 +670,7 @@ async fn read_queues(broker: &BrokerArgs) -> anyhow::Result<QueueDepths> {
         results_partitions.push(QueueDepth {
             queue: queue.clone(),
             depth: broker::queue_depth_on_fresh_channel(&conn, queue).await?,
+            consumers: broker::queue_consumers_on_fresh_channel(&conn, queue).await?,
         });
     }
     let results = results_partitions

@@ -13,6 +13,7 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use fitlink_shared::broker;
 use fitlink_shared::config::{BrokerArgs, DatabaseArgs};
 use fitlink_shared::domain::{ParticipantId, Provider, UtcInstant, parse_date_or_instant};
 use fitlink_shared::fetch;
@@ -33,6 +34,19 @@ pub const COLUMNS: [&str; 4] = ["participant_id", "provider", "refresh_token", "
 
 /// How often `--wait` looks for the writer's audit row of the import.
 const WAIT_POLL: Duration = Duration::from_millis(250);
+
+/// How often a long wait for a writer says it is still waiting.
+const STILL_WAITING_EVERY: Duration = Duration::from_secs(15);
+
+/// Whether `fitlink participants import` waits for the writers to apply the import.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ImportWait {
+    /// Return once the import is durably queued (`--no-wait`).
+    Queued,
+    /// Return once every writer applied its part; with a timeout, fail with
+    /// [`ImportError::NotAppliedYet`] after it (the import stays queued).
+    Applied { timeout: Option<Duration> },
+}
 
 /// Files with fewer rows than this are checked too fast for a progress bar to be worth drawing.
 const PROGRESS_MIN_ROWS: u64 = 1000;
@@ -73,9 +87,9 @@ pub enum ImportError {
     /// (or could not be shown to be) the one linked through Fitbit; nothing was published.
     #[error("nothing was imported:\n{}", .0.join("\n"))]
     WrongAccount(Vec<String>),
-    /// The import is durably queued, but no writer applied it within the wait.
+    /// The import is durably queued, but no writer applied it within `--timeout`.
     #[error(
-        "import {import_id} ({participants} participant(s)) is queued, but no writer applied it within {}s; it will be applied when a writer runs (check with `fitlink status`)",
+        "import {import_id} ({participants} participant(s)) is queued, but no writer applied it within the {}s of --timeout; nothing failed, and it will be applied when a writer runs (check with `fitlink status`)",
         waited.as_secs()
     )]
     NotAppliedYet {
@@ -409,15 +423,16 @@ fn describe_bad_id(id: &str) -> String {
 
 /// Checks `path` whole, seals its tokens, and publishes it as one import for the writer.
 ///
-/// With `wait`, returns once the writer has applied it, or fails with
-/// [`ImportError::NotAppliedYet`] after `wait` (the import stays queued and is applied when a
-/// writer runs).
+/// With [`ImportWait::Applied`], returns once the writers have applied it, or fails with
+/// [`ImportError::NotAppliedYet`] after its timeout (the import stays queued and is applied
+/// when a writer runs); it says at once when no writer is consuming, and every
+/// [`STILL_WAITING_EVERY`] that it still waits.
 pub async fn import_participants(
     broker: &BrokerArgs,
     database: &DatabaseArgs,
     key: &TokenKey,
     path: &Path,
-    wait: Option<Duration>,
+    wait: ImportWait,
     google: Option<&GoogleHealthClient>,
 ) -> Result<ImportReport, ImportError> {
     let text = tokio::fs::read_to_string(path)
@@ -498,11 +513,12 @@ pub async fn import_participants(
         "import queued for the writer"
     );
 
-    let Some(wait) = wait else {
+    let ImportWait::Applied { timeout } = wait else {
         outbox.close().await;
         return Ok(report);
     };
-    if wait_until_applied(database, &parts, wait).await? {
+    say_who_applies(&outbox, report.import_id).await;
+    if wait_until_applied(database, &parts, timeout, report.import_id).await? {
         // Applied: sync everyone in the file now rather than at the next schedule round (a
         // participant back after a new consent synced recently, so the schedule would wait).
         // The writer grants none that already has a job in flight.
@@ -524,7 +540,7 @@ pub async fn import_participants(
         Err(ImportError::NotAppliedYet {
             import_id: report.import_id,
             participants: report.participants,
-            waited: wait,
+            waited: timeout.unwrap_or_default(),
         })
     }
 }
@@ -548,14 +564,37 @@ async fn known_participants(
     Ok(Some(ids.into_iter().map(|(id,)| id).collect()))
 }
 
+/// Says at once whether a writer is there to apply the import: an operator who started the
+/// import before the writer learns why it waits, and that nothing is wrong.
+async fn say_who_applies(outbox: &Outbox, import_id: Uuid) {
+    let mut idle = Vec::new();
+    for queue in &outbox.topology.results {
+        if let Ok(Some(0)) = broker::queue_consumers_on_fresh_channel(&outbox.conn, queue).await {
+            idle.push(queue.as_str());
+        }
+    }
+    if idle.is_empty() {
+        tracing::info!(%import_id, "import queued; waiting for the writer to apply it");
+    } else {
+        tracing::warn!(
+            %import_id,
+            queues = idle.join(", "),
+            "import queued, but no writer is running for these results queues: waiting for one to start and apply it (Ctrl-C stops waiting; the import stays queued)"
+        );
+    }
+}
+
 /// Polls (read-only) for the writers' `imports` rows of `parts` until all appear (true) or
-/// `wait` passes (false).
+/// `timeout` passes (false), saying now and then that it still waits.
 async fn wait_until_applied(
     database: &DatabaseArgs,
     parts: &[Uuid],
-    wait: Duration,
+    timeout: Option<Duration>,
+    import_id: Uuid,
 ) -> Result<bool, ImportError> {
-    let deadline = tokio::time::Instant::now() + wait;
+    let started = tokio::time::Instant::now();
+    let deadline = timeout.map(|t| started + t);
+    let mut next_word = started + STILL_WAITING_EVERY;
     let mut db: Option<Database> = None;
     let applied = loop {
         if db.is_none() {
@@ -581,10 +620,15 @@ async fn wait_until_applied(
             }
         }
         let now = tokio::time::Instant::now();
-        if now >= deadline {
+        if deadline.is_some_and(|d| now >= d) {
             break false;
         }
-        tokio::time::sleep(WAIT_POLL.min(deadline - now)).await;
+        if now >= next_word {
+            tracing::info!(%import_id, waited_secs = (now - started).as_secs(), "still waiting for a writer to apply the import");
+            next_word = now + STILL_WAITING_EVERY;
+        }
+        let pause = deadline.map_or(WAIT_POLL, |d| WAIT_POLL.min(d - now));
+        tokio::time::sleep(pause).await;
     };
     if let Some(db) = db {
         db.close().await;

@@ -38,7 +38,9 @@ pub use dlq::{
     parse_job_ids, render_dead_letters,
 };
 pub use enqueue::{EnqueueReport, EnqueuedJob, UnknownParticipants, enqueue};
-pub use import::{ImportError, ImportReport, RowProblem, import_participants, parse_import};
+pub use import::{
+    ImportError, ImportReport, ImportWait, RowProblem, import_participants, parse_import,
+};
 pub use invite::{InviteArgs, InviteReport, invite};
 pub use portal::PortalArgs;
 pub use schedule::{DispatcherArgs, DueParticipant, due_participants, idle_grants, run};

@@ -9,8 +9,8 @@ use std::time::Duration;
 
 use chrono::{TimeDelta, Utc};
 use fitlink_dispatcher::{
-    DispatcherArgs, ImportError, ReplaySelection, UnknownParticipants, dlq_list, dlq_replay,
-    due_participants, enqueue, import_participants,
+    DispatcherArgs, ImportError, ImportWait, ReplaySelection, UnknownParticipants, dlq_list,
+    dlq_replay, due_participants, enqueue, import_participants,
 };
 use fitlink_shared::broker::{self, Headers, Publisher, Topology, long_string};
 use fitlink_shared::config::{BrokerArgs, DatabaseArgs, OpsArgs};
@@ -549,7 +549,7 @@ async fn an_import_is_one_message_and_wait_sees_the_writer_apply_it() {
             "participant_id,provider,refresh_token,sync_from\np1,x,t,y\n",
         )
         .unwrap();
-        let error = import_participants(&broker, &db.args, &key, &path, None, None)
+        let error = import_participants(&broker, &db.args, &key, &path, ImportWait::Queued, None)
             .await
             .unwrap_err();
         assert!(matches!(error, ImportError::Invalid(_)), "{error}");
@@ -562,7 +562,9 @@ async fn an_import_is_one_message_and_wait_sees_the_writer_apply_it() {
             &db.args,
             &key,
             &path,
-            Some(Duration::from_millis(300)),
+            ImportWait::Applied {
+                timeout: Some(Duration::from_millis(300)),
+            },
             None,
         )
         .await
@@ -616,7 +618,8 @@ async fn an_import_is_one_message_and_wait_sees_the_writer_apply_it() {
             &db.args,
             &key,
             &path,
-            Some(Duration::from_secs(20)),
+            // No timeout: waits as long as it takes the writer to start and apply it.
+            ImportWait::Applied { timeout: None },
             None,
         )
         .await

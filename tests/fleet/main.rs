@@ -14,6 +14,7 @@ mod crashes;
 mod families;
 mod faults;
 mod gauges;
+mod import;
 mod legacy;
 mod linkage;
 mod store_copy;
