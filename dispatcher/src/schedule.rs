@@ -62,6 +62,10 @@ pub struct DispatcherArgs {
 /// take as many round trips.
 const PUBLISH_CONCURRENCY: usize = 64;
 
+/// How often the dispatcher looks for rate limits that have reset: a participant is asked for
+/// within about this long of the reset the provider gave.
+pub const RESET_POLL: Duration = Duration::from_secs(1);
+
 /// Runs the schedule until `shutdown` is cancelled (then returns `Ok`), or until the broker
 /// connection is lost (then returns the error, and the binary restarts the role).
 pub async fn run(args: DispatcherArgs, shutdown: CancellationToken) -> anyhow::Result<()> {
@@ -96,6 +100,8 @@ pub async fn run(args: DispatcherArgs, shutdown: CancellationToken) -> anyhow::R
     );
     let mut ticker = tokio::time::interval(interval);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut resets = tokio::time::interval(RESET_POLL);
+    resets.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut schedule = Schedule {
         database: args.database.clone(),
         pool: None,
@@ -116,6 +122,19 @@ pub async fn run(args: DispatcherArgs, shutdown: CancellationToken) -> anyhow::R
                 None => break Err(anyhow::anyhow!("the broker connection was closed")),
             },
             _ = ticker.tick() => {}
+            _ = resets.tick() => {
+                let asked = tokio::select! {
+                    _ = shutdown.cancelled() => break Ok(()),
+                    asked = schedule.ask_resets(&outbox) => asked,
+                };
+                if let Err(error) = asked {
+                    if !outbox.conn.status().connected() {
+                        break Err(error.context("the broker connection was lost"));
+                    }
+                    tracing::warn!(error = format!("{error:#}"), "cannot ask for rate-limit resets; trying again");
+                }
+                continue;
+            }
         }
         let tick = tokio::select! {
             _ = shutdown.cancelled() => break Ok(()),
@@ -184,14 +203,46 @@ impl Schedule {
         let interval = TimeDelta::from_std(self.interval).unwrap_or(TimeDelta::MAX);
         self.requested
             .retain(|id, (_, at)| due_ids.contains_key(id) && now - *at < interval.min(lease));
-        let mut to_ask = due
+        let to_ask: Vec<DueParticipant> = due
             .iter()
             .filter(|d| !self.requested.contains_key(&d.participant_id))
             .cloned()
-            .collect::<Vec<_>>()
-            .into_iter();
+            .collect();
         let awaiting_writer = due.len() - to_ask.len();
+        let requested = self.ask(outbox, to_ask, now).await?;
+        let touched = self.touch_idle_grants(&pool, outbox, now).await?;
+        // The gauges are a view: failing to read them never stops the schedule.
+        if let Err(error) = crate::observe::cohort(&pool, now).await {
+            tracing::warn!(
+                error = format!("{error:#}"),
+                "cannot read the cohort's gauges"
+            );
+        }
+        if let Err(error) = crate::observe::queues(&outbox.conn, &outbox.topology).await {
+            tracing::warn!(
+                error = format!("{error:#}"),
+                "cannot read the queues' gauges"
+            );
+        }
+        tracing::info!(
+            due = due.len(),
+            requested,
+            awaiting_writer,
+            touched,
+            "scheduling round done"
+        );
+        Ok(())
+    }
 
+    /// Asks the writer for a scheduled sync of each of `due`, a window of publishes at a time,
+    /// and remembers whom it asked (see [`Schedule::requested`]).
+    async fn ask(
+        &mut self,
+        outbox: &Outbox,
+        due: Vec<DueParticipant>,
+        now: DateTime<Utc>,
+    ) -> anyhow::Result<usize> {
+        let mut to_ask = due.into_iter();
         // A window of publishes awaiting their confirms.
         let mut pending = FuturesUnordered::new();
         let mut requested = 0usize;
@@ -219,27 +270,36 @@ impl Schedule {
             self.requested.insert(d.participant_id, (d.updated_at, now));
             requested += 1;
         }
-        let touched = self.touch_idle_grants(&pool, outbox, now).await?;
-        // The gauges are a view: failing to read them never stops the schedule.
-        if let Err(error) = crate::observe::cohort(&pool, now).await {
-            tracing::warn!(
-                error = format!("{error:#}"),
-                "cannot read the cohort's gauges"
+        Ok(requested)
+    }
+
+    /// Asks for the participants whose provider rate limit has just reset (`retry_at` passed,
+    /// no job in flight), so they sync at the reset the provider gave rather than at the next
+    /// round. Runs every [`RESET_POLL`]; a participant is asked once per reset (the row's
+    /// `updated_at` changes when the writer records another).
+    async fn ask_resets(&mut self, outbox: &Outbox) -> anyhow::Result<()> {
+        let Some(pool) = self.pool().await? else {
+            return Ok(());
+        };
+        let now = Utc::now();
+        let reset = rate_limit_resets(&pool, now)
+            .await
+            .context("cannot read rate-limit resets")?;
+        let to_ask: Vec<DueParticipant> = reset
+            .into_iter()
+            .filter(|d| {
+                self.requested
+                    .get(&d.participant_id)
+                    .is_none_or(|(updated_at, _)| *updated_at != d.updated_at)
+            })
+            .collect();
+        if !to_ask.is_empty() {
+            let requested = self.ask(outbox, to_ask, now).await?;
+            tracing::info!(
+                requested,
+                "asked for participants whose rate limit has reset"
             );
         }
-        if let Err(error) = crate::observe::queues(&outbox.conn, &outbox.topology).await {
-            tracing::warn!(
-                error = format!("{error:#}"),
-                "cannot read the queues' gauges"
-            );
-        }
-        tracing::info!(
-            due = due.len(),
-            requested,
-            awaiting_writer,
-            touched,
-            "scheduling round done"
-        );
         Ok(())
     }
 
@@ -337,7 +397,8 @@ pub struct DueParticipant {
 /// - `active` (every other state waits for a person, see [`ParticipantState`]);
 /// - no job in flight, or the in-flight claim is older than `lease` (the job was lost);
 /// - not waiting out a rate limit or retry (`retry_at` passed or unset);
-/// - never synced, or last synced at least `interval` ago.
+/// - never synced, or last synced at least `interval` ago, or owed a sync that waited out a
+///   rate limit (`retry_at` passed).
 ///
 /// Never-synced participants (no `last_success_at`) come first.
 pub async fn due_participants(
@@ -354,13 +415,38 @@ pub async fn due_participants(
              WHERE state IN ($1, $5)
                AND (in_flight_job_id IS NULL OR in_flight_since IS NULL OR in_flight_since <= $2)
                AND (retry_at IS NULL OR retry_at <= $3)
-               AND (last_success_at IS NULL OR last_success_at <= $4)
+               AND (last_success_at IS NULL OR last_success_at <= $4 OR retry_at IS NOT NULL)
              ORDER BY last_success_at NULLS FIRST, participant_id",
         )
         .bind(ParticipantState::Active.as_str())
         .bind(before(lease))
         .bind(UtcInstant::new(now))
         .bind(before(interval))
+        .bind(ParticipantState::IntradayNotPermitted.as_str()),
+        all
+    )?;
+    Ok(due_rows(rows))
+}
+
+/// The participants whose provider rate limit reset by `now` and that no job holds: the writer
+/// released them with `retry_at` at the reset ([`Outcome::RateLimited`]). Served by the partial
+/// index `participants_retry_at`.
+///
+/// [`Outcome::RateLimited`]: fitlink_shared::messages::Outcome::RateLimited
+pub async fn rate_limit_resets(
+    db: &Database,
+    now: DateTime<Utc>,
+) -> anyhow::Result<Vec<DueParticipant>> {
+    let rows: Vec<(String, UtcInstant)> = fetch!(
+        db.exec(),
+        sqlx::query_as(
+            "SELECT participant_id, updated_at FROM participants
+             WHERE retry_at IS NOT NULL AND retry_at <= $1 AND in_flight_job_id IS NULL
+               AND state IN ($2, $3)
+             ORDER BY retry_at, participant_id",
+        )
+        .bind(UtcInstant::new(now))
+        .bind(ParticipantState::Active.as_str())
         .bind(ParticipantState::IntradayNotPermitted.as_str()),
         all
     )?;

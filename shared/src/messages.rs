@@ -277,6 +277,12 @@ pub struct CredentialRotation {
     pub job_id: Uuid,
     pub participant_id: ParticipantId,
     pub sealed_refresh_token: SealedToken,
+    /// The sealed token the worker refreshed with. The writer stores the rotation only while
+    /// that is still the stored one: a rotation that arrives after a newer credential (a later
+    /// rotation, a new consent, an import) must not put an older token back. `None` (messages
+    /// from before this field) stores unconditionally.
+    #[serde(default)]
+    pub replaces: Option<SealedToken>,
     /// Queue on which the worker waits for [`CredentialStored`]: it uses the new access token
     /// only once the rotated refresh token is committed.
     #[serde(default)]
@@ -334,6 +340,18 @@ pub enum Outcome {
         /// stored credential has been rotated since, the writer retries with it instead.
         #[serde(default)]
         rejected_token: Option<SealedToken>,
+    },
+    /// The provider refused for its rate limit and said when it resets. No retry copy was
+    /// published: the writer releases the participant's claim and records `until`, and the
+    /// dispatcher asks for a new job at `until` (to the second, not at the next delay tier, and
+    /// without a worker slot waiting). The new job starts from the cursor, which every slice
+    /// published before this outcome has already moved (they share the results partition).
+    RateLimited {
+        until: UtcInstant,
+        reason: String,
+        /// Where the job would have resumed: the new job starts here if it is before the cursor
+        /// (a restatement or a requested `--from`), so the wait loses none of it.
+        resume_from: UtcInstant,
     },
     /// Retries are exhausted; the job is in the dead-letter queue.
     DeadLettered { reason: String },

@@ -166,6 +166,9 @@ fn authenticate(
     if participant_faults.fail_5xx {
         return fail(ApiError::unavailable());
     }
+    if let Some(left) = rt.held(index) {
+        return fail(ApiError::rate_limited(Some(left)));
+    }
     let retry_after = rt.faults.retry_after_secs;
     match rt.faults.roll() {
         Some(RandomFault::Unavailable) => return fail(ApiError::unavailable()),

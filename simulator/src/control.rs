@@ -1,7 +1,7 @@
 //! The control API under `/_sim/`: fault switches, grant revocation, expiry and scopes,
 //! restatements, provider-side deletions, the synthetic clock, statistics and the roster,
 //! the legacy Fitbit switches (turn-off, intraday permission, identity mapping, token
-//! expiry), the webhook calls (`crate::webhooks`) and the staff issuer's ID-token fault
+//! expiry), the webhook calls (`crate::webhooks`), rate-limit holds (`crate::hold`) and the staff issuer's ID-token fault
 //! (`crate::oidc`).
 //!
 //! It is for tests and demos only; it is not rate limited, not delayed and not counted in
@@ -48,6 +48,7 @@ pub(crate) fn routes() -> Router<Arc<AppState>> {
         .route("/participants/{id}/delete-data", post(delete_data))
         .route("/deletions", get(deletions))
         .merge(crate::webhooks::routes())
+        .merge(crate::hold::routes())
         .merge(crate::oidc::control_routes())
 }
 

@@ -27,6 +27,7 @@ mod control;
 mod faults;
 mod filter;
 mod generator;
+mod hold;
 mod legacy;
 mod oauth;
 mod oidc;

@@ -235,6 +235,8 @@ pub(crate) struct Runtime {
     pub deletions: Vec<Deletion>,
     /// Webhook receivers and the delivery log.
     pub webhooks: Webhooks,
+    /// Participants held at the rate limit, by index (`crate::hold`).
+    pub holds: HashMap<usize, crate::hold::RateLimitHold>,
 }
 
 /// What a handler needs to know about one participant, copied out of the lock.
@@ -316,6 +318,7 @@ impl AppState {
             consent: ConsentState::default(),
             deletions: config.deletions.clone(),
             webhooks: Webhooks::from_config(&config),
+            holds: HashMap::new(),
         };
         AppState {
             config,

@@ -17,6 +17,7 @@ mod gauges;
 mod import;
 mod legacy;
 mod linkage;
+mod rate_limits;
 mod store_copy;
 mod sync;
 mod writers;

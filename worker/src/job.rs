@@ -90,8 +90,25 @@ pub struct JobContext<'a, P> {
     pub chaos: Option<ChaosPoint>,
 }
 
+/// How this copy of a job reached the worker.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Arrival {
+    /// Its first delivery, on its first attempt.
+    First,
+    /// Redelivered by the broker (a worker died holding it) or a retry copy. An earlier try
+    /// may have refreshed the job's token and died before the rotation was stored; then only a
+    /// refresh with the job's own token recovers it (the provider's grace window answers the
+    /// same pair again), or, without a grace window, tells the writer the token is spent. A
+    /// cached access token would skip that refresh and leave the provider's live token stored
+    /// nowhere.
+    Again,
+}
+
 impl<P: HealthProvider> JobContext<'_, P> {
-    pub async fn run(&self, job: &SyncJob) -> Result<Ran, Failed> {
+    pub async fn run(&self, job: &SyncJob, arrival: Arrival) -> Result<Ran, Failed> {
+        if arrival == Arrival::Again {
+            self.tokens.evict(&job.participant_id);
+        }
         let mut progress = Progress {
             resume_from: job.from,
             token: job.sealed_refresh_token.clone(),
@@ -289,7 +306,8 @@ impl<P: HealthProvider> JobContext<'_, P> {
         if let Some(rotated) = &grant.rotated_refresh_token {
             ChaosPoint::strike(self.chaos, ChaosPoint::BeforeStore);
             let sealed = self.key.seal(&job.participant_id, rotated);
-            self.store_rotation(job, sealed.clone()).await?;
+            self.store_rotation(job, &progress.token, sealed.clone())
+                .await?;
             progress.token = sealed;
             ChaosPoint::strike(self.chaos, ChaosPoint::AfterStore);
         }
@@ -302,12 +320,18 @@ impl<P: HealthProvider> JobContext<'_, P> {
     }
 
     /// Publishes a rotated refresh token to the writer and waits until it is committed.
-    async fn store_rotation(&self, job: &SyncJob, sealed: SealedToken) -> Result<(), SyncError> {
+    async fn store_rotation(
+        &self,
+        job: &SyncJob,
+        replaces: &SealedToken,
+        sealed: SealedToken,
+    ) -> Result<(), SyncError> {
         let committed = self.commits.expect(job.job_id);
         let rotation = WriterCommand::RotateCredential(CredentialRotation {
             job_id: job.job_id,
             participant_id: job.participant_id.clone(),
             sealed_refresh_token: sealed,
+            replaces: Some(replaces.clone()),
             reply_to: Some(self.commits.queue().to_owned()),
         });
         if let Err(e) = self.publish_result(job, &rotation).await {
@@ -576,12 +600,61 @@ mod touch_tests {
             );
             let seen = broker.fake_writer().await;
 
-            let ran = context(&provider, &key, &tokens, &broker).run(&job).await;
+            let ran = context(&provider, &key, &tokens, &broker)
+                .run(&job, Arrival::First)
+                .await;
             assert!(matches!(ran, Ok(Ran::Touched)), "{ran:?}");
             assert_eq!(provider.refreshes.load(Ordering::SeqCst), 1);
             assert_eq!(provider.data_calls.load(Ordering::SeqCst), 0);
             // The rotation was published and confirmed by the (fake) writer before the job
             // ended; nothing else was published.
+            assert_eq!(*seen.lock().unwrap(), ["rotate_credential"]);
+        })
+        .catch_unwind()
+        .await;
+        broker.delete_queues().await;
+        if let Err(panic) = outcome {
+            std::panic::resume_unwind(panic);
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_job_that_comes_again_refreshes_its_own_token_even_with_an_access_token_cached() {
+        // A worker died between refreshing this job's token and storing the rotation: the
+        // provider's live token is known to nobody until a refresh with the job's token gets
+        // the same pair again. A worker that had cached an access token for the participant
+        // must not skip that refresh.
+        let broker = Broker::new().await;
+        let outcome = std::panic::AssertUnwindSafe(async {
+            let key = TokenKey::parse(&TokenKey::generate()).unwrap();
+            let provider = CountingProvider::new(Refresh::Rotates);
+            let tokens = AccessTokens::default();
+            let job = SyncJob {
+                touch_only: false,
+                ..touch_job(&key)
+            };
+            let cache = || {
+                tokens.put(
+                    job.participant_id.clone(),
+                    Secret::new("access-cached".into()),
+                    Utc::now() + TimeDelta::hours(8),
+                )
+            };
+            let seen = broker.fake_writer().await;
+
+            cache();
+            let first = context(&provider, &key, &tokens, &broker)
+                .run(&job, Arrival::First)
+                .await;
+            assert!(first.is_err(), "the counting provider has no data");
+            assert_eq!(provider.refreshes.load(Ordering::SeqCst), 0, "cache used");
+
+            cache();
+            let again = context(&provider, &key, &tokens, &broker)
+                .run(&job, Arrival::Again)
+                .await;
+            assert!(again.is_err(), "the counting provider has no data");
+            assert_eq!(provider.refreshes.load(Ordering::SeqCst), 1);
             assert_eq!(*seen.lock().unwrap(), ["rotate_credential"]);
         })
         .catch_unwind()
@@ -601,7 +674,10 @@ mod touch_tests {
             let tokens = AccessTokens::default();
             let job = touch_job(&key);
 
-            let failed = match context(&provider, &key, &tokens, &broker).run(&job).await {
+            let failed = match context(&provider, &key, &tokens, &broker)
+                .run(&job, Arrival::First)
+                .await
+            {
                 Err(failed) => failed,
                 Ok(ran) => panic!("not failed: {ran:?}"),
             };

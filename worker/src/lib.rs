@@ -68,16 +68,10 @@ pub struct WorkerArgs {
     /// Attempts for transient failures before a job is dead-lettered.
     #[arg(long, env = "FITLINK_MAX_ATTEMPTS", default_value_t = 6)]
     pub max_attempts: u32,
-    /// Rate-limit deferrals before a job is dead-lettered.
-    #[arg(long, env = "FITLINK_MAX_DEFERRALS", default_value_t = 48)]
-    pub max_deferrals: u32,
     /// On shutdown, how long running jobs may take to finish before they are handed back.
     #[arg(long, env = "FITLINK_SHUTDOWN_GRACE_SECS", default_value_t = 20)]
     pub shutdown_grace_secs: u64,
 }
-
-/// Header counting rate-limit deferrals (separate from attempts).
-const DEFERRALS_HEADER: &str = "fitlink-deferrals";
 
 struct Worker {
     google: GoogleHealthClient,
@@ -127,7 +121,6 @@ pub async fn run(args: WorkerArgs, shutdown: CancellationToken) -> anyhow::Resul
         },
         policy: RetryPolicy {
             max_attempts: args.max_attempts,
-            max_deferrals: args.max_deferrals,
         },
     });
 
@@ -194,7 +187,6 @@ impl Worker {
     async fn handle(&self, delivery: Delivery) {
         let headers = delivery.properties.headers().as_ref();
         let attempt = header_int(headers, ATTEMPT_HEADER).unwrap_or(1).max(1) as u32;
-        let deferrals = header_int(headers, DEFERRALS_HEADER).unwrap_or(0).max(0) as u32;
         let job: SyncJob = match serde_json::from_slice(&delivery.data) {
             Ok(job) => job,
             Err(e) => {
@@ -212,20 +204,25 @@ impl Worker {
             }
         };
         let span = tracing::info_span!("job", participant_id = %job.participant_id, job_id = %job.job_id, attempt);
-        let settled = self.run_job(job, attempt, deferrals).instrument(span).await;
+        let arrival = if delivery.redelivered || attempt > 1 {
+            job::Arrival::Again
+        } else {
+            job::Arrival::First
+        };
+        let settled = self.run_job(job, arrival, attempt).instrument(span).await;
         settle(&delivery, settled).await;
     }
 
     async fn run_job(
         &self,
         job: SyncJob,
+        arrival: job::Arrival,
         attempt: u32,
-        deferrals: u32,
     ) -> Result<(), PublishError> {
         let started = std::time::Instant::now();
         let result = match job.provider {
-            Provider::GoogleHealth => self.context(&self.google).run(&job).await,
-            Provider::Fitbit => self.context(&self.fitbit).run(&job).await,
+            Provider::GoogleHealth => self.context(&self.google).run(&job, arrival).await,
+            Provider::Fitbit => self.context(&self.fitbit).run(&job, arrival).await,
         };
         metrics::histogram!("fitlink_worker_job_seconds").record(started.elapsed().as_secs_f64());
         match result {
@@ -242,7 +239,7 @@ impl Worker {
                     ..job.clone()
                 };
                 self.publisher
-                    .publish_json(&self.topology.jobs, &next, job_headers(&next, 1, 0, None))
+                    .publish_json(&self.topology.jobs, &next, job_headers(&next, 1, None))
                     .await?;
                 self.outcome(
                     &job,
@@ -277,7 +274,7 @@ impl Worker {
             }
             Err(failed) => {
                 tracing::warn!(class = failed.error.class(), error = %failed.error, "job failed");
-                self.settle_failure(job, failed, attempt, deferrals).await
+                self.settle_failure(job, failed, attempt).await
             }
         }
     }
@@ -300,15 +297,12 @@ impl Worker {
         job: SyncJob,
         failed: job::Failed,
         attempt: u32,
-        deferrals: u32,
     ) -> Result<(), PublishError> {
         let class = failed.error.class();
-        match self.policy.decide(failed.error, attempt, deferrals) {
+        match self.policy.decide(failed.error, attempt) {
             Decision::Retry {
                 delay,
                 next_attempt,
-                next_deferrals,
-                rate_limited,
                 reason,
             } => {
                 let (tier, queue) = self.topology.retry_queue_for(delay);
@@ -318,27 +312,38 @@ impl Worker {
                     ..job.clone()
                 };
                 self.publisher
-                    .publish_json(
-                        queue,
-                        &retry,
-                        job_headers(&retry, next_attempt, next_deferrals, None),
-                    )
+                    .publish_json(queue, &retry, job_headers(&retry, next_attempt, None))
                     .await?;
                 let until =
                     UtcInstant::new(Utc::now() + TimeDelta::from_std(tier).unwrap_or_default());
                 tracing::info!(
                     retry_in_secs = tier.as_secs(),
                     next_attempt,
-                    rate_limited,
                     "job will be retried"
                 );
-                metrics::counter!("fitlink_worker_jobs_total", "outcome" => if rate_limited { "rate_limited" } else { "retried" }).increment(1);
+                metrics::counter!("fitlink_worker_jobs_total", "outcome" => "retried").increment(1);
                 self.outcome(
                     &job,
                     Outcome::Deferred {
                         until,
-                        rate_limited,
+                        rate_limited: false,
                         reason,
+                    },
+                )
+                .await
+            }
+            Decision::WaitForReset { wait, reason } => {
+                let until =
+                    UtcInstant::new(Utc::now() + TimeDelta::from_std(wait).unwrap_or_default());
+                tracing::info!(wait_secs = wait.as_secs(), %until, "rate limited; the dispatcher grants a new job when the limit resets");
+                metrics::counter!("fitlink_worker_jobs_total", "outcome" => "rate_limited")
+                    .increment(1);
+                self.outcome(
+                    &job,
+                    Outcome::RateLimited {
+                        until,
+                        reason,
+                        resume_from: failed.progress.resume_from,
                     },
                 )
                 .await
@@ -361,7 +366,7 @@ impl Worker {
                     .publish_json(
                         &self.topology.jobs_dead,
                         &job,
-                        job_headers(&job, attempt, deferrals, Some(&reason)),
+                        job_headers(&job, attempt, Some(&reason)),
                     )
                     .await?;
                 metrics::counter!("fitlink_worker_jobs_total", "outcome" => "dead_lettered")
@@ -388,14 +393,13 @@ impl Worker {
     }
 }
 
-/// The headers a job copy carries: who, which job, our own attempt and deferral counters, and
+/// The headers a job copy carries: who, which job, our own attempt counter, and
 /// for a dead letter the reason (never a token).
-fn job_headers(job: &SyncJob, attempt: u32, deferrals: u32, reason: Option<&str>) -> Headers {
+fn job_headers(job: &SyncJob, attempt: u32, reason: Option<&str>) -> Headers {
     let mut headers = vec![
         (PARTICIPANT_HEADER, long_string(job.participant_id.as_str())),
         (JOB_HEADER, long_string(&job.job_id.to_string())),
         (ATTEMPT_HEADER, AMQPValue::LongInt(attempt as i32)),
-        (DEFERRALS_HEADER, AMQPValue::LongInt(deferrals as i32)),
     ];
     if let Some(reason) = reason {
         headers.push((REASON_HEADER, long_string(reason)));

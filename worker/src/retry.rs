@@ -1,4 +1,5 @@
-//! What to do with a job that failed: retry later (through a delay queue), give up into the
+//! What to do with a job that failed: retry later (through a delay queue), wait for the
+//! provider's rate limit to reset (through the writer and the dispatcher), give up into the
 //! dead-letter queue, or record a permanent state. Pure decisions, no I/O, so they are tested
 //! without a broker.
 
@@ -12,11 +13,9 @@ use fitlink_shared::errors::SyncError;
 /// Limits of the retry policy.
 #[derive(Clone, Copy, Debug)]
 pub struct RetryPolicy {
-    /// Attempts (transient failures) before a job is dead-lettered.
+    /// Attempts (transient failures) before a job is dead-lettered. A rate limit spends none:
+    /// a 429 storm slows a participant, it does not lose them to the dead-letter queue.
     pub max_attempts: u32,
-    /// Rate-limit deferrals before a job is dead-lettered; counted apart from attempts, because
-    /// a 429 storm should slow a participant, not lose them to the dead-letter queue quickly.
-    pub max_deferrals: u32,
 }
 
 /// The decision for a failed job.
@@ -26,10 +25,11 @@ pub enum Decision {
     Retry {
         delay: Duration,
         next_attempt: u32,
-        next_deferrals: u32,
-        rate_limited: bool,
         reason: String,
     },
+    /// The provider's rate limit is spent until `wait` from now: report it to the writer, which
+    /// releases the claim so the dispatcher grants a new job when it resets.
+    WaitForReset { wait: Duration, reason: String },
     /// Record the participant's new state; the job ends.
     Fail {
         state: ParticipantState,
@@ -40,11 +40,15 @@ pub enum Decision {
 }
 
 /// Quota windows are per minute at Google: without `Retry-After`, come back in half a
-/// minute (the 30-second delay tier), so a short storm costs little and a long one is paced.
+/// minute, so a short storm costs little and a long one is paced.
 const RATE_LIMIT_DEFAULT_DELAY: Duration = Duration::from_secs(30);
 
+/// The longest wait a provider's rate limit is believed: beyond a day it is more likely a
+/// garbled header than a quota, and the participant is asked again then.
+const RATE_LIMIT_MAX_WAIT: Duration = Duration::from_secs(86_400);
+
 impl RetryPolicy {
-    pub fn decide(&self, error: SyncError, attempt: u32, deferrals: u32) -> Decision {
+    pub fn decide(&self, error: SyncError, attempt: u32) -> Decision {
         match error {
             SyncError::Permanent { state, reason } => Decision::Fail { state, reason },
             SyncError::Poison { reason } => Decision::DeadLetter { reason },
@@ -61,28 +65,18 @@ impl RetryPolicy {
                 Decision::Retry {
                     delay: backoff(attempt).max(retry_after.unwrap_or_default()),
                     next_attempt: attempt + 1,
-                    next_deferrals: deferrals,
-                    rate_limited: false,
                     reason,
                 }
             }
             SyncError::RateLimited {
                 reason,
                 retry_after,
-            } => {
-                if deferrals >= self.max_deferrals {
-                    return Decision::DeadLetter {
-                        reason: format!("still rate limited after {deferrals} deferrals: {reason}"),
-                    };
-                }
-                Decision::Retry {
-                    delay: retry_after.unwrap_or(RATE_LIMIT_DEFAULT_DELAY),
-                    next_attempt: attempt,
-                    next_deferrals: deferrals + 1,
-                    rate_limited: true,
-                    reason,
-                }
-            }
+            } => Decision::WaitForReset {
+                wait: retry_after
+                    .unwrap_or(RATE_LIMIT_DEFAULT_DELAY)
+                    .min(RATE_LIMIT_MAX_WAIT),
+                reason,
+            },
         }
     }
 }
@@ -105,18 +99,14 @@ fn backoff(attempt: u32) -> Duration {
 mod tests {
     use super::*;
 
-    const POLICY: RetryPolicy = RetryPolicy {
-        max_attempts: 3,
-        max_deferrals: 2,
-    };
+    const POLICY: RetryPolicy = RetryPolicy { max_attempts: 3 };
 
     #[test]
     fn transient_failures_back_off_then_dead_letter() {
-        let d = POLICY.decide(SyncError::transient("503"), 1, 0);
+        let d = POLICY.decide(SyncError::transient("503"), 1);
         let Decision::Retry {
             delay,
             next_attempt,
-            rate_limited,
             ..
         } = d
         else {
@@ -124,32 +114,37 @@ mod tests {
         };
         assert!(delay >= Duration::from_secs(5));
         assert_eq!(next_attempt, 2);
-        assert!(!rate_limited);
         assert!(matches!(
-            POLICY.decide(SyncError::transient("503"), 3, 0),
+            POLICY.decide(SyncError::transient("503"), 3),
             Decision::DeadLetter { reason } if reason.contains("3 attempts") && reason.contains("503")
         ));
     }
 
     #[test]
-    fn rate_limits_wait_as_told_and_do_not_spend_attempts() {
-        let err = SyncError::RateLimited {
+    fn rate_limits_wait_as_told_and_never_dead_letter() {
+        let limited = |retry_after| SyncError::RateLimited {
             reason: "429".into(),
-            retry_after: Some(Duration::from_secs(30)),
+            retry_after,
         };
+        // Exactly as told (a legacy reset of 29 minutes is 29 minutes, not the next tier),
+        // however many attempts the job has spent.
         assert_eq!(
-            POLICY.decide(err.clone(), 3, 0),
-            Decision::Retry {
-                delay: Duration::from_secs(30),
-                next_attempt: 3,
-                next_deferrals: 1,
-                rate_limited: true,
+            POLICY.decide(limited(Some(Duration::from_secs(29 * 60))), 3),
+            Decision::WaitForReset {
+                wait: Duration::from_secs(29 * 60),
+                reason: "429".into()
+            }
+        );
+        assert_eq!(
+            POLICY.decide(limited(None), 1),
+            Decision::WaitForReset {
+                wait: RATE_LIMIT_DEFAULT_DELAY,
                 reason: "429".into()
             }
         );
         assert!(matches!(
-            POLICY.decide(err, 1, 2),
-            Decision::DeadLetter { .. }
+            POLICY.decide(limited(Some(Duration::from_secs(u32::MAX.into()))), 1),
+            Decision::WaitForReset { wait, .. } if wait == RATE_LIMIT_MAX_WAIT
         ));
     }
 
@@ -158,8 +153,7 @@ mod tests {
         assert_eq!(
             POLICY.decide(
                 SyncError::permanent(ParticipantState::Revoked, "invalid_grant"),
-                1,
-                0
+                1
             ),
             Decision::Fail {
                 state: ParticipantState::Revoked,

@@ -47,6 +47,8 @@ mod families_tests;
 #[cfg(test)]
 mod linkage_tests;
 #[cfg(test)]
+mod rate_limit_tests;
+#[cfg(test)]
 mod tests;
 
 /// The writer's handle on the database. One connection, one transaction at a time.
@@ -180,6 +182,8 @@ pub enum Notified {
     NotSyncing { state: String },
     /// A job is in flight: recorded, and that job's end grants one follow-up job for all of them.
     Coalesced { in_flight: String },
+    /// The provider's rate limit is spent: recorded, and the job granted at its reset covers it.
+    Deferred,
     /// A job to publish, granted now.
     Job(SyncJob),
 }
@@ -191,6 +195,7 @@ impl Notified {
             Notified::Duplicate => "notification_duplicate",
             Notified::NotSyncing { .. } => "notification_not_syncing",
             Notified::Coalesced { .. } => "notification_coalesced",
+            Notified::Deferred => "notification_deferred",
             Notified::Job(_) => "granted",
         }
     }
@@ -252,6 +257,8 @@ pub enum NotGranted {
     /// This job id was granted before and is no longer in flight (it finished or was replaced):
     /// a late redelivery, nothing to do.
     AlreadyGranted,
+    /// The provider's rate limit is spent until `until`; the dispatcher asks again then.
+    RateLimited { until: UtcInstant },
 }
 
 impl NotGranted {
@@ -262,6 +269,7 @@ impl NotGranted {
             NotGranted::NoGrant { .. } => "no_grant",
             NotGranted::InFlight { .. } => "in_flight",
             NotGranted::AlreadyGranted => "already_granted",
+            NotGranted::RateLimited { .. } => "rate_limited",
         }
     }
 }

@@ -297,6 +297,7 @@ fn writer_command() -> impl Strategy<Value = WriterCommand> {
                     job_id,
                     participant_id,
                     sealed_refresh_token: sealed,
+                    replaces: None,
                     reply_to,
                 })
             }),

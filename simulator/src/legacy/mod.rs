@@ -119,9 +119,19 @@ pub(crate) async fn layer(
     let mut response = next.run(request).await;
     let limit = state.config.legacy_rate_limit_per_hour;
     let (hour, reset) = quota_window(state.config.legacy_rate_limit_window_secs);
-    let remaining = match response.extensions().get::<Attribution>() {
-        Some(a) => limit.saturating_sub(state.lock().legacy.used(a.participant, hour)),
-        None => limit,
+    let (remaining, reset) = match response.extensions().get::<Attribution>() {
+        Some(a) => {
+            let rt = state.lock();
+            match rt.hold_left(a.participant) {
+                // Held (`crate::hold`): spent until the hold ends.
+                Some(left) => (0, left),
+                None => (
+                    limit.saturating_sub(rt.legacy.used(a.participant, hour)),
+                    reset,
+                ),
+            }
+        }
+        None => (limit, reset),
     };
     let headers = response.headers_mut();
     headers.insert("fitbit-rate-limit-limit", HeaderValue::from(limit));
@@ -244,6 +254,9 @@ fn authenticate(state: &AppState, headers: &HeaderMap, user: &str) -> Result<Cal
     let participant_faults = rt.faults.participant(&profile.id);
     if participant_faults.fail_5xx {
         return fail((!participant_faults.malformed_json).then(FitbitError::unavailable));
+    }
+    if let Some(left) = rt.held(index) {
+        return fail(Some(FitbitError::rate_limited(Some(left))));
     }
     let retry_after = rt.faults.retry_after_secs;
     match rt.faults.roll() {

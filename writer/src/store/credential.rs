@@ -26,21 +26,31 @@ impl Tx<'_> {
                 ),
             });
         }
+        if state.is_none() {
+            return Err(Rejection::UnknownParticipant(participant.clone()).into());
+        }
         // Upsert from the participant row: a participant always has a credential, but if one
-        // went missing, the rotated token is the one that works now.
+        // went missing, the rotated token is the one that works now. An existing one is
+        // replaced only while it is still the token the worker refreshed with (see
+        // `CredentialRotation::replaces`).
         let written = execute!(self.conn.exec(), sqlx::query(
             "INSERT INTO credentials (participant_id, provider, sealed_refresh_token, updated_at) \
              SELECT participant_id, provider, $2, $3 FROM participants WHERE participant_id = $1 \
              ON CONFLICT (participant_id) DO UPDATE SET \
-             sealed_refresh_token = excluded.sealed_refresh_token, updated_at = excluded.updated_at",
+             sealed_refresh_token = excluded.sealed_refresh_token, updated_at = excluded.updated_at \
+             WHERE $4 IS NULL OR credentials.sealed_refresh_token = $4",
         )
         .bind(participant.as_str())
         .bind(&rotation.sealed_refresh_token)
-        .bind(self.now))?;
+        .bind(self.now)
+        .bind(rotation.replaces.as_ref()))?;
         if written == 0 {
-            return Err(Rejection::UnknownParticipant(participant.clone()).into());
+            // A newer credential is stored already. The worker may still use its access token
+            // (the provider issued it), and the answer lets it go on.
+            tracing::debug!(participant_id = %participant, job_id = %rotation.job_id, "rotated credential superseded by a newer one; kept the stored one");
+        } else {
+            tracing::debug!(participant_id = %participant, job_id = %rotation.job_id, "rotated credential stored");
         }
-        tracing::debug!(participant_id = %participant, job_id = %rotation.job_id, "rotated credential stored");
         Ok(Effect::CredentialRotated {
             reply_to: rotation.reply_to.clone(),
             stored: CredentialStored {

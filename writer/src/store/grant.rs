@@ -32,6 +32,12 @@ struct Claimable {
     has_credential: bool,
     /// Google Health's id for the account (webhooks name participants by it).
     health_user_id: Option<String>,
+    /// Until when the provider's rate limit is spent (or a retry waits).
+    retry_at: Option<UtcInstant>,
+    /// Notifications (or a rate-limited job's remainder) waiting for the next job: the earliest
+    /// instant they need.
+    notified_at: Option<UtcInstant>,
+    notified_from: Option<UtcInstant>,
 }
 
 /// States with no grant to use: never granted, whatever the trigger.
@@ -56,7 +62,7 @@ impl Tx<'_> {
                 "SELECT state, provider, sync_from, sync_cursor, time_zone, in_flight_job_id, \
                      in_flight_since, EXISTS (SELECT 1 FROM credentials c \
                          WHERE c.participant_id = participants.participant_id) AS has_credential, \
-                     health_user_id \
+                     health_user_id, retry_at, notified_at, notified_from \
                      FROM participants WHERE participant_id = $1",
             )
             .bind(participant.as_str()),
@@ -117,6 +123,19 @@ impl Tx<'_> {
             }));
         }
 
+        // The provider said when its rate limit resets: nothing is granted before (it would
+        // only be refused again); the dispatcher asks at `retry_at`. A retry copy in flight
+        // holds the claim and is not this case; a keep-alive only reaches the token endpoint.
+        if let Some(until) = row.retry_at
+            && row.in_flight_job_id.is_none()
+            && until > self.now
+            && !force
+            && !keep_alive
+        {
+            tracing::debug!(participant_id = %participant, job_id = %request.job_id, %until, "rate limited; not granted before the reset");
+            return Ok(Effect::NotGranted(NotGranted::RateLimited { until }));
+        }
+
         let mut taken_over = None;
         if let Some(holder) = &row.in_flight_job_id {
             let replaced = request.replaces.map(|r| job_text(&r)).as_ref() == Some(holder);
@@ -136,9 +155,24 @@ impl Tx<'_> {
             taken_over = Some((holder.clone(), why));
         }
 
+        // What waits for a job (notifications coalesced while none could run, a rate-limited
+        // job's remainder) is this job's to cover: it starts early enough, and the wait ends.
+        let pending_from = row.notified_at.and(row.notified_from);
+        let covering;
+        let request = match pending_from {
+            Some(pending) if pending < request.from.unwrap_or(row.sync_cursor) => {
+                covering = SyncRequest {
+                    from: Some(pending),
+                    ..request.clone()
+                };
+                &covering
+            }
+            _ => request,
+        };
         let job = self.build_job(request, &row, self.now).await?;
         execute!(self.conn.exec(), sqlx::query(
                     "UPDATE participants SET in_flight_job_id = $2, in_flight_since = $3, retry_at = NULL, \
+                     notified_at = NULL, notified_from = NULL, \
                      state = CASE WHEN $4 THEN 'active' ELSE state END, \
                      state_reason = CASE WHEN $4 THEN NULL ELSE state_reason END, \
                      updated_at = $3 \

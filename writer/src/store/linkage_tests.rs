@@ -1048,6 +1048,7 @@ async fn a_purging_withdrawal_deletes_everything_in_one_go_and_leaves_an_audit_r
             job_id: running,
             participant_id: pid("p1"),
             sealed_refresh_token: sealed("sealed-rotated"),
+            replaces: None,
             reply_to: Some("amq.gen-worker".into()),
         }),
     )
@@ -1279,6 +1280,7 @@ async fn a_refused_keep_alive_with_a_newer_stored_token_is_retried_as_a_keep_ali
             job_id: job.job_id,
             participant_id: pid("p1"),
             sealed_refresh_token: sealed("sealed-2"),
+            replaces: None,
             reply_to: None,
         })])
         .await

@@ -111,7 +111,11 @@ impl Tx<'_> {
         let request = self.webhook_request(participant, Some(from));
         match self.request_sync(&request).await? {
             Effect::Granted(job) | Effect::Regranted(job) => Ok(Notified::Job(job)),
-            Effect::NotGranted(NotGranted::InFlight { job_id: in_flight }) => {
+            Effect::NotGranted(
+                why @ (NotGranted::InFlight { .. } | NotGranted::RateLimited { .. }),
+            ) => {
+                // Noted for the job in flight's follow-up, or for the job granted when the rate
+                // limit resets (which starts early enough to cover it).
                 // Text order is time order, so min/max over the canonical texts are time's.
                 execute!(self.conn.exec(), sqlx::query(
                                     "UPDATE participants SET \
@@ -125,7 +129,10 @@ impl Tx<'_> {
                                 .bind(received_at)
                                 .bind(from)
                                 .bind(self.now))?;
-                Ok(Notified::Coalesced { in_flight })
+                Ok(match why {
+                    NotGranted::InFlight { job_id } => Notified::Coalesced { in_flight: job_id },
+                    _ => Notified::Deferred,
+                })
             }
             Effect::NotGranted(
                 NotGranted::NotActive { state } | NotGranted::NoGrant { state, .. },

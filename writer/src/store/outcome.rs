@@ -60,6 +60,10 @@ impl Tx<'_> {
                     }
                 ),
             ),
+            Outcome::RateLimited { until, reason, .. } => (
+                "rate_limited",
+                format!("rate limited until {until}: {reason}"),
+            ),
             Outcome::Failed { state, reason, .. } => ("failed", format!("{state}: {reason}")),
             Outcome::DeadLettered { reason } => ("dead_lettered", reason.clone()),
             Outcome::Touched => ("touched", "refresh token used (keep-alive)".to_owned()),
@@ -161,6 +165,36 @@ impl Tx<'_> {
                                 .bind(self.now))?;
                 false
             }
+            Outcome::RateLimited {
+                until,
+                reason,
+                resume_from,
+            } => {
+                // No retry copy exists: the claim is released, and `retry_at` keeps the
+                // participant from being granted (by the schedule, a notification or a request)
+                // before the provider's limit resets; the dispatcher asks for it then. What the
+                // job had left before the cursor waits as a notification does, and the next
+                // grant starts there (see `request_sync`).
+                execute!(self.conn.exec(), sqlx::query(
+                                    "UPDATE participants SET retry_at = $3, last_error = $4, last_error_at = $5, \
+                                     in_flight_job_id = CASE WHEN $2 THEN NULL ELSE in_flight_job_id END, \
+                                     in_flight_since = CASE WHEN $2 THEN NULL ELSE in_flight_since END, \
+                                     notified_at = CASE WHEN $2 AND $7 < sync_cursor \
+                                         THEN coalesce(notified_at, $5) ELSE notified_at END, \
+                                     notified_from = CASE WHEN $2 AND $7 < sync_cursor \
+                                         AND (notified_from IS NULL OR notified_from > $7) \
+                                         THEN $7 ELSE notified_from END, \
+                                     updated_at = $6 WHERE participant_id = $1",
+                                )
+                                .bind(participant.as_str())
+                                .bind(holds_claim)
+                                .bind(until)
+                                .bind(capped(reason))
+                                .bind(at)
+                                .bind(self.now)
+                                .bind(resume_from))?;
+                holds_claim
+            }
             Outcome::Failed { state, reason, .. } => {
                 match expired_grant(*state, grant_expires_at, outcome.at) {
                     Some(expired) => {
@@ -197,7 +231,9 @@ impl Tx<'_> {
                 holds_claim
             }
         };
-        let follow_up = if released {
+        // Notifications that arrived meanwhile wait for the rate limit's reset like the rest.
+        let waits_for_reset = matches!(outcome.outcome, Outcome::RateLimited { .. });
+        let follow_up = if released && !waits_for_reset {
             self.follow_up_notifications(outcome).await?
         } else {
             None

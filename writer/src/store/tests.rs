@@ -686,6 +686,7 @@ async fn a_rotated_credential_is_stored(backend: Backend) {
             job_id: Uuid::new_v4(),
             participant_id: pid("p1"),
             sealed_refresh_token: sealed("sealed-rotated"),
+            replaces: None,
             reply_to: None,
         })])
         .await
@@ -709,11 +710,59 @@ async fn a_rotated_credential_is_stored(backend: Backend) {
             job_id: Uuid::new_v4(),
             participant_id: pid("nobody"),
             sealed_refresh_token: sealed("x"),
+            replaces: None,
             reply_to: None,
         })])
         .await
         .unwrap_err();
     assert!(err.is_dead_letter(), "{err}");
+}
+
+/// Rotations that arrive out of order (a worker stalled between its refresh and its publish
+/// while another rotated again): the older one must not put its token back.
+async fn a_rotation_from_a_replaced_token_keeps_the_newer_one(backend: Backend) {
+    let (_dir, mut store) = with_p1(backend).await;
+    let rotation = |from: &str, to: &str| {
+        WriterCommand::RotateCredential(CredentialRotation {
+            job_id: Uuid::new_v4(),
+            participant_id: pid("p1"),
+            sealed_refresh_token: sealed(to),
+            replaces: Some(sealed(from)),
+            reply_to: Some("amq.gen-worker".into()),
+        })
+    };
+    store
+        .apply(&[rotation("sealed-1", "sealed-2")])
+        .await
+        .unwrap();
+    store
+        .apply(&[rotation("sealed-2", "sealed-3")])
+        .await
+        .unwrap();
+    assert_eq!(
+        stored_token(&store, "p1").await.as_deref(),
+        Some("sealed-3")
+    );
+    // The late one from sealed-1 is answered (its worker goes on) but changes nothing.
+    let late = store
+        .apply(&[rotation("sealed-1", "sealed-2")])
+        .await
+        .unwrap();
+    assert!(
+        matches!(
+            &late.effects[..],
+            [Effect::CredentialRotated {
+                reply_to: Some(_),
+                ..
+            }]
+        ),
+        "{:?}",
+        late.effects
+    );
+    assert_eq!(
+        stored_token(&store, "p1").await.as_deref(),
+        Some("sealed-3")
+    );
 }
 
 async fn a_completed_job_releases_the_claim_and_records_the_sync(backend: Backend) {
@@ -1047,6 +1096,7 @@ async fn a_refused_token_that_was_rotated_since_is_retried_once_with_the_stored_
             job_id: job,
             participant_id: pid("p1"),
             sealed_refresh_token: sealed("sealed-2"),
+            replaces: None,
             reply_to: None,
         })])
         .await
@@ -1200,6 +1250,7 @@ fitlink_shared::on_both_backends!(
     device_snapshots_are_one_row_per_device_and_day,
     the_cursor_advances_contiguously_and_waits_at_a_gap,
     a_rotated_credential_is_stored,
+    a_rotation_from_a_replaced_token_keeps_the_newer_one,
     a_completed_job_releases_the_claim_and_records_the_sync,
     a_deferred_job_keeps_the_claim_and_says_until_when,
     failed_and_dead_lettered_jobs_set_the_reason_and_release_the_claim,
