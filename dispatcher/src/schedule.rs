@@ -112,7 +112,7 @@ pub async fn run(args: DispatcherArgs, shutdown: CancellationToken) -> anyhow::R
     };
 
     let result = loop {
-        tokio::select! {
+        let round = tokio::select! {
             _ = shutdown.cancelled() => break Ok(()),
             event = broker_events.next() => match event {
                 Some(lapin::Event::Error(error)) => {
@@ -121,34 +121,28 @@ pub async fn run(args: DispatcherArgs, shutdown: CancellationToken) -> anyhow::R
                 Some(_) => continue,
                 None => break Err(anyhow::anyhow!("the broker connection was closed")),
             },
-            _ = ticker.tick() => {}
-            _ = resets.tick() => {
-                let asked = tokio::select! {
-                    _ = shutdown.cancelled() => break Ok(()),
-                    asked = schedule.ask_resets(&outbox) => asked,
-                };
-                if let Err(error) = asked {
-                    if !outbox.conn.status().connected() {
-                        break Err(error.context("the broker connection was lost"));
-                    }
-                    tracing::warn!(error = format!("{error:#}"), "cannot ask for rate-limit resets; trying again");
-                }
-                continue;
-            }
-        }
-        let tick = tokio::select! {
-            _ = shutdown.cancelled() => break Ok(()),
-            tick = schedule.tick(&outbox) => tick,
+            _ = ticker.tick() => Round::Schedule,
+            _ = resets.tick() => Round::Resets,
         };
-        if let Err(error) = tick {
+        let done = tokio::select! {
+            _ = shutdown.cancelled() => break Ok(()),
+            done = async {
+                match round {
+                    Round::Schedule => schedule.tick(&outbox).await,
+                    Round::Resets => schedule.ask_resets(&outbox).await,
+                }
+            } => done,
+        };
+        if let Err(error) = done {
             if !outbox.conn.status().connected() {
                 break Err(error.context("the broker connection was lost"));
             }
             // A broker refusal or a slow confirm: the participants are still due and are asked
-            // for again next tick.
+            // for again next round.
             tracing::warn!(
+                ?round,
                 error = format!("{error:#}"),
-                "scheduling round failed; retrying next interval"
+                "scheduling round failed; retrying next round"
             );
         }
     };
@@ -163,6 +157,14 @@ pub async fn run(args: DispatcherArgs, shutdown: CancellationToken) -> anyhow::R
         Err(error) => tracing::error!(error = format!("{error:#}"), "dispatcher stopping"),
     }
     result
+}
+
+/// What woke the dispatcher: its round over every participant, or the look for rate limits that
+/// have reset.
+#[derive(Clone, Copy, Debug)]
+enum Round {
+    Schedule,
+    Resets,
 }
 
 /// The state the schedule keeps between ticks.

@@ -546,6 +546,19 @@ mod touch_tests {
         }
     }
 
+    /// Runs `test` on a broker namespace of its own, whose queues are deleted afterwards even
+    /// when the test fails.
+    async fn with_broker(test: impl AsyncFnOnce(&Broker)) {
+        let broker = Broker::new().await;
+        let outcome = std::panic::AssertUnwindSafe(test(&broker))
+            .catch_unwind()
+            .await;
+        broker.delete_queues().await;
+        if let Err(panic) = outcome {
+            std::panic::resume_unwind(panic);
+        }
+    }
+
     fn touch_job(key: &TokenKey) -> SyncJob {
         let participant = ParticipantId::new("p1").unwrap();
         SyncJob {
@@ -586,8 +599,7 @@ mod touch_tests {
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_keep_alive_refreshes_through_the_provider_stores_a_rotated_token_and_nothing_else() {
-        let broker = Broker::new().await;
-        let outcome = std::panic::AssertUnwindSafe(async {
+        with_broker(async |broker| {
             let key = TokenKey::parse(&TokenKey::generate()).unwrap();
             let provider = CountingProvider::new(Refresh::Rotates);
             let tokens = AccessTokens::default();
@@ -600,7 +612,7 @@ mod touch_tests {
             );
             let seen = broker.fake_writer().await;
 
-            let ran = context(&provider, &key, &tokens, &broker)
+            let ran = context(&provider, &key, &tokens, broker)
                 .run(&job, Arrival::First)
                 .await;
             assert!(matches!(ran, Ok(Ran::Touched)), "{ran:?}");
@@ -610,12 +622,7 @@ mod touch_tests {
             // ended; nothing else was published.
             assert_eq!(*seen.lock().unwrap(), ["rotate_credential"]);
         })
-        .catch_unwind()
         .await;
-        broker.delete_queues().await;
-        if let Err(panic) = outcome {
-            std::panic::resume_unwind(panic);
-        }
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -624,8 +631,7 @@ mod touch_tests {
         // provider's live token is known to nobody until a refresh with the job's token gets
         // the same pair again. A worker that had cached an access token for the participant
         // must not skip that refresh.
-        let broker = Broker::new().await;
-        let outcome = std::panic::AssertUnwindSafe(async {
+        with_broker(async |broker| {
             let key = TokenKey::parse(&TokenKey::generate()).unwrap();
             let provider = CountingProvider::new(Refresh::Rotates);
             let tokens = AccessTokens::default();
@@ -643,38 +649,32 @@ mod touch_tests {
             let seen = broker.fake_writer().await;
 
             cache();
-            let first = context(&provider, &key, &tokens, &broker)
+            let first = context(&provider, &key, &tokens, broker)
                 .run(&job, Arrival::First)
                 .await;
             assert!(first.is_err(), "the counting provider has no data");
             assert_eq!(provider.refreshes.load(Ordering::SeqCst), 0, "cache used");
 
             cache();
-            let again = context(&provider, &key, &tokens, &broker)
+            let again = context(&provider, &key, &tokens, broker)
                 .run(&job, Arrival::Again)
                 .await;
             assert!(again.is_err(), "the counting provider has no data");
             assert_eq!(provider.refreshes.load(Ordering::SeqCst), 1);
             assert_eq!(*seen.lock().unwrap(), ["rotate_credential"]);
         })
-        .catch_unwind()
         .await;
-        broker.delete_queues().await;
-        if let Err(panic) = outcome {
-            std::panic::resume_unwind(panic);
-        }
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_refused_keep_alive_fails_as_a_revocation_with_the_refused_token() {
-        let broker = Broker::new().await;
-        let outcome = std::panic::AssertUnwindSafe(async {
+        with_broker(async |broker| {
             let key = TokenKey::parse(&TokenKey::generate()).unwrap();
             let provider = CountingProvider::new(Refresh::Revoked);
             let tokens = AccessTokens::default();
             let job = touch_job(&key);
 
-            let failed = match context(&provider, &key, &tokens, &broker)
+            let failed = match context(&provider, &key, &tokens, broker)
                 .run(&job, Arrival::First)
                 .await
             {
@@ -699,11 +699,6 @@ mod touch_tests {
                 Some(0)
             );
         })
-        .catch_unwind()
         .await;
-        broker.delete_queues().await;
-        if let Err(panic) = outcome {
-            std::panic::resume_unwind(panic);
-        }
     }
 }
