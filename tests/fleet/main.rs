@@ -17,6 +17,7 @@ mod gauges;
 mod import;
 mod legacy;
 mod linkage;
+mod rekey;
 mod store_copy;
 mod sync;
 mod writers;
