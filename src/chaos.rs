@@ -26,7 +26,7 @@ use serde_json::json;
 use fitlink_shared::config::BrokerArgs;
 use fitlink_shared::domain::{ParticipantId, UtcInstant};
 use fitlink_shared::fetch;
-use fitlink_shared::secret::{SealedToken, TokenKey};
+use fitlink_shared::secret::{SealedToken, TokenKeys};
 use fitlink_shared::store::Database;
 use fitlink_simulator::SimConfig;
 
@@ -373,7 +373,7 @@ async fn drive(args: &ChaosArgs, rng: &mut StdRng) -> anyhow::Result<Vec<String>
     let csv_path = args.dir.join("participants.csv");
     std::fs::write(&csv_path, csv)?;
     env.import(&csv_path).await?;
-    let key = TokenKey::parse(&token_key)?;
+    let key = TokenKeys::parse(&token_key)?;
     let database = env.database();
 
     for _ in 0..args.workers {
@@ -577,7 +577,7 @@ async fn check(
     sim_config: &SimConfig,
     http: &reqwest::Client,
     sim_base: &str,
-    key: &TokenKey,
+    key: &TokenKeys,
     fitbit_ids: &[String],
     revoked: &[String],
     latest: &BTreeMap<String, String>,

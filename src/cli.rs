@@ -4,7 +4,6 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use anyhow::Context as _;
 use chrono::{DateTime, Utc};
 use clap::{Parser, Subcommand};
 use tokio_util::sync::CancellationToken;
@@ -75,6 +74,11 @@ pub enum Command {
         #[arg(required = true)]
         participants: Vec<String>,
     },
+    /// Stored credentials: seal them again with the current token key (key rotation).
+    Credentials {
+        #[command(subcommand)]
+        action: CredentialsAction,
+    },
     /// Dead-lettered jobs: list them, or put them back.
     Dlq {
         #[command(subcommand)]
@@ -95,7 +99,8 @@ pub enum Command {
     /// The completeness ledger: per participant, local day and family, what is stored, the
     /// wear, and why a day is not complete (docs/coverage.md).
     Coverage(coverage::CoverageArgs),
-    /// Print a new random FITLINK_TOKEN_KEY.
+    /// Print a new random token key (for FITLINK_TOKEN_KEYS or FITLINK_TOKEN_KEY); its key id on
+    /// stderr.
     Keygen,
     /// Run the whole fleet locally against the simulator and print what was stored.
     Demo(demo::DemoArgs),
@@ -157,6 +162,14 @@ pub enum ParticipantsAction {
 }
 
 #[derive(Subcommand, Debug)]
+pub enum CredentialsAction {
+    /// Seal every stored credential not sealed with the current key (the first of
+    /// FITLINK_TOKEN_KEYS) again with it, through the writer, in batches; resumable. Exits 1
+    /// while some credential still needs an older key.
+    Rekey(fitlink_dispatcher::RekeyArgs),
+}
+
+#[derive(Subcommand, Debug)]
 pub enum DlqAction {
     /// List dead letters with their reasons (no bodies, no tokens).
     List {
@@ -197,7 +210,7 @@ impl Cli {
                 .await
             }
             Command::Worker(args) => {
-                args.token_key.key().context("FITLINK_TOKEN_KEY")?;
+                args.token_key.keys()?;
                 supervise("worker", |shutdown| {
                     fitlink_worker::run(args.clone(), shutdown)
                 })
@@ -212,7 +225,7 @@ impl Cli {
                 .await
             }
             Command::Console(args) => {
-                args.token_key.key().context("FITLINK_TOKEN_KEY")?;
+                args.token_key.keys()?;
                 supervise("console", |shutdown| {
                     fitlink_dispatcher::console::run((*args).clone(), shutdown)
                 })
@@ -237,7 +250,7 @@ impl Cli {
                         file,
                     },
             } => {
-                let key = token_key.key().context("FITLINK_TOKEN_KEY")?;
+                let key = token_key.keys()?;
                 let wait = if no_wait {
                     ImportWait::Queued
                 } else {
@@ -280,6 +293,18 @@ impl Cli {
                 println!("{report}");
                 Ok(())
             }
+            Command::Credentials {
+                action: CredentialsAction::Rekey(args),
+            } => {
+                let report = fitlink_dispatcher::rekey(&args).await?;
+                print!("{report}");
+                anyhow::ensure!(
+                    report.complete(),
+                    "not every stored credential is sealed with key {} yet; keep the older keys",
+                    report.current_key
+                );
+                Ok(())
+            }
             Command::Dlq { action } => match action {
                 DlqAction::List { broker } => {
                     let letters = fitlink_dispatcher::dlq_list(&broker).await?;
@@ -319,7 +344,10 @@ impl Cli {
             }
             Command::Coverage(args) => coverage::run(args).await,
             Command::Keygen => {
-                println!("{}", TokenKey::generate().expose());
+                let key = TokenKey::generate();
+                let id = TokenKey::parse(&key)?.id();
+                println!("{}", key.expose());
+                eprintln!("key id {id}");
                 Ok(())
             }
             Command::Demo(args) => demo::run(args).await,
@@ -357,6 +385,8 @@ where
                 );
                 return Ok(());
             }
+            // Keys that open no stored credential stay wrong after a restart: stop and say so.
+            Err(e) if fitlink_shared::secret::canary::is_refusal(&e) => return Err(e),
             Err(e) => {
                 if started.elapsed() > Duration::from_secs(60) {
                     delay = Duration::from_secs(1);

@@ -22,6 +22,8 @@ pub struct FleetEnv {
     pub amqp_url: String,
     pub namespace: String,
     pub database_url: String,
+    /// One token key (passed as `FITLINK_TOKEN_KEY`), or several comma-separated, the current
+    /// one first (passed as `FITLINK_TOKEN_KEYS`).
     pub token_key: Secret<String>,
     pub google_api_base: String,
     pub google_token_url: String,
@@ -82,7 +84,14 @@ impl FleetEnv {
             ("FITLINK_AMQP_URL", self.amqp_url.as_str()),
             ("FITLINK_NAMESPACE", &self.namespace),
             ("FITLINK_DATABASE_URL", &self.database_url),
-            ("FITLINK_TOKEN_KEY", self.token_key.expose()),
+            (
+                if self.token_key.expose().contains(',') {
+                    "FITLINK_TOKEN_KEYS"
+                } else {
+                    "FITLINK_TOKEN_KEY"
+                },
+                self.token_key.expose(),
+            ),
             ("FITLINK_GOOGLE_API_BASE", &self.google_api_base),
             ("FITLINK_GOOGLE_TOKEN_URL", &self.google_token_url),
             ("FITLINK_GOOGLE_CLIENT_ID", &self.client_id),
@@ -105,7 +114,7 @@ impl FleetEnv {
         &self,
         csv: &Path,
     ) -> Result<fitlink_dispatcher::ImportReport, fitlink_dispatcher::ImportError> {
-        let key = fitlink_shared::secret::TokenKey::parse(&self.token_key)
+        let key = fitlink_shared::secret::TokenKeys::parse(&self.token_key)
             .expect("the fleet's token key is generated valid");
         fitlink_dispatcher::import_participants(
             &self.broker(),

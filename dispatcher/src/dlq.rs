@@ -517,6 +517,7 @@ impl BodyFacts {
                 WriterCommand::FinishJob(o) => Some(o.job_id),
                 WriterCommand::LinkParticipant(g) => Some(g.request_id),
                 WriterCommand::Withdraw(w) => Some(w.request_id),
+                WriterCommand::ResealCredentials(r) => Some(r.request_id),
                 WriterCommand::RecordInvitation(_)
                 | WriterCommand::RecordConsentProblem(_)
                 | WriterCommand::ProviderNotified(_)

@@ -11,7 +11,7 @@ use fitlink_shared::fetch;
 use fitlink_shared::messages::ImportedParticipant;
 use fitlink_shared::provider::google::GoogleHealthClient;
 use fitlink_shared::provider::{HealthProvider, Session};
-use fitlink_shared::secret::TokenKey;
+use fitlink_shared::secret::TokenKeys;
 use fitlink_shared::store::Database;
 
 /// What the database knows of a participant already linked through Fitbit.
@@ -26,7 +26,7 @@ pub async fn check_migrations(
     db: &Database,
     rows: &mut [ImportedParticipant],
     google: Option<&GoogleHealthClient>,
-    key: &TokenKey,
+    key: &TokenKeys,
 ) -> Result<Vec<String>, sqlx::Error> {
     let fitbit_linked: Vec<(String, Option<String>)> = fetch!(
         db.exec(),

@@ -19,7 +19,7 @@ use fitlink_shared::domain::{ParticipantId, Provider, UtcInstant, parse_date_or_
 use fitlink_shared::fetch;
 use fitlink_shared::messages::{ImportBatch, ImportedParticipant, SyncTrigger};
 use fitlink_shared::provider::google::GoogleHealthClient;
-use fitlink_shared::secret::{Secret, TokenKey};
+use fitlink_shared::secret::{Secret, TokenKeys};
 use fitlink_shared::store::{Database, DbError};
 use indicatif::ProgressBar;
 use serde::Serialize;
@@ -156,13 +156,13 @@ impl fmt::Display for ImportReport {
 
 /// Checks and seals a whole import file. Returns every participant, or every problem (with its
 /// line) and no participants.
-pub fn parse_import(text: &str, key: &TokenKey) -> Result<Vec<ImportedParticipant>, ImportError> {
+pub fn parse_import(text: &str, key: &TokenKeys) -> Result<Vec<ImportedParticipant>, ImportError> {
     parse_with_progress(text, key, &ProgressBar::hidden())
 }
 
 fn parse_with_progress(
     text: &str,
-    key: &TokenKey,
+    key: &TokenKeys,
     bar: &ProgressBar,
 ) -> Result<Vec<ImportedParticipant>, ImportError> {
     let text = text.strip_prefix('\u{feff}').unwrap_or(text);
@@ -430,7 +430,7 @@ fn describe_bad_id(id: &str) -> String {
 pub async fn import_participants(
     broker: &BrokerArgs,
     database: &DatabaseArgs,
-    key: &TokenKey,
+    key: &TokenKeys,
     path: &Path,
     wait: ImportWait,
     google: Option<&GoogleHealthClient>,
@@ -640,8 +640,8 @@ async fn wait_until_applied(
 mod tests {
     use super::*;
 
-    fn key() -> TokenKey {
-        TokenKey::parse(&TokenKey::generate()).unwrap()
+    fn key() -> TokenKeys {
+        TokenKeys::parse(&fitlink_shared::secret::TokenKey::generate()).unwrap()
     }
 
     fn problems(result: Result<Vec<ImportedParticipant>, ImportError>) -> Vec<RowProblem> {

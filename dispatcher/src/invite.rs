@@ -125,7 +125,7 @@ struct Known {
 /// Issues and records invitations. All or nothing: a malformed id or a withdrawn participant
 /// refuses the whole call before anything is published.
 pub async fn invite(args: &InviteArgs) -> anyhow::Result<InviteReport> {
-    let key = args.token_key.key().context("FITLINK_TOKEN_KEY")?;
+    let key = args.token_key.keys()?;
     let signer = InvitationSigner::new(key.derive("invitation"));
     let public_base = public_base(args.public_url.as_deref(), args.portal_addr)?;
     let db = match args.database.open_for_reading("invite").await {

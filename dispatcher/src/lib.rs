@@ -9,6 +9,8 @@
 //! - [`portal`] (served by `fitlink dispatcher --portal-addr`): the participant consent flow and
 //!   the provider webhooks; [`invite`] (`fitlink invite`) issues the links it accepts;
 //! - [`withdraw`] (`fitlink participants withdraw`): a participant leaves the study;
+//! - [`rekey`] (`fitlink credentials rekey`): every stored credential sealed again with the
+//!   current token key, through the writer;
 //! - [`console`] (`fitlink console`, a role of its own): the coordinators' web view of the
 //!   cohort, whose actions are the commands above.
 //!
@@ -25,10 +27,12 @@ pub mod enqueue;
 mod identity;
 pub mod import;
 pub mod invite;
+mod keycheck;
 mod observe;
 mod outbox;
 pub mod portal;
 mod progress;
+pub mod rekey;
 pub mod schedule;
 pub mod withdraw;
 
@@ -43,5 +47,6 @@ pub use import::{
 };
 pub use invite::{InviteArgs, InviteReport, invite};
 pub use portal::PortalArgs;
+pub use rekey::{RekeyArgs, RekeyReport, rekey};
 pub use schedule::{DispatcherArgs, DueParticipant, due_participants, idle_grants, run};
 pub use withdraw::{WithdrawArgs, WithdrawReport, withdraw};

@@ -85,6 +85,18 @@ impl Outbox {
         Ok(ids)
     }
 
+    /// Publishes a command that was split by partition itself (a reseal batch) to the writer of
+    /// `partition`.
+    pub(crate) async fn send_to_partition(
+        &self,
+        partition: usize,
+        command: &WriterCommand,
+    ) -> Result<(), PublishError> {
+        self.publisher
+            .publish_json(&self.topology.results[partition], command, Vec::new())
+            .await
+    }
+
     /// Asks the writer for a sync; returns the new job id.
     pub(crate) async fn request_sync(
         &self,

@@ -74,6 +74,11 @@ pub async fn run(args: DispatcherArgs, shutdown: CancellationToken) -> anyhow::R
         .await
         .with_context(|| format!("cannot serve the ops endpoints on {}", args.ops.ops_addr))?;
 
+    // A key set that opens none of the stored credentials stops the dispatcher before it asks
+    // for a single sync (each would fail at a worker): the canary.
+    if let Some(keys) = args.portal.token_key.keys_if_given()? {
+        crate::keycheck::check_keys(&args.database, &keys, "dispatcher").await?;
+    }
     let outbox = Arc::new(Outbox::open(&args.broker, "dispatcher").await?);
     let mut broker_events = outbox.conn.events_listener();
     // The portal stops with the dispatcher (and with it when the broker connection is lost).

@@ -197,10 +197,10 @@ async fn revoke(
             OAuthClient::fitbit(&args.fitbit)
         }
     };
-    let key = args.token_key.key().context("FITLINK_TOKEN_KEY")?;
-    let token = key.open(participant_id, &sealed).context(
-        "cannot open the stored credential with this FITLINK_TOKEN_KEY; nothing was changed",
-    )?;
+    let key = args.token_key.keys()?;
+    let token = key
+        .open(participant_id, &sealed)
+        .context("cannot open the stored credential with these token keys; nothing was changed")?;
     match client.revoke(&token).await {
         Ok(revocation) => Ok(revocation.as_str().to_owned()),
         Err(error) => Err(anyhow::anyhow!(

@@ -14,12 +14,12 @@ use std::path::Path;
 use fitlink_dispatcher::import::COLUMNS;
 use fitlink_dispatcher::{ImportError, parse_import};
 use fitlink_shared::messages::ImportedParticipant;
-use fitlink_shared::secret::{Secret, TokenKey};
+use fitlink_shared::secret::{Secret, TokenKeys};
 use proptest::prelude::*;
 use proptest::test_runner::Config;
 
-fn key() -> TokenKey {
-    TokenKey::parse(&Secret::new("ab".repeat(32))).unwrap()
+fn key() -> TokenKeys {
+    TokenKeys::parse(&Secret::new("ab".repeat(32))).unwrap()
 }
 
 /// A bounded run, as in `fitlink-shared`'s `bad_input` tests.

@@ -20,7 +20,7 @@ use fitlink_shared::messages::{
     WriterCommand,
 };
 use fitlink_shared::on_backend;
-use fitlink_shared::secret::{SealedToken, Secret, TokenKey};
+use fitlink_shared::secret::{SealedToken, Secret, TokenKeys};
 use fitlink_shared::store::{Database, StoreSettings};
 use futures_util::StreamExt as _;
 use lapin::options::{
@@ -539,7 +539,7 @@ async fn an_import_is_one_message_and_wait_sees_the_writer_apply_it() {
         let db = TestDb::new().await;
         db.participant(active("p1")).await;
         let peek = Peek::open(&broker).await;
-        let key = TokenKey::parse(&TokenKey::generate()).unwrap();
+        let key = TokenKeys::parse(&fitlink_shared::secret::TokenKey::generate()).unwrap();
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("consents.csv");
 
@@ -675,7 +675,7 @@ async fn webhook_requests_failing_a_check_are_refused_counted_and_create_no_work
             .port();
         let mut args = dispatcher_args(broker.clone(), db.args.clone());
         args.portal.portal_addr = Some(format!("127.0.0.1:{port}").parse().unwrap());
-        args.portal.token_key = Some(TokenKey::generate());
+        args.portal.token_key = fitlink_shared::config::TokenKeyArgs::one(fitlink_shared::secret::TokenKey::generate());
         args.portal.google_webhook_secret = Secret::new("Bearer s3cret".into());
         args.portal.google_webhook_keyset = keyset.display().to_string();
         args.portal.fitbit_verification_code = Secret::new("verify-me".into());

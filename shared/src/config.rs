@@ -3,12 +3,13 @@
 //! container without a config file.
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 
 use chrono::{DateTime, Utc};
 use clap::{Args, ValueEnum};
 
 use crate::domain::parse_date_or_instant;
-use crate::secret::{SealError, Secret, TokenKey};
+use crate::secret::{SealError, Secret, TokenKeys};
 use crate::store::{Database, DbError, StoreSettings};
 
 /// Where the broker is and which names this fleet uses on it.
@@ -117,17 +118,81 @@ impl DatabaseArgs {
     }
 }
 
-/// The key that seals refresh tokens at rest and in messages.
-#[derive(Args, Clone, Debug)]
+/// The keys that seal refresh tokens at rest and in messages: give one of the three settings.
+///
+/// The current key (the first) seals; every key opens what it sealed, so after a new key is put
+/// first, tokens sealed with the older ones keep working until `fitlink credentials rekey` has
+/// sealed them again and the older key is dropped (docs/operations.md, "Rotating the token key").
+#[derive(Args, Clone, Debug, Default)]
 pub struct TokenKeyArgs {
-    /// 32-byte key, base64 or hex (`fitlink keygen` makes one). Never logged.
+    /// The token keys, comma-separated, the current one first, then older ones still needed to
+    /// open tokens sealed with them. Each 32 bytes, base64 or hex. Never logged.
+    #[arg(
+        long = "token-keys",
+        env = "FITLINK_TOKEN_KEYS",
+        hide_env_values = true
+    )]
+    pub token_keys: Option<Secret<String>>,
+    /// A file with the token keys (a mounted secret): one a line or comma-separated, the current
+    /// one first; `#` starts a comment.
+    #[arg(long = "token-keys-file", env = "FITLINK_TOKEN_KEYS_FILE")]
+    pub token_keys_file: Option<PathBuf>,
+    /// One token key (32 bytes, base64 or hex; `fitlink keygen` makes one): the same as
+    /// FITLINK_TOKEN_KEYS with one key. Never logged.
     #[arg(long = "token-key", env = "FITLINK_TOKEN_KEY", hide_env_values = true)]
-    pub token_key: Secret<String>,
+    pub token_key: Option<Secret<String>>,
 }
 
 impl TokenKeyArgs {
-    pub fn key(&self) -> Result<TokenKey, SealError> {
-        TokenKey::parse(&self.token_key)
+    /// One key, as `FITLINK_TOKEN_KEY` (tests and tools that make their own).
+    pub fn one(key: Secret<String>) -> Self {
+        Self {
+            token_key: Some(key),
+            ..Self::default()
+        }
+    }
+
+    /// The key set; an error names the setting that is missing or wrong, never a key.
+    pub fn keys(&self) -> anyhow::Result<TokenKeys> {
+        self.keys_if_given()?.ok_or_else(|| SealError::NoKey.into())
+    }
+
+    /// The key set, or `None` when no key setting is given (roles that need a key only for some
+    /// of their work, such as the dispatcher's portal).
+    pub fn keys_if_given(&self) -> anyhow::Result<Option<TokenKeys>> {
+        let given = [
+            self.token_keys.is_some().then_some("FITLINK_TOKEN_KEYS"),
+            self.token_keys_file
+                .is_some()
+                .then_some("FITLINK_TOKEN_KEYS_FILE"),
+            self.token_key.is_some().then_some("FITLINK_TOKEN_KEY"),
+        ];
+        let given: Vec<&str> = given.into_iter().flatten().collect();
+        anyhow::ensure!(
+            given.len() <= 1,
+            "{} are all set: set only one of them (FITLINK_TOKEN_KEYS holds the current key and the older ones)",
+            given.join(" and ")
+        );
+        let (setting, text) = match (&self.token_keys, &self.token_keys_file, &self.token_key) {
+            (Some(text), _, _) => ("FITLINK_TOKEN_KEYS", text.clone()),
+            (_, Some(path), _) => {
+                let text = std::fs::read_to_string(path).map_err(|e| {
+                    anyhow::anyhow!(
+                        "cannot read FITLINK_TOKEN_KEYS_FILE {}: {e}",
+                        path.display()
+                    )
+                })?;
+                let keys: Vec<&str> = text
+                    .lines()
+                    .map(|line| line.split('#').next().unwrap_or_default())
+                    .collect();
+                ("FITLINK_TOKEN_KEYS_FILE", Secret::new(keys.join("\n")))
+            }
+            (_, _, Some(text)) => ("FITLINK_TOKEN_KEY", text.clone()),
+            (None, None, None) => return Ok(None),
+        };
+        let keys = TokenKeys::parse(&text).map_err(|e| anyhow::anyhow!("{setting}: {e}"))?;
+        Ok(Some(keys))
     }
 }
 

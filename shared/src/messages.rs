@@ -100,6 +100,7 @@ pub enum WriterCommand {
     ConsentLost(ConsentLoss),
     Withdraw(Withdrawal),
     RecordOperatorAction(OperatorAction),
+    ResealCredentials(ResealBatch),
 }
 
 impl WriterCommand {
@@ -119,6 +120,7 @@ impl WriterCommand {
             WriterCommand::ConsentLost(l) => Some(&l.participant_id),
             WriterCommand::Withdraw(w) => Some(&w.participant_id),
             WriterCommand::RecordOperatorAction(a) => a.participant_id.as_ref(),
+            WriterCommand::ResealCredentials(_) => None,
         }
     }
 
@@ -137,6 +139,7 @@ impl WriterCommand {
             WriterCommand::ConsentLost(_) => "consent_lost",
             WriterCommand::Withdraw(_) => "withdraw",
             WriterCommand::RecordOperatorAction(_) => "record_operator_action",
+            WriterCommand::ResealCredentials(_) => "reseal_credentials",
         }
     }
 
@@ -168,14 +171,8 @@ impl ImportBatch {
         if partitions <= 1 {
             return vec![(0, self)];
         }
-        let mut parts: Vec<Vec<ImportedParticipant>> = vec![Vec::new(); partitions];
-        for p in self.participants {
-            parts[crate::broker::partition_of(p.participant_id.as_str(), partitions)].push(p);
-        }
-        parts
+        by_partition(self.participants, partitions, |p| &p.participant_id)
             .into_iter()
-            .enumerate()
-            .filter(|(_, people)| !people.is_empty())
             .map(|(i, participants)| {
                 (
                     i,
@@ -555,6 +552,80 @@ pub fn now_instant() -> UtcInstant {
 
 pub fn instant(at: DateTime<Utc>) -> UtcInstant {
     UtcInstant::new(at)
+}
+
+/// `fitlink credentials rekey`: stored credentials sealed again under the current token key.
+/// Each replaces the stored value only if it is still the one the command read (`expected`):
+/// a token rotated or re-consented meanwhile is newer than the reseal, and wins.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ResealBatch {
+    /// Correlates the writer's [`ResealApplied`].
+    pub request_id: Uuid,
+    pub credentials: Vec<Reseal>,
+    #[serde(default)]
+    pub reply_to: Option<String>,
+}
+
+/// One credential to seal again: the same refresh token, under another key.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Reseal {
+    pub participant_id: ParticipantId,
+    /// The sealed value as read from the database.
+    pub expected: SealedToken,
+    /// The same token sealed with the current key.
+    pub sealed: SealedToken,
+}
+
+impl ResealBatch {
+    /// The batch as the writers take it: one part per results partition that has credentials in
+    /// it (each with a request id of its own, to wait for each writer's answer).
+    pub fn split_by_partition(self, partitions: usize) -> Vec<(usize, ResealBatch)> {
+        if partitions <= 1 {
+            return vec![(0, self)];
+        }
+        by_partition(self.credentials, partitions, |r| &r.participant_id)
+            .into_iter()
+            .map(|(i, credentials)| {
+                (
+                    i,
+                    ResealBatch {
+                        request_id: Uuid::now_v7(),
+                        credentials,
+                        reply_to: self.reply_to.clone(),
+                    },
+                )
+            })
+            .collect()
+    }
+}
+
+/// `items` grouped by the results partition of their participant; partitions without any are
+/// left out.
+fn by_partition<T>(
+    items: Vec<T>,
+    partitions: usize,
+    participant: impl Fn(&T) -> &ParticipantId,
+) -> Vec<(usize, Vec<T>)> {
+    let mut parts: Vec<Vec<T>> = (0..partitions).map(|_| Vec::new()).collect();
+    for item in items {
+        parts[crate::broker::partition_of(participant(&item).as_str(), partitions)].push(item);
+    }
+    parts
+        .into_iter()
+        .enumerate()
+        .filter(|(_, part)| !part.is_empty())
+        .collect()
+}
+
+/// The writer's answer, after commit, to a [`ResealBatch`] with `reply_to`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ResealApplied {
+    pub request_id: Uuid,
+    /// Credentials now sealed with the new value.
+    pub replaced: u32,
+    /// Credentials whose stored value was no longer the one read (rotated, re-consented or
+    /// deleted meanwhile): left as they are.
+    pub changed_since_read: u32,
 }
 
 #[cfg(test)]

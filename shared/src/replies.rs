@@ -35,6 +35,12 @@ impl Reply for crate::messages::CredentialStored {
     }
 }
 
+impl Reply for crate::messages::ResealApplied {
+    fn request_id(&self) -> Uuid {
+        self.request_id
+    }
+}
+
 type Waiters<R> = Arc<Mutex<HashMap<Uuid, oneshot::Sender<R>>>>;
 
 /// This process's reply queue and the requests waiting on it.

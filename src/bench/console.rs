@@ -88,9 +88,7 @@ pub async fn run(args: ConsoleBench) -> anyhow::Result<()> {
     let console_args = ConsoleArgs {
         broker: args.broker.clone(),
         database: DatabaseArgs::url(&url),
-        token_key: TokenKeyArgs {
-            token_key: TokenKey::generate(),
-        },
+        token_key: TokenKeyArgs::one(TokenKey::generate()),
         ops: OpsArgs {
             ops_addr: "127.0.0.1:0".parse()?,
         },

@@ -26,7 +26,7 @@ use fitlink_shared::domain::{ParticipantId, Provider, Slice, UtcInstant};
 use fitlink_shared::messages::{
     ImportBatch, ImportedParticipant, IntradayPoint, SliceResult, WriterCommand,
 };
-use fitlink_shared::secret::{Secret, TokenKey};
+use fitlink_shared::secret::{Secret, TokenKeys};
 use fitlink_shared::store::admin::{drop_database, recreate_database, sibling_url};
 use fitlink_shared::store::bulk::{IntradayRows, LoadMethod};
 use fitlink_shared::store::{Backend, IntradayTable};
@@ -211,7 +211,7 @@ impl Workload {
             start,
             participants,
             commands,
-            key_text: TokenKey::generate(),
+            key_text: fitlink_shared::secret::TokenKey::generate(),
         }
     }
 
@@ -250,7 +250,7 @@ impl Workload {
     }
 
     fn import(&self) -> ImportBatch {
-        let key = TokenKey::parse(&self.key_text).expect("a generated key parses");
+        let key = TokenKeys::parse(&self.key_text).expect("a generated key parses");
         ImportBatch {
             import_id: Uuid::now_v7(),
             source: "bench".into(),

@@ -16,7 +16,7 @@ use fitlink_shared::store::{Backend, Database};
 use fitlink::checker::{self, History};
 use fitlink::fleet::{self, Fleet, FleetEnv, SimulatorProcess};
 use fitlink_shared::broker::{self, Topology};
-use fitlink_shared::secret::TokenKey;
+use fitlink_shared::secret::TokenKeys;
 use fitlink_simulator::SimConfig;
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_fitlink");
@@ -79,7 +79,7 @@ pub struct TestFleet {
     /// The test's own database, kept for its `Drop`, which deletes it.
     _database: TestDatabase,
     pub http: reqwest::Client,
-    pub key: TokenKey,
+    pub key: TokenKeys,
     pub topology: Topology,
     /// The portal's base URL (`Options::portal`).
     pub portal_url: Option<String>,
@@ -195,7 +195,7 @@ impl TestFleet {
             db,
             _database: test_db,
             http: fitlink_shared::provider::http_client(),
-            key: TokenKey::parse(&token_key).unwrap(),
+            key: TokenKeys::parse(&token_key).unwrap(),
             topology: Topology::new(&namespace),
             portal_url,
         };

@@ -882,7 +882,7 @@ async fn forged_expired_and_cross_participant_links_are_refused_and_store_nothin
     forged[i] = if forged[i] == b'A' { b'B' } else { b'A' };
     let forged = format!("{portal}/link/{}", String::from_utf8(forged).unwrap());
     let other_key =
-        fitlink_shared::secret::TokenKey::parse(&fitlink_shared::secret::TokenKey::generate())
+        fitlink_shared::secret::TokenKeys::parse(&fitlink_shared::secret::TokenKey::generate())
             .unwrap();
     let now = chrono::Utc::now();
     let invitation = |expires: chrono::DateTime<chrono::Utc>| Invitation {

@@ -18,6 +18,7 @@ mod import;
 mod legacy;
 mod linkage;
 mod rate_limits;
+mod rekey;
 mod store_copy;
 mod sync;
 mod writers;

@@ -13,7 +13,7 @@ use fitlink_shared::config::{BrokerArgs, DatabaseArgs};
 use fitlink_shared::domain::{ParticipantId, Provider, Slice, UtcInstant};
 use fitlink_shared::fetch;
 use fitlink_shared::messages::*;
-use fitlink_shared::secret::{SealedToken, Secret, TokenKey};
+use fitlink_shared::secret::{SealedToken, Secret, TokenKeys};
 use fitlink_shared::store::copy::TABLES;
 use fitlink_shared::store::testing::TestDatabase;
 use fitlink_shared::store::{Backend, Database};
@@ -141,7 +141,7 @@ fn slice(participant: &str, start: &str, minutes: i64) -> WriterCommand {
 /// consent, one declined), webhook notifications and a provider deletion, slices ahead of the
 /// cursor (one in a month no partition exists for yet), withdrawals with and without purge.
 async fn top_up(url: &str) {
-    let key = TokenKey::parse(&TokenKey::generate()).unwrap();
+    let key = TokenKeys::parse(&fitlink_shared::secret::TokenKey::generate()).unwrap();
     let mut store = fitlink_writer::Store::open(&DatabaseArgs::url(url), Duration::from_secs(3600))
         .await
         .unwrap();

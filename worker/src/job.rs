@@ -19,7 +19,7 @@ use fitlink_shared::messages::{
     CredentialRotation, PARTICIPANT_HEADER, ProviderIdentity, SliceResult, SyncJob, WriterCommand,
 };
 use fitlink_shared::provider::{HealthProvider, Session};
-use fitlink_shared::secret::{SealedToken, Secret, TokenKey};
+use fitlink_shared::secret::{SealedToken, Secret, TokenKeys};
 
 use crate::credentials::{AccessTokens, COMMIT_TIMEOUT, ChaosPoint, RotationCommits};
 
@@ -81,7 +81,7 @@ pub struct Progress {
 /// What a job needs from its worker.
 pub struct JobContext<'a, P> {
     pub provider: &'a P,
-    pub key: &'a TokenKey,
+    pub key: &'a TokenKeys,
     pub tokens: &'a AccessTokens,
     pub commits: &'a RotationCommits,
     pub publisher: &'a Publisher,
@@ -559,7 +559,7 @@ mod touch_tests {
         }
     }
 
-    fn touch_job(key: &TokenKey) -> SyncJob {
+    fn touch_job(key: &TokenKeys) -> SyncJob {
         let participant = ParticipantId::new("p1").unwrap();
         SyncJob {
             job_id: Uuid::now_v7(),
@@ -577,7 +577,7 @@ mod touch_tests {
 
     fn context<'a>(
         provider: &'a CountingProvider,
-        key: &'a TokenKey,
+        key: &'a TokenKeys,
         tokens: &'a AccessTokens,
         broker: &'a Broker,
     ) -> JobContext<'a, CountingProvider> {
@@ -600,7 +600,7 @@ mod touch_tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_keep_alive_refreshes_through_the_provider_stores_a_rotated_token_and_nothing_else() {
         with_broker(async |broker| {
-            let key = TokenKey::parse(&TokenKey::generate()).unwrap();
+            let key = TokenKeys::parse(&fitlink_shared::secret::TokenKey::generate()).unwrap();
             let provider = CountingProvider::new(Refresh::Rotates);
             let tokens = AccessTokens::default();
             let job = touch_job(&key);
@@ -632,7 +632,7 @@ mod touch_tests {
         // the same pair again. A worker that had cached an access token for the participant
         // must not skip that refresh.
         with_broker(async |broker| {
-            let key = TokenKey::parse(&TokenKey::generate()).unwrap();
+            let key = TokenKeys::parse(&fitlink_shared::secret::TokenKey::generate()).unwrap();
             let provider = CountingProvider::new(Refresh::Rotates);
             let tokens = AccessTokens::default();
             let job = SyncJob {
@@ -669,7 +669,7 @@ mod touch_tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_refused_keep_alive_fails_as_a_revocation_with_the_refused_token() {
         with_broker(async |broker| {
-            let key = TokenKey::parse(&TokenKey::generate()).unwrap();
+            let key = TokenKeys::parse(&fitlink_shared::secret::TokenKey::generate()).unwrap();
             let provider = CountingProvider::new(Refresh::Revoked);
             let tokens = AccessTokens::default();
             let job = touch_job(&key);

@@ -8,6 +8,7 @@ mod job;
 mod retry;
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use anyhow::Context as _;
@@ -16,7 +17,7 @@ use futures_util::StreamExt;
 use lapin::message::Delivery;
 use lapin::options::{BasicAckOptions, BasicCancelOptions, BasicConsumeOptions, BasicNackOptions};
 use lapin::types::{AMQPValue, FieldTable};
-use tokio::sync::Semaphore;
+use tokio::sync::{Semaphore, mpsc};
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
@@ -32,7 +33,8 @@ use fitlink_shared::messages::{
 use fitlink_shared::provider::HealthProvider;
 use fitlink_shared::provider::fitbit::FitbitClient;
 use fitlink_shared::provider::google::GoogleHealthClient;
-use fitlink_shared::secret::TokenKey;
+use fitlink_shared::secret::canary::KeySetRefused;
+use fitlink_shared::secret::{SealError, TokenKeys};
 use fitlink_shared::telemetry::{Readiness, serve_ops};
 
 pub use credentials::{AccessTokens, ChaosPoint, RotationCommits};
@@ -76,7 +78,13 @@ pub struct WorkerArgs {
 struct Worker {
     google: GoogleHealthClient,
     fitbit: FitbitClient,
-    key: TokenKey,
+    key: TokenKeys,
+    /// Set once a token without a key id (sealed before keys had ids, all with the one key of
+    /// that time) opened: from then on such a token that does not open is its own fault, not a
+    /// key missing from this worker.
+    opened_without_id: AtomicBool,
+    /// Where a job whose token needs a key this worker lacks says so: the worker stops.
+    refusals: mpsc::UnboundedSender<String>,
     tokens: AccessTokens,
     commits: RotationCommits,
     chaos: Option<ChaosPoint>,
@@ -89,7 +97,7 @@ struct Worker {
 /// Runs a worker until `shutdown` is cancelled (then it stops taking jobs, lets running ones
 /// finish for a grace period, and hands back the rest unacknowledged) or the broker goes away.
 pub async fn run(args: WorkerArgs, shutdown: CancellationToken) -> anyhow::Result<()> {
-    let key = args.token_key.key()?;
+    let key = args.token_key.keys()?;
     let ready = Readiness::default();
     serve_ops(args.ops.ops_addr, ready.clone(), shutdown.clone()).await?;
 
@@ -104,11 +112,14 @@ pub async fn run(args: WorkerArgs, shutdown: CancellationToken) -> anyhow::Resul
     topology.declare(&channel).await?;
     let publisher = Publisher::open(&publish_conn).await?;
     let commits = RotationCommits::start(&consume_conn).await?;
+    let (refusals, mut refused) = mpsc::unbounded_channel();
 
     let worker = Arc::new(Worker {
         google: GoogleHealthClient::new(&args.google),
         fitbit: FitbitClient::new(&args.fitbit),
         key,
+        opened_without_id: AtomicBool::new(false),
+        refusals,
         tokens: AccessTokens::default(),
         commits,
         chaos: ChaosPoint::from_env(),
@@ -141,6 +152,7 @@ pub async fn run(args: WorkerArgs, shutdown: CancellationToken) -> anyhow::Resul
     let outcome = loop {
         tokio::select! {
             _ = shutdown.cancelled() => break Ok(()),
+            Some(reason) = refused.recv() => break Err(KeySetRefused(reason).into()),
             Some(done) = running.join_next(), if !running.is_empty() => {
                 if let Err(e) = done { tracing::error!(error = %e, "a job task panicked"); }
             }
@@ -181,6 +193,30 @@ pub async fn run(args: WorkerArgs, shutdown: CancellationToken) -> anyhow::Resul
 }
 
 impl Worker {
+    /// Why this worker must not run `job`: its token needs a key this worker lacks. Failing the
+    /// job would blame the participant (a dead letter, or worse a re-consent) for the worker's
+    /// configuration; the job goes back instead, for a worker that has the key. A token that
+    /// names a key this worker holds and does not open is the token's fault, and the job takes
+    /// its usual course (dead-lettered with the reason).
+    fn missing_key(&self, job: &SyncJob) -> Option<String> {
+        match self
+            .key
+            .open(&job.participant_id, &job.sealed_refresh_token)
+        {
+            Ok(_) => {
+                if job.sealed_refresh_token.key_id().is_none() {
+                    self.opened_without_id.store(true, Ordering::Relaxed);
+                }
+                None
+            }
+            Err(e @ SealError::UnknownKey { .. }) => Some(e.to_string()),
+            Err(e) if e.may_be_missing_key() && !self.opened_without_id.load(Ordering::Relaxed) => {
+                Some(e.to_string())
+            }
+            Err(_) => None,
+        }
+    }
+
     /// Runs one delivery to its end: every consequence (results, retry copy, dead letter,
     /// outcome) is confirmed by the broker before the job is acked. If the broker cannot take
     /// them, the job is handed back (nack with requeue) and nothing is lost.
@@ -204,6 +240,20 @@ impl Worker {
             }
         };
         let span = tracing::info_span!("job", participant_id = %job.participant_id, job_id = %job.job_id, attempt);
+        if let Some(reason) = self.missing_key(&job) {
+            span.in_scope(|| tracing::error!(%reason, "this worker lacks the key of the job's token; handing the job back and stopping"));
+            let requeue = BasicNackOptions {
+                requeue: true,
+                multiple: false,
+            };
+            if let Err(e) = delivery.nack(requeue).await {
+                tracing::error!(error = %e, "could not hand the job back; the broker redelivers it when this worker's connection closes");
+            }
+            let _ = self.refusals.send(format!(
+                "worker refuses to work: {reason}. The job was handed back to the queue for a worker with the right keys; nothing about the participant was changed"
+            ));
+            return;
+        }
         let arrival = if delivery.redelivered || attempt > 1 {
             job::Arrival::Again
         } else {

@@ -270,6 +270,11 @@ impl Writer {
                 .iter()
                 .map(|p| p.participant_id.as_str())
                 .find(|p| self.topology.results_for(p) != queue),
+            WriterCommand::ResealCredentials(batch) => batch
+                .credentials
+                .iter()
+                .map(|r| r.participant_id.as_str())
+                .find(|p| self.topology.results_for(p) != queue),
             other => other
                 .participant()
                 .map(|p| p.as_str())
@@ -461,6 +466,9 @@ impl Writer {
         for (queue, stored) in applied.effects.iter().filter_map(|e| e.credential_reply()) {
             self.reply(queue, stored, stored.participant_id.as_str())
                 .await;
+        }
+        for (queue, resealed) in applied.effects.iter().filter_map(|e| e.reseal_reply()) {
+            self.reply(queue, resealed, "-").await;
         }
         for ((queue, reply), command) in applied
             .effects

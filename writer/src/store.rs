@@ -9,7 +9,8 @@
 //! One module per concern: `import`, `grant` (sync requests and keep-alives), `slices` (with
 //! `families`: each data family into its table),
 //! `credential`, `outcome` (job ends), `linkage` (invitations, consents, consent problems and
-//! losses), `notification` (provider webhooks: new data and deletions), `withdrawal`.
+//! losses), `notification` (provider webhooks: new data and deletions), `withdrawal`, `reseal`
+//! (credentials sealed again under a new token key).
 //!
 //! This module knows nothing of the broker. It logs at debug level only: whatever it logs may
 //! still be rolled back; the caller reports what was committed.
@@ -20,7 +21,7 @@ use std::time::Duration;
 use fitlink_shared::config::DatabaseArgs;
 use fitlink_shared::domain::{ParticipantId, UtcInstant};
 use fitlink_shared::messages::{
-    CredentialStored, SyncJob, WriterCommand, WriterReply, now_instant,
+    CredentialStored, ResealApplied, SyncJob, WriterCommand, WriterReply, now_instant,
 };
 use fitlink_shared::on_backend;
 use fitlink_shared::store::{Conn, Database, Durability, WriteConnection};
@@ -35,6 +36,7 @@ mod import;
 mod linkage;
 mod notification;
 mod outcome;
+mod reseal;
 mod slices;
 mod withdrawal;
 
@@ -48,6 +50,8 @@ mod families_tests;
 mod linkage_tests;
 #[cfg(test)]
 mod rate_limit_tests;
+#[cfg(test)]
+mod reseal_tests;
 #[cfg(test)]
 mod tests;
 
@@ -171,6 +175,12 @@ pub enum Effect {
     ConsentLost { previous_state: String },
     /// A console action was written to the audit (`operator_actions`).
     ActionRecorded,
+    /// Credentials sealed again under a new key; the `rekey` waiting on `reply_to` is told after
+    /// commit.
+    Resealed {
+        reply_to: Option<String>,
+        applied: ResealApplied,
+    },
 }
 
 /// What became of provider notifications (a webhook `UPSERT`, or the re-read after a `DELETE`).
@@ -227,6 +237,17 @@ impl Effect {
                 reply,
                 ..
             } => Some((queue.as_str(), reply)),
+            _ => None,
+        }
+    }
+
+    /// A `credentials rekey` waiting for its batch to be committed, and what to tell it.
+    pub fn reseal_reply(&self) -> Option<(&str, &ResealApplied)> {
+        match self {
+            Effect::Resealed {
+                reply_to: Some(queue),
+                applied,
+            } => Some((queue.as_str(), applied)),
             _ => None,
         }
     }
@@ -366,8 +387,8 @@ impl Store {
     /// Applies `commands` in ONE transaction, in order; on any error the whole transaction
     /// rolls back and nothing of it is visible.
     ///
-    /// A transaction that imports participants, rotates a credential, links a participant or
-    /// withdraws one commits durably ([`Durability::Durable`]): credentials (and their deletion)
+    /// A transaction that imports participants, rotates a credential, links a participant,
+    /// withdraws one or reseals credentials commits durably ([`Durability::Durable`]): credentials (and their deletion)
     /// must survive a power loss (invariant 4), and so must a decision someone was told about,
     /// while data may roll back with its cursor and be fetched again.
     pub async fn apply(&mut self, commands: &[WriterCommand]) -> Result<Applied, StoreError> {
@@ -378,6 +399,7 @@ impl Store {
                     | WriterCommand::RotateCredential(_)
                     | WriterCommand::LinkParticipant(_)
                     | WriterCommand::Withdraw(_)
+                    | WriterCommand::ResealCredentials(_)
             )
         });
         let durability = if durable {
@@ -494,6 +516,7 @@ impl Tx<'_> {
             WriterCommand::RecordOperatorAction(action) => {
                 self.record_operator_action(action).await
             }
+            WriterCommand::ResealCredentials(batch) => self.reseal_credentials(batch).await,
         }?;
         if let Some((participant, days)) = coverage::changed_days(command, &effect) {
             self.refresh_coverage(participant, days, applied).await?;

@@ -204,7 +204,8 @@ impl FromRequestParts<Arc<Console>> for Session {
 
 /// Serves the console on `args.addr` until `shutdown`; returns the bound address.
 pub async fn start(args: &ConsoleArgs, shutdown: CancellationToken) -> anyhow::Result<SocketAddr> {
-    let key = args.token_key.key().context("FITLINK_TOKEN_KEY")?;
+    let key = args.token_key.keys()?;
+    crate::keycheck::check_keys(&args.database, &key, "console").await?;
     // A wrong threshold is a configuration error: say so at start, not on the first page.
     args.compliance.rule(chrono::Utc::now().date_naive())?;
     let listener = tokio::net::TcpListener::bind(args.addr)
@@ -216,7 +217,7 @@ pub async fn start(args: &ConsoleArgs, shutdown: CancellationToken) -> anyhow::R
     let console = Arc::new(Console {
         database: ReadOnlyDatabase::new(&args.database),
         sessions: Sessions::new(
-            FlowSealer::new(key.derive("console-session")),
+            FlowSealer::with_keys(key.derive_all("console-session")),
             args.session_hours,
             public_base.starts_with("https://"),
         ),

@@ -26,14 +26,14 @@ use anyhow::Context as _;
 use axum::Router;
 use axum::routing::get;
 use fitlink_shared::broker;
-use fitlink_shared::config::{BrokerArgs, DatabaseArgs, FitbitArgs, GoogleArgs};
+use fitlink_shared::config::{BrokerArgs, DatabaseArgs, FitbitArgs, GoogleArgs, TokenKeyArgs};
 use fitlink_shared::linkage::invitation::InvitationSigner;
 use fitlink_shared::linkage::oauth::OAuthClient;
 use fitlink_shared::linkage::sealed::FlowSealer;
 use fitlink_shared::messages::WriterReply;
 use fitlink_shared::provider::google::GoogleHealthClient;
 use fitlink_shared::replies::ReplyQueue;
-use fitlink_shared::secret::{Secret, TokenKey};
+use fitlink_shared::secret::{Secret, TokenKeys};
 use fitlink_shared::store::{Database, DbError};
 use tokio::sync::Mutex;
 use tokio_util::sync::CancellationToken;
@@ -60,15 +60,11 @@ pub struct PortalArgs {
         default_value = "the research program"
     )]
     pub program_name: String,
-    /// Seals the refresh tokens the portal receives; also keys invitation signatures and the
-    /// consent flow's sealed state (derived sub-keys). Required with `--portal-addr`.
-    #[arg(
-        long = "token-key",
-        id = "portal_token_key",
-        env = "FITLINK_TOKEN_KEY",
-        hide_env_values = true
-    )]
-    pub token_key: Option<Secret<String>>,
+    /// Seal the refresh tokens the portal receives; also key invitation signatures and the
+    /// consent flow's sealed state (derived sub-keys). Required with `--portal-addr`; when given,
+    /// the dispatcher checks at start that they open the stored credentials.
+    #[command(flatten)]
+    pub token_key: TokenKeyArgs,
     /// The Google Health subscriber's `endpointAuthorization.secret`, exactly as configured
     /// (e.g. `Bearer <random>`): the verification handshake must present it.
     #[arg(
@@ -108,12 +104,10 @@ impl PortalArgs {
         public_base(self.public_url.as_deref(), self.portal_addr)
     }
 
-    pub fn key(&self) -> anyhow::Result<TokenKey> {
-        let text = self
-            .token_key
-            .as_ref()
-            .context("the portal needs FITLINK_TOKEN_KEY (it seals the tokens it receives)")?;
-        TokenKey::parse(text).context("FITLINK_TOKEN_KEY")
+    pub fn key(&self) -> anyhow::Result<TokenKeys> {
+        self.token_key.keys_if_given()?.context(
+            "the portal needs FITLINK_TOKEN_KEYS or FITLINK_TOKEN_KEY (it seals the tokens it receives)",
+        )
     }
 }
 
@@ -155,7 +149,7 @@ pub(crate) struct Portal {
     public_base: String,
     signer: InvitationSigner,
     sealer: FlowSealer,
-    key: TokenKey,
+    key: TokenKeys,
     /// The consent flows this deployment offers (a provider without a client id is off).
     google: Option<OAuthClient>,
     fitbit: Option<OAuthClient>,
@@ -204,8 +198,8 @@ pub(crate) async fn start(
     );
     let portal = Arc::new(Portal {
         program_name: args.program_name.clone(),
-        signer: InvitationSigner::new(key.derive("invitation")),
-        sealer: FlowSealer::new(key.derive("consent-flow")),
+        signer: InvitationSigner::with_keys(key.derive_all("invitation")),
+        sealer: FlowSealer::with_keys(key.derive_all("consent-flow")),
         key,
         google: (!google.client_id.is_empty()).then(|| OAuthClient::google(google)),
         fitbit: (!fitbit.client_id.is_empty()).then(|| OAuthClient::fitbit(fitbit)),

@@ -2,8 +2,10 @@
 //! without the database (the writer still refuses an invitation used before).
 //!
 //! Token: `v1.<base64url(JSON of the invitation)>.<base64url(HMAC-SHA256 of "v1.<payload>")>`,
-//! with a key derived from `FITLINK_TOKEN_KEY` for this purpose only. It is signed, not
+//! with a key derived from the current token key for this purpose only. It is signed, not
 //! encrypted: it names only the participant id and the dates, which the participant may see.
+//! The portal also accepts links signed with the older keys of the set (`FITLINK_TOKEN_KEYS`),
+//! so the links sent before a key rotation work until their key is dropped from the set.
 
 use chrono::{DateTime, Utc};
 use hmac::{Hmac, Mac};
@@ -37,7 +39,8 @@ pub enum InvitationError {
 /// Signs and checks invitation tokens.
 #[derive(Clone)]
 pub struct InvitationSigner {
-    key: Secret<[u8; 32]>,
+    /// The first signs; any verifies (the older token keys' derived keys).
+    keys: Vec<Secret<[u8; 32]>>,
 }
 
 impl std::fmt::Debug for InvitationSigner {
@@ -47,13 +50,20 @@ impl std::fmt::Debug for InvitationSigner {
 }
 
 impl InvitationSigner {
-    /// `key` from `TokenKey::derive("invitation")`.
+    /// `key` from `TokenKeys::derive("invitation")`.
     pub fn new(key: Secret<[u8; 32]>) -> Self {
-        Self { key }
+        Self { keys: vec![key] }
+    }
+
+    /// `keys` from `TokenKeys::derive_all("invitation")`: signs with the first, accepts a link
+    /// signed with any.
+    pub fn with_keys(keys: Vec<Secret<[u8; 32]>>) -> Self {
+        assert!(!keys.is_empty(), "an invitation signer needs a key");
+        Self { keys }
     }
 
     fn mac(&self) -> HmacSha256 {
-        <HmacSha256 as Mac>::new_from_slice(self.key.expose()).expect("HMAC takes any key length")
+        mac_with(&self.keys[0])
     }
 
     /// The token for `invitation`: URL-path safe (`[A-Za-z0-9_.-]`).
@@ -90,10 +100,15 @@ impl InvitationSigner {
         // A signature part of the right alphabet that does not decode (wrong length, stray
         // trailing bits) is an altered signature: forged, like one that decodes but differs.
         let signature = b64url_decode(signature).ok_or(InvitationError::Forged)?;
-        let mut mac = self.mac();
-        mac.update(&token.as_bytes()[..VERSION.len() + 1 + payload.len()]);
-        mac.verify_slice(&signature)
-            .map_err(|_| InvitationError::Forged)?;
+        let signed = &token.as_bytes()[..VERSION.len() + 1 + payload.len()];
+        let genuine = self.keys.iter().any(|key| {
+            let mut mac = mac_with(key);
+            mac.update(signed);
+            mac.verify_slice(&signature).is_ok()
+        });
+        if !genuine {
+            return Err(InvitationError::Forged);
+        }
         let invitation: Invitation = b64url_decode(payload)
             .and_then(|json| serde_json::from_slice(&json).ok())
             .ok_or(InvitationError::Malformed)?;
@@ -104,6 +119,10 @@ impl InvitationSigner {
         }
         Ok(invitation)
     }
+}
+
+fn mac_with(key: &Secret<[u8; 32]>) -> HmacSha256 {
+    <HmacSha256 as Mac>::new_from_slice(key.expose()).expect("HMAC takes any key length")
 }
 
 #[cfg(test)]
@@ -139,6 +158,24 @@ mod tests {
         let mut bytes = token.as_bytes().to_vec();
         bytes[at] = if bytes[at] == b'A' { b'B' } else { b'A' };
         String::from_utf8(bytes).unwrap()
+    }
+
+    #[test]
+    fn after_a_key_rotation_links_signed_with_the_older_key_still_verify() {
+        let old_link = signer(1).sign(&invitation());
+        let rotated = InvitationSigner::with_keys(vec![Secret::new([2; 32]), Secret::new([1; 32])]);
+        assert_eq!(rotated.verify(&old_link, now()), Ok(invitation()));
+        let new_link = rotated.sign(&invitation());
+        assert_eq!(signer(2).verify(&new_link, now()), Ok(invitation()));
+        assert_eq!(
+            signer(1).verify(&new_link, now()),
+            Err(InvitationError::Forged)
+        );
+        // The old key dropped: its links are refused.
+        assert_eq!(
+            signer(2).verify(&old_link, now()),
+            Err(InvitationError::Forged)
+        );
     }
 
     #[test]

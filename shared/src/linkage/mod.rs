@@ -7,10 +7,12 @@
 //! - [`oauth`]: the authorization URL, the code exchange and revocation for both providers;
 //! - [`webhook`]: provider notification signatures and bodies, parsed into what changed.
 //!
-//! Every key here is derived from `FITLINK_TOKEN_KEY` ([`TokenKey::derive`]), so the operator
-//! manages one secret.
+//! Every key here is derived from the token keys ([`TokenKeys::derive`]), so the operator
+//! manages one secret; after a key rotation what was signed or sealed with an older key of the
+//! set is still accepted ([`TokenKeys::derive_all`]).
 //!
-//! [`TokenKey::derive`]: crate::secret::TokenKey::derive
+//! [`TokenKeys::derive`]: crate::secret::TokenKeys::derive
+//! [`TokenKeys::derive_all`]: crate::secret::TokenKeys::derive_all
 
 pub mod invitation;
 pub mod oauth;

@@ -2,7 +2,8 @@
 //! the trip to the provider (the invitation, the PKCE verifier, a CSRF nonce) travels sealed in
 //! the OAuth `state` parameter and a cookie, and only this deployment can open or forge it.
 //!
-//! XChaCha20-Poly1305 with a key derived from `FITLINK_TOKEN_KEY`; text is
+//! XChaCha20-Poly1305 with a key derived from the current token key (values sealed with an older
+//! key of the set still open, so a flow or session started before a rotation goes on); text is
 //! base64url(nonce ‖ ciphertext ‖ tag). The `purpose` is the associated data, so a value sealed
 //! as a `state` does not open as a cookie, and the other way round.
 
@@ -35,7 +36,8 @@ pub enum SealedValueError {
 /// Seals and opens the consent flow's values.
 #[derive(Clone)]
 pub struct FlowSealer {
-    cipher: XChaCha20Poly1305,
+    /// The first seals; any opens.
+    ciphers: Vec<XChaCha20Poly1305>,
 }
 
 impl std::fmt::Debug for FlowSealer {
@@ -49,10 +51,19 @@ fn associated_data(purpose: &str) -> Vec<u8> {
 }
 
 impl FlowSealer {
-    /// `key` from `TokenKey::derive("consent-flow")`.
+    /// `key` from `TokenKeys::derive("consent-flow")`.
     pub fn new(key: Secret<[u8; 32]>) -> Self {
+        Self::with_keys(vec![key])
+    }
+
+    /// `keys` from `TokenKeys::derive_all(purpose)`: seals with the first, opens with any.
+    pub fn with_keys(keys: Vec<Secret<[u8; 32]>>) -> Self {
+        assert!(!keys.is_empty(), "a sealer needs a key");
         Self {
-            cipher: XChaCha20Poly1305::new(key.expose().into()),
+            ciphers: keys
+                .iter()
+                .map(|key| XChaCha20Poly1305::new(key.expose().into()))
+                .collect(),
         }
     }
 
@@ -62,8 +73,7 @@ impl FlowSealer {
     pub fn seal<T: Serialize>(&self, purpose: &str, value: &T) -> String {
         let json = serde_json::to_vec(value).expect("a sealed value serialises to JSON");
         let nonce: [u8; NONCE_LEN] = rand::random();
-        let ciphertext = self
-            .cipher
+        let ciphertext = self.ciphers[0]
             .encrypt(
                 &XNonce::from(nonce),
                 Payload {
@@ -92,16 +102,22 @@ impl FlowSealer {
         }
         let (nonce, ciphertext) = bytes.split_at(NONCE_LEN);
         let nonce: [u8; NONCE_LEN] = nonce.try_into().map_err(|_| SealedValueError::Malformed)?;
+        let aad = associated_data(purpose);
         let json = self
-            .cipher
-            .decrypt(
-                &XNonce::from(nonce),
-                Payload {
-                    msg: ciphertext,
-                    aad: &associated_data(purpose),
-                },
-            )
-            .map_err(|_| SealedValueError::Tampered)?;
+            .ciphers
+            .iter()
+            .find_map(|cipher| {
+                cipher
+                    .decrypt(
+                        &XNonce::from(nonce),
+                        Payload {
+                            msg: ciphertext,
+                            aad: &aad,
+                        },
+                    )
+                    .ok()
+            })
+            .ok_or(SealedValueError::Tampered)?;
         serde_json::from_slice(&json).map_err(|_| SealedValueError::Malformed)
     }
 }
@@ -140,6 +156,16 @@ mod tests {
         );
         assert_eq!(sealer(1).open::<Flow>("state", &sealed).unwrap(), flow());
         assert_ne!(sealed, sealer(1).seal("state", &flow()), "nonces repeat");
+    }
+
+    #[test]
+    fn after_a_key_rotation_values_sealed_with_the_older_key_still_open() {
+        let old = sealer(1).seal("state", &flow());
+        let rotated = FlowSealer::with_keys(vec![Secret::new([2; 32]), Secret::new([1; 32])]);
+        assert_eq!(rotated.open::<Flow>("state", &old).unwrap(), flow());
+        let new = rotated.seal("state", &flow());
+        assert_eq!(sealer(2).open::<Flow>("state", &new).unwrap(), flow());
+        assert!(sealer(1).open::<Flow>("state", &new).is_err());
     }
 
     #[test]

@@ -331,7 +331,7 @@ fn messages_corpus() {
     for case in &bad {
         match (run(case), case.name.contains("another-participant")) {
             (Err(Refusal::Decode(_)), _) if case.parser != "sealed-token" => {}
-            (Err(Refusal::Seal(SealError::WrongKeyOrParticipant(p))), true)
+            (Err(Refusal::Seal(SealError::WrongKeyOrParticipant { participant: p, .. })), true)
             | (Err(Refusal::Seal(SealError::Malformed(p))), false) => {
                 assert_eq!(p, "P-0001");
             }
