@@ -4,8 +4,9 @@
 //! The fleet runs as real processes (simulator, `--writers` active writers sharing
 //! `--partitions` results partitions plus one hot standby on all of them, a dispatcher,
 //! workers) against the local RabbitMQ and a SQLite or PostgreSQL database. A fault schedule
-//! drawn from the seed SIGKILLs and restarts workers, active writers and the dispatcher, aborts a worker between a token
-//! refresh and its storage, optionally restarts the broker, and raises simulator storms (5xx,
+//! drawn from the seed SIGKILLs and restarts workers, active writers and the dispatcher, starts
+//! processes armed at a named fault point (`fitlink_shared::faults`: they abort exactly there,
+//! e.g. between a token refresh and its storage, or after a commit and before its ack), optionally restarts the broker, and raises simulator storms (5xx,
 //! 429 with and without `Retry-After`, slow and truncated responses). Devices sync on the way,
 //! and the simulator's webhooks reach the dispatcher's portal: signed notifications (that drive
 //! syncs), floods of one notification, and forged ones. Then it heals, replays the
@@ -25,6 +26,7 @@ use serde_json::json;
 
 use fitlink_shared::config::BrokerArgs;
 use fitlink_shared::domain::{ParticipantId, UtcInstant};
+use fitlink_shared::faults::{FAULT_POINT_ENV, FaultPoint};
 use fitlink_shared::fetch;
 use fitlink_shared::secret::{SealedToken, TokenKeys};
 use fitlink_shared::store::Database;
@@ -93,7 +95,8 @@ enum Fault {
     KillWorker,
     KillActiveWriter,
     KillDispatcher,
-    AbortWorkerAfterRefresh,
+    /// A process of the point's role that aborts when it first gets there.
+    AbortAt(FaultPoint),
     Storm5xx,
     Storm429 {
         retry_after: bool,
@@ -118,7 +121,7 @@ impl Fault {
             0 | 1 => Fault::KillWorker,
             2 => Fault::KillActiveWriter,
             3 => Fault::KillDispatcher,
-            4 => Fault::AbortWorkerAfterRefresh,
+            4 => Fault::AbortAt(FaultPoint::ALL[rng.random_range(0..FaultPoint::ALL.len())]),
             5 => Fault::Storm5xx,
             6 => Fault::Storm429 {
                 retry_after: rng.random_bool(0.5),
@@ -158,8 +161,10 @@ struct Cast {
     /// Writer processes and the partitions each consumes (`--partitions`), oldest first: on
     /// each partition the oldest writer holding it is the active one (single-active-consumer).
     writers: Vec<(String, String)>,
-    /// Workers set to abort at their first token rotation.
+    /// Processes armed at a fault point (they may have aborted already).
     doomed: Vec<String>,
+    /// The running dispatcher.
+    dispatcher: String,
 }
 
 impl Cast {
@@ -179,9 +184,78 @@ impl Cast {
         Ok(())
     }
 
+    /// SIGKILLs a process; one that already died (an armed one that struck) is only forgotten.
     async fn kill(&mut self, name: &str) -> anyhow::Result<()> {
-        self.fleet.get(name).kill().await?;
+        let process = self.fleet.get(name);
+        if process.child.try_wait()?.is_none() {
+            process.kill().await?;
+        }
         self.fleet.forget(name);
+        Ok(())
+    }
+
+    /// Stops the dispatcher (if one runs) and starts another with `env`.
+    async fn replace_dispatcher(&mut self, env: &[(&str, &str)]) -> anyhow::Result<()> {
+        let old = std::mem::take(&mut self.dispatcher);
+        if self.fleet.processes.iter().any(|p| p.name == old) {
+            self.kill(&old).await?;
+        }
+        self.dispatcher = self.spawn("dispatcher", env)?;
+        Ok(())
+    }
+
+    /// Starts a process armed at `point`: a worker beside the others; a writer in place of a
+    /// killed active one (it stands by and aborts when it takes over and gets there); the
+    /// dispatcher in place of the running one.
+    async fn arm(&mut self, point: FaultPoint, rng: &mut StdRng) -> anyhow::Result<()> {
+        let env = [(FAULT_POINT_ENV, point.name())];
+        let doomed = match point.role() {
+            "writer" => {
+                let i = rng.random_range(0..self.writers.len());
+                let (active, partitions) = self.writers.remove(i);
+                self.kill(&active).await?;
+                self.next += 1;
+                let name = format!("writer-{}", self.next);
+                self.fleet
+                    .spawn_with_env(&name, &["writer", "--partitions", &partitions], &env)?;
+                self.writers.push((name.clone(), partitions));
+                name
+            }
+            "dispatcher" => {
+                self.replace_dispatcher(&env).await?;
+                self.dispatcher.clone()
+            }
+            _ => self.spawn("worker", &env)?,
+        };
+        self.doomed.push(doomed);
+        Ok(())
+    }
+
+    /// Stops every armed process (aborted or not) and starts an unarmed one in its place, so
+    /// the fleet heals with every role and every partition served.
+    async fn disarm(&mut self, workers: usize) -> anyhow::Result<()> {
+        for name in std::mem::take(&mut self.doomed) {
+            if let Some(p) = self.fleet.processes.iter_mut().find(|p| p.name == name) {
+                let _ = p.kill().await;
+            }
+            self.fleet.forget(&name);
+        }
+        let running = |fleet: &Fleet, name: &str| fleet.processes.iter().any(|p| p.name == name);
+        self.workers.retain(|w| running(&self.fleet, w));
+        while self.workers.len() < workers {
+            let w = self.spawn("worker", &[])?;
+            self.workers.push(w);
+        }
+        let (kept, gone): (Vec<_>, Vec<_>) = std::mem::take(&mut self.writers)
+            .into_iter()
+            .partition(|(w, _)| running(&self.fleet, w));
+        self.writers = kept;
+        for (_, partitions) in gone {
+            self.spawn_writer(&partitions)?;
+        }
+        if !running(&self.fleet, &self.dispatcher) {
+            self.replace_dispatcher(&[]).await?;
+        }
         Ok(())
     }
 }
@@ -342,6 +416,7 @@ async fn drive(args: &ChaosArgs, rng: &mut StdRng) -> anyhow::Result<Vec<String>
         workers: Vec::new(),
         writers: Vec::new(),
         doomed: Vec::new(),
+        dispatcher: String::new(),
     };
     // `--writers` active writers share the partitions round-robin; one more on every partition
     // stands by.
@@ -380,7 +455,7 @@ async fn drive(args: &ChaosArgs, rng: &mut StdRng) -> anyhow::Result<Vec<String>
         let w = cast.spawn("worker", &[])?;
         cast.workers.push(w);
     }
-    let mut dispatcher = cast.spawn("dispatcher", &[])?;
+    cast.replace_dispatcher(&[]).await?;
 
     // The fault schedule.
     let started = Instant::now();
@@ -413,18 +488,9 @@ async fn drive(args: &ChaosArgs, rng: &mut StdRng) -> anyhow::Result<Vec<String>
                 cast.spawn_writer(&partitions)?;
             }
             Fault::KillDispatcher => {
-                cast.kill(&dispatcher).await?;
-                dispatcher = cast.spawn("dispatcher", &[])?;
+                cast.replace_dispatcher(&[]).await?;
             }
-            Fault::AbortWorkerAfterRefresh => {
-                // A worker that dies at its first token rotation (legacy participants), right
-                // between the refresh and the token's storage.
-                let doomed = cast.spawn(
-                    "worker",
-                    &[("FITLINK_CHAOS_ABORT_AFTER_REFRESH", "before-store")],
-                )?;
-                cast.doomed.push(doomed);
-            }
+            Fault::AbortAt(point) => cast.arm(point, rng).await?,
             Fault::Storm5xx => {
                 control("/_sim/faults", json!({ "error_rate": 0.3 })).await?;
             }
@@ -479,20 +545,7 @@ async fn drive(args: &ChaosArgs, rng: &mut StdRng) -> anyhow::Result<Vec<String>
     // Heal: faults off, a full cast, the dead letters replayed.
     println!("{:>6.1}s  healing", started.elapsed().as_secs_f64());
     control("/_sim/faults", json!({})).await?;
-    // The workers set to abort stop now (those that have not aborted yet); anything else that
-    // died is replaced below.
-    for name in std::mem::take(&mut cast.doomed) {
-        if let Some(p) = cast.fleet.processes.iter_mut().find(|p| p.name == name) {
-            let _ = p.kill().await;
-        }
-        cast.fleet.forget(&name);
-    }
-    cast.workers
-        .retain(|w| cast.fleet.processes.iter().any(|p| &p.name == w));
-    while cast.workers.len() < args.workers {
-        let w = cast.spawn("worker", &[])?;
-        cast.workers.push(w);
-    }
+    cast.disarm(args.workers).await?;
     let heal_deadline = Instant::now() + Duration::from_secs(args.timeout_secs);
     // The devices' latest syncs as the simulator's clock now has them.
     let latest: BTreeMap<String, String> = fitlink_simulator::roster(&sim_config)

@@ -202,6 +202,8 @@ impl Cli {
             _ => "info",
         };
         telemetry::init_logging(self.log_format, default_filter);
+        // A misspelt fault point would make a crash test pass without crashing anything.
+        fitlink_shared::faults::arm_from_env()?;
         match self.command {
             Command::Dispatcher(args) => {
                 supervise("dispatcher", |shutdown| {

@@ -284,6 +284,8 @@ impl Publisher {
         let confirmation = tokio::time::timeout(CONFIRM_TIMEOUT, confirm)
             .await
             .map_err(|_| PublishError::Timeout(CONFIRM_TIMEOUT))??;
+        // The broker has the message and said so; the publisher dies before it knows.
+        crate::faults::FaultPoint::PublishBeforeConfirm.strike();
         if confirmation.is_nack() {
             return Err(PublishError::Nacked(queue.to_owned()));
         }

@@ -10,6 +10,7 @@ pub mod coverage;
 pub mod domain;
 pub mod errors;
 pub mod families;
+pub mod faults;
 pub mod linkage;
 pub mod messages;
 pub mod provider;

@@ -1,5 +1,5 @@
-//! A small chaos run on every submission: kills, storms and an abort between a token refresh
-//! and its storage, then the lost / duplicated / wrong check (`fitlink chaos`).
+//! A small chaos run on every submission: kills, storms and processes aborting at named fault
+//! points, then the lost / duplicated / wrong check (`fitlink chaos`).
 
 use fitlink_shared::store::Backend;
 use fitlink_shared::store::testing::TestDatabase;

@@ -320,10 +320,13 @@ impl TestFleet {
     /// Waits for a fleet process to exit by itself (a chaos abort), then forgets it.
     pub async fn wait_process_exit(&mut self, name: &str, secs: u64) {
         let process = self.fleet.get(name);
-        let status = tokio::time::timeout(Duration::from_secs(secs), process.child.wait())
-            .await
-            .unwrap_or_else(|_| panic!("{name} did not exit within {secs} s"))
-            .unwrap();
+        let Ok(status) =
+            tokio::time::timeout(Duration::from_secs(secs), process.child.wait()).await
+        else {
+            self.dump_logs();
+            panic!("{name} did not exit within {secs} s");
+        };
+        let status = status.unwrap();
         assert!(
             !status.success(),
             "{name} was expected to die, it exited {status}"

@@ -76,7 +76,7 @@ async fn crash_around_rotation(point: &str, sim_args: Vec<String>) -> TestFleet 
         .spawn_with_env(
             "doomed-worker",
             &["worker"],
-            &[("FITLINK_CHAOS_ABORT_AFTER_REFRESH", point)],
+            &[(fitlink_shared::faults::FAULT_POINT_ENV, point)],
         )
         .unwrap();
     t.wait_process_exit("doomed-worker", 60).await;
@@ -100,7 +100,7 @@ async fn a_worker_killed_right_after_a_refresh_loses_no_credential() {
     // Killed before the rotated token was stored: the redelivered job refreshes with the old
     // token within the provider's grace window and gets the same new pair.
     let grace = vec!["--legacy-refresh-grace-secs".into(), "120".into()];
-    crash_around_rotation("before-store", grace)
+    crash_around_rotation("refresh-before-store", grace)
         .await
         .finish()
         .await;
@@ -111,7 +111,7 @@ async fn a_worker_killed_after_storing_a_rotation_is_retried_with_the_stored_tok
     // Killed after the writer committed the rotated token: the redelivered job still carries
     // the old one, which the provider refuses (no grace window); the writer sees a newer token
     // is stored and retries once with it.
-    let t = crash_around_rotation("after-store", vec![]).await;
+    let t = crash_around_rotation("store-before-use", vec![]).await;
     let (retries,): (i64,) = fetch!(
         t.db.exec(),
         sqlx::query_as("SELECT count(*) FROM sync_jobs WHERE requested_by = 'credential_retry'"),

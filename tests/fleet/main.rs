@@ -12,6 +12,7 @@ mod chaos;
 mod console;
 mod crashes;
 mod families;
+mod fault_points;
 mod faults;
 mod gauges;
 mod import;

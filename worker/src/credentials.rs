@@ -57,34 +57,3 @@ pub const COMMIT_TIMEOUT: Duration = Duration::from_secs(30);
 /// This worker's reply queue, on which jobs wait for the writer's [`CredentialStored`]: the
 /// writer answers a rotation only after committing it.
 pub type RotationCommits = ReplyQueue<CredentialStored>;
-
-/// Where a test or a chaos run may kill the worker around a token rotation
-/// (`FITLINK_CHAOS_ABORT_AFTER_REFRESH`): `before-store` aborts right after the provider
-/// rotated the token, before it is published; `after-store` right after the writer committed
-/// it. Unset in production.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum ChaosPoint {
-    BeforeStore,
-    AfterStore,
-}
-
-impl ChaosPoint {
-    pub fn from_env() -> Option<Self> {
-        match std::env::var("FITLINK_CHAOS_ABORT_AFTER_REFRESH")
-            .ok()?
-            .as_str()
-        {
-            "before-store" => Some(ChaosPoint::BeforeStore),
-            "after-store" => Some(ChaosPoint::AfterStore),
-            _ => None,
-        }
-    }
-
-    /// Dies like a SIGKILL would: no cleanup, no acks, nothing flushed.
-    pub fn strike(configured: Option<Self>, here: Self) {
-        if configured == Some(here) {
-            tracing::error!(point = ?here, "chaos: aborting the worker now");
-            std::process::abort();
-        }
-    }
-}

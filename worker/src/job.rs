@@ -15,13 +15,14 @@ use fitlink_shared::broker::{Publisher, Topology, long_string};
 use fitlink_shared::domain::{ParticipantState, Slice, UtcInstant, local_days};
 use fitlink_shared::errors::SyncError;
 use fitlink_shared::families::DeviceSnapshot;
+use fitlink_shared::faults::FaultPoint;
 use fitlink_shared::messages::{
     CredentialRotation, PARTICIPANT_HEADER, ProviderIdentity, SliceResult, SyncJob, WriterCommand,
 };
 use fitlink_shared::provider::{HealthProvider, Session};
 use fitlink_shared::secret::{SealedToken, Secret, TokenKeys};
 
-use crate::credentials::{AccessTokens, COMMIT_TIMEOUT, ChaosPoint, RotationCommits};
+use crate::credentials::{AccessTokens, COMMIT_TIMEOUT, RotationCommits};
 
 /// Tunables of how a job cuts its work.
 #[derive(Clone, Copy, Debug)]
@@ -87,7 +88,6 @@ pub struct JobContext<'a, P> {
     pub publisher: &'a Publisher,
     pub topology: &'a Topology,
     pub shape: JobShape,
-    pub chaos: Option<ChaosPoint>,
 }
 
 /// How this copy of a job reached the worker.
@@ -304,12 +304,12 @@ impl<P: HealthProvider> JobContext<'_, P> {
         };
         progress.provider_user_id = grant.provider_user_id.clone();
         if let Some(rotated) = &grant.rotated_refresh_token {
-            ChaosPoint::strike(self.chaos, ChaosPoint::BeforeStore);
+            FaultPoint::RefreshBeforeStore.strike();
             let sealed = self.key.seal(&job.participant_id, rotated);
             self.store_rotation(job, &progress.token, sealed.clone())
                 .await?;
             progress.token = sealed;
-            ChaosPoint::strike(self.chaos, ChaosPoint::AfterStore);
+            FaultPoint::StoreBeforeUse.strike();
         }
         self.tokens.put(
             job.participant_id.clone(),
@@ -593,7 +593,6 @@ mod touch_tests {
                 summary_lookback_days: 2,
                 max_window: TimeDelta::days(7),
             },
-            chaos: None,
         }
     }
 

@@ -26,6 +26,7 @@ use fitlink_shared::broker::{
 };
 use fitlink_shared::config::{BrokerArgs, FitbitArgs, GoogleArgs, OpsArgs, TokenKeyArgs};
 use fitlink_shared::domain::{Provider, UtcInstant};
+use fitlink_shared::faults::FaultPoint;
 use fitlink_shared::messages::{
     ATTEMPT_HEADER, JOB_HEADER, JobOutcome, Outcome, PARTICIPANT_HEADER, REASON_HEADER, SyncJob,
     WriterCommand, now_instant,
@@ -37,7 +38,7 @@ use fitlink_shared::secret::canary::KeySetRefused;
 use fitlink_shared::secret::{SealError, TokenKeys};
 use fitlink_shared::telemetry::{Readiness, serve_ops};
 
-pub use credentials::{AccessTokens, ChaosPoint, RotationCommits};
+pub use credentials::{AccessTokens, RotationCommits};
 pub use job::JobShape;
 pub use retry::{Decision, RetryPolicy};
 
@@ -87,7 +88,6 @@ struct Worker {
     refusals: mpsc::UnboundedSender<String>,
     tokens: AccessTokens,
     commits: RotationCommits,
-    chaos: Option<ChaosPoint>,
     publisher: Publisher,
     topology: Topology,
     shape: JobShape,
@@ -122,7 +122,6 @@ pub async fn run(args: WorkerArgs, shutdown: CancellationToken) -> anyhow::Resul
         refusals,
         tokens: AccessTokens::default(),
         commits,
-        chaos: ChaosPoint::from_env(),
         publisher,
         topology: topology.clone(),
         shape: JobShape {
@@ -338,7 +337,6 @@ impl Worker {
             publisher: &self.publisher,
             topology: &self.topology,
             shape: self.shape,
-            chaos: self.chaos,
         }
     }
 
@@ -364,6 +362,8 @@ impl Worker {
                 self.publisher
                     .publish_json(queue, &retry, job_headers(&retry, next_attempt, None))
                     .await?;
+                // The retry copy is queued and the original still held: a crash now leaves both.
+                FaultPoint::RetryBeforeAck.strike();
                 let until =
                     UtcInstant::new(Utc::now() + TimeDelta::from_std(tier).unwrap_or_default());
                 tracing::info!(

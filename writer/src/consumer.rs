@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 use fitlink_shared::broker::{self, Publisher, Topology, header_text, long_string};
+use fitlink_shared::faults::FaultPoint;
 use fitlink_shared::messages::{
     ATTEMPT_HEADER, JOB_HEADER, Outcome, PARTICIPANT_HEADER, SyncJob, WriterCommand,
 };
@@ -341,6 +342,8 @@ impl Writer {
             }
         }
 
+        // Committed, jobs published, waiters answered; the results are still unacked.
+        FaultPoint::CommitBeforeAck.strike();
         if self.ack_multiple && settles.iter().all(|s| *s == Settle::Ack) {
             // Everything before these deliveries on this channel is settled already.
             if let Some(last) = kept.iter().max_by_key(|d| d.delivery_tag) {
@@ -454,6 +457,10 @@ impl Writer {
         settles: &mut [Settle],
     ) -> Option<anyhow::Error> {
         let jobs: Vec<(usize, &SyncJob)> = applied.jobs().collect();
+        if !jobs.is_empty() {
+            // The grants are committed; their jobs exist nowhere else yet.
+            FaultPoint::GrantBeforePublish.strike();
+        }
         let results = futures_util::future::join_all(jobs.iter().map(|(_, job)| {
             self.publisher
                 .publish_json(&self.topology.jobs, *job, job_headers(job))

@@ -22,6 +22,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use fitlink_shared::config::FitbitArgs;
 use fitlink_shared::domain::{ParticipantId, Provider};
+use fitlink_shared::faults::FaultPoint;
 use fitlink_shared::fetch;
 use fitlink_shared::linkage::webhook::SignatureError;
 use fitlink_shared::linkage::webhook::fitbit::{self as fitbit_hooks, Collection};
@@ -292,6 +293,8 @@ async fn google(State(portal): State<Arc<Portal>>, headers: HeaderMap, body: Bod
             }
         }
     }
+    // Handed on, not yet answered: the provider will deliver these again.
+    FaultPoint::WebhookBefore204.strike();
     count(P, "accepted");
     StatusCode::NO_CONTENT.into_response()
 }
@@ -397,6 +400,8 @@ async fn fitbit(State(portal): State<Arc<Portal>>, headers: HeaderMap, body: Bod
             })
             .await;
     }
+    // Handed on, not yet answered: the provider will deliver these again.
+    FaultPoint::WebhookBefore204.strike();
     count(P, "accepted");
     StatusCode::NO_CONTENT.into_response()
 }
