@@ -21,4 +21,5 @@ mod rate_limits;
 mod rekey;
 mod store_copy;
 mod sync;
+mod tls;
 mod writers;
