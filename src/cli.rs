@@ -12,7 +12,7 @@ use uuid::Uuid;
 use fitlink_dispatcher::{
     ConsoleArgs, DispatcherArgs, ImportError, ImportWait, InviteArgs, ReplaySelection, WithdrawArgs,
 };
-use fitlink_shared::config::{BrokerArgs, DatabaseArgs, GoogleArgs, TokenKeyArgs};
+use fitlink_shared::config::{BrokerArgs, BrokerTlsArgs, DatabaseArgs, GoogleArgs, TokenKeyArgs};
 use fitlink_shared::domain::parse_date_or_instant;
 use fitlink_shared::provider::google::GoogleHealthClient;
 use fitlink_shared::secret::TokenKey;
@@ -34,6 +34,10 @@ pub struct Cli {
     /// Log format on stderr.
     #[arg(long, env = "FITLINK_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text, global = true)]
     pub log_format: LogFormat,
+    /// TLS to the broker (amqps://): global, because every command that talks to the broker
+    /// connects through one function, whichever subcommand's flags it has.
+    #[command(flatten)]
+    pub broker_tls: BrokerTlsArgs,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -204,6 +208,7 @@ impl Cli {
         telemetry::init_logging(self.log_format, default_filter);
         // A misspelt fault point would make a crash test pass without crashing anything.
         fitlink_shared::faults::arm_from_env()?;
+        fitlink_shared::broker::use_tls(self.broker_tls);
         match self.command {
             Command::Dispatcher(args) => {
                 supervise("dispatcher", |shutdown| {
@@ -389,6 +394,8 @@ where
             }
             // Keys that open no stored credential stay wrong after a restart: stop and say so.
             Err(e) if fitlink_shared::secret::canary::is_refusal(&e) => return Err(e),
+            // Nor are a wrong broker URL, TLS file or certificate, or a refused login.
+            Err(e) if fitlink_shared::broker::is_permanent_connect_error(&e) => return Err(e),
             Err(e) => {
                 if started.elapsed() > Duration::from_secs(60) {
                     delay = Duration::from_secs(1);

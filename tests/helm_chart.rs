@@ -1,11 +1,12 @@
 //! The Kubernetes chart (`deploy/helm/fitlink`) as Helm renders it: `helm template` with each of
-//! the value sets CI uses (`deploy/helm/fitlink/ci/*.yaml`: the defaults on SQLite, PostgreSQL
-//! with three results partitions, KEDA off with the chart's own Secret), every manifest parsed,
-//! and what matters checked: every role is there with its command, probes, security and ops
-//! port; a writer Deployment per results partition with an active writer and a standby (one
-//! writer with a volume on SQLite); KEDA scales the worker Deployment on `<namespace>.jobs`;
-//! every credential reaches the pods through a `secretKeyRef`, and no credential is a literal in
-//! any manifest; the console and the portal are served on their ports.
+//! the value sets CI uses (`deploy/helm/fitlink/ci/*.yaml`: the defaults on SQLite, PostgreSQL with
+//! three results partitions, KEDA off with the chart's own Secret, the broker over TLS), every
+//! manifest parsed, and what matters checked: every role is there with its command, probes,
+//! security and ops port; a writer Deployment per results partition with an active writer and a
+//! standby (one writer with a volume on SQLite); KEDA scales the worker Deployment on
+//! `<namespace>.jobs`; every credential reaches the pods through a `secretKeyRef`, and no
+//! credential is a literal in any manifest; the broker's TLS files are mounted in every role; the
+//! console and the portal are served on their ports.
 //!
 //! Needs the `helm` binary (`HELM` names another path): `.ci/install-helm` installs it, and
 //! `.ci/run` does so when it is missing. Without it these tests fail, they do not skip.
@@ -104,7 +105,7 @@ fn render(set: &str) -> Rendered {
     render_with(set, &[]).unwrap_or_else(|e| panic!("helm template with {set}: {e}"))
 }
 
-const SETS: &[&str] = &["default", "postgres-partitions", "keda-off"];
+const SETS: &[&str] = &["default", "postgres-partitions", "keda-off", "broker-tls"];
 
 struct Rendered {
     text: String,
@@ -668,6 +669,54 @@ fn the_chart_refuses_to_render_without_credentials() {
         .err()
         .expect("PostgreSQL without a database URL must not render");
     assert!(err.contains("databaseUrl"), "{err}");
+}
+
+/// `broker.tls`: every role mounts the TLS Secret read-only and points the three
+/// `FITLINK_AMQP_*_FILE` settings at its files; without it no role has them; a plain amqp://
+/// URL with TLS files, which the roles would refuse, does not render.
+#[test]
+fn broker_tls_mounts_the_ca_and_client_certificate_in_every_role() {
+    let files = [
+        ("FITLINK_AMQP_CA_FILE", "/etc/fitlink/amqp-tls/ca.crt"),
+        (
+            "FITLINK_AMQP_CLIENT_CERT_FILE",
+            "/etc/fitlink/amqp-tls/tls.crt",
+        ),
+        (
+            "FITLINK_AMQP_CLIENT_KEY_FILE",
+            "/etc/fitlink/amqp-tls/tls.key",
+        ),
+    ];
+    let rendered = render("broker-tls");
+    for d in rendered.of_kind("Deployment") {
+        for (var, path) in files {
+            assert_eq!(env_value(d, var), path, "{}", name(d));
+        }
+        let mount = seq(&container(d)["volumeMounts"])
+            .iter()
+            .find(|m| m["name"] == "amqp-tls")
+            .unwrap_or_else(|| panic!("{}: no amqp-tls mount", name(d)));
+        assert_eq!(str_at(mount, "mountPath"), "/etc/fitlink/amqp-tls");
+        assert_eq!(mount["readOnly"], Value::Bool(true), "{}", name(d));
+        let volume = seq(&d["spec"]["template"]["spec"]["volumes"])
+            .iter()
+            .find(|v| v["name"] == "amqp-tls")
+            .unwrap_or_else(|| panic!("{}: no amqp-tls volume", name(d)));
+        assert_eq!(str_at(&volume["secret"], "secretName"), "fitlink-amqp-tls");
+    }
+    for d in render("default").of_kind("Deployment") {
+        for (var, _) in files {
+            assert!(
+                !env(d).contains_key(var),
+                "{}: {var} without broker.tls",
+                name(d)
+            );
+        }
+    }
+    let err = render_with("keda-off", &["broker.tls.secretName=fitlink-amqp-tls"])
+        .err()
+        .expect("TLS files with a plain amqp:// URL must not render");
+    assert!(err.contains("use amqps://"), "{err}");
 }
 
 #[test]

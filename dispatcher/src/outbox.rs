@@ -25,7 +25,7 @@ impl Outbox {
     pub(crate) async fn open(args: &BrokerArgs, purpose: &str) -> anyhow::Result<Self> {
         let conn = broker::connect(args, purpose)
             .await
-            .context("cannot connect to the broker (is RabbitMQ running at FITLINK_AMQP_URL?)")?;
+            .context("cannot connect to the broker")?;
         let topology = args.topology();
         let channel = conn
             .create_channel()

@@ -21,9 +21,14 @@ use lapin::options::{
     BasicPublishOptions, BasicQosOptions, ConfirmSelectOptions, QueueDeclareOptions,
 };
 use lapin::types::{AMQPValue, FieldTable, LongString};
-use lapin::{BasicProperties, Channel, Connection, ConnectionProperties};
+use lapin::{BasicProperties, Channel, Connection};
 
 use crate::config::BrokerArgs;
+
+mod connect;
+pub use connect::{
+    CONNECT_TIMEOUT, ConnectError, connect_with, is_permanent_connect_error, tls_in_use, use_tls,
+};
 
 /// How long a publish may wait for the broker's confirm before we call it failed. A resource
 /// alarm blocks publishers; we would rather fail the job (and retry) than hang forever.
@@ -202,12 +207,12 @@ pub fn long_string(s: &str) -> AMQPValue {
     AMQPValue::LongString(LongString::from(s.as_bytes().to_vec()))
 }
 
-/// Connects to the broker. Roles open two connections: one to consume, one to publish, because a
-/// resource alarm blocks a publishing connection and must not stall acks on the consuming one.
-pub async fn connect(args: &BrokerArgs, purpose: &str) -> lapin::Result<Connection> {
-    let props = ConnectionProperties::default()
-        .with_connection_name(LongString::from(format!("fitlink-{purpose}")));
-    Connection::connect(args.amqp_url.expose(), props).await
+/// Connects to the broker, over TLS for an `amqps://` URL with the process's TLS files
+/// ([`use_tls`]), within [`CONNECT_TIMEOUT`]. Roles open two connections: one to consume, one to
+/// publish, because a resource alarm blocks a publishing connection and must not stall acks on
+/// the consuming one.
+pub async fn connect(args: &BrokerArgs, purpose: &str) -> Result<Connection, ConnectError> {
+    connect_with(args, &tls_in_use(), purpose).await
 }
 
 /// A consuming channel with a prefetch window.

@@ -55,6 +55,39 @@ impl BrokerArgs {
     }
 }
 
+/// TLS to the broker, for `amqps://` URLs: which certificate authorities to trust and the client
+/// certificate to present when the broker asks for one.
+///
+/// These are process-wide (one broker per process) and global flags of the `fitlink` command,
+/// not fields of [`BrokerArgs`]: every role and tool connects through `broker::connect`, which
+/// reads them from [`crate::broker::use_tls`]. The files are read at every connect, so a
+/// certificate rotated on disk (a Kubernetes secret) is used from the next connection on.
+#[derive(Args, Clone, Debug, Default, PartialEq, Eq)]
+pub struct BrokerTlsArgs {
+    /// PEM file of the certificate authorities that may sign the broker's certificate (amqps://),
+    /// trusted in addition to the system's roots. A private CA needs this.
+    #[arg(long, env = "FITLINK_AMQP_CA_FILE", global = true)]
+    pub amqp_ca_file: Option<PathBuf>,
+    /// PEM file of the client certificate (and its chain) to present to a broker that verifies
+    /// peers; needs --amqp-client-key-file.
+    #[arg(long, env = "FITLINK_AMQP_CLIENT_CERT_FILE", global = true)]
+    pub amqp_client_cert_file: Option<PathBuf>,
+    /// PEM file of the client certificate's private key (PKCS#8, PKCS#1 or SEC1, unencrypted);
+    /// needs --amqp-client-cert-file.
+    #[arg(long, env = "FITLINK_AMQP_CLIENT_KEY_FILE", global = true)]
+    pub amqp_client_key_file: Option<PathBuf>,
+}
+
+impl BrokerTlsArgs {
+    /// Whether any TLS file is configured (an `amqp://` URL then is refused: see
+    /// `broker::connect`).
+    pub fn any(&self) -> bool {
+        self.amqp_ca_file.is_some()
+            || self.amqp_client_cert_file.is_some()
+            || self.amqp_client_key_file.is_some()
+    }
+}
+
 /// Where the research database is, and how this role uses it.
 #[derive(Args, Clone, Debug)]
 pub struct DatabaseArgs {

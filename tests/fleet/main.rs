@@ -22,4 +22,5 @@ mod rate_limits;
 mod rekey;
 mod store_copy;
 mod sync;
+mod tls;
 mod writers;

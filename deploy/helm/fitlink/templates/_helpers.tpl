@@ -77,6 +77,12 @@ app.kubernetes.io/managed-by: {{ .root.Release.Service }}
 {{- fail "database.backend is postgres: set existingSecret (with a database-url key) or secrets.databaseUrl" -}}
 {{- end -}}
 {{- end -}}
+{{- if and .Values.broker.tls.secretName (not .Values.existingSecret) (hasPrefix "amqp://" .Values.secrets.amqpUrl) -}}
+{{- fail "broker.tls.secretName is set but secrets.amqpUrl is a plain amqp:// URL: use amqps:// (the roles refuse TLS files with a plain-text URL)" -}}
+{{- end -}}
+{{- if and .Values.broker.tls.clientCertificate (not .Values.broker.tls.secretName) -}}
+{{- fail "broker.tls.clientCertificate needs broker.tls.secretName (the Secret with tls.crt and tls.key)" -}}
+{{- end -}}
 {{- if and (eq .Values.database.backend "postgres") (hasPrefix "sqlite" .Values.secrets.databaseUrl) -}}
 {{- fail "secrets.databaseUrl is a SQLite URL but database.backend is postgres: set database.backend: sqlite (and database.sqlite.path)" -}}
 {{- end -}}
@@ -105,11 +111,38 @@ app.kubernetes.io/managed-by: {{ .root.Release.Service }}
   value: "0.0.0.0:9100"
 - name: FITLINK_LOG_FORMAT
   value: json
+{{- with .Values.broker.tls.secretName }}
+- name: FITLINK_AMQP_CA_FILE
+  value: /etc/fitlink/amqp-tls/ca.crt
+{{- if $.Values.broker.tls.clientCertificate }}
+- name: FITLINK_AMQP_CLIENT_CERT_FILE
+  value: /etc/fitlink/amqp-tls/tls.crt
+- name: FITLINK_AMQP_CLIENT_KEY_FILE
+  value: /etc/fitlink/amqp-tls/tls.key
+{{- end }}
+{{- end }}
 - name: RUST_LOG
   value: {{ .Values.logLevel | quote }}
 {{- range $name, $value := .Values.env }}
 - name: {{ $name }}
   value: {{ $value | quote }}
+{{- end }}
+{{- end -}}
+
+{{/* The broker's TLS files (broker.tls.secretName), for every role: a volumeMounts entry. */}}
+{{- define "fitlink.brokerTlsMount" -}}
+{{- if .Values.broker.tls.secretName }}
+- {name: amqp-tls, mountPath: /etc/fitlink/amqp-tls, readOnly: true}
+{{- end }}
+{{- end -}}
+
+{{/* The volume of fitlink.brokerTlsMount: a volumes entry. */}}
+{{- define "fitlink.brokerTlsVolume" -}}
+{{- with .Values.broker.tls.secretName }}
+- name: amqp-tls
+  secret:
+    secretName: {{ . | quote }}
+    defaultMode: 0440
 {{- end }}
 {{- end -}}
 
