@@ -27,6 +27,7 @@ use fitlink_shared::linkage::webhook::SignatureError;
 use fitlink_shared::linkage::webhook::fitbit::{self as fitbit_hooks, Collection};
 use fitlink_shared::linkage::webhook::google::{self as google_hooks, Operation, PublicKeyset};
 use fitlink_shared::messages::{ConsentLoss, ProviderDeletion, WriterCommand, now_instant};
+use fitlink_shared::provider::read_text_capped;
 use fitlink_shared::secret::Secret;
 use tokio::sync::RwLock;
 
@@ -38,6 +39,11 @@ use super::{Portal, PortalArgs};
 const KEYSET_REFETCH_MIN_INTERVAL: Duration = Duration::from_secs(60);
 /// And at least this often, so a retired key stops being trusted.
 const KEYSET_MAX_AGE: Duration = Duration::from_secs(3600);
+/// A keyset fetch that takes longer fails (the last keyset stays in use), so a slow key host
+/// cannot hold webhook requests behind the keyset lock.
+const KEYSET_FETCH_TIMEOUT: Duration = Duration::from_secs(10);
+/// A keyset is a few hundred bytes; a larger answer is refused unread.
+const KEYSET_MAX_BYTES: usize = 64 * 1024;
 
 /// What the webhook checks need.
 pub(crate) struct WebhookSettings {
@@ -98,11 +104,11 @@ async fn load_keyset(source: &str) -> anyhow::Result<PublicKeyset> {
     let text = if source.starts_with("https://") || source.starts_with("http://") {
         let response = fitlink_shared::provider::http_client()
             .get(source)
-            .timeout(Duration::from_secs(10))
+            .timeout(KEYSET_FETCH_TIMEOUT)
             .send()
             .await?
             .error_for_status()?;
-        response.text().await?
+        read_text_capped(response, KEYSET_MAX_BYTES).await?
     } else {
         tokio::fs::read_to_string(source).await?
     };

@@ -12,7 +12,10 @@ pub mod google;
 pub(crate) mod http;
 
 pub use http::client as http_client;
-pub use http::error_chain;
+pub use http::{
+    BodyError, CONNECT_TIMEOUT, MAX_RESPONSE_BYTES, REQUEST_TIMEOUT, error_chain, read_capped,
+    read_text_capped,
+};
 
 use std::collections::{BTreeMap, VecDeque};
 use std::future::Future;
@@ -280,6 +283,9 @@ impl RequestBudget {
         }
     }
 }
+
+#[cfg(test)]
+mod bounds_tests;
 
 #[cfg(test)]
 mod tests {
