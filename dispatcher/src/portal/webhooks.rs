@@ -139,6 +139,22 @@ fn refuse(provider: Provider, outcome: &'static str, status: StatusCode, detail:
     (status, detail.to_owned()).into_response()
 }
 
+/// The coalescer's queue is full ([`HINT_QUEUE`](super::coalesce::HINT_QUEUE)): 503 with a
+/// `Retry-After`, so the provider delivers the notification again; what this request already
+/// queued is merged again by digest.
+fn busy(provider: Provider) -> Response {
+    let mut response = refuse(
+        provider,
+        "busy",
+        StatusCode::SERVICE_UNAVAILABLE,
+        "too many notifications are waiting; deliver this one again later",
+    );
+    response
+        .headers_mut()
+        .insert(header::RETRY_AFTER, header::HeaderValue::from_static("30"));
+    response
+}
+
 /// Equal secrets, compared in time that does not depend on where they differ.
 fn same_secret(presented: &[u8], expected: &[u8]) -> bool {
     presented.len() == expected.len()
@@ -269,17 +285,17 @@ async fn google(State(portal): State<Arc<Portal>>, headers: HeaderMap, body: Bod
         };
         match n.operation {
             Operation::Upsert => {
-                portal
-                    .coalescer
-                    .add(Hint {
-                        participant_id: participant,
-                        provider: P,
-                        notification_id: n.digest,
-                        data_type: n.data_type,
-                        intervals: n.intervals,
-                        received_at,
-                    })
-                    .await;
+                let queued = portal.coalescer.add(Hint {
+                    participant_id: participant,
+                    provider: P,
+                    notification_id: n.digest,
+                    data_type: n.data_type,
+                    intervals: n.intervals,
+                    received_at,
+                });
+                if queued.is_err() {
+                    return busy(P);
+                }
             }
             Operation::Delete => {
                 let command = WriterCommand::DeleteProviderData(ProviderDeletion {
@@ -391,17 +407,17 @@ async fn fitbit(State(portal): State<Arc<Portal>>, headers: HeaderMap, body: Bod
         // receipt joins it: redeliveries within a minute are one notification, a later change
         // is a new one.
         let notification_id = format!("{}@{}", n.digest, &received_at.to_text()[..16]);
-        portal
-            .coalescer
-            .add(Hint {
-                participant_id: participant,
-                provider: P,
-                notification_id,
-                data_type: n.collection.as_str().to_owned(),
-                intervals: Vec::new(),
-                received_at,
-            })
-            .await;
+        let queued = portal.coalescer.add(Hint {
+            participant_id: participant,
+            provider: P,
+            notification_id,
+            data_type: n.collection.as_str().to_owned(),
+            intervals: Vec::new(),
+            received_at,
+        });
+        if queued.is_err() {
+            return busy(P);
+        }
     }
     count(P, "accepted");
     StatusCode::NO_CONTENT.into_response()

@@ -303,6 +303,16 @@ mod tests {
         assert!(start.elapsed() >= Duration::from_secs(60));
     }
 
+    /// The window's timestamps are the budget's only memory: never more than its limit.
+    #[tokio::test(start_paused = true)]
+    async fn the_budget_remembers_at_most_its_limit_of_requests() {
+        let budget = RequestBudget::new(5, Duration::from_secs(1));
+        for _ in 0..1000 {
+            budget.acquire().await;
+        }
+        assert_eq!(budget.sent.lock().await.len(), 5);
+    }
+
     #[tokio::test(start_paused = true)]
     async fn an_hourly_budget_refuses_a_long_wait_instead_of_sleeping() {
         let budget = RequestBudget::new(2, Duration::from_secs(3600));
