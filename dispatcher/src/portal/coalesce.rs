@@ -121,10 +121,8 @@ impl Coalescer {
     pub(crate) fn add(&self, hint: Hint) -> Result<(), CoalescerFull> {
         match self.hints.try_send(hint) {
             Ok(()) => Ok(()),
-            Err(mpsc::error::TrySendError::Full(_)) => {
-                metrics::counter!("fitlink_webhook_hints_refused_total").increment(1);
-                Err(CoalescerFull)
-            }
+            // Counted by the webhook as `fitlink_webhook_requests_total{outcome="busy"}`.
+            Err(mpsc::error::TrySendError::Full(_)) => Err(CoalescerFull),
             Err(mpsc::error::TrySendError::Closed(_)) => {
                 tracing::warn!("the coalescer has stopped; a notification is left to the schedule");
                 Ok(())

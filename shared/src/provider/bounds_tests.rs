@@ -15,7 +15,7 @@ use super::fitbit::FitbitClient;
 use super::google::{GoogleHealthClient, MAX_PAGES};
 use super::http::{MAX_RESPONSE_BYTES, REQUEST_TIMEOUT};
 use super::*;
-use crate::config::{FitbitArgs, GoogleArgs, HeartRateDetail};
+use crate::config::GoogleArgs;
 use crate::domain::UtcInstant;
 use crate::errors::SyncError;
 
@@ -66,16 +66,7 @@ fn google(base: &str) -> GoogleHealthClient {
 }
 
 fn fitbit(base: &str) -> FitbitClient {
-    FitbitClient::new(&FitbitArgs {
-        api_base: base.to_owned(),
-        token_url: format!("{base}/oauth2/token"),
-        authorize_url: format!("{base}/oauth2/authorize"),
-        revoke_url: format!("{base}/oauth2/revoke"),
-        client_id: "23ABCD".to_owned(),
-        client_secret: Secret::new("client-s3cret".to_owned()),
-        heart_rate_detail: HeartRateDetail::OneMinute,
-        retired_after: None,
-    })
+    FitbitClient::new(&super::fitbit::tests::args(base))
 }
 
 /// A session whose own budget never paces these tests.

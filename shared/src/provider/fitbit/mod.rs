@@ -531,4 +531,4 @@ fn count_response(status: StatusCode) {
 #[cfg(test)]
 mod families_tests;
 #[cfg(test)]
-mod tests;
+pub(super) mod tests;
