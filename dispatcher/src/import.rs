@@ -32,6 +32,13 @@ use crate::progress;
 /// The columns of an import file, in any order.
 pub const COLUMNS: [&str; 4] = ["participant_id", "provider", "refresh_token", "sync_from"];
 
+/// The largest roster file one import takes. An import travels as one message per results
+/// partition, which the broker caps (RabbitMQ's `max_message_size`, 128 MiB by default) and
+/// every writer holds whole in memory; sealed tokens make a row about twice its line. 32 MiB
+/// is well over 100,000 participants; a larger roster is refused before anything is read past
+/// the cap, and is imported as several files (each applied whole, idempotently).
+pub const MAX_IMPORT_BYTES: u64 = 32 * 1024 * 1024;
+
 /// How often `--wait` looks for the writer's audit row of the import.
 const WAIT_POLL: Duration = Duration::from_millis(250);
 
@@ -46,6 +53,29 @@ pub enum ImportWait {
     /// Return once every writer applied its part; with a timeout, fail with
     /// [`ImportError::NotAppliedYet`] after it (the import stays queued).
     Applied { timeout: Option<Duration> },
+}
+
+/// Reads a roster file whole, refusing one larger than [`MAX_IMPORT_BYTES`] without reading
+/// past the cap (a pipe or a growing file has no size to trust beforehand).
+pub async fn read_roster(path: &Path) -> Result<String, ImportError> {
+    use tokio::io::AsyncReadExt as _;
+    let read_error = |source| ImportError::Read {
+        path: path.to_owned(),
+        source,
+    };
+    let file = tokio::fs::File::open(path).await.map_err(read_error)?;
+    let mut bytes = Vec::new();
+    file.take(MAX_IMPORT_BYTES + 1)
+        .read_to_end(&mut bytes)
+        .await
+        .map_err(read_error)?;
+    if bytes.len() as u64 > MAX_IMPORT_BYTES {
+        return Err(ImportError::TooLarge {
+            path: path.to_owned(),
+        });
+    }
+    String::from_utf8(bytes)
+        .map_err(|e| read_error(std::io::Error::new(std::io::ErrorKind::InvalidData, e)))
 }
 
 /// Files with fewer rows than this are checked too fast for a progress bar to be worth drawing.
@@ -73,6 +103,13 @@ pub enum ImportError {
         #[source]
         source: std::io::Error,
     },
+    /// The file is larger than [`MAX_IMPORT_BYTES`]; nothing was published.
+    #[error(
+        "{} is larger than {} MiB, the most one import takes (MAX_IMPORT_BYTES); nothing was imported: split it into several files and import each",
+        path.display(),
+        MAX_IMPORT_BYTES / (1024 * 1024)
+    )]
+    TooLarge { path: PathBuf },
     /// The file has problems; nothing was published.
     #[error("{}", describe_problems(.0))]
     Invalid(Vec<RowProblem>),
@@ -435,12 +472,7 @@ pub async fn import_participants(
     wait: ImportWait,
     google: Option<&GoogleHealthClient>,
 ) -> Result<ImportReport, ImportError> {
-    let text = tokio::fs::read_to_string(path)
-        .await
-        .map_err(|source| ImportError::Read {
-            path: path.to_owned(),
-            source,
-        })?;
+    let text = read_roster(path).await?;
     let source = path.file_name().map_or_else(
         || path.display().to_string(),
         |name| name.to_string_lossy().into_owned(),

@@ -43,7 +43,8 @@ pub use dlq::{
 };
 pub use enqueue::{EnqueueReport, EnqueuedJob, UnknownParticipants, enqueue};
 pub use import::{
-    ImportError, ImportReport, ImportWait, RowProblem, import_participants, parse_import,
+    ImportError, ImportReport, ImportWait, MAX_IMPORT_BYTES, RowProblem, import_participants,
+    parse_import, read_roster,
 };
 pub use invite::{InviteArgs, InviteReport, invite};
 pub use portal::PortalArgs;

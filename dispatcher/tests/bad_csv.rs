@@ -12,7 +12,7 @@ use std::collections::HashSet;
 use std::path::Path;
 
 use fitlink_dispatcher::import::COLUMNS;
-use fitlink_dispatcher::{ImportError, parse_import};
+use fitlink_dispatcher::{ImportError, MAX_IMPORT_BYTES, parse_import, read_roster};
 use fitlink_shared::messages::ImportedParticipant;
 use fitlink_shared::secret::{Secret, TokenKeys};
 use proptest::prelude::*;
@@ -376,4 +376,28 @@ fn csv_corpus() {
         );
         check(&text, &[], result);
     }
+}
+
+/// A roster over the cap is refused whole, by name, before anything is parsed or published;
+/// one at the cap is read.
+#[tokio::test]
+async fn a_roster_larger_than_one_import_takes_is_refused_naming_the_cap() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("roster.csv");
+    let file = std::fs::File::create(&path).unwrap();
+    // Sparse: no disk is spent on it.
+    file.set_len(MAX_IMPORT_BYTES + 1).unwrap();
+    let refused = read_roster(&path).await.unwrap_err();
+    assert!(matches!(refused, ImportError::TooLarge { .. }), "{refused}");
+    let text = refused.to_string();
+    assert!(
+        text.contains("MAX_IMPORT_BYTES") && text.contains("split"),
+        "{text}"
+    );
+
+    file.set_len(MAX_IMPORT_BYTES).unwrap();
+    assert_eq!(
+        read_roster(&path).await.unwrap().len() as u64,
+        MAX_IMPORT_BYTES
+    );
 }

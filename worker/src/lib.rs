@@ -84,8 +84,10 @@ struct Worker {
     /// that time) opened: from then on such a token that does not open is its own fault, not a
     /// key missing from this worker.
     opened_without_id: AtomicBool,
-    /// Where a job whose token needs a key this worker lacks says so: the worker stops.
-    refusals: mpsc::UnboundedSender<String>,
+    /// Where a job whose token needs a key this worker lacks says so: the worker stops. Room
+    /// for one: the first refusal stops the worker, and later ones (their jobs were handed back
+    /// too) are dropped rather than queued without a bound.
+    refusals: mpsc::Sender<String>,
     tokens: AccessTokens,
     commits: RotationCommits,
     publisher: Publisher,
@@ -112,7 +114,7 @@ pub async fn run(args: WorkerArgs, shutdown: CancellationToken) -> anyhow::Resul
     topology.declare(&channel).await?;
     let publisher = Publisher::open(&publish_conn).await?;
     let commits = RotationCommits::start(&consume_conn).await?;
-    let (refusals, mut refused) = mpsc::unbounded_channel();
+    let (refusals, mut refused) = mpsc::channel(1);
 
     let worker = Arc::new(Worker {
         google: GoogleHealthClient::new(&args.google),
@@ -248,7 +250,7 @@ impl Worker {
             if let Err(e) = delivery.nack(requeue).await {
                 tracing::error!(error = %e, "could not hand the job back; the broker redelivers it when this worker's connection closes");
             }
-            let _ = self.refusals.send(format!(
+            let _ = self.refusals.try_send(format!(
                 "worker refuses to work: {reason}. The job was handed back to the queue for a worker with the right keys; nothing about the participant was changed"
             ));
             return;

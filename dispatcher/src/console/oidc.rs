@@ -20,7 +20,7 @@ use std::pin::Pin;
 use std::sync::Once;
 use std::time::Duration;
 
-use fitlink_shared::provider::error_chain;
+use fitlink_shared::provider::{error_chain, read_capped};
 use fitlink_shared::secret::Secret;
 use openidconnect::core::{
     CoreAuthDisplay, CoreAuthPrompt, CoreAuthenticationFlow, CoreErrorResponseType,
@@ -40,6 +40,11 @@ use serde::{Deserialize, Serialize};
 /// How long one request to the issuer may take: discovery and the code exchange happen while
 /// someone waits at a browser.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(15);
+/// An issuer that does not accept the connection within this is down for now.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// The most of an issuer's answer read into memory: discovery documents, key sets and token
+/// answers are a few KB; a misbehaving issuer must not take the console's memory.
+pub(super) const MAX_RESPONSE_BYTES: usize = 1024 * 1024;
 /// Scopes asked for beside `openid` when the issuer lists them: `email` and `profile` give a
 /// name to show, `groups` what the console authorizes on. One the issuer does not list is not
 /// sent, because some issuers refuse an unknown scope outright.
@@ -121,7 +126,7 @@ impl NoRedirects {
         });
         let client = reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())
-            .connect_timeout(Duration::from_secs(5))
+            .connect_timeout(CONNECT_TIMEOUT)
             .timeout(REQUEST_TIMEOUT)
             .user_agent(concat!("fitlink-console/", env!("CARGO_PKG_VERSION")))
             .build()?;
@@ -149,11 +154,11 @@ impl NoRedirects {
             )));
         }
         let headers = response.headers().clone();
-        let body = response
-            .bytes()
+        let from = response.url().clone();
+        let body = read_capped(response, MAX_RESPONSE_BYTES)
             .await
-            .map_err(|e| HttpError(error_chain(&e)))?;
-        let mut out = HttpResponse::new(body.to_vec());
+            .map_err(|e| HttpError(format!("{from}: {e}")))?;
+        let mut out = HttpResponse::new(body);
         *out.status_mut() = status;
         *out.headers_mut() = headers;
         Ok(out)

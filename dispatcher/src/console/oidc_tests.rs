@@ -313,3 +313,29 @@ async fn nothing_secret_is_printable_and_the_flow_suits_an_async_handler() {
     send(&future);
     drop(future);
 }
+
+/// An issuer whose discovery document never ends is refused at the console's cap, not read
+/// into memory.
+#[tokio::test]
+async fn an_endless_answer_from_the_issuer_is_refused_at_the_cap() {
+    let chunk = axum::body::Bytes::from(vec![b' '; 64 * 1024]);
+    let app = axum::Router::new().fallback(move || {
+        let chunk = chunk.clone();
+        async move {
+            let chunks =
+                futures_util::stream::repeat_with(move || Ok::<_, std::io::Error>(chunk.clone()));
+            axum::body::Body::from_stream(chunks)
+        }
+    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    let Err(refused) = OidcLogin::discover(config(&base)).await else {
+        panic!("an endless discovery document was accepted");
+    };
+    let text = format!("{refused:#}");
+    assert!(
+        text.contains(&format!("larger than {} bytes", super::MAX_RESPONSE_BYTES)),
+        "{text}"
+    );
+}

@@ -43,10 +43,26 @@ struct Pending {
 }
 
 impl Pending {
+    /// Merges a hint, keeping at most [`MAX_IDS`] digests, [`MAX_DATA_TYPES`] data types and
+    /// [`MAX_INTERVALS`] intervals. What the writer acts on survives the caps: it syncs from the
+    /// earliest start, and past the interval cap the intervals become the one interval that
+    /// covers them all (the earliest start kept). A digest left out only means that a
+    /// redelivery of it later is not recognised as seen: at most one extra job, never a gap.
     fn merge(&mut self, hint: Hint) {
-        self.ids.insert(hint.notification_id);
-        self.data_types.insert(hint.data_type);
+        if self.ids.len() < MAX_IDS {
+            self.ids.insert(hint.notification_id);
+        }
+        if self.data_types.len() < MAX_DATA_TYPES {
+            self.data_types.insert(hint.data_type);
+        }
         self.intervals.extend(hint.intervals);
+        if self.intervals.len() > MAX_INTERVALS {
+            let start = self.intervals.iter().map(|i| i.start).min();
+            let end = self.intervals.iter().map(|i| i.end).max();
+            if let (Some(start), Some(end)) = (start, end) {
+                self.intervals = BTreeSet::from([NotifiedInterval { start, end }]);
+            }
+        }
         self.received_at = self.received_at.max(hint.received_at);
     }
 
@@ -68,8 +84,24 @@ pub(crate) struct Coalescer {
     hints: mpsc::Sender<Hint>,
 }
 
-/// Hints waiting to be merged; a webhook waits (back-pressure) when this many are queued.
-const HINT_QUEUE: usize = 10_000;
+/// Hints waiting to be merged. When this many are queued a webhook is answered 503 and the
+/// provider delivers the notification again later (both providers redeliver what was not
+/// accepted); nothing is held for it, and polling still syncs the participant meanwhile.
+pub(crate) const HINT_QUEUE: usize = 10_000;
+/// Participants pending at once. At this many the coalescer publishes at once instead of at
+/// the window's end, and takes no new hint until that worked (the queue above fills, and
+/// webhooks are answered 503), so a broker that is down cannot grow this without end.
+pub(crate) const MAX_PENDING_PARTICIPANTS: usize = 50_000;
+/// Digests kept for one participant within a window (see [`Pending::merge`]).
+const MAX_IDS: usize = 1_000;
+/// Data types kept for one participant within a window (informational: logs and the ledger).
+const MAX_DATA_TYPES: usize = 64;
+/// Intervals kept for one participant within a window before they are folded into one.
+const MAX_INTERVALS: usize = 64;
+
+/// The coalescer's queue is full: answer the provider "try again later".
+#[derive(Debug)]
+pub(crate) struct CoalescerFull;
 
 impl Coalescer {
     /// Starts the task that merges hints and publishes them every `window` (and once more when
@@ -84,9 +116,17 @@ impl Coalescer {
         Self { hints }
     }
 
-    pub(crate) async fn add(&self, hint: Hint) {
-        if self.hints.send(hint).await.is_err() {
-            tracing::warn!("the coalescer has stopped; a notification is left to the schedule");
+    /// Queues a hint without waiting: a full queue is [`CoalescerFull`], for the webhook to
+    /// refuse (the provider redelivers) rather than hold the request open.
+    pub(crate) fn add(&self, hint: Hint) -> Result<(), CoalescerFull> {
+        match self.hints.try_send(hint) {
+            Ok(()) => Ok(()),
+            // Counted by the webhook as `fitlink_webhook_requests_total{outcome="busy"}`.
+            Err(mpsc::error::TrySendError::Full(_)) => Err(CoalescerFull),
+            Err(mpsc::error::TrySendError::Closed(_)) => {
+                tracing::warn!("the coalescer has stopped; a notification is left to the schedule");
+                Ok(())
+            }
         }
     }
 }
@@ -101,9 +141,15 @@ async fn run(
     let mut ticker = tokio::time::interval(window);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
+        let full = pending.len() >= MAX_PENDING_PARTICIPANTS;
         tokio::select! {
-            hint = receiver.recv() => match hint {
-                Some(hint) => add(&mut pending, hint),
+            hint = receiver.recv(), if !full => match hint {
+                Some(hint) => {
+                    add(&mut pending, hint);
+                    if pending.len() >= MAX_PENDING_PARTICIPANTS {
+                        flush(&mut pending, &outbox).await;
+                    }
+                }
                 None => break,
             },
             _ = ticker.tick() => flush(&mut pending, &outbox).await,
@@ -197,5 +243,44 @@ mod tests {
         assert_eq!(n.notification_ids, vec!["digest-a", "digest-b"]);
         assert_eq!(n.intervals.len(), 2);
         assert_eq!(n.intervals[0].start.to_text(), "2026-11-02T09:00:00Z");
+    }
+
+    #[test]
+    fn a_full_queue_refuses_at_once_instead_of_holding_the_webhook() {
+        let (hints, _receiver) = mpsc::channel(HINT_QUEUE);
+        let coalescer = Coalescer { hints };
+        for n in 0..HINT_QUEUE {
+            let id = format!("digest-{n}");
+            coalescer
+                .add(hint("p1", &id, "2026-11-02T10:00:00Z"))
+                .unwrap();
+        }
+        assert!(
+            coalescer
+                .add(hint("p1", "one-more", "2026-11-02T10:00:00Z"))
+                .is_err()
+        );
+    }
+
+    #[test]
+    fn one_participant_holds_bounded_state_and_keeps_the_earliest_start() {
+        let mut pending = BTreeMap::new();
+        for n in 0..10 * MAX_IDS {
+            let minute = n % (24 * 60);
+            let start = format!("2026-11-02T{:02}:{:02}:00Z", minute / 60, minute % 60);
+            let mut h = hint("p1", &format!("digest-{n}"), &start);
+            h.data_type = format!("type-{n}");
+            add(&mut pending, h);
+        }
+        let p = pending.values().next().unwrap();
+        assert_eq!(p.ids.len(), MAX_IDS);
+        assert_eq!(p.data_types.len(), MAX_DATA_TYPES);
+        assert!(p.intervals.len() <= MAX_INTERVALS, "{}", p.intervals.len());
+        let earliest = p.intervals.iter().map(|i| i.start).min().unwrap();
+        assert_eq!(
+            earliest.to_text(),
+            "2026-11-02T00:00:00Z",
+            "the sync still starts early enough"
+        );
     }
 }

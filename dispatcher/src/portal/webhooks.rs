@@ -28,6 +28,7 @@ use fitlink_shared::linkage::webhook::SignatureError;
 use fitlink_shared::linkage::webhook::fitbit::{self as fitbit_hooks, Collection};
 use fitlink_shared::linkage::webhook::google::{self as google_hooks, Operation, PublicKeyset};
 use fitlink_shared::messages::{ConsentLoss, ProviderDeletion, WriterCommand, now_instant};
+use fitlink_shared::provider::read_text_capped;
 use fitlink_shared::secret::Secret;
 use tokio::sync::RwLock;
 
@@ -39,6 +40,11 @@ use super::{Portal, PortalArgs};
 const KEYSET_REFETCH_MIN_INTERVAL: Duration = Duration::from_secs(60);
 /// And at least this often, so a retired key stops being trusted.
 const KEYSET_MAX_AGE: Duration = Duration::from_secs(3600);
+/// A keyset fetch that takes longer fails (the last keyset stays in use), so a slow key host
+/// cannot hold webhook requests behind the keyset lock.
+const KEYSET_FETCH_TIMEOUT: Duration = Duration::from_secs(10);
+/// A keyset is a few hundred bytes; a larger answer is refused unread.
+const KEYSET_MAX_BYTES: usize = 64 * 1024;
 
 /// What the webhook checks need.
 pub(crate) struct WebhookSettings {
@@ -99,11 +105,11 @@ async fn load_keyset(source: &str) -> anyhow::Result<PublicKeyset> {
     let text = if source.starts_with("https://") || source.starts_with("http://") {
         let response = fitlink_shared::provider::http_client()
             .get(source)
-            .timeout(Duration::from_secs(10))
+            .timeout(KEYSET_FETCH_TIMEOUT)
             .send()
             .await?
             .error_for_status()?;
-        response.text().await?
+        read_text_capped(response, KEYSET_MAX_BYTES).await?
     } else {
         tokio::fs::read_to_string(source).await?
     };
@@ -132,6 +138,22 @@ fn refuse(provider: Provider, outcome: &'static str, status: StatusCode, detail:
         "refused a webhook request"
     );
     (status, detail.to_owned()).into_response()
+}
+
+/// The coalescer's queue is full ([`HINT_QUEUE`](super::coalesce::HINT_QUEUE)): 503 with a
+/// `Retry-After`, so the provider delivers the notification again; what this request already
+/// queued is merged again by digest.
+fn busy(provider: Provider) -> Response {
+    let mut response = refuse(
+        provider,
+        "busy",
+        StatusCode::SERVICE_UNAVAILABLE,
+        "too many notifications are waiting; deliver this one again later",
+    );
+    response
+        .headers_mut()
+        .insert(header::RETRY_AFTER, header::HeaderValue::from_static("30"));
+    response
 }
 
 /// Equal secrets, compared in time that does not depend on where they differ.
@@ -264,17 +286,17 @@ async fn google(State(portal): State<Arc<Portal>>, headers: HeaderMap, body: Bod
         };
         match n.operation {
             Operation::Upsert => {
-                portal
-                    .coalescer
-                    .add(Hint {
-                        participant_id: participant,
-                        provider: P,
-                        notification_id: n.digest,
-                        data_type: n.data_type,
-                        intervals: n.intervals,
-                        received_at,
-                    })
-                    .await;
+                let queued = portal.coalescer.add(Hint {
+                    participant_id: participant,
+                    provider: P,
+                    notification_id: n.digest,
+                    data_type: n.data_type,
+                    intervals: n.intervals,
+                    received_at,
+                });
+                if queued.is_err() {
+                    return busy(P);
+                }
             }
             Operation::Delete => {
                 let command = WriterCommand::DeleteProviderData(ProviderDeletion {
@@ -388,17 +410,17 @@ async fn fitbit(State(portal): State<Arc<Portal>>, headers: HeaderMap, body: Bod
         // receipt joins it: redeliveries within a minute are one notification, a later change
         // is a new one.
         let notification_id = format!("{}@{}", n.digest, &received_at.to_text()[..16]);
-        portal
-            .coalescer
-            .add(Hint {
-                participant_id: participant,
-                provider: P,
-                notification_id,
-                data_type: n.collection.as_str().to_owned(),
-                intervals: Vec::new(),
-                received_at,
-            })
-            .await;
+        let queued = portal.coalescer.add(Hint {
+            participant_id: participant,
+            provider: P,
+            notification_id,
+            data_type: n.collection.as_str().to_owned(),
+            intervals: Vec::new(),
+            received_at,
+        });
+        if queued.is_err() {
+            return busy(P);
+        }
     }
     // Handed on, not yet answered: the provider will deliver these again.
     FaultPoint::WebhookBefore204.strike();

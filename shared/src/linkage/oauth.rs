@@ -14,7 +14,7 @@ use serde::de::DeserializeOwned;
 use crate::config::{FitbitArgs, GoogleArgs};
 use crate::domain::Provider;
 use crate::provider::fitbit::parse::redact;
-use crate::provider::{expires_at, fitbit, google, http_client};
+use crate::provider::{BodyError, expires_at, fitbit, google, http_client, read_text_capped};
 use crate::secret::Secret;
 
 /// The access token's lifetime when a code-exchange answer does not say: Google's is an hour,
@@ -160,6 +160,21 @@ fn error_of(body: &str) -> Option<(String, String)> {
         return Some((item.error_type, item.message));
     }
     Some((body.error?, body.error_description.unwrap_or_default()))
+}
+
+/// The most of a token or revocation answer that is read: a real one is under a few KB.
+pub const OAUTH_MAX_RESPONSE_BYTES: usize = 64 * 1024;
+
+/// A token endpoint's answer as text, at most [`OAUTH_MAX_RESPONSE_BYTES`].
+async fn body_text(what: &str, response: reqwest::Response) -> Result<String, OAuthError> {
+    read_text_capped(response, OAUTH_MAX_RESPONSE_BYTES)
+        .await
+        .map_err(|error| match error {
+            BodyError::Transport(e) => transport(what, &e),
+            too_large @ BodyError::TooLarge(_) => OAuthError::Unavailable {
+                detail: format!("{what}: {too_large} (OAUTH_MAX_RESPONSE_BYTES)"),
+            },
+        })
 }
 
 fn transport(what: &str, error: &reqwest::Error) -> OAuthError {
@@ -351,7 +366,7 @@ impl OAuthClient {
             .await
             .map_err(|e| transport(what, &e))?;
         let status = response.status();
-        let body = response.text().await.map_err(|e| transport(what, &e))?;
+        let body = body_text(what, response).await?;
         let secrets = [code, code_verifier.expose().as_str()];
         if !status.is_success() {
             return Err(classify(what, status, &body, &secrets));
@@ -401,7 +416,7 @@ impl OAuthClient {
             .await
             .map_err(|e| transport(what, &e))?;
         let status = response.status();
-        let body = response.text().await.map_err(|e| transport(what, &e))?;
+        let body = body_text(what, response).await?;
         if status.is_success() {
             return Ok(Revocation::Revoked);
         }

@@ -10,8 +10,10 @@ use reqwest::header::{HeaderMap, RETRY_AFTER};
 
 use crate::errors::SyncError;
 
-/// A request that takes longer than this is a transient failure, retried later.
+/// A request that takes longer than this, body included, is a transient failure, retried later.
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
+/// A provider that does not accept the connection within this is down for now (transient).
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Builds the HTTP client: rustls with the ring provider, bounded timeouts, connection reuse.
 pub fn client() -> reqwest::Client {
@@ -20,12 +22,74 @@ pub fn client() -> reqwest::Client {
         let _ = rustls::crypto::ring::default_provider().install_default();
     });
     reqwest::Client::builder()
-        .connect_timeout(Duration::from_secs(10))
+        .connect_timeout(CONNECT_TIMEOUT)
         .timeout(REQUEST_TIMEOUT)
         .pool_max_idle_per_host(64)
         .user_agent(concat!("fitlink/", env!("CARGO_PKG_VERSION")))
         .build()
         .expect("the HTTP client configuration is valid")
+}
+
+/// The most of a provider's answer that is read into memory. The largest real answer is a few
+/// MB (a 10,000-point `list` page, a day of one-second heart rate); a provider, proxy or
+/// impostor sending more must not take the worker's memory. Past it the body is not read.
+pub const MAX_RESPONSE_BYTES: usize = 32 * 1024 * 1024;
+
+/// Why a response body was not read.
+#[derive(Debug, thiserror::Error)]
+pub enum BodyError {
+    /// The connection failed on the way (reset, timeout, cut off): worth another try.
+    #[error("{}", error_chain(.0))]
+    Transport(#[from] reqwest::Error),
+    /// The body is larger than the cap: it would be again, so retrying is pointless.
+    #[error("the response is larger than {0} bytes, the most fitlink reads; it was not read")]
+    TooLarge(usize),
+}
+
+/// Reads a response body into memory, refusing it as soon as it passes `limit` bytes (a
+/// `Content-Length` above it is refused before anything is read).
+pub async fn read_capped(
+    mut response: reqwest::Response,
+    limit: usize,
+) -> Result<Vec<u8>, BodyError> {
+    if response
+        .content_length()
+        .is_some_and(|length| length > limit as u64)
+    {
+        return Err(BodyError::TooLarge(limit));
+    }
+    let mut body = Vec::new();
+    while let Some(chunk) = response.chunk().await? {
+        if body.len() + chunk.len() > limit {
+            return Err(BodyError::TooLarge(limit));
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
+}
+
+/// [`read_capped`] as text (lossy: providers answer UTF-8 JSON, and a parser names a broken one).
+pub async fn read_text_capped(
+    response: reqwest::Response,
+    limit: usize,
+) -> Result<String, BodyError> {
+    let body = read_capped(response, limit).await?;
+    Ok(String::from_utf8(body)
+        .unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned()))
+}
+
+/// A provider's answer as text, at most [`MAX_RESPONSE_BYTES`]: a broken connection is
+/// transient, a larger body invalid provider data (the job fails, the cursor stays, and the
+/// participant's reason says why).
+pub async fn provider_text(what: &str, response: reqwest::Response) -> Result<String, SyncError> {
+    read_text_capped(response, MAX_RESPONSE_BYTES)
+        .await
+        .map_err(|error| match error {
+            BodyError::Transport(e) => transport_error(what, &e),
+            too_large @ BodyError::TooLarge(_) => {
+                SyncError::invalid_data(format!("{what}: {too_large} (MAX_RESPONSE_BYTES)"))
+            }
+        })
 }
 
 /// A transport failure (connect, timeout, reset, truncated body) is always transient.

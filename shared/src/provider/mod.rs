@@ -12,7 +12,10 @@ pub mod google;
 pub(crate) mod http;
 
 pub use http::client as http_client;
-pub use http::error_chain;
+pub use http::{
+    BodyError, CONNECT_TIMEOUT, MAX_RESPONSE_BYTES, REQUEST_TIMEOUT, error_chain, read_capped,
+    read_text_capped,
+};
 
 use std::collections::{BTreeMap, VecDeque};
 use std::future::Future;
@@ -282,6 +285,9 @@ impl RequestBudget {
 }
 
 #[cfg(test)]
+mod bounds_tests;
+
+#[cfg(test)]
 mod tests {
     use super::*;
 
@@ -295,6 +301,16 @@ mod tests {
         assert_eq!(start.elapsed(), Duration::ZERO);
         budget.acquire().await;
         assert!(start.elapsed() >= Duration::from_secs(60));
+    }
+
+    /// The window's timestamps are the budget's only memory: never more than its limit.
+    #[tokio::test(start_paused = true)]
+    async fn the_budget_remembers_at_most_its_limit_of_requests() {
+        let budget = RequestBudget::new(5, Duration::from_secs(1));
+        for _ in 0..1000 {
+            budget.acquire().await;
+        }
+        assert_eq!(budget.sent.lock().await.len(), 5);
     }
 
     #[tokio::test(start_paused = true)]

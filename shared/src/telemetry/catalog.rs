@@ -171,7 +171,7 @@ pub const CATALOG: &[Metric] = &[
         "fitlink_webhook_requests_total",
         Counter,
         &["provider", "outcome"],
-        "dispatcher: provider notifications by outcome (accepted, verified, malformed, unknown_user, bad_signature, …)",
+        "dispatcher: provider notifications by outcome (accepted, verified, malformed, unknown_user, bad_signature, oversized, busy, …)",
     ),
     metric(
         "fitlink_webhook_sync_requests_total",

@@ -192,10 +192,14 @@ impl FitbitClient {
                 let headers = response.headers().clone();
                 note_quota(session, status, &headers);
                 count_response(status);
-                let text = response.text().await.map_err(|e| Attempt {
-                    refusal: Refusal::Error(transport_error(what, &e)),
-                    retry_in_place: true,
-                })?;
+                let text = http::provider_text(what, response)
+                    .await
+                    .map_err(|error| Attempt {
+                        // A broken connection is worth another try here; a body over the cap
+                        // would be over it again.
+                        retry_in_place: error.is_transient(),
+                        refusal: Refusal::Error(error),
+                    })?;
                 if status.is_success() {
                     return Ok(text);
                 }
@@ -385,10 +389,7 @@ impl HealthProvider for FitbitClient {
         let status = response.status();
         let headers = response.headers().clone();
         count_response(status);
-        let text = response
-            .text()
-            .await
-            .map_err(|e| transport_error(what, &e))?;
+        let text = http::provider_text(what, response).await?;
         if !status.is_success() {
             return Err(classify_token_error(
                 status,
@@ -530,4 +531,4 @@ fn count_response(status: StatusCode) {
 #[cfg(test)]
 mod families_tests;
 #[cfg(test)]
-mod tests;
+pub(super) mod tests;

@@ -211,7 +211,7 @@ pub(super) async fn serve(
     (base, mock)
 }
 
-pub(super) fn args(base: &str) -> FitbitArgs {
+pub(in crate::provider) fn args(base: &str) -> FitbitArgs {
     FitbitArgs {
         api_base: base.to_owned(),
         token_url: format!("{base}/oauth2/token"),

@@ -57,8 +57,13 @@ pub const ROLL_UP_TYPES: [&str; 11] = [
 
 /// `list` page size: the documented maximum, fewest requests.
 const PAGE_SIZE: &str = "10000";
-/// A runaway pagination (a provider bug repeating tokens) stops here instead of looping forever.
-const MAX_PAGES: usize = 10_000;
+/// The most pages one `list` chain may take. The longest real chain is a day's one-second heart
+/// rate (86,400 points: 9 pages at [`PAGE_SIZE`], 60 at the API's default 1,440), so a chain
+/// longer than this is a provider that never ends (a bug, or an answer that is not Google's):
+/// the call fails as invalid provider data naming the cap, and nothing of it is stored (the
+/// cursor stays, so no gap; a truncated list would be silent data loss). It also bounds what
+/// one list holds in memory (pages × [`PAGE_SIZE`] points).
+pub(crate) const MAX_PAGES: usize = 200;
 
 pub struct GoogleHealthClient {
     http: reqwest::Client,
@@ -116,7 +121,7 @@ impl GoogleHealthClient {
             let response = request.send().await.map_err(|e| transport_error(what, &e))?;
             let status = response.status();
             let headers = response.headers().clone();
-            let text = response.text().await.map_err(|e| transport_error(what, &e))?;
+            let text = http::provider_text(what, response).await?;
             metrics::counter!("fitlink_provider_requests_total", "provider" => "google-health", "status" => status.as_u16().to_string()).increment(1);
             if status.is_success() {
                 Ok(text)
@@ -162,7 +167,7 @@ impl GoogleHealthClient {
             }
         }
         Err(SyncError::invalid_data(format!(
-            "{what}: more than {MAX_PAGES} pages"
+            "{what}: more than {MAX_PAGES} pages (MAX_PAGES)"
         )))
     }
 }
@@ -197,7 +202,7 @@ impl HealthProvider for GoogleHealthClient {
                 .map_err(|e| transport_error(what, &e))?;
             let status = response.status();
             let headers = response.headers().clone();
-            let text = response.text().await.map_err(|e| transport_error(what, &e))?;
+            let text = http::provider_text(what, response).await?;
             metrics::counter!("fitlink_provider_requests_total", "provider" => "google-health", "status" => status.as_u16().to_string()).increment(1);
             if status.is_success() {
                 return Ok(text);
@@ -236,7 +241,9 @@ impl HealthProvider for GoogleHealthClient {
                 _ => return Ok(devices),
             }
         }
-        Ok(devices)
+        Err(SyncError::invalid_data(format!(
+            "list pairedDevices: more than {MAX_PAGES} pages (MAX_PAGES)"
+        )))
     }
 
     async fn time_zone(&self, session: &Session) -> Result<Option<String>, SyncError> {
