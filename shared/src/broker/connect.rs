@@ -71,6 +71,14 @@ pub enum ConnectError {
         "the broker at {at} refused the TLS connection ({detail}): if it verifies peers, set FITLINK_AMQP_CLIENT_CERT_FILE and FITLINK_AMQP_CLIENT_KEY_FILE to a certificate signed by a CA it trusts"
     )]
     TlsRefused { at: String, detail: String },
+    /// The broker reset the TLS connection before a word of AMQP. With TLS 1.3 the client's
+    /// side of the handshake ends before the broker has checked the client's certificate, so a
+    /// refused (or missing) certificate often arrives as a reset rather than an alert. A broker
+    /// going down resets too, so this one is retried.
+    #[error(
+        "the broker at {at} reset the TLS connection ({detail}): if it verifies peers, set FITLINK_AMQP_CLIENT_CERT_FILE and FITLINK_AMQP_CLIENT_KEY_FILE to a certificate signed by a CA it trusts; otherwise it may be restarting"
+    )]
+    TlsReset { at: String, detail: String },
     /// The broker refused the user, the password or the vhost.
     #[error("the broker at {at} refused the login ({detail})")]
     AccessRefused { at: String, detail: String },
@@ -86,7 +94,10 @@ impl ConnectError {
     /// Whether retrying with the same settings can succeed: a broker that is down or restarting
     /// comes back; a wrong URL, a wrong certificate or a refused login do not fix themselves.
     pub fn is_transient(&self) -> bool {
-        matches!(self, Self::Timeout { .. } | Self::Unavailable { .. })
+        matches!(
+            self,
+            Self::Timeout { .. } | Self::Unavailable { .. } | Self::TlsReset { .. }
+        )
     }
 }
 
@@ -243,6 +254,13 @@ fn classify(e: &lapin::Error, at: String, plain: bool, secrets: &Scrubber) -> Co
                 | rustls::Error::InappropriateMessage { .. }
                 | rustls::Error::InappropriateHandshakeMessage { .. },
             ) => ConnectError::NotTls { at, detail },
+            None if matches!(
+                io.kind(),
+                std::io::ErrorKind::ConnectionReset | std::io::ErrorKind::BrokenPipe
+            ) =>
+            {
+                ConnectError::TlsReset { at, detail }
+            }
             _ => ConnectError::Unavailable { at, detail },
         },
         _ => ConnectError::Unavailable { at, detail },
