@@ -266,12 +266,11 @@ async fn send_and_wait(
             .send_to_partition(partition, &WriterCommand::ResealCredentials(part))
             .await
         {
-            replies.forget(request_id);
             return Err(anyhow::Error::new(e).context(
                 "cannot hand a batch to the writer; nothing of it changed (run the command again)",
             ));
         }
-        waiting.push((request_id, reply));
+        waiting.push(reply);
     }
     let wait = Duration::from_secs(args.wait_secs.max(1));
     let mut total = ResealApplied {
@@ -279,14 +278,13 @@ async fn send_and_wait(
         replaced: 0,
         changed_since_read: 0,
     };
-    for (request_id, reply) in waiting {
-        match tokio::time::timeout(wait, reply).await {
-            Ok(Ok(applied)) => {
+    for reply in waiting {
+        match reply.answer_within(wait).await {
+            Ok(applied) => {
                 total.replaced += applied.replaced;
                 total.changed_since_read += applied.changed_since_read;
             }
-            _ => {
-                replies.forget(request_id);
+            Err(_) => {
                 anyhow::bail!(
                     "no writer committed a batch within {}s (is a writer running?); it stays queued and is applied when a writer runs. Nothing is lost: run `fitlink credentials rekey` again to finish",
                     wait.as_secs()

@@ -147,11 +147,11 @@ pub async fn withdraw(args: &WithdrawArgs) -> anyhow::Result<WithdrawReport> {
         .await
         .context("cannot hand the withdrawal to the writer")?;
     let wait = Duration::from_secs(args.wait_secs.max(1));
-    let reply = tokio::time::timeout(wait, reply).await;
+    let reply = reply.answer_within(wait).await;
     outbox.close().await;
     let reply = match reply {
-        Ok(Ok(reply)) => reply.reply,
-        _ => anyhow::bail!(
+        Ok(reply) => reply.reply,
+        Err(_) => anyhow::bail!(
             "the writer has not confirmed the withdrawal of {participant_id} within {}s (is a writer running?); it stays queued and is applied when the writer runs. Provider grant: {provider_revocation}",
             wait.as_secs()
         ),

@@ -9,6 +9,7 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use futures_util::StreamExt;
 use lapin::options::{BasicConsumeOptions, QueueDeclareOptions};
@@ -118,21 +119,131 @@ impl<R: Reply> ReplyQueue<R> {
     }
 
     /// Registers interest in the answer to `request_id`; call before publishing the request, so
-    /// a fast answer cannot arrive before anyone listens.
-    pub fn expect(&self, request_id: Uuid) -> oneshot::Receiver<R> {
-        let (tx, rx) = oneshot::channel();
+    /// a fast answer cannot arrive before anyone listens. Dropping the [`Pending`] (the request
+    /// failed to publish, or its wait ended) removes the waiter.
+    pub fn expect(&self, request_id: Uuid) -> Pending<R> {
+        let (tx, answer) = oneshot::channel();
         self.waiting
             .lock()
             .expect("reply waiters lock")
             .insert(request_id, tx);
-        rx
+        Pending {
+            request_id,
+            answer,
+            waiting: self.waiting.clone(),
+        }
     }
 
-    /// Stops waiting for `request_id` (the request failed to publish, or the wait timed out).
-    pub fn forget(&self, request_id: Uuid) {
+    /// Requests waiting for an answer on this queue now.
+    pub fn waiting(&self) -> usize {
+        self.waiting.lock().expect("reply waiters lock").len()
+    }
+}
+
+/// One request's wait for its answer. The queue keeps a waiter only while its `Pending` lives,
+/// so the waiters are bounded by the requests in flight: a writer that never answers leaves
+/// nothing behind once the caller's wait ends.
+pub struct Pending<R: Reply> {
+    request_id: Uuid,
+    answer: oneshot::Receiver<R>,
+    waiting: Waiters<R>,
+}
+
+/// No answer came within the wait (no writer ran, or it has not got to the request yet). The
+/// request itself stays queued and is applied when a writer runs; only the wait is over.
+#[derive(Debug, thiserror::Error)]
+#[error("no answer from the writer within {} s", .0.as_secs())]
+pub struct NoAnswer(pub Duration);
+
+impl<R: Reply> Pending<R> {
+    /// Waits at most `within` for the writer's answer.
+    pub async fn answer_within(mut self, within: Duration) -> Result<R, NoAnswer> {
+        match tokio::time::timeout(within, &mut self.answer).await {
+            Ok(Ok(reply)) => Ok(reply),
+            // Timed out, or the queue's consumer ended (the connection closed): no answer.
+            _ => Err(NoAnswer(within)),
+        }
+    }
+}
+
+impl<R: Reply> Drop for Pending<R> {
+    fn drop(&mut self) {
         self.waiting
             .lock()
             .expect("reply waiters lock")
-            .remove(&request_id);
+            .remove(&self.request_id);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::broker::{self, Publisher};
+    use crate::config::BrokerArgs;
+    use crate::messages::ResealApplied;
+
+    async fn connection() -> Connection {
+        let url = std::env::var("FITLINK_AMQP_URL")
+            .unwrap_or_else(|_| "amqp://guest:guest@127.0.0.1:5672/%2f".to_owned());
+        broker::connect(&BrokerArgs::new(url, "t-replies"), "replies-test")
+            .await
+            .expect("RabbitMQ must be running on 127.0.0.1:5672 (or set FITLINK_AMQP_URL)")
+    }
+
+    fn applied(request_id: Uuid) -> ResealApplied {
+        ResealApplied {
+            request_id,
+            replaced: 3,
+            changed_since_read: 0,
+        }
+    }
+
+    /// The bound on the reply map: a writer that never answers (none runs) costs each caller
+    /// its wait, and leaves no waiter behind, however many requests went unanswered.
+    #[tokio::test]
+    async fn unanswered_requests_end_their_wait_and_leave_no_waiter() {
+        let conn = connection().await;
+        let replies = ReplyQueue::<ResealApplied>::start(&conn).await.unwrap();
+        let waits: Vec<_> = (0..100).map(|_| replies.expect(Uuid::now_v7())).collect();
+        assert_eq!(replies.waiting(), 100);
+        let within = Duration::from_millis(50);
+        let ended =
+            futures_util::future::join_all(waits.into_iter().map(|p| p.answer_within(within)));
+        for outcome in ended.await {
+            assert_eq!(outcome.expect_err("no answer").0, within);
+        }
+        assert_eq!(replies.waiting(), 0, "every ended wait removed its waiter");
+
+        // A request that was never published (its publish failed) is dropped unawaited.
+        drop(replies.expect(Uuid::now_v7()));
+        assert_eq!(replies.waiting(), 0);
+        let _ = conn.close(200, "test done".into()).await;
+    }
+
+    /// An answer goes to the request it names and to no other, and removes its waiter.
+    #[tokio::test]
+    async fn an_answer_reaches_the_request_it_names() {
+        let conn = connection().await;
+        let replies = ReplyQueue::<ResealApplied>::start(&conn).await.unwrap();
+        let (answered, unanswered) = (Uuid::now_v7(), Uuid::now_v7());
+        let first = replies.expect(answered);
+        let second = replies.expect(unanswered);
+        Publisher::open(&conn)
+            .await
+            .unwrap()
+            .publish_json(replies.queue(), &applied(answered), Vec::new())
+            .await
+            .unwrap();
+        let reply = first.answer_within(Duration::from_secs(30)).await.unwrap();
+        assert_eq!(reply, applied(answered));
+        assert_eq!(replies.waiting(), 1, "only the unanswered request waits");
+        assert!(
+            second
+                .answer_within(Duration::from_millis(50))
+                .await
+                .is_err()
+        );
+        assert_eq!(replies.waiting(), 0);
+        let _ = conn.close(200, "test done".into()).await;
     }
 }

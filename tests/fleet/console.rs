@@ -433,3 +433,102 @@ async fn sign_in_with_provider(browser: &Browser, base: &str, email: &str) {
     }
     panic!("the signed-in page did not move on");
 }
+
+/// Where the web roles stop reading: a console form is read up to 64 KiB (a sign-in just
+/// under it works), and past it the answer is 413 before any handler runs, signed in or not,
+/// and nothing changes; the consent portal takes no body at all (its routes are `GET`s).
+#[tokio::test]
+async fn an_oversized_form_is_refused_before_any_handler_runs() {
+    const FORM_LIMIT: usize = 64 * 1024;
+    let mut t = TestFleet::start(Options {
+        participants: 1,
+        days: 1,
+        portal: true,
+        start_sync: false,
+        ..Options::default()
+    })
+    .await;
+    t.import_roster().await;
+    t.fleet.spawn("dispatcher", &["dispatcher"]).unwrap();
+    let base = start_console(&mut t, &[]).await;
+    let http = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let post = |url: String, body: String, cookie: Option<String>| {
+        let mut request = http
+            .post(url)
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(body);
+        if let Some(cookie) = cookie {
+            request = request.header("cookie", cookie);
+        }
+        async move { request.send().await.unwrap() }
+    };
+    // A form of exactly `size` bytes: its fields, then padding the handler ignores.
+    let form = |fields: &str, size: usize| {
+        let mut body = format!("{fields}&pad=");
+        body.push_str(&"x".repeat(size - body.len()));
+        body
+    };
+    let sign_in = format!("user={ADMIN_USER}&password={ADMIN_PASSWORD}&next=/");
+
+    let refused = post(
+        format!("{base}/login"),
+        form(&sign_in, FORM_LIMIT + 1),
+        None,
+    )
+    .await;
+    assert_eq!(refused.status(), StatusCode::PAYLOAD_TOO_LARGE);
+    assert!(refused.headers().get("set-cookie").is_none(), "no session");
+
+    let signed_in = post(
+        format!("{base}/login"),
+        form(&sign_in, FORM_LIMIT - 1),
+        None,
+    )
+    .await;
+    assert_eq!(
+        signed_in.status(),
+        StatusCode::SEE_OTHER,
+        "read and signed in"
+    );
+    let cookie = signed_in
+        .headers()
+        .get("set-cookie")
+        .expect("a session")
+        .to_str()
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap()
+        .to_owned();
+    let audited = audit_actions(&t).await;
+    let links = post(
+        format!("{base}/consent/links"),
+        form("csrf=unread&format=csv", FORM_LIMIT + 1),
+        Some(cookie),
+    )
+    .await;
+    // Read, the wrong csrf would be a 403: 413 says the body was refused unread.
+    assert_eq!(links.status(), StatusCode::PAYLOAD_TOO_LARGE);
+    assert_eq!(audit_actions(&t).await, audited, "nothing was done");
+
+    let portal = t.portal_url.clone().expect("the portal");
+    let home = format!("{portal}/");
+    fitlink::fleet::wait_for("the portal", Duration::from_secs(30), || {
+        let (http, home) = (http.clone(), home.clone());
+        async move { Ok(http.get(home).send().await.ok().map(|_| ())) }
+    })
+    .await
+    .unwrap();
+    for route in ["/", "/oauth/callback", "/link/any"] {
+        let answer = post(format!("{portal}{route}"), "x".repeat(1 << 20), None).await;
+        assert_eq!(
+            answer.status(),
+            StatusCode::METHOD_NOT_ALLOWED,
+            "{route} takes no body"
+        );
+    }
+    t.finish().await;
+}

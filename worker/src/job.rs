@@ -334,19 +334,12 @@ impl<P: HealthProvider> JobContext<'_, P> {
             replaces: Some(replaces.clone()),
             reply_to: Some(self.commits.queue().to_owned()),
         });
-        if let Err(e) = self.publish_result(job, &rotation).await {
-            self.commits.forget(job.job_id);
-            return Err(e);
-        }
-        match tokio::time::timeout(COMMIT_TIMEOUT, committed).await {
-            Ok(Ok(_stored)) => Ok(()),
-            _ => {
-                self.commits.forget(job.job_id);
-                Err(SyncError::transient(format!(
-                    "the writer did not confirm the rotated refresh token within {} s; it stays queued for the writer and the retry uses it",
-                    COMMIT_TIMEOUT.as_secs()
-                )))
-            }
+        self.publish_result(job, &rotation).await?;
+        match committed.answer_within(COMMIT_TIMEOUT).await {
+            Ok(_stored) => Ok(()),
+            Err(no_answer) => Err(SyncError::transient(format!(
+                "the writer did not confirm the rotated refresh token ({no_answer}); it stays queued for the writer and the retry uses it"
+            ))),
         }
     }
 

@@ -444,9 +444,9 @@ async fn consents_and_withdrawals_are_answered_after_the_commit() {
 }
 
 /// The writer's answer to one request (an event awaited, with a deadline).
-async fn answered(reply: tokio::sync::oneshot::Receiver<WriterReply>) -> WriterReply {
-    tokio::time::timeout(Duration::from_secs(30), reply)
+async fn answered(reply: fitlink_shared::replies::Pending<WriterReply>) -> WriterReply {
+    reply
+        .answer_within(Duration::from_secs(30))
         .await
         .expect("a reply within 30 s")
-        .expect("the reply queue is open")
 }

@@ -153,15 +153,7 @@ impl Actions {
             json!({ "what": what, "jobs": jobs.len(), "first": first_ids(&jobs) }),
         )
         .await?;
-        let replay = Arc::new(Replay {
-            id: Uuid::now_v7(),
-            started_by: session.user.clone(),
-            started_at: now_instant(),
-            what,
-            jobs: jobs.len(),
-            progress: ProgressBar::hidden(),
-            outcome: Mutex::new(None),
-        });
+        let replay = Arc::new(Replay::new(&session.user, what, jobs.len()));
         replays.add(replay.clone());
         let (broker, database, running) =
             (self.broker.clone(), self.database.clone(), replay.clone());
@@ -220,6 +212,20 @@ pub struct Replay {
     pub outcome: Mutex<Option<Result<ReplayReport, String>>>,
 }
 
+impl Replay {
+    fn new(started_by: &str, what: String, jobs: usize) -> Replay {
+        Replay {
+            id: Uuid::now_v7(),
+            started_by: started_by.to_owned(),
+            started_at: now_instant(),
+            what,
+            jobs,
+            progress: ProgressBar::hidden(),
+            outcome: Mutex::new(None),
+        }
+    }
+}
+
 /// The console's recent replays (the last [`Replays::KEPT`]), newest last.
 #[derive(Default)]
 pub struct Replays(Mutex<VecDeque<Arc<Replay>>>);
@@ -238,5 +244,28 @@ impl Replays {
     pub fn get(&self, id: Uuid) -> Option<Arc<Replay>> {
         let all = self.0.lock().expect("replays lock");
         all.iter().find(|r| r.id == id).cloned()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The console remembers its last `KEPT` replays, and forgets the oldest, however many a
+    /// coordinator starts.
+    #[test]
+    fn the_console_keeps_only_its_recent_replays() {
+        let replays = Replays::default();
+        let started: Vec<Arc<Replay>> = (0..3 * Replays::KEPT)
+            .map(|n| {
+                let replay = Arc::new(Replay::new("coordinator", format!("replay {n}"), 1));
+                replays.add(replay.clone());
+                replay
+            })
+            .collect();
+        let (forgotten, kept) = started.split_at(started.len() - Replays::KEPT);
+        assert!(forgotten.iter().all(|r| replays.get(r.id).is_none()));
+        assert!(kept.iter().all(|r| replays.get(r.id).is_some()));
+        assert_eq!(replays.0.lock().unwrap().len(), Replays::KEPT);
     }
 }

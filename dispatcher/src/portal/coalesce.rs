@@ -103,6 +103,19 @@ const MAX_INTERVALS: usize = 64;
 #[derive(Debug)]
 pub(crate) struct CoalescerFull;
 
+/// How much the coalescer holds in memory: [`HINT_QUEUE`] and [`MAX_PENDING_PARTICIPANTS`]
+/// (tests use small ones, to reach them).
+#[derive(Clone, Copy, Debug)]
+struct Limits {
+    hint_queue: usize,
+    max_pending: usize,
+}
+
+const LIMITS: Limits = Limits {
+    hint_queue: HINT_QUEUE,
+    max_pending: MAX_PENDING_PARTICIPANTS,
+};
+
 impl Coalescer {
     /// Starts the task that merges hints and publishes them every `window` (and once more when
     /// `shutdown` is cancelled).
@@ -111,8 +124,17 @@ impl Coalescer {
         window: Duration,
         shutdown: CancellationToken,
     ) -> Self {
-        let (hints, receiver) = mpsc::channel(HINT_QUEUE);
-        tokio::spawn(run(receiver, outbox, window, shutdown));
+        Self::start_with(outbox, window, shutdown, LIMITS)
+    }
+
+    fn start_with(
+        outbox: Arc<Outbox>,
+        window: Duration,
+        shutdown: CancellationToken,
+        limits: Limits,
+    ) -> Self {
+        let (hints, receiver) = mpsc::channel(limits.hint_queue);
+        tokio::spawn(run(receiver, outbox, window, limits.max_pending, shutdown));
         Self { hints }
     }
 
@@ -135,18 +157,20 @@ async fn run(
     mut receiver: mpsc::Receiver<Hint>,
     outbox: Arc<Outbox>,
     window: Duration,
+    max_pending: usize,
     shutdown: CancellationToken,
 ) {
     let mut pending: BTreeMap<ParticipantId, Pending> = BTreeMap::new();
-    let mut ticker = tokio::time::interval(window);
+    // The first publish is a window after the start (not at once, with nothing pending).
+    let mut ticker = tokio::time::interval_at(tokio::time::Instant::now() + window, window);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
-        let full = pending.len() >= MAX_PENDING_PARTICIPANTS;
+        let full = pending.len() >= max_pending;
         tokio::select! {
             hint = receiver.recv(), if !full => match hint {
                 Some(hint) => {
                     add(&mut pending, hint);
-                    if pending.len() >= MAX_PENDING_PARTICIPANTS {
+                    if pending.len() >= max_pending {
                         flush(&mut pending, &outbox).await;
                     }
                 }
@@ -211,6 +235,8 @@ async fn flush(pending: &mut BTreeMap<ParticipantId, Pending>, outbox: &Outbox) 
 
 #[cfg(test)]
 mod tests {
+    use futures_util::StreamExt;
+
     use super::*;
 
     fn hint(participant: &str, id: &str, start: &str) -> Hint {
@@ -282,5 +308,115 @@ mod tests {
             "2026-11-02T00:00:00Z",
             "the sync still starts early enough"
         );
+    }
+
+    /// A fleet namespace of its own on the local broker, with the writer's queues declared.
+    async fn outbox() -> (Arc<Outbox>, lapin::Channel) {
+        let url = std::env::var("FITLINK_AMQP_URL")
+            .unwrap_or_else(|_| "amqp://guest:guest@127.0.0.1:5672/%2f".to_owned());
+        let namespace = format!("t-coalesce-{}", uuid::Uuid::new_v4().simple());
+        let args = fitlink_shared::config::BrokerArgs::new(url, namespace);
+        let outbox = Outbox::open(&args, "coalesce-test")
+            .await
+            .expect("RabbitMQ must be running on 127.0.0.1:5672 (or set FITLINK_AMQP_URL)");
+        let channel = outbox.conn.create_channel().await.unwrap();
+        (Arc::new(outbox), channel)
+    }
+
+    async fn delete_queues(outbox: &Outbox, channel: &lapin::Channel) {
+        for queue in outbox.topology.all_queues() {
+            let _ = channel.queue_delete(queue.into(), Default::default()).await;
+        }
+    }
+
+    /// At `max_pending` participants the coalescer publishes at once: with a window of an
+    /// hour, only the early publish can bring the requests to the writer's queue.
+    #[tokio::test]
+    async fn at_max_pending_participants_it_publishes_at_once_not_at_the_window() {
+        let (outbox, channel) = outbox().await;
+        let limits = Limits {
+            hint_queue: 16,
+            max_pending: 3,
+        };
+        let shutdown = CancellationToken::new();
+        let coalescer = Coalescer::start_with(
+            outbox.clone(),
+            Duration::from_secs(3600),
+            shutdown.clone(),
+            limits,
+        );
+        for participant in ["p1", "p2", "p3"] {
+            coalescer
+                .add(hint(participant, "digest", "2026-11-02T10:00:00Z"))
+                .unwrap();
+        }
+        let queue = outbox.topology.results_default().to_owned();
+        let mut deliveries = channel
+            .basic_consume(
+                queue.as_str().into(),
+                "".into(),
+                lapin::options::BasicConsumeOptions {
+                    no_ack: true,
+                    ..Default::default()
+                },
+                Default::default(),
+            )
+            .await
+            .unwrap();
+        let mut notified = BTreeSet::new();
+        while notified.len() < 3 {
+            let delivery = tokio::time::timeout(Duration::from_secs(30), deliveries.next())
+                .await
+                .expect("the early publish, within 30 s of a one-hour window")
+                .unwrap()
+                .unwrap();
+            let command: WriterCommand = serde_json::from_slice(&delivery.data).unwrap();
+            let WriterCommand::ProviderNotified(n) = command else {
+                panic!("not a notification: {command:?}");
+            };
+            notified.insert(n.participant_id.as_str().to_owned());
+        }
+        assert_eq!(
+            notified,
+            BTreeSet::from(["p1".into(), "p2".into(), "p3".into()])
+        );
+        shutdown.cancel();
+        delete_queues(&outbox, &channel).await;
+    }
+
+    /// While the cap is reached and nothing can be published (the broker is gone), the
+    /// coalescer takes no more hints: the webhook queue fills and further hints are refused (the
+    /// webhook answers 503), so memory holds at most `max_pending` participants plus the queue.
+    #[tokio::test]
+    async fn at_the_cap_with_the_broker_gone_hints_are_refused_not_held() {
+        let (outbox, channel) = outbox().await;
+        delete_queues(&outbox, &channel).await;
+        outbox.close().await;
+        let limits = Limits {
+            hint_queue: 2,
+            max_pending: 3,
+        };
+        let shutdown = CancellationToken::new();
+        let coalescer = Coalescer::start_with(
+            outbox.clone(),
+            Duration::from_secs(3600),
+            shutdown.clone(),
+            limits,
+        );
+        let (mut accepted, mut refused) = (0, 0);
+        for n in 0..200 {
+            match coalescer.add(hint(&format!("p{n}"), "digest", "2026-11-02T10:00:00Z")) {
+                Ok(()) => accepted += 1,
+                Err(CoalescerFull) => refused += 1,
+            }
+            // Lets the coalescer take what it will between hints.
+            tokio::task::yield_now().await;
+        }
+        assert!(
+            accepted <= limits.max_pending + limits.hint_queue,
+            "{accepted} hints accepted past the bound"
+        );
+        assert_eq!(accepted + refused, 200);
+        shutdown.cancel();
     }
 }

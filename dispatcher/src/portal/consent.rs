@@ -277,7 +277,6 @@ pub(super) async fn callback(
     });
     let reply = portal.replies.expect(request_id);
     if let Err(error) = portal.outbox.send(&command).await {
-        portal.replies.forget(request_id);
         count(provider.as_str(), "not_published");
         tracing::error!(%participant_id, error = %error, "cannot hand a consent to the writer");
         return pages::retryable(
@@ -287,10 +286,9 @@ pub(super) async fn callback(
             &retry,
         );
     }
-    let reply = match tokio::time::timeout(LINK_COMMIT_TIMEOUT, reply).await {
-        Ok(Ok(reply)) => reply.reply,
-        _ => {
-            portal.replies.forget(request_id);
+    let reply = match reply.answer_within(LINK_COMMIT_TIMEOUT).await {
+        Ok(reply) => reply.reply,
+        Err(_) => {
             count(provider.as_str(), "commit_unconfirmed");
             tracing::warn!(%participant_id, "the writer has not confirmed a consent in time; it stays queued");
             return pages::received(&portal.program_name);

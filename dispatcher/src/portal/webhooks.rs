@@ -464,3 +464,79 @@ impl Portal {
         Ok(row.and_then(|(id,)| ParticipantId::new(id).ok()))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use futures_util::stream;
+
+    use super::*;
+
+    /// Google's key host on 127.0.0.1:0, answering every request with `answer()`.
+    async fn key_host(answer: fn() -> Response) -> String {
+        let app = Router::new().fallback(move || async move { answer() });
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let source = format!("http://{}/keyset.json", listener.local_addr().unwrap());
+        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+        source
+    }
+
+    /// A keyset that never ends: spaces, 16 KiB at a time.
+    fn endless() -> Response {
+        let chunk = axum::body::Bytes::from(vec![b' '; 16 * 1024]);
+        let chunks = stream::repeat_with(move || Ok::<_, std::io::Error>(chunk.clone()));
+        Response::new(Body::from_stream(chunks))
+    }
+
+    /// Headers, then nothing.
+    fn silent() -> Response {
+        Response::new(Body::from_stream(stream::pending::<
+            Result<axum::body::Bytes, std::io::Error>,
+        >()))
+    }
+
+    /// An endless keyset is refused at `KEYSET_MAX_BYTES`, and the keyset loaded before stays in
+    /// use: the notifications its keys signed are still accepted.
+    #[tokio::test]
+    async fn an_endless_keyset_is_refused_at_its_cap_and_the_last_keyset_stays_in_use() {
+        let source = key_host(endless).await;
+        let error = format!("{:#}", load_keyset(&source).await.unwrap_err());
+        assert!(error.contains(&KEYSET_MAX_BYTES.to_string()), "{error}");
+
+        let key = p256::ecdsa::SigningKey::from_slice(&[7; 32]).unwrap();
+        let known = PublicKeyset::from_tink_json(&PublicKeyset::tink_json_for(
+            &[(7, *key.verifying_key())],
+            7,
+        ))
+        .unwrap();
+        let settings = WebhookSettings {
+            google_secret: Secret::new(String::new()),
+            keyset_source: source,
+            keyset: RwLock::new(Some((
+                known,
+                // Old enough that a signature naming an unknown key refetches.
+                Instant::now() - 2 * KEYSET_REFETCH_MIN_INTERVAL,
+            ))),
+            fitbit_verification_code: Secret::new(String::new()),
+            fitbit_client_secret: Secret::new(String::new()),
+            max_body_bytes: 1024,
+        };
+        let kept = settings.keyset(true).await.expect("the last keyset");
+        assert_eq!(kept.key_ids(), vec![7]);
+        let body = br#"{"data":"signed"}"#;
+        let signature = google_hooks::sign_notification(&key, 7, body);
+        kept.verify(&signature, body).unwrap();
+    }
+
+    /// A key host that sends headers and then nothing fails the fetch within
+    /// `KEYSET_FETCH_TIMEOUT` (virtual time), so webhook requests are not held behind it.
+    #[tokio::test(start_paused = true)]
+    async fn a_key_host_that_never_answers_fails_the_fetch_within_its_timeout() {
+        let source = key_host(silent).await;
+        let started = tokio::time::Instant::now();
+        let outcome = tokio::time::timeout(10 * KEYSET_FETCH_TIMEOUT, load_keyset(&source))
+            .await
+            .expect("the fetch gave up on its own (KEYSET_FETCH_TIMEOUT)");
+        assert!(outcome.is_err());
+        assert!(started.elapsed() <= KEYSET_FETCH_TIMEOUT + Duration::from_secs(1));
+    }
+}

@@ -54,15 +54,19 @@ fn json(body: String) -> Response {
         .unwrap()
 }
 
-fn google(base: &str) -> GoogleHealthClient {
-    GoogleHealthClient::new(&GoogleArgs {
+fn google_args(base: &str) -> GoogleArgs {
+    GoogleArgs {
         api_base: base.to_owned(),
         token_url: format!("{base}/token"),
         authorize_url: format!("{base}/authorize"),
         revoke_url: format!("{base}/revoke"),
         client_id: "client".to_owned(),
         client_secret: Secret::new("secret".to_owned()),
-    })
+    }
+}
+
+fn google(base: &str) -> GoogleHealthClient {
+    GoogleHealthClient::new(&google_args(base))
 }
 
 fn fitbit(base: &str) -> FitbitClient {
@@ -208,4 +212,61 @@ async fn a_provider_that_never_answers_costs_a_bounded_time_and_is_transient() {
         "{:?}",
         started.elapsed()
     );
+}
+
+/// The consent portal's code exchange and a withdrawal's revocation read the token endpoint's
+/// answer up to `OAUTH_MAX_RESPONSE_BYTES`: an endless answer is "unavailable" (the page says
+/// try again), naming the cap, for both calls.
+#[tokio::test]
+async fn an_endless_token_endpoint_answer_is_refused_at_the_oauth_cap() {
+    use crate::linkage::oauth::{OAUTH_MAX_RESPONSE_BYTES, OAuthClient, OAuthError};
+
+    let (base, seen) = provider(|_| endless_body()).await;
+    let client = OAuthClient::google(&google_args(&base));
+    let (verifier, refresh) = (
+        Secret::new("verifier".to_owned()),
+        Secret::new("refresh".to_owned()),
+    );
+    let exchange = client.exchange_code("code", "http://127.0.0.1/cb", &verifier);
+    let revoke = client.revoke(&refresh);
+    for outcome in [exchange.await.map(|_| ()), revoke.await.map(|_| ())] {
+        match outcome {
+            Err(OAuthError::Unavailable { detail }) => {
+                assert!(detail.contains("OAUTH_MAX_RESPONSE_BYTES"), "{detail}");
+                assert!(
+                    detail.contains(&OAUTH_MAX_RESPONSE_BYTES.to_string()),
+                    "{detail}"
+                );
+            }
+            other => panic!("expected unavailable at the cap, got {other:?}"),
+        }
+    }
+    assert_eq!(seen.load(Ordering::SeqCst), 2, "neither call is retried");
+}
+
+/// A token endpoint that never answers costs the portal's request at most `REQUEST_TIMEOUT`
+/// (the same client as the provider calls), and is "unavailable", not a hang.
+#[tokio::test(start_paused = true)]
+async fn a_token_endpoint_that_never_answers_is_unavailable_within_the_request_timeout() {
+    use crate::linkage::oauth::{OAuthClient, OAuthError};
+
+    let (base, _) = provider(|_| {
+        Response::new(Body::from_stream(stream::pending::<
+            Result<axum::body::Bytes, std::io::Error>,
+        >()))
+    })
+    .await;
+    let client = OAuthClient::google(&google_args(&base));
+    let started = tokio::time::Instant::now();
+    let outcome = tokio::time::timeout(
+        10 * REQUEST_TIMEOUT,
+        client.revoke(&Secret::new("refresh".to_owned())),
+    )
+    .await
+    .expect("the client gave up on its own (REQUEST_TIMEOUT)");
+    assert!(
+        matches!(outcome, Err(OAuthError::Unavailable { .. })),
+        "{outcome:?}"
+    );
+    assert!(started.elapsed() <= REQUEST_TIMEOUT + Duration::from_secs(1));
 }
