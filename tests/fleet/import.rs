@@ -9,12 +9,14 @@ use std::time::Duration;
 
 use fitlink_shared::fetch;
 
+use fitlink_shared::faults::{FAULT_POINT_ENV, FaultPoint};
+
 use crate::harness::{BIN, Options, TestFleet};
 
 #[tokio::test]
 async fn an_import_waits_for_a_writer_says_so_and_exits_0_once_applied() {
     let mut t = TestFleet::start(Options {
-        participants: 3,
+        participants: 4,
         days: 1,
         start_sync: false,
         ..Options::default()
@@ -73,11 +75,34 @@ async fn an_import_waits_for_a_writer_says_so_and_exits_0_once_applied() {
         2,
         "both imports wait on the queue"
     );
+
+    // An import whose process dies after the broker confirmed its publish and before it knew
+    // (the `publish-before-confirm` fault point) is queued all the same: the point sits after
+    // the confirm, where a crash leaves an indeterminate publish.
+    let fourth = t.write_roster_subset("google-health", &["sim-0004"]);
+    let out = std::process::Command::new(BIN)
+        .args(["participants", "import", "--no-wait"])
+        .arg(&fourth)
+        .envs(t.fleet.env.vars())
+        .env(FAULT_POINT_ENV, FaultPoint::PublishBeforeConfirm.name())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "the process aborted: {stderr}");
+    assert!(
+        stderr.contains("fault point: aborting the process now"),
+        "{stderr}"
+    );
+    assert_eq!(
+        t.queue_depth(&results).await,
+        3,
+        "the broker has the import its publisher never saw confirmed"
+    );
     let status = t.status_json();
     let warnings = status["warnings"].to_string();
     assert!(
         warnings.contains(&format!(
-            "2 message(s) wait on {results} and no writer consumes it"
+            "3 message(s) wait on {results} and no writer consumes it"
         )),
         "status shows what waits for a writer: {warnings}"
     );
@@ -104,7 +129,7 @@ async fn an_import_waits_for_a_writer_says_so_and_exits_0_once_applied() {
                 let depth =
                     fitlink_shared::broker::queue_depth_on_fresh_channel(&conn, &queue).await?;
                 let _ = conn.close(200, "done".into()).await;
-                Ok((depth == Some(3)).then_some(()))
+                Ok((depth == Some(4)).then_some(()))
             }
         },
     )
@@ -124,15 +149,16 @@ async fn an_import_waits_for_a_writer_says_so_and_exits_0_once_applied() {
     );
     assert!(stdout.contains("imported: 1 participant(s)"), "{stdout}");
 
-    // Every import was applied, the timed-out one and the one that did not wait included.
-    t.wait_until("all three imports to be applied", 30, |db| async move {
+    // Every import was applied: the timed-out one, the one that did not wait and the one whose
+    // publisher died included.
+    t.wait_until("all four imports to be applied", 30, |db| async move {
         let (n,): (i64,) = fetch!(
             db.exec(),
             sqlx::query_as("SELECT count(*) FROM imports"),
             one
         )
         .unwrap();
-        n == 3
+        n == 4
     })
     .await;
     let (participants,): (i64,) = fetch!(
@@ -141,6 +167,6 @@ async fn an_import_waits_for_a_writer_says_so_and_exits_0_once_applied() {
         one
     )
     .unwrap();
-    assert_eq!(participants, 3);
+    assert_eq!(participants, 4);
     t.finish().await;
 }
