@@ -548,6 +548,7 @@ fn keda_scales_the_worker_deployment_on_the_jobs_queue() {
 const SECRET_ENV: &[(&str, &str)] = &[
     ("FITLINK_AMQP_URL", "amqp-url"),
     ("FITLINK_TOKEN_KEY", "token-key"),
+    ("FITLINK_TOKEN_KEYS", "token-keys"),
     ("FITLINK_GOOGLE_CLIENT_SECRET", "google-client-secret"),
     ("FITLINK_FITBIT_CLIENT_SECRET", "fitbit-client-secret"),
     ("FITLINK_GOOGLE_WEBHOOK_SECRET", "google-webhook-secret"),
@@ -669,6 +670,38 @@ fn the_chart_refuses_to_render_without_credentials() {
         .err()
         .expect("PostgreSQL without a database URL must not render");
     assert!(err.contains("databaseUrl"), "{err}");
+    let err = render_with("keda-off", &["secrets.tokenKeys=new\\,old"])
+        .err()
+        .expect("two token key settings must not render (the roles refuse them)");
+    assert!(err.contains("tokenKey and secrets.tokenKeys"), "{err}");
+}
+
+/// Rotating the token key with the chart's Secret: `secrets.tokenKeys` instead of
+/// `secrets.tokenKey` lands under `token-keys` alone, which every role that seals or opens
+/// tokens reads as `FITLINK_TOKEN_KEYS`.
+#[test]
+fn a_key_list_for_rotation_replaces_the_single_key() {
+    let values = values("keda-off");
+    let rendered = render_with(
+        "keda-off",
+        &["secrets.tokenKey=", "secrets.tokenKeys=new-key\\,old-key"],
+    )
+    .unwrap_or_else(|e| panic!("helm template: {e}"));
+    let secret = rendered.get("Secret", &secret_name(&values));
+    assert!(secret["data"]["token-key"].is_null(), "no single key");
+    let stored = base64::engine::general_purpose::STANDARD
+        .decode(secret["data"]["token-keys"].as_str().expect("the key list"))
+        .unwrap();
+    assert_eq!(stored, b"new-key,old-key");
+    for component in ["worker", "dispatcher", "console"] {
+        for d in rendered.role(component) {
+            assert_eq!(
+                secret_ref(d, "FITLINK_TOKEN_KEYS"),
+                Some((secret_name(&values).as_str(), "token-keys")),
+                "{component}"
+            );
+        }
+    }
 }
 
 /// `broker.tls`: every role mounts the TLS Secret read-only and points the three

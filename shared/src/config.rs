@@ -192,13 +192,28 @@ impl TokenKeyArgs {
 
     /// The key set, or `None` when no key setting is given (roles that need a key only for some
     /// of their work, such as the dispatcher's portal).
+    ///
+    /// An empty setting counts as not given, so a deployment can pass every variable and fill
+    /// only the one it uses (docker-compose's `${FITLINK_TOKEN_KEYS:-}`, a Helm Secret key
+    /// left empty).
     pub fn keys_if_given(&self) -> anyhow::Result<Option<TokenKeys>> {
+        let text_given = |value: &Option<Secret<String>>| {
+            value
+                .as_ref()
+                .filter(|text| !text.expose().trim().is_empty())
+                .cloned()
+        };
+        let (token_keys, token_key) = (text_given(&self.token_keys), text_given(&self.token_key));
+        let token_keys_file = self
+            .token_keys_file
+            .as_ref()
+            .filter(|path| !path.as_os_str().is_empty());
         let given = [
-            self.token_keys.is_some().then_some("FITLINK_TOKEN_KEYS"),
-            self.token_keys_file
+            token_keys.is_some().then_some("FITLINK_TOKEN_KEYS"),
+            token_keys_file
                 .is_some()
                 .then_some("FITLINK_TOKEN_KEYS_FILE"),
-            self.token_key.is_some().then_some("FITLINK_TOKEN_KEY"),
+            token_key.is_some().then_some("FITLINK_TOKEN_KEY"),
         ];
         let given: Vec<&str> = given.into_iter().flatten().collect();
         anyhow::ensure!(
@@ -206,8 +221,8 @@ impl TokenKeyArgs {
             "{} are all set: set only one of them (FITLINK_TOKEN_KEYS holds the current key and the older ones)",
             given.join(" and ")
         );
-        let (setting, text) = match (&self.token_keys, &self.token_keys_file, &self.token_key) {
-            (Some(text), _, _) => ("FITLINK_TOKEN_KEYS", text.clone()),
+        let (setting, text) = match (token_keys, token_keys_file, token_key) {
+            (Some(text), _, _) => ("FITLINK_TOKEN_KEYS", text),
             (_, Some(path), _) => {
                 let text = std::fs::read_to_string(path).map_err(|e| {
                     anyhow::anyhow!(
@@ -221,7 +236,7 @@ impl TokenKeyArgs {
                     .collect();
                 ("FITLINK_TOKEN_KEYS_FILE", Secret::new(keys.join("\n")))
             }
-            (_, _, Some(text)) => ("FITLINK_TOKEN_KEY", text.clone()),
+            (_, _, Some(text)) => ("FITLINK_TOKEN_KEY", text),
             (None, None, None) => return Ok(None),
         };
         let keys = TokenKeys::parse(&text).map_err(|e| anyhow::anyhow!("{setting}: {e}"))?;
@@ -372,4 +387,53 @@ pub struct OpsArgs {
         default_value = "127.0.0.1:0"
     )]
     pub ops_addr: SocketAddr,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::secret::TokenKey;
+
+    fn key() -> Secret<String> {
+        TokenKey::generate()
+    }
+
+    /// docker-compose passes every key variable, empty unless the operator set it: an empty
+    /// one is not "set", so rotating to FITLINK_TOKEN_KEYS needs no edit of the file.
+    #[test]
+    fn an_empty_key_setting_counts_as_not_given() {
+        let (new, old) = (key(), key());
+        let args = TokenKeyArgs {
+            token_keys: Some(Secret::new(format!("{},{}", new.expose(), old.expose()))),
+            token_keys_file: None,
+            token_key: Some(Secret::new(" ".into())),
+        };
+        let keys = args.keys().unwrap();
+        assert_eq!(keys.ids().0.len(), 2, "both keys");
+        assert_eq!(
+            keys.current().id(),
+            TokenKey::parse(&new).unwrap().id(),
+            "the first is current"
+        );
+
+        let none = TokenKeyArgs {
+            token_keys: Some(Secret::new(String::new())),
+            token_keys_file: Some(PathBuf::new()),
+            token_key: Some(Secret::new(String::new())),
+        };
+        assert!(none.keys_if_given().unwrap().is_none());
+        let error = none.keys().unwrap_err().to_string();
+        assert!(error.contains("no token key given"), "{error}");
+
+        let both = TokenKeyArgs {
+            token_keys: Some(new.clone()),
+            token_keys_file: None,
+            token_key: Some(old),
+        };
+        let error = both.keys().unwrap_err().to_string();
+        assert!(
+            error.contains("FITLINK_TOKEN_KEYS and FITLINK_TOKEN_KEY are all set"),
+            "{error}"
+        );
+    }
 }

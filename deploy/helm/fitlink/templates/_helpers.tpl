@@ -70,8 +70,11 @@ app.kubernetes.io/managed-by: {{ .root.Release.Service }}
 {{- if not .Values.secrets.amqpUrl -}}
 {{- fail "set existingSecret (production) or secrets.amqpUrl: the chart has no default broker credential" -}}
 {{- end -}}
-{{- if not .Values.secrets.tokenKey -}}
+{{- if not (or .Values.secrets.tokenKey .Values.secrets.tokenKeys) -}}
 {{- fail "set existingSecret (production) or secrets.tokenKey (the output of `fitlink keygen`)" -}}
+{{- end -}}
+{{- if and .Values.secrets.tokenKey .Values.secrets.tokenKeys -}}
+{{- fail "secrets.tokenKey and secrets.tokenKeys are both set: set only one (tokenKeys holds the current key first, then the older ones; the roles refuse both)" -}}
 {{- end -}}
 {{- if and (eq .Values.database.backend "postgres") (not .Values.secrets.databaseUrl) -}}
 {{- fail "database.backend is postgres: set existingSecret (with a database-url key) or secrets.databaseUrl" -}}
@@ -156,9 +159,11 @@ app.kubernetes.io/managed-by: {{ .root.Release.Service }}
 {{- end -}}
 {{- end -}}
 
-{{/* The token key and the providers, for the roles that call them or seal tokens. */}}
+{{/* The token keys and the providers, for the roles that call them or seal tokens. One of
+     token-key and token-keys is in the Secret (a role refuses both, and neither). */}}
 {{- define "fitlink.env.providers" -}}
-{{ include "fitlink.secretEnv" (dict "root" . "name" "FITLINK_TOKEN_KEY" "key" "token-key") }}
+{{ include "fitlink.secretEnv" (dict "root" . "name" "FITLINK_TOKEN_KEY" "key" "token-key" "optional" true) }}
+{{ include "fitlink.secretEnv" (dict "root" . "name" "FITLINK_TOKEN_KEYS" "key" "token-keys" "optional" true) }}
 {{- with .Values.providers.google.clientId }}
 - name: FITLINK_GOOGLE_CLIENT_ID
   value: {{ . | quote }}
