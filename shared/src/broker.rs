@@ -26,6 +26,11 @@ use lapin::{BasicProperties, Channel, Connection};
 use crate::config::BrokerArgs;
 
 mod connect;
+#[cfg(test)]
+mod silence_tests;
+#[cfg(test)]
+mod silent_broker;
+pub mod testing;
 pub use connect::{
     CONNECT_TIMEOUT, ConnectError, connect_with, is_permanent_connect_error, tls_in_use, use_tls,
 };
@@ -242,6 +247,9 @@ pub enum PublishError {
 #[derive(Clone)]
 pub struct Publisher {
     channel: Channel,
+    /// How long a publish may wait for its confirm: [`CONFIRM_TIMEOUT`], shorter in tests that
+    /// prove the bound without waiting 30 s for it.
+    confirm_timeout: Duration,
 }
 
 /// Headers to put on a message.
@@ -253,7 +261,19 @@ impl Publisher {
         channel
             .confirm_select(ConfirmSelectOptions::default())
             .await?;
-        Ok(Self { channel })
+        Ok(Self {
+            channel,
+            confirm_timeout: CONFIRM_TIMEOUT,
+        })
+    }
+
+    /// The same publisher with another bound on the wait for a confirm (every role keeps
+    /// [`CONFIRM_TIMEOUT`]; a test of the bound should not take 30 s).
+    pub fn with_confirm_timeout(self, confirm_timeout: Duration) -> Self {
+        Self {
+            confirm_timeout,
+            ..self
+        }
     }
 
     pub async fn publish(
@@ -286,9 +306,9 @@ impl Publisher {
                 .await?;
             pending.await
         };
-        let confirmation = tokio::time::timeout(CONFIRM_TIMEOUT, confirm)
+        let confirmation = tokio::time::timeout(self.confirm_timeout, confirm)
             .await
-            .map_err(|_| PublishError::Timeout(CONFIRM_TIMEOUT))??;
+            .map_err(|_| PublishError::Timeout(self.confirm_timeout))??;
         // The broker has the message and said so; the publisher dies before it knows.
         crate::faults::FaultPoint::PublishBeforeConfirm.strike();
         if confirmation.is_nack() {

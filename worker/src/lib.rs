@@ -5,6 +5,8 @@
 
 mod credentials;
 mod job;
+#[cfg(test)]
+mod prefetch_tests;
 mod retry;
 
 use std::sync::Arc;

@@ -4,6 +4,7 @@
 use std::panic::AssertUnwindSafe;
 use std::time::Duration;
 
+use fitlink_shared::broker::testing::{QueueState, wait_for_queue_state};
 use fitlink_shared::broker::{self, Publisher, Topology, header_int, header_text, queue_depth};
 use fitlink_shared::config::{BrokerArgs, DatabaseArgs, OpsArgs};
 use fitlink_shared::domain::{ParticipantId, Provider, Slice, UtcInstant};
@@ -13,6 +14,7 @@ use fitlink_shared::secret::{SealedToken, Secret};
 use fitlink_writer::WriterArgs;
 use futures_util::FutureExt as _;
 use lapin::options::{BasicAckOptions, BasicGetOptions, QueueDeleteOptions};
+use sqlx::Connection as _;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
@@ -101,6 +103,23 @@ impl Fleet {
             std::panic::resume_unwind(panic);
         }
     }
+}
+
+/// Heart-rate points in the (SQLite) database at `url`: the results that were applied.
+async fn heart_rate_stored(url: &str) -> i64 {
+    let db = fitlink_shared::store::Database::reader(url, "test")
+        .await
+        .unwrap();
+    let db = match db.exec() {
+        fitlink_shared::store::ByBackend::Sqlite(pool) => pool.clone(),
+        _ => unreachable!("this test's database is a SQLite file"),
+    };
+    let stored = sqlx::query_scalar("SELECT count(*) FROM heart_rate_intraday")
+        .fetch_one(&db)
+        .await
+        .unwrap();
+    db.close().await;
+    stored
 }
 
 fn import_p1(token: &str) -> WriterCommand {
@@ -307,18 +326,7 @@ async fn shutdown_commits_and_acks_what_the_writer_holds() {
             .expect("the writer stops cleanly");
 
         let left = queue_depth(channel, &topology.results[0]).await.unwrap();
-        let db = fitlink_shared::store::Database::reader(&args.database.database_url, "test")
-            .await
-            .unwrap();
-        let db = match db.exec() {
-            fitlink_shared::store::ByBackend::Sqlite(pool) => pool.clone(),
-            _ => unreachable!("this test's database is a SQLite file"),
-        };
-        let stored: i64 = sqlx::query_scalar("SELECT count(*) FROM heart_rate_intraday")
-            .fetch_one(&db)
-            .await
-            .unwrap();
-        db.close().await;
+        let stored = heart_rate_stored(&args.database.database_url).await;
         eprintln!("at shutdown: {stored} results stored, {left} left in the queue");
         assert!(stored > 0, "nothing was applied before the shutdown");
         // Applied-and-acked plus still-queued is everything, once: nothing applied was handed
@@ -329,6 +337,80 @@ async fn shutdown_commits_and_acks_what_the_writer_holds() {
             "stored {stored}, left {left}"
         );
         wait_for_depth(channel, &topology.results_dead, 0).await;
+    })
+    .catch_unwind()
+    .await;
+    fleet.finish(outcome).await;
+}
+
+/// The bound on the results a writer holds: twice its batch. A writer that cannot commit (the
+/// database is locked by someone else) holds one batch in its transaction and one more
+/// prefetched, and the broker keeps everything after; once the database frees up, everything is
+/// applied and nothing is lost.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_writer_that_cannot_commit_holds_twice_its_batch_and_the_broker_keeps_the_rest() {
+    const BATCH: u64 = 4;
+    const SLICES: u64 = 2 * BATCH + 3;
+    let fleet = Fleet::new(BATCH as usize, 20).await;
+    let (args, topology, channel) = (&fleet.args, &fleet.topology, &fleet.channel);
+    let results = &topology.results[0];
+    let outcome = AssertUnwindSafe(async {
+        let shutdown = CancellationToken::new();
+        let writer = tokio::spawn(fitlink_writer::run(args.clone(), shutdown.clone()));
+        let holding = |ready, unacknowledged| QueueState {
+            ready,
+            unacknowledged,
+            prefetch: vec![2 * BATCH],
+        };
+        // Consuming (it has created the database), with nothing to hold yet.
+        wait_for_queue_state(results, &holding(0, 0)).await;
+
+        let mut lock = sqlx::SqliteConnection::connect(&args.database.database_url)
+            .await
+            .unwrap();
+        sqlx::query("BEGIN EXCLUSIVE")
+            .execute(&mut lock)
+            .await
+            .unwrap();
+        let publisher = Publisher::open(&fleet.conn).await.unwrap();
+        publisher
+            .publish_json(results, &import_p1("sealed-p1"), vec![])
+            .await
+            .unwrap();
+        let (job_id, start) = (Uuid::new_v4(), at("2026-10-01T00:00:00Z").get());
+        for i in 0..SLICES {
+            let start = UtcInstant::new(start + chrono::TimeDelta::minutes(i as i64));
+            publisher
+                .publish_json(results, &minute(job_id, "p1", start), vec![])
+                .await
+                .unwrap();
+        }
+        let queued = SLICES + 1;
+        wait_for_queue_state(results, &holding(queued - 2 * BATCH, 2 * BATCH)).await;
+
+        sqlx::query("COMMIT").execute(&mut lock).await.unwrap();
+        lock.close().await.unwrap();
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+        while heart_rate_stored(&args.database.database_url).await < SLICES as i64 {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "the results were not applied after the database was free"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        wait_for_queue_state(results, &holding(0, 0)).await;
+        wait_for_depth(channel, &topology.results_dead, 0).await;
+
+        shutdown.cancel();
+        tokio::time::timeout(Duration::from_secs(30), writer)
+            .await
+            .expect("the writer stops on shutdown")
+            .unwrap()
+            .expect("the writer stops cleanly");
+        assert_eq!(
+            heart_rate_stored(&args.database.database_url).await,
+            SLICES as i64
+        );
     })
     .catch_unwind()
     .await;

@@ -147,3 +147,12 @@ fn only_settings_errors_stop_a_role_for_good() {
         "something else"
     )));
 }
+
+/// The heartbeat is what bounds every broker call but a publish; a URL that sets one (a test's
+/// short one, an operator's) must keep it through our parse.
+#[test]
+fn a_heartbeat_in_the_url_is_kept() {
+    let uri = parse("amqp://guest:guest@127.0.0.1:5672/%2f?heartbeat=1").unwrap();
+    assert_eq!(uri.query.heartbeat, Some(1));
+    assert_eq!(parse("amqp://127.0.0.1/").unwrap().query.heartbeat, None);
+}
