@@ -337,6 +337,11 @@ impl TokenKeys {
         self.keys.iter().find(|k| k.id == id)
     }
 
+    /// Whether this set holds the key `id` names (without opening anything).
+    pub fn holds(&self, id: KeyId) -> bool {
+        self.by_id(id).is_some()
+    }
+
     /// The current key's [`TokenKey::derive`].
     pub fn derive(&self, purpose: &str) -> Secret<[u8; 32]> {
         self.current().derive(purpose)

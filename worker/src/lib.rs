@@ -201,7 +201,15 @@ impl Worker {
     /// configuration; the job goes back instead, for a worker that has the key. A token that
     /// names a key this worker holds and does not open is the token's fault, and the job takes
     /// its usual course (dead-lettered with the reason).
+    ///
+    /// A token that names a key this worker holds is let through unopened (the job opens it
+    /// when it needs the refresh token, and a cached access token may spare even that); only a
+    /// token without a key id, or naming an unknown one, is opened here to tell which it is.
     fn missing_key(&self, job: &SyncJob) -> Option<String> {
+        let sealed = &job.sealed_refresh_token;
+        if sealed.key_id().is_some_and(|id| self.key.holds(id)) {
+            return None;
+        }
         match self
             .key
             .open(&job.participant_id, &job.sealed_refresh_token)
