@@ -240,12 +240,7 @@ async fn poison_is_dead_lettered_while_good_results_are_applied_and_jobs_publish
             .await
             .unwrap();
 
-        shutdown.cancel();
-        tokio::time::timeout(Duration::from_secs(30), writer)
-            .await
-            .expect("the writer stops on shutdown")
-            .unwrap()
-            .expect("the writer stops cleanly");
+        stop(&shutdown, writer).await;
 
         let db = fitlink_shared::store::Database::reader(database_url, "test")
             .await
@@ -318,12 +313,7 @@ async fn shutdown_commits_and_acks_what_the_writer_holds() {
             );
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
-        shutdown.cancel();
-        tokio::time::timeout(Duration::from_secs(30), writer)
-            .await
-            .expect("the writer stops on shutdown")
-            .unwrap()
-            .expect("the writer stops cleanly");
+        stop(&shutdown, writer).await;
 
         let left = queue_depth(channel, &topology.results[0]).await.unwrap();
         let stored = heart_rate_stored(&args.database.database_url).await;
@@ -401,12 +391,7 @@ async fn a_writer_that_cannot_commit_holds_twice_its_batch_and_the_broker_keeps_
         wait_for_queue_state(results, &holding(0, 0)).await;
         wait_for_depth(channel, &topology.results_dead, 0).await;
 
-        shutdown.cancel();
-        tokio::time::timeout(Duration::from_secs(30), writer)
-            .await
-            .expect("the writer stops on shutdown")
-            .unwrap()
-            .expect("the writer stops cleanly");
+        stop(&shutdown, writer).await;
         assert_eq!(
             heart_rate_stored(&args.database.database_url).await,
             SLICES as i64
@@ -513,16 +498,21 @@ async fn consents_and_withdrawals_are_answered_after_the_commit() {
         wait_for_depth(channel, &topology.results[0], 0).await;
         wait_for_depth(channel, &topology.results_dead, 0).await;
 
-        shutdown.cancel();
-        tokio::time::timeout(Duration::from_secs(30), writer)
-            .await
-            .expect("the writer stops on shutdown")
-            .unwrap()
-            .expect("the writer stops cleanly");
+        stop(&shutdown, writer).await;
     })
     .catch_unwind()
     .await;
     fleet.finish(outcome).await;
+}
+
+/// Stops a writer as SIGTERM does; it must stop within 30 s, cleanly.
+async fn stop(shutdown: &CancellationToken, writer: tokio::task::JoinHandle<anyhow::Result<()>>) {
+    shutdown.cancel();
+    tokio::time::timeout(Duration::from_secs(30), writer)
+        .await
+        .expect("the writer stops on shutdown")
+        .unwrap()
+        .expect("the writer stops cleanly");
 }
 
 /// The writer's answer to one request (an event awaited, with a deadline).

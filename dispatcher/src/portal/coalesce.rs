@@ -329,6 +329,14 @@ mod tests {
         }
     }
 
+    /// A coalescer whose window (an hour) never ends within a test.
+    fn hour_long_window(outbox: &Arc<Outbox>, limits: Limits) -> (Coalescer, CancellationToken) {
+        let shutdown = CancellationToken::new();
+        let window = Duration::from_secs(3600);
+        let coalescer = Coalescer::start_with(outbox.clone(), window, shutdown.clone(), limits);
+        (coalescer, shutdown)
+    }
+
     /// At `max_pending` participants the coalescer publishes at once: with a window of an
     /// hour, only the early publish can bring the requests to the writer's queue.
     #[tokio::test]
@@ -338,13 +346,7 @@ mod tests {
             hint_queue: 16,
             max_pending: 3,
         };
-        let shutdown = CancellationToken::new();
-        let coalescer = Coalescer::start_with(
-            outbox.clone(),
-            Duration::from_secs(3600),
-            shutdown.clone(),
-            limits,
-        );
+        let (coalescer, shutdown) = hour_long_window(&outbox, limits);
         for participant in ["p1", "p2", "p3"] {
             coalescer
                 .add(hint(participant, "digest", "2026-11-02T10:00:00Z"))
@@ -396,13 +398,7 @@ mod tests {
             hint_queue: 2,
             max_pending: 3,
         };
-        let shutdown = CancellationToken::new();
-        let coalescer = Coalescer::start_with(
-            outbox.clone(),
-            Duration::from_secs(3600),
-            shutdown.clone(),
-            limits,
-        );
+        let (coalescer, shutdown) = hour_long_window(&outbox, limits);
         let (mut accepted, mut refused) = (0, 0);
         for n in 0..200 {
             match coalescer.add(hint(&format!("p{n}"), "digest", "2026-11-02T10:00:00Z")) {
