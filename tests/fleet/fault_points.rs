@@ -71,7 +71,14 @@ async fn strike_and_heal(
         t.enqueue(&ids);
     } else {
         t.import_roster().await;
-        t.fleet.spawn_with_env("armed", &["worker"], &env).unwrap();
+        // One job at a time. With several, another legacy job may be between its refresh and
+        // the store of the rotated token when the point strikes, and without the provider's
+        // grace window that token is lost with the process: the `refresh-before-store` window,
+        // which has its own test (`legacy.rs`) and must not be hit by chance here.
+        let one_job = [env[0], ("FITLINK_WORKER_CONCURRENCY", "1")];
+        t.fleet
+            .spawn_with_env("armed", &["worker"], &one_job)
+            .unwrap();
         t.fleet.spawn("dispatcher", &["dispatcher"]).unwrap();
     }
     wait_struck(&mut t, point).await;

@@ -76,7 +76,13 @@ async fn crash_around_rotation(point: &str, sim_args: Vec<String>) -> TestFleet 
         .spawn_with_env(
             "doomed-worker",
             &["worker"],
-            &[(fitlink_shared::faults::FAULT_POINT_ENV, point)],
+            // One job at a time, so that only the struck job is in a rotation window when the
+            // process dies (without a grace window, a second job between its refresh and its
+            // store would lose its token with the process).
+            &[
+                (fitlink_shared::faults::FAULT_POINT_ENV, point),
+                ("FITLINK_WORKER_CONCURRENCY", "1"),
+            ],
         )
         .unwrap();
     t.wait_process_exit("doomed-worker", 60).await;
