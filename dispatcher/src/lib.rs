@@ -49,5 +49,7 @@ pub use import::{
 pub use invite::{InviteArgs, InviteReport, invite};
 pub use portal::PortalArgs;
 pub use rekey::{RekeyArgs, RekeyReport, rekey};
-pub use schedule::{DispatcherArgs, DueParticipant, due_participants, idle_grants, run};
+pub use schedule::{
+    DispatcherArgs, DueParticipant, RowVersion, due_participants, idle_grants, run,
+};
 pub use withdraw::{WithdrawArgs, WithdrawReport, withdraw};

@@ -177,13 +177,13 @@ struct Schedule {
     database: DatabaseArgs,
     /// Opened on the first tick that finds the database (the writer creates it).
     pool: Option<Database>,
-    /// What this process asked for in the last interval: participant → (the row's `updated_at`
-    /// when asked, when asked). While the writer is down or behind, a participant stays due;
+    /// What this process asked for in the last interval: participant → (the row's
+    /// [`RowVersion`] when asked, when asked). While the writer is down or behind, a participant stays due;
     /// asking every tick would pile duplicate requests onto the results queue. A participant is
     /// asked at most once per interval: a participant that synced is not due again before an
     /// interval anyway, and a lost request is retried one interval later. (Watching `updated_at`
     /// alone is not enough: it has one-second precision, so a fast sync can leave it unchanged.)
-    requested: HashMap<ParticipantId, (UtcInstant, DateTime<Utc>)>,
+    requested: HashMap<ParticipantId, (RowVersion, DateTime<Utc>)>,
     interval: Duration,
     lease: Duration,
     /// Touch a linked participant's token when it has not been used for this long.
@@ -203,10 +203,8 @@ impl Schedule {
 
         let lease = TimeDelta::from_std(self.lease).unwrap_or(TimeDelta::MAX);
         // Forget what is no longer due (the writer acted) or was asked for a lease ago.
-        let due_ids: HashMap<&ParticipantId, UtcInstant> = due
-            .iter()
-            .map(|d| (&d.participant_id, d.updated_at))
-            .collect();
+        let due_ids: HashMap<&ParticipantId, RowVersion> =
+            due.iter().map(|d| (&d.participant_id, d.version)).collect();
         let interval = TimeDelta::from_std(self.interval).unwrap_or(TimeDelta::MAX);
         self.requested
             .retain(|id, (_, at)| due_ids.contains_key(id) && now - *at < interval.min(lease));
@@ -274,7 +272,7 @@ impl Schedule {
                 )
             })?;
             tracing::debug!(participant_id = %d.participant_id, %job_id, "requested a scheduled sync");
-            self.requested.insert(d.participant_id, (d.updated_at, now));
+            self.requested.insert(d.participant_id, (d.version, now));
             requested += 1;
         }
         Ok(requested)
@@ -283,7 +281,7 @@ impl Schedule {
     /// Asks for the participants whose provider rate limit has just reset (`retry_at` passed,
     /// no job in flight), so they sync at the reset the provider gave rather than at the next
     /// round. Runs every [`RESET_POLL`]; a participant is asked once per reset (the row's
-    /// `updated_at` changes when the writer records another).
+    /// [`RowVersion`] changes when the writer records another).
     async fn ask_resets(&mut self, outbox: &Outbox) -> anyhow::Result<()> {
         let Some(pool) = self.pool().await? else {
             return Ok(());
@@ -297,7 +295,7 @@ impl Schedule {
             .filter(|d| {
                 self.requested
                     .get(&d.participant_id)
-                    .is_none_or(|(updated_at, _)| *updated_at != d.updated_at)
+                    .is_none_or(|(version, _)| *version != d.version)
             })
             .collect();
         if !to_ask.is_empty() {
@@ -341,7 +339,7 @@ impl Schedule {
                     format!("cannot publish a token touch for {}", d.participant_id)
                 })?;
             tracing::info!(participant_id = %d.participant_id, %job_id, "asked for a keep-alive token touch");
-            self.requested.insert(d.participant_id, (d.updated_at, now));
+            self.requested.insert(d.participant_id, (d.version, now));
             touched += 1;
         }
         Ok(touched)
@@ -379,8 +377,8 @@ pub async fn idle_grants(
     lease: Duration,
 ) -> anyhow::Result<Vec<DueParticipant>> {
     let before = |d: Duration| instant_before(now, d);
-    let rows: Vec<(String, UtcInstant)> = fetch!(db.exec(), sqlx::query_as(
-            "SELECT p.participant_id, p.updated_at FROM participants p
+    let rows: Vec<VersionedRow> = fetch!(db.exec(), sqlx::query_as(
+            "SELECT p.participant_id, p.updated_at, p.retry_at FROM participants p
              JOIN credentials c ON c.participant_id = p.participant_id
              WHERE p.state NOT IN ('withdrawn', 'invited', 'revoked', 'consent_expired', 'needs_reconsent')
                AND (p.in_flight_job_id IS NULL OR p.in_flight_since IS NULL OR p.in_flight_since <= $2)
@@ -392,12 +390,23 @@ pub async fn idle_grants(
     Ok(due_rows(rows))
 }
 
+/// What the writer last did to a participant's row: when it changes, the writer has acted on
+/// the participant. `updated_at` alone is not enough, as it keeps whole seconds: a grant and
+/// its rate-limited outcome within the second of the request leave it as it was, and only the
+/// new reset (`retry_at`) says that the request was answered and the participant is owed
+/// another at that reset (a storm of `Retry-After: 1` found this).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RowVersion {
+    pub updated_at: UtcInstant,
+    pub retry_at: Option<UtcInstant>,
+}
+
 /// A participant the schedule should ask a sync for.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct DueParticipant {
     pub participant_id: ParticipantId,
-    /// The row's `updated_at`: when it changes, the writer has acted on the participant.
-    pub updated_at: UtcInstant,
+    /// What the writer last did to the row, as far as the schedule can tell.
+    pub version: RowVersion,
 }
 
 /// The participants due for a scheduled sync at `now`, most overdue first:
@@ -415,10 +424,10 @@ pub async fn due_participants(
     lease: Duration,
 ) -> anyhow::Result<Vec<DueParticipant>> {
     let before = |d: Duration| instant_before(now, d);
-    let rows: Vec<(String, UtcInstant)> = fetch!(
+    let rows: Vec<VersionedRow> = fetch!(
         db.exec(),
         sqlx::query_as(
-            "SELECT participant_id, updated_at FROM participants
+            "SELECT participant_id, updated_at, retry_at FROM participants
              WHERE state IN ($1, $5)
                AND (in_flight_job_id IS NULL OR in_flight_since IS NULL OR in_flight_since <= $2)
                AND (retry_at IS NULL OR retry_at <= $3)
@@ -444,10 +453,10 @@ pub async fn rate_limit_resets(
     db: &Database,
     now: DateTime<Utc>,
 ) -> anyhow::Result<Vec<DueParticipant>> {
-    let rows: Vec<(String, UtcInstant)> = fetch!(
+    let rows: Vec<VersionedRow> = fetch!(
         db.exec(),
         sqlx::query_as(
-            "SELECT participant_id, updated_at FROM participants
+            "SELECT participant_id, updated_at, retry_at FROM participants
              WHERE retry_at IS NOT NULL AND retry_at <= $1 AND in_flight_job_id IS NULL
                AND state IN ($2, $3)
              ORDER BY retry_at, participant_id",
@@ -477,14 +486,19 @@ fn earliest_instant() -> UtcInstant {
     UtcInstant::new(midnight.and_utc())
 }
 
-/// `(participant_id, updated_at)` rows as [`DueParticipant`]s, skipping (and logging) an id that
-/// is not valid.
-fn due_rows(rows: Vec<(String, UtcInstant)>) -> Vec<DueParticipant> {
+/// A participant row as the schedule reads it: `(participant_id, updated_at, retry_at)`.
+type VersionedRow = (String, UtcInstant, Option<UtcInstant>);
+
+/// [`VersionedRow`]s as [`DueParticipant`]s, skipping (and logging) an id that is not valid.
+fn due_rows(rows: Vec<VersionedRow>) -> Vec<DueParticipant> {
     rows.into_iter()
-        .filter_map(|(id, updated_at)| match ParticipantId::new(id) {
+        .filter_map(|(id, updated_at, retry_at)| match ParticipantId::new(id) {
             Ok(participant_id) => Some(DueParticipant {
                 participant_id,
-                updated_at,
+                version: RowVersion {
+                    updated_at,
+                    retry_at,
+                },
             }),
             Err(error) => {
                 tracing::warn!(error = %error, "skipping a participant row with an invalid id");

@@ -338,6 +338,57 @@ async fn the_schedule_requests_the_due_participants_and_stops_on_shutdown() {
     .await;
 }
 
+/// A rate-limited participant is asked for again at each reset, also when the writer's grant
+/// and the next rate-limited outcome land in the second of the request: `updated_at` (whole
+/// seconds) is then unchanged, and only the new reset says the request was answered. Here the
+/// test plays that writer: it moves `retry_at` and nothing else.
+#[tokio::test]
+async fn each_rate_limit_reset_is_asked_for_even_within_one_second() {
+    in_namespace(|broker| async move {
+        let db = TestDb::new().await;
+        db.participant(Row {
+            last_success: Some(-TimeDelta::minutes(5)),
+            retry_at: Some(-TimeDelta::seconds(1)),
+            ..active("limited")
+        })
+        .await;
+        let peek = Peek::open(&broker).await;
+        let shutdown = CancellationToken::new();
+        let args = dispatcher_args(broker.clone(), db.args.clone());
+        let role = tokio::spawn(fitlink_dispatcher::run(args, shutdown.clone()));
+        let first = request(peek.take_command().await);
+        assert_eq!(first.participant_id.as_str(), "limited");
+
+        let reset = UtcInstant::new(Utc::now() + TimeDelta::seconds(2));
+        on_backend!(db.db.exec(), |e| {
+            sqlx::query("UPDATE participants SET retry_at = $1 WHERE participant_id = 'limited'")
+                .bind(reset)
+                .execute(e)
+                .await
+                .map(|done| done.rows_affected())
+        })
+        .unwrap();
+        // The schedule's own round is an hour away: only the reset can bring this request.
+        let second = request(peek.take_command().await);
+        assert_eq!(second.participant_id.as_str(), "limited");
+        assert_ne!(second.job_id, first.job_id);
+        assert!(
+            second.requested_at >= reset,
+            "asked at {}, before the reset at {}",
+            second.requested_at.to_text(),
+            reset.to_text()
+        );
+        shutdown.cancel();
+        role.await.unwrap().unwrap();
+        assert_eq!(
+            peek.depth(&peek.topology.results[0]).await,
+            Some(0),
+            "asked once per reset"
+        );
+    })
+    .await;
+}
+
 #[tokio::test]
 async fn the_schedule_waits_for_a_database_that_does_not_exist_yet() {
     in_namespace(|broker| async move {
