@@ -358,6 +358,39 @@ pub struct FitbitArgs {
     pub retired_after: Option<DateTime<Utc>>,
 }
 
+impl GoogleArgs {
+    /// Every endpoint on the host `base`, at the paths fitlink's simulator serves (`/token`,
+    /// `/o/oauth2/v2/auth`, `/revoke`, the API at the root): the simulator, or a test's server.
+    pub fn on_one_host(base: &str, client_id: &str, client_secret: &str) -> GoogleArgs {
+        GoogleArgs {
+            api_base: base.to_owned(),
+            token_url: format!("{base}/token"),
+            authorize_url: format!("{base}/o/oauth2/v2/auth"),
+            revoke_url: format!("{base}/revoke"),
+            client_id: client_id.to_owned(),
+            client_secret: Secret::new(client_secret.to_owned()),
+        }
+    }
+}
+
+impl FitbitArgs {
+    /// Every endpoint on the host `base`, at the paths fitlink's simulator serves
+    /// (`/oauth2/token`, `/oauth2/authorize`, `/oauth2/revoke`, the API at the root), heart rate
+    /// per minute, not retired: the simulator, or a test's server.
+    pub fn on_one_host(base: &str, client_id: &str, client_secret: &str) -> FitbitArgs {
+        FitbitArgs {
+            api_base: base.to_owned(),
+            token_url: format!("{base}/oauth2/token"),
+            authorize_url: format!("{base}/oauth2/authorize"),
+            revoke_url: format!("{base}/oauth2/revoke"),
+            client_id: client_id.to_owned(),
+            client_secret: Secret::new(client_secret.to_owned()),
+            heart_rate_detail: HeartRateDetail::OneMinute,
+            retired_after: None,
+        }
+    }
+}
+
 /// Intraday heart-rate resolution of the legacy Fitbit API (its `detail-level` path segment).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum HeartRateDetail {

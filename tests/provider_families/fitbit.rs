@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 use std::ops::Range;
 
 use chrono::{NaiveDate, TimeDelta};
-use fitlink_shared::config::{FitbitArgs, HeartRateDetail};
+use fitlink_shared::config::FitbitArgs;
 use fitlink_shared::domain::UtcInstant;
 use fitlink_shared::families::{
     ActiveZoneMinutesDay, BreathingRateDay, DailyFamilies, Family, HeartRateVariabilityDay,
@@ -26,17 +26,11 @@ use crate::sim::Sim;
 const FLAGS: [&str; 4] = ["--participants", "13", "--days", "14"];
 
 fn client(sim: &Sim) -> FitbitClient {
-    let base = &sim.base_url;
-    FitbitClient::new(&FitbitArgs {
-        api_base: base.clone(),
-        token_url: format!("{base}/oauth2/token"),
-        authorize_url: format!("{base}/oauth2/authorize"),
-        revoke_url: format!("{base}/oauth2/revoke"),
-        client_id: "sim-client".to_owned(),
-        client_secret: Secret::new("sim-secret".to_owned()),
-        heart_rate_detail: HeartRateDetail::OneMinute,
-        retired_after: None,
-    })
+    FitbitClient::new(&FitbitArgs::on_one_host(
+        &sim.base_url,
+        "sim-client",
+        "sim-secret",
+    ))
 }
 
 /// A session for `p`: its refresh token spent (it rotates), its zone set as the worker sets it.

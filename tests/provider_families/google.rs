@@ -26,14 +26,11 @@ use crate::sim::Sim;
 const FLAGS: [&str; 4] = ["--participants", "13", "--days", "14"];
 
 fn client(sim: &Sim) -> GoogleHealthClient {
-    GoogleHealthClient::new(&GoogleArgs {
-        api_base: sim.base_url.clone(),
-        token_url: format!("{}/token", sim.base_url),
-        authorize_url: format!("{}/o/oauth2/v2/auth", sim.base_url),
-        revoke_url: format!("{}/revoke", sim.base_url),
-        client_id: "sim-client".into(),
-        client_secret: Secret::new("sim-secret".to_owned()),
-    })
+    GoogleHealthClient::new(&GoogleArgs::on_one_host(
+        &sim.base_url,
+        "sim-client",
+        "sim-secret",
+    ))
 }
 
 /// A session for `id` with a freshly refreshed access token (scopes as granted now).

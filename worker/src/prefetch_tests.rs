@@ -10,7 +10,6 @@ use std::time::Duration;
 
 use chrono::Utc;
 use fitlink_shared::broker::testing::{QueueState, wait_for_queue_state};
-use fitlink_shared::config::HeartRateDetail;
 use fitlink_shared::domain::ParticipantId;
 use fitlink_shared::secret::{Secret, TokenKey};
 use futures_util::FutureExt as _;
@@ -48,24 +47,8 @@ async fn provider_that_never_answers() -> (String, mpsc::UnboundedReceiver<TcpSt
 fn worker_args(broker: BrokerArgs, provider: &str, key: Secret<String>) -> WorkerArgs {
     WorkerArgs {
         broker,
-        google: GoogleArgs {
-            api_base: provider.to_owned(),
-            token_url: format!("{provider}/token"),
-            authorize_url: format!("{provider}/authorize"),
-            revoke_url: format!("{provider}/revoke"),
-            client_id: "client".to_owned(),
-            client_secret: Secret::new("secret".to_owned()),
-        },
-        fitbit: FitbitArgs {
-            api_base: provider.to_owned(),
-            token_url: format!("{provider}/oauth2/token"),
-            authorize_url: format!("{provider}/oauth2/authorize"),
-            revoke_url: format!("{provider}/oauth2/revoke"),
-            client_id: "23ABCD".to_owned(),
-            client_secret: Secret::new("secret".to_owned()),
-            heart_rate_detail: HeartRateDetail::OneMinute,
-            retired_after: None,
-        },
+        google: GoogleArgs::on_one_host(provider, "client", "secret"),
+        fitbit: FitbitArgs::on_one_host(provider, "23ABCD", "secret"),
         token_key: TokenKeyArgs::one(key),
         ops: OpsArgs {
             ops_addr: "127.0.0.1:0".parse().unwrap(),

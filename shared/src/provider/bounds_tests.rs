@@ -55,14 +55,7 @@ fn json(body: String) -> Response {
 }
 
 fn google_args(base: &str) -> GoogleArgs {
-    GoogleArgs {
-        api_base: base.to_owned(),
-        token_url: format!("{base}/token"),
-        authorize_url: format!("{base}/authorize"),
-        revoke_url: format!("{base}/revoke"),
-        client_id: "client".to_owned(),
-        client_secret: Secret::new("secret".to_owned()),
-    }
+    GoogleArgs::on_one_host(base, "client", "secret")
 }
 
 fn google(base: &str) -> GoogleHealthClient {

@@ -74,27 +74,11 @@ async fn server() -> (String, Arc<Mock>) {
 }
 
 fn google_args(base: &str) -> GoogleArgs {
-    GoogleArgs {
-        api_base: base.to_owned(),
-        token_url: format!("{base}/token"),
-        authorize_url: format!("{base}/o/oauth2/v2/auth"),
-        revoke_url: format!("{base}/revoke"),
-        client_id: "cid.apps.googleusercontent.com".to_owned(),
-        client_secret: Secret::new("g-secret".to_owned()),
-    }
+    GoogleArgs::on_one_host(base, "cid.apps.googleusercontent.com", "g-secret")
 }
 
 fn fitbit_args(base: &str) -> FitbitArgs {
-    FitbitArgs {
-        api_base: base.to_owned(),
-        token_url: format!("{base}/oauth2/token"),
-        authorize_url: format!("{base}/oauth2/authorize"),
-        revoke_url: format!("{base}/oauth2/revoke"),
-        client_id: "23ABCD".to_owned(),
-        client_secret: Secret::new("f-secret".to_owned()),
-        heart_rate_detail: crate::config::HeartRateDetail::OneMinute,
-        retired_after: None,
-    }
+    FitbitArgs::on_one_host(base, "23ABCD", "f-secret")
 }
 
 const VERIFIER: &str = "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk";

@@ -212,16 +212,7 @@ pub(super) async fn serve(
 }
 
 pub(in crate::provider) fn args(base: &str) -> FitbitArgs {
-    FitbitArgs {
-        api_base: base.to_owned(),
-        token_url: format!("{base}/oauth2/token"),
-        authorize_url: format!("{base}/oauth2/authorize"),
-        revoke_url: format!("{base}/oauth2/revoke"),
-        client_id: "23ABCD".to_owned(),
-        client_secret: Secret::new("client-s3cret".to_owned()),
-        heart_rate_detail: HeartRateDetail::OneMinute,
-        retired_after: None,
-    }
+    FitbitArgs::on_one_host(base, "23ABCD", "client-s3cret")
 }
 
 pub(super) const ACCESS_TOKEN: &str = "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIyNkZXRkwifQ.c2lnbmF0dXJl";
