@@ -36,14 +36,8 @@ pub async fn start_console(t: &mut TestFleet, env: &[(&str, &str)]) -> String {
         .spawn_with_env("console", &["console"], &all)
         .unwrap();
     let base = format!("http://{addr}");
-    let http = t.http.clone();
-    let login = format!("{base}/login");
-    fitlink::fleet::wait_for("the console", Duration::from_secs(30), || {
-        let (http, login) = (http.clone(), login.clone());
-        async move { Ok(http.get(login).send().await.ok().map(|_| ())) }
-    })
-    .await
-    .unwrap();
+    t.wait_answering("the console", &format!("{base}/login"))
+        .await;
     base
 }
 
@@ -515,13 +509,7 @@ async fn an_oversized_form_is_refused_before_any_handler_runs() {
     assert_eq!(audit_actions(&t).await, audited, "nothing was done");
 
     let portal = t.portal_url.clone().expect("the portal");
-    let home = format!("{portal}/");
-    fitlink::fleet::wait_for("the portal", Duration::from_secs(30), || {
-        let (http, home) = (http.clone(), home.clone());
-        async move { Ok(http.get(home).send().await.ok().map(|_| ())) }
-    })
-    .await
-    .unwrap();
+    t.wait_answering("the portal", &format!("{portal}/")).await;
     for route in ["/", "/oauth/callback", "/link/any"] {
         // Small enough to be sent whole before the refusal: the server answers without reading
         // it, and closes the connection on what it did not read.

@@ -353,6 +353,17 @@ impl TestFleet {
         serde_json::from_slice(&out.stdout).unwrap()
     }
 
+    /// Waits (30 s at most) until `url` answers anything: a web role `what` is serving.
+    pub async fn wait_answering(&self, what: &str, url: &str) {
+        let http = self.http.clone();
+        fitlink::fleet::wait_for(what, std::time::Duration::from_secs(30), || {
+            let (http, url) = (http.clone(), url.to_owned());
+            async move { Ok(http.get(url).send().await.ok().map(|_| ())) }
+        })
+        .await
+        .unwrap();
+    }
+
     pub fn cli(&self, args: &[&str]) -> Output {
         std::process::Command::new(BIN)
             .args(args)

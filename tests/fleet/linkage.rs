@@ -351,14 +351,9 @@ pub async fn start_linked_fleet(options: Options) -> TestFleet {
     fleet.start_workers(workers);
     fleet.fleet.spawn("dispatcher", &["dispatcher"]).unwrap();
     let portal = fleet.portal_url.clone().unwrap();
-    let http = fleet.http.clone();
-    fitlink::fleet::wait_for("the portal", Duration::from_secs(30), || {
-        let http = http.clone();
-        let url = format!("{portal}/");
-        async move { Ok(http.get(url).send().await.ok().map(|_| ())) }
-    })
-    .await
-    .unwrap();
+    fleet
+        .wait_answering("the portal", &format!("{portal}/"))
+        .await;
     fleet
 }
 
