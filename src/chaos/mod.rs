@@ -25,14 +25,11 @@ use rand::{Rng, SeedableRng};
 use serde_json::json;
 
 use fitlink_shared::config::BrokerArgs;
-use fitlink_shared::domain::{ParticipantId, UtcInstant};
-use fitlink_shared::faults::{FAULT_POINT_ENV, FaultPoint};
+use fitlink_shared::domain::UtcInstant;
 use fitlink_shared::fetch;
-use fitlink_shared::secret::{SealedToken, TokenKeys};
-use fitlink_shared::store::Database;
+use fitlink_shared::secret::TokenKeys;
 use fitlink_simulator::SimConfig;
 
-use crate::checker::{self, Diff, History};
 use crate::demo::run_namespace;
 use crate::fleet::{self, Fleet, FleetEnv};
 
@@ -89,52 +86,34 @@ pub struct ChaosArgs {
     pub broker: BrokerArgs,
 }
 
-/// One thing the schedule breaks.
-#[derive(Clone, Copy, Debug)]
-enum Fault {
-    KillWorker,
-    KillActiveWriter,
-    KillDispatcher,
-    /// A process of the point's role that aborts when it first gets there.
-    AbortAt(FaultPoint),
-    Storm5xx,
-    Storm429 {
-        retry_after: bool,
-    },
-    SlowResponses,
-    TruncatedBodies,
-    /// Every device syncs this many minutes of new data; the simulator notifies.
-    DeviceSync {
-        minutes: u64,
-    },
-    /// One notification delivered a hundred times.
-    NotificationFlood,
-    /// Notifications with a bad signature (they must create nothing).
-    ForgedNotifications,
-    BrokerRestart,
+mod cast;
+mod check;
+mod fault;
+
+use cast::Cast;
+use fault::{Fault, Target};
+
+/// The simulator's control API (`/_sim/...`).
+struct SimControl {
+    http: reqwest::Client,
+    base: String,
 }
 
-impl Fault {
-    fn draw(rng: &mut StdRng, broker_restart: bool) -> Fault {
-        let kinds = if broker_restart { 13 } else { 12 };
-        match rng.random_range(0..kinds) {
-            0 | 1 => Fault::KillWorker,
-            2 => Fault::KillActiveWriter,
-            3 => Fault::KillDispatcher,
-            4 => Fault::AbortAt(FaultPoint::ALL[rng.random_range(0..FaultPoint::ALL.len())]),
-            5 => Fault::Storm5xx,
-            6 => Fault::Storm429 {
-                retry_after: rng.random_bool(0.5),
-            },
-            7 => Fault::SlowResponses,
-            8 => Fault::TruncatedBodies,
-            9 => Fault::DeviceSync {
-                minutes: rng.random_range(5..=30),
-            },
-            10 => Fault::NotificationFlood,
-            11 => Fault::ForgedNotifications,
-            _ => Fault::BrokerRestart,
-        }
+impl SimControl {
+    /// POSTs `body` to `path`; an answer that is not a success is an error.
+    async fn post(&self, path: &str, body: serde_json::Value) -> anyhow::Result<()> {
+        let response = self
+            .http
+            .post(format!("{}{path}", self.base))
+            .json(&body)
+            .send()
+            .await?;
+        anyhow::ensure!(
+            response.status().is_success(),
+            "simulator {}",
+            response.status()
+        );
+        Ok(())
     }
 }
 
@@ -151,113 +130,6 @@ fn writer_shares(writers: usize, partitions: u16) -> Vec<String> {
                 .join(",")
         })
         .collect()
-}
-
-/// The processes of a chaos run and the names it gives them.
-struct Cast {
-    fleet: Fleet,
-    next: usize,
-    workers: Vec<String>,
-    /// Writer processes and the partitions each consumes (`--partitions`), oldest first: on
-    /// each partition the oldest writer holding it is the active one (single-active-consumer).
-    writers: Vec<(String, String)>,
-    /// Processes armed at a fault point (they may have aborted already).
-    doomed: Vec<String>,
-    /// The running dispatcher.
-    dispatcher: String,
-}
-
-impl Cast {
-    fn spawn(&mut self, role: &str, env: &[(&str, &str)]) -> anyhow::Result<String> {
-        self.next += 1;
-        let name = format!("{role}-{}", self.next);
-        self.fleet.spawn_with_env(&name, &[role], env)?;
-        Ok(name)
-    }
-
-    fn spawn_writer(&mut self, partitions: &str) -> anyhow::Result<()> {
-        self.next += 1;
-        let name = format!("writer-{}", self.next);
-        self.fleet
-            .spawn_with_env(&name, &["writer", "--partitions", partitions], &[])?;
-        self.writers.push((name, partitions.to_owned()));
-        Ok(())
-    }
-
-    /// SIGKILLs a process; one that already died (an armed one that struck) is only forgotten.
-    async fn kill(&mut self, name: &str) -> anyhow::Result<()> {
-        let process = self.fleet.get(name);
-        if process.child.try_wait()?.is_none() {
-            process.kill().await?;
-        }
-        self.fleet.forget(name);
-        Ok(())
-    }
-
-    /// Stops the dispatcher (if one runs) and starts another with `env`.
-    async fn replace_dispatcher(&mut self, env: &[(&str, &str)]) -> anyhow::Result<()> {
-        let old = std::mem::take(&mut self.dispatcher);
-        if self.fleet.processes.iter().any(|p| p.name == old) {
-            self.kill(&old).await?;
-        }
-        self.dispatcher = self.spawn("dispatcher", env)?;
-        Ok(())
-    }
-
-    /// Starts a process armed at `point`: a worker beside the others; a writer in place of a
-    /// killed active one (it stands by and aborts when it takes over and gets there); the
-    /// dispatcher in place of the running one.
-    async fn arm(&mut self, point: FaultPoint, rng: &mut StdRng) -> anyhow::Result<()> {
-        let env = [(FAULT_POINT_ENV, point.name())];
-        let doomed = match point.role() {
-            "writer" => {
-                let i = rng.random_range(0..self.writers.len());
-                let (active, partitions) = self.writers.remove(i);
-                self.kill(&active).await?;
-                self.next += 1;
-                let name = format!("writer-{}", self.next);
-                self.fleet
-                    .spawn_with_env(&name, &["writer", "--partitions", &partitions], &env)?;
-                self.writers.push((name.clone(), partitions));
-                name
-            }
-            "dispatcher" => {
-                self.replace_dispatcher(&env).await?;
-                self.dispatcher.clone()
-            }
-            _ => self.spawn("worker", &env)?,
-        };
-        self.doomed.push(doomed);
-        Ok(())
-    }
-
-    /// Stops every armed process (aborted or not) and starts an unarmed one in its place, so
-    /// the fleet heals with every role and every partition served.
-    async fn disarm(&mut self, workers: usize) -> anyhow::Result<()> {
-        for name in std::mem::take(&mut self.doomed) {
-            if let Some(p) = self.fleet.processes.iter_mut().find(|p| p.name == name) {
-                let _ = p.kill().await;
-            }
-            self.fleet.forget(&name);
-        }
-        let running = |fleet: &Fleet, name: &str| fleet.processes.iter().any(|p| p.name == name);
-        self.workers.retain(|w| running(&self.fleet, w));
-        while self.workers.len() < workers {
-            let w = self.spawn("worker", &[])?;
-            self.workers.push(w);
-        }
-        let (kept, gone): (Vec<_>, Vec<_>) = std::mem::take(&mut self.writers)
-            .into_iter()
-            .partition(|(w, _)| running(&self.fleet, w));
-        self.writers = kept;
-        for (_, partitions) in gone {
-            self.spawn_writer(&partitions)?;
-        }
-        if !running(&self.fleet, &self.dispatcher) {
-            self.replace_dispatcher(&[]).await?;
-        }
-        Ok(())
-    }
 }
 
 pub async fn run(args: ChaosArgs) -> anyhow::Result<()> {
@@ -351,17 +223,9 @@ async fn drive(args: &ChaosArgs, rng: &mut StdRng) -> anyhow::Result<Vec<String>
     let mut sim_config = SimConfig::from_flags(&sim_args)?;
     let sim = fleet::start_simulator(&bin, &sim_args, &args.dir.join("simulator.log")).await?;
     let http = fitlink_shared::provider::http_client();
-    let control = |path: &str, body: serde_json::Value| {
-        let request = http.post(format!("{}{path}", sim.base_url)).json(&body);
-        async move {
-            let response = request.send().await?;
-            anyhow::ensure!(
-                response.status().is_success(),
-                "simulator {}",
-                response.status()
-            );
-            anyhow::Ok(())
-        }
+    let control = SimControl {
+        http: http.clone(),
+        base: sim.base_url.clone(),
     };
 
     let mut env = FleetEnv::simulated(
@@ -400,15 +264,16 @@ async fn drive(args: &ChaosArgs, rng: &mut StdRng) -> anyhow::Result<Vec<String>
         ),
         ("FITLINK_WEBHOOK_COALESCE_MS".to_owned(), "300".to_owned()),
     ]);
-    control(
-        "/_sim/webhooks",
-        json!({
-            "google_webhook_url": format!("{portal}/webhooks/google"),
-            "google_webhook_secret": WEBHOOK_SECRET,
-            "fitbit_webhook_url": format!("{portal}/webhooks/fitbit"),
-        }),
-    )
-    .await?;
+    control
+        .post(
+            "/_sim/webhooks",
+            json!({
+                "google_webhook_url": format!("{portal}/webhooks/google"),
+                "google_webhook_secret": WEBHOOK_SECRET,
+                "fitbit_webhook_url": format!("{portal}/webhooks/fitbit"),
+            }),
+        )
+        .await?;
     let token_key = env.token_key.clone();
     let mut cast = Cast {
         fleet: Fleet::new(bin, env.clone(), &args.dir.join("logs"))?,
@@ -436,7 +301,9 @@ async fn drive(args: &ChaosArgs, rng: &mut StdRng) -> anyhow::Result<Vec<String>
         .map(|p| p.participant_id.clone())
         .collect();
     for id in &revoked {
-        control(&format!("/_sim/participants/{id}/revoke"), json!({})).await?;
+        control
+            .post(&format!("/_sim/participants/{id}/revoke"), json!({}))
+            .await?;
     }
     let fitbit_ids: Vec<String> = roster
         .iter()
@@ -468,83 +335,23 @@ async fn drive(args: &ChaosArgs, rng: &mut StdRng) -> anyhow::Result<Vec<String>
         tokio::time::sleep_until(due.into()).await;
         let fault = Fault::draw(rng, args.broker_restart);
         println!("{:>6.1}s  {fault:?}", started.elapsed().as_secs_f64());
-        match fault {
-            Fault::KillWorker => {
-                if let Some(i) =
-                    (!cast.workers.is_empty()).then(|| rng.random_range(0..cast.workers.len()))
-                {
-                    let name = cast.workers.remove(i);
-                    cast.kill(&name).await?;
-                }
-                let w = cast.spawn("worker", &[])?;
-                cast.workers.push(w);
-            }
-            Fault::KillActiveWriter => {
-                // One of the oldest writers (active on its partitions); it comes back as a
-                // standby for the same partitions.
-                let i = rng.random_range(0..args.writers.min(cast.writers.len()));
-                let (active, partitions) = cast.writers.remove(i);
-                cast.kill(&active).await?;
-                cast.spawn_writer(&partitions)?;
-            }
-            Fault::KillDispatcher => {
-                cast.replace_dispatcher(&[]).await?;
-            }
-            Fault::AbortAt(point) => cast.arm(point, rng).await?,
-            Fault::Storm5xx => {
-                control("/_sim/faults", json!({ "error_rate": 0.3 })).await?;
-            }
-            Fault::Storm429 { retry_after } => {
-                let retry = retry_after.then_some(2);
-                control(
-                    "/_sim/faults",
-                    json!({ "rate_limit_rate": 0.3, "retry_after_secs": retry }),
-                )
-                .await?;
-            }
-            Fault::SlowResponses => {
-                control("/_sim/faults", json!({ "latency_ms": 300 })).await?;
-            }
-            Fault::TruncatedBodies => {
-                let victims: BTreeMap<String, serde_json::Value> = roster
-                    .iter()
-                    .filter(|_| rng.random_bool(0.1))
-                    .map(|p| (p.participant_id.clone(), json!({ "truncate_body": true })))
-                    .collect();
-                control("/_sim/faults", json!({ "participants": victims })).await?;
-            }
-            Fault::DeviceSync { minutes } => {
-                control("/_sim/advance", json!({ "minutes": minutes })).await?;
-                sim_config.advance_minutes += minutes;
-            }
-            Fault::NotificationFlood => {
-                let p = &roster[rng.random_range(0..roster.len())];
-                control(
-                    "/_sim/webhooks/send",
-                    json!({"participant": p.participant_id, "provider": "google-health",
-                           "operation": "UPSERT", "data_type": "steps", "copies": 100}),
-                )
-                .await?;
-            }
-            Fault::ForgedNotifications => {
-                let p = &roster[rng.random_range(0..roster.len())];
-                control(
-                    "/_sim/webhooks/send",
-                    json!({"participant": p.participant_id, "provider": "google-health",
-                           "operation": "UPSERT", "data_type": "heart-rate", "copies": 10,
-                           "bad_signature": true}),
-                )
-                .await?;
-            }
-            Fault::BrokerRestart => {
-                restart_broker().await?;
-            }
-        }
+        fault
+            .strike(
+                &mut Target {
+                    cast: &mut cast,
+                    sim: &control,
+                    roster: &roster,
+                    sim_config: &mut sim_config,
+                    active_writers: args.writers,
+                },
+                rng,
+            )
+            .await?;
     }
 
     // Heal: faults off, a full cast, the dead letters replayed.
     println!("{:>6.1}s  healing", started.elapsed().as_secs_f64());
-    control("/_sim/faults", json!({})).await?;
+    control.post("/_sim/faults", json!({})).await?;
     cast.disarm(args.workers).await?;
     let heal_deadline = Instant::now() + Duration::from_secs(args.timeout_secs);
     // The devices' latest syncs as the simulator's clock now has them.
@@ -604,7 +411,7 @@ async fn drive(args: &ChaosArgs, rng: &mut StdRng) -> anyhow::Result<Vec<String>
         started.elapsed().as_secs_f64()
     );
 
-    let problems = check(
+    let problems = check::check(
         &db,
         &sim_config,
         &http,
@@ -619,132 +426,6 @@ async fn drive(args: &ChaosArgs, rng: &mut StdRng) -> anyhow::Result<Vec<String>
     let _ = fleet::delete_queues(&env.broker()).await;
     if !unclean.is_empty() {
         println!("note: processes that did not stop cleanly on SIGTERM: {unclean:?}");
-    }
-    Ok(problems)
-}
-
-/// Compares the database with the truth and prints the per-table counts.
-#[allow(clippy::too_many_arguments)]
-async fn check(
-    db: &Database,
-    sim_config: &SimConfig,
-    http: &reqwest::Client,
-    sim_base: &str,
-    key: &TokenKeys,
-    fitbit_ids: &[String],
-    revoked: &[String],
-    latest: &BTreeMap<String, String>,
-) -> anyhow::Result<Vec<String>> {
-    let mut problems = Vec::new();
-    let mut totals: BTreeMap<&'static str, Diff> = BTreeMap::new();
-    let participants: Vec<(String, String, Option<String>, UtcInstant)> = fetch!(
-        db.exec(),
-        sqlx::query_as(
-            "SELECT participant_id, state, state_reason, sync_cursor FROM participants \
-                 ORDER BY participant_id",
-        ),
-        all
-    )?;
-    let participants: Vec<(String, String, Option<String>, String)> = participants
-        .into_iter()
-        .map(|(id, state, reason, cursor)| (id, state, reason, cursor.to_text()))
-        .collect();
-    let mut not_synced = Vec::new();
-    for (id, state, reason, cursor) in &participants {
-        let history = if fitbit_ids.contains(id) {
-            History::Fitbit
-        } else {
-            History::Google
-        };
-        let result =
-            checker::check_participant(db, sim_config, id, history, &BTreeMap::new()).await?;
-        for (table, diff) in &result.tables {
-            totals.entry(table).or_default().add(diff);
-        }
-        if !result.is_clean() {
-            problems.push(format!("{id} differs from the truth:\n{result}"));
-        }
-        let syncing = state == "active" || state == "intraday_not_permitted";
-        if syncing && latest.get(id).is_some_and(|l| cursor < l) {
-            problems.push(format!(
-                "{id} is {state} but not synced (cursor {cursor}) and has no reason"
-            ));
-        } else if !syncing {
-            not_synced.push(format!(
-                "{id}: {state} — {}",
-                reason.as_deref().unwrap_or("(no reason!)")
-            ));
-            if reason.as_deref().unwrap_or("").is_empty() {
-                problems.push(format!("{id} is {state} without a reason"));
-            }
-        }
-    }
-    for id in revoked {
-        // A refused grant: Google says revoked; legacy Fitbit cannot tell a revocation from a
-        // spent single-use token, and the participant must consent again either way.
-        let expected = if fitbit_ids.contains(id) {
-            "needs_reconsent"
-        } else {
-            "revoked"
-        };
-        let state = participants
-            .iter()
-            .find(|p| &p.0 == id)
-            .map(|p| p.1.as_str());
-        if state != Some(expected) {
-            problems.push(format!(
-                "{id} revoked access but is {state:?}, not {expected}"
-            ));
-        }
-    }
-
-    // Credentials: every legacy participant's stored token is the provider's live one.
-    let live: serde_json::Value = http
-        .get(format!("{sim_base}/_sim/participants"))
-        .send()
-        .await?
-        .json()
-        .await?;
-    let mut credentials_lost = 0;
-    for p in live["participants"].as_array().into_iter().flatten() {
-        let id = p["participant_id"].as_str().unwrap_or_default();
-        if !fitbit_ids.iter().any(|f| f == id) || revoked.iter().any(|r| r == id) {
-            continue;
-        }
-        let (sealed,): (SealedToken,) = fetch!(
-            db.exec(),
-            sqlx::query_as(
-                "SELECT sealed_refresh_token FROM credentials WHERE participant_id = $1"
-            )
-            .bind(id),
-            one
-        )?;
-        let stored = key
-            .open(&ParticipantId::new(id)?, &sealed)
-            .map(|t| t.expose().clone())
-            .unwrap_or_default();
-        if p["legacy"]["refresh_token"].as_str() != Some(stored.as_str()) {
-            credentials_lost += 1;
-            problems.push(format!(
-                "{id}: the stored refresh token is not the provider's live one (credential lost)"
-            ));
-        }
-    }
-
-    println!(
-        "\n{:<28} {:>10} {:>8} {:>11} {:>8}",
-        "table", "expected", "lost", "duplicated", "wrong"
-    );
-    for (table, d) in &totals {
-        println!(
-            "{table:<28} {:>10} {:>8} {:>11} {:>8}",
-            d.expected, d.lost, d.duplicated, d.wrong
-        );
-    }
-    println!("credentials lost: {credentials_lost}");
-    println!("participants not synced ({}):", not_synced.len());
-    for line in &not_synced {
-        println!("  {line}");
     }
     Ok(problems)
 }
