@@ -130,29 +130,8 @@ impl Fault {
                     .await?;
                 target.sim_config.advance_minutes += minutes;
             }
-            Fault::NotificationFlood => {
-                let p = &target.roster[rng.random_range(0..target.roster.len())];
-                target
-                    .sim
-                    .post(
-                        "/_sim/webhooks/send",
-                        json!({"participant": p.participant_id, "provider": "google-health",
-                           "operation": "UPSERT", "data_type": "steps", "copies": 100}),
-                    )
-                    .await?;
-            }
-            Fault::ForgedNotifications => {
-                let p = &target.roster[rng.random_range(0..target.roster.len())];
-                target
-                    .sim
-                    .post(
-                        "/_sim/webhooks/send",
-                        json!({"participant": p.participant_id, "provider": "google-health",
-                           "operation": "UPSERT", "data_type": "heart-rate", "copies": 10,
-                           "bad_signature": true}),
-                    )
-                    .await?;
-            }
+            Fault::NotificationFlood => target.notify_one(rng, "steps", 100, false).await?,
+            Fault::ForgedNotifications => target.notify_one(rng, "heart-rate", 10, true).await?,
             Fault::BrokerRestart => {
                 restart_broker().await?;
             }
@@ -170,4 +149,24 @@ pub(super) struct Target<'a> {
     pub(super) sim_config: &'a mut SimConfig,
     /// `--writers`: the oldest this many writers are the active ones.
     pub(super) active_writers: usize,
+}
+
+impl Target<'_> {
+    /// Has the simulator send `copies` Google notifications (`data_type` UPSERTs) about one
+    /// participant drawn from the roster; `forged` ones carry a bad signature.
+    async fn notify_one(
+        &self,
+        rng: &mut StdRng,
+        data_type: &str,
+        copies: u32,
+        forged: bool,
+    ) -> anyhow::Result<()> {
+        let p = &self.roster[rng.random_range(0..self.roster.len())];
+        let mut notice = json!({"participant": p.participant_id, "provider": "google-health",
+                                "operation": "UPSERT", "data_type": data_type, "copies": copies});
+        if forged {
+            notice["bad_signature"] = json!(true);
+        }
+        self.sim.post("/_sim/webhooks/send", notice).await
+    }
 }
