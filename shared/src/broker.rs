@@ -269,7 +269,8 @@ impl Publisher {
 
     /// The same publisher with another bound on the wait for a confirm (every role keeps
     /// [`CONFIRM_TIMEOUT`]; a test of the bound should not take 30 s).
-    pub fn with_confirm_timeout(self, confirm_timeout: Duration) -> Self {
+    #[cfg(test)]
+    pub(crate) fn with_confirm_timeout(self, confirm_timeout: Duration) -> Self {
         Self {
             confirm_timeout,
             ..self

@@ -436,6 +436,16 @@ impl TestFleet {
     }
 
     /// Waits until every participant named has completed a job and has nothing in flight.
+    /// Waits (`secs` at most) until every participant has synced, then checks each one's rows
+    /// against the simulator's truth (no extra provider restatements).
+    pub async fn wait_all_synced_as_truth(&mut self, secs: u64) {
+        let ids = self.participant_ids();
+        self.wait_synced(&ids, secs).await;
+        for id in &ids {
+            self.assert_matches_truth(id, &BTreeMap::new()).await;
+        }
+    }
+
     pub async fn wait_synced(&mut self, participants: &[String], secs: u64) {
         let ids = participants.to_vec();
         self.wait_until("participants to sync", secs, move |db| {

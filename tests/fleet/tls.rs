@@ -10,7 +10,6 @@
 //! broker's user list: the test's user (with a password to look for in logs) is its own and
 //! deleted afterwards.
 
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Output;
 use std::time::Duration;
@@ -44,11 +43,7 @@ async fn a_fleet_syncs_over_tls_with_client_certificates_and_never_logs_the_pass
         ..Options::default()
     })
     .await;
-    let ids = t.participant_ids();
-    t.wait_synced(&ids, 180).await;
-    for id in &ids {
-        t.assert_matches_truth(id, &BTreeMap::new()).await;
-    }
+    t.wait_all_synced_as_truth(180).await;
 
     // Every role held its connections over TLS, on the test's listener, as the test's user.
     let connections = listener.connections_of(&user.name);
